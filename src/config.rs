@@ -1,0 +1,260 @@
+//! Configuration: the typed settings read from `roommanager.toml`, their defaults and validation.
+//!
+//! Owns: parsing the TOML file, command-line overrides and the rules a value must meet.
+//! Calls: nothing else in the crate. Everything else receives a validated [`Config`].
+//!
+//! The annotated default file at the repository root is embedded as [`DEFAULT_TOML`]; a unit test
+//! keeps it equal to [`Config::default`], so the documentation cannot drift from the code.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The documented default configuration, byte for byte the file at the repository root.
+pub const DEFAULT_TOML: &str = include_str!("../roommanager.toml");
+
+/// The config file looked for in the working directory when `--config` is not given.
+pub const DEFAULT_PATH: &str = "roommanager.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid:\n{message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}` {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            max_body_bytes: 1024 * 1024,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// Values given on the command line; each one that is set replaces the file's value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Where the effective configuration came from, for `check-config` and the start-up log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    BuiltInDefaults,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(path) => write!(f, "{}", path.display()),
+            Source::BuiltInDefaults => f.write_str("built-in defaults (no config file)"),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the configuration: the file named by `--config` (which must exist), otherwise
+    /// `./roommanager.toml` if present, otherwise the built-in defaults; then applies overrides
+    /// and validates the result.
+    pub fn load(
+        explicit_path: Option<&Path>,
+        overrides: &Overrides,
+    ) -> Result<(Config, Source), ConfigError> {
+        let (mut config, source) = match explicit_path {
+            Some(path) => (Self::from_file(path)?, Source::File(path.to_owned())),
+            None => {
+                let path = Path::new(DEFAULT_PATH);
+                if path.exists() {
+                    (Self::from_file(path)?, Source::File(path.to_owned()))
+                } else {
+                    (Config::default(), Source::BuiltInDefaults)
+                }
+            }
+        };
+        config.apply(overrides);
+        config.validate()?;
+        Ok((config, source))
+    }
+
+    fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses TOML text; the error is toml's own report, which names the key and shows the line.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+    }
+
+    pub fn apply(&mut self, overrides: &Overrides) {
+        if let Some(listen) = overrides.listen {
+            self.server.listen = listen;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            self.storage.data_dir = dir.clone();
+        }
+    }
+
+    /// Rules that the types alone do not express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        const MIN_BODY: usize = 1024;
+        const MAX_BODY: usize = 1024 * 1024 * 1024;
+        if !(MIN_BODY..=MAX_BODY).contains(&self.server.max_body_bytes) {
+            return Err(ConfigError::Invalid {
+                key: "server.max_body_bytes",
+                problem: format!(
+                    "must be between {MIN_BODY} and {MAX_BODY} bytes, got {}",
+                    self.server.max_body_bytes
+                ),
+            });
+        }
+        if self.server.shutdown_grace_secs > 3600 {
+            return Err(ConfigError::Invalid {
+                key: "server.shutdown_grace_secs",
+                problem: format!(
+                    "must be at most 3600 seconds, got {}",
+                    self.server.shutdown_grace_secs
+                ),
+            });
+        }
+        if self.storage.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "storage.data_dir",
+                problem: "must not be empty".to_owned(),
+            });
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(ConfigError::Invalid {
+                key: "log.level",
+                problem: format!("is not a valid log filter ({e}), got {:?}", self.log.level),
+            });
+        }
+        Ok(())
+    }
+
+    /// The effective settings as TOML, as `check-config` prints them.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("the config is plain data that TOML can always express")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_default_file_equals_the_built_in_defaults() {
+        assert_eq!(Config::parse(DEFAULT_TOML).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn an_empty_file_means_all_defaults() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let err = Config::parse("[server]\nlisten_port = 80\n").unwrap_err();
+        assert!(err.contains("listen_port"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_section_is_named() {
+        let err = Config::parse("[sever]\nlisten = \"127.0.0.1:1\"\n").unwrap_err();
+        assert!(err.contains("sever"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let err = Config::parse("[server]\nlisten = \"not an address\"\n").unwrap_err();
+        assert!(err.contains("listen"), "{err}");
+        let err = Config::parse("[server]\nmax_body_bytes = \"big\"\n").unwrap_err();
+        assert!(err.contains("max_body_bytes"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let mut config = Config::default();
+        config.server.max_body_bytes = 10;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("server.max_body_bytes"), "{err}");
+    }
+
+    #[test]
+    fn overrides_win_over_the_file() {
+        let mut config = Config::parse("[server]\nlisten = \"127.0.0.1:9000\"\n").unwrap();
+        config.apply(&Overrides {
+            listen: Some("127.0.0.1:9100".parse().unwrap()),
+            data_dir: Some("/tmp/x".into()),
+        });
+        assert_eq!(config.server.listen.port(), 9100);
+        assert_eq!(config.storage.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn printed_settings_parse_back_to_the_same_config() {
+        let config = Config::default();
+        assert_eq!(Config::parse(&config.to_toml()).unwrap(), config);
+    }
+}

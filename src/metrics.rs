@@ -1,0 +1,142 @@
+//! Metrics: operational counters and latency histograms, rendered as Prometheus text at `/metrics`.
+//!
+//! Owns: the in-memory series. Calls: nothing. Anyone may record into it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds, in seconds, of the request latency histogram's buckets.
+const LATENCY_BUCKETS: [f64; 11] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    /// Counts per bucket of `LATENCY_BUCKETS` (not cumulative; made cumulative when rendered).
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum_seconds: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|&le| seconds <= le) {
+            self.buckets[i] += 1;
+        }
+        self.count += 1;
+        self.sum_seconds += seconds;
+    }
+}
+
+#[derive(Default)]
+struct HttpSeries {
+    /// (method, route, status) → requests.
+    requests: BTreeMap<(String, String, u16), u64>,
+    /// (method, route) → latency.
+    latency: BTreeMap<(String, String), Histogram>,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    /// A std mutex: held only for a map update or a render, never across an `.await`.
+    http: Mutex<HttpSeries>,
+}
+
+impl Metrics {
+    /// Records one finished HTTP request. `route` is the matched route pattern (not the raw
+    /// path), so the number of series stays bounded whatever paths clients send.
+    pub fn record_http(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let mut http = self.http.lock().unwrap_or_else(|p| p.into_inner());
+        *http
+            .requests
+            .entry((method.to_owned(), route.to_owned(), status))
+            .or_default() += 1;
+        http.latency
+            .entry((method.to_owned(), route.to_owned()))
+            .or_default()
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn render(&self) -> String {
+        let http = self.http.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::new();
+        out.push_str("# HELP roommanager_http_requests_total HTTP requests answered.\n");
+        out.push_str("# TYPE roommanager_http_requests_total counter\n");
+        for ((method, route, status), count) in &http.requests {
+            let _ = writeln!(
+                out,
+                "roommanager_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {count}",
+                escape(method),
+                escape(route),
+            );
+        }
+        out.push_str(
+            "# HELP roommanager_http_request_duration_seconds Time to answer an HTTP request.\n",
+        );
+        out.push_str("# TYPE roommanager_http_request_duration_seconds histogram\n");
+        for ((method, route), h) in &http.latency {
+            let labels = format!("method=\"{}\",route=\"{}\"", escape(method), escape(route));
+            let mut cumulative = 0;
+            for (le, n) in LATENCY_BUCKETS.iter().zip(h.buckets) {
+                cumulative += n;
+                let _ = writeln!(
+                    out,
+                    "roommanager_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "roommanager_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "roommanager_http_request_duration_seconds_sum{{{labels}}} {}",
+                h.sum_seconds
+            );
+            let _ = writeln!(
+                out,
+                "roommanager_http_request_duration_seconds_count{{{labels}}} {}",
+                h.count
+            );
+        }
+        out
+    }
+}
+
+/// Label values escape backslash, double quote and newline.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_cumulative_and_counts_add_up() {
+        let m = Metrics::default();
+        m.record_http("GET", "/healthz", 200, Duration::from_millis(2));
+        m.record_http("GET", "/healthz", 200, Duration::from_millis(300));
+        m.record_http("GET", "/healthz", 503, Duration::from_secs(20));
+        let text = m.render();
+        assert!(text.contains(
+            "roommanager_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 2"
+        ));
+        assert!(text.contains("le=\"0.005\"} 1"), "{text}");
+        assert!(text.contains("le=\"0.5\"} 2"), "{text}");
+        assert!(text.contains("le=\"10\"} 2"), "{text}");
+        assert!(text.contains("le=\"+Inf\"} 3"), "{text}");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

@@ -1,0 +1,108 @@
+//! Server: runs RoomManager from a validated config until a shutdown signal, then stops in order.
+//!
+//! Order of shutdown: stop accepting connections; let in-flight requests finish within
+//! `server.shutdown_grace_secs`; then close the app (and with it the store).
+//! Calls: app, web.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::store::StoreError;
+use crate::web;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source} (is another server using that port? choose another with --listen)")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the server stopped with an error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Opens the app, listens on the configured address and serves until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<(), ServerError> {
+    let addr = config.server.listen;
+    let app = App::open(config)?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(ServerError::Serve)?;
+    tracing::info!("listening on http://{local}");
+    let served = serve(listener, app.clone(), shutdown_signal()).await;
+    app.close();
+    served.map_err(ServerError::Serve)
+}
+
+/// Serves `app` on an already bound listener until `shutdown` completes, then waits for
+/// in-flight requests at most the configured grace period. Tests call this with their own
+/// listener and shutdown future.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = Duration::from_secs(app.config.server.shutdown_grace_secs);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        // An error means the sender is gone, which only happens after it sent `true`.
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let make_service = web::router(app).into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, make_service)
+        .with_graceful_shutdown(stopped(stop_rx.clone()))
+        .into_future();
+    let deadline = async {
+        stopped(stop_rx).await;
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "shutting down: no new connections"
+        );
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server => result,
+        () = deadline => {
+            tracing::warn!("shutdown grace period over: closing the remaining connections");
+            Ok(())
+        }
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => tracing::info!("received SIGINT"),
+        () = term => tracing::info!("received SIGTERM"),
+    }
+}

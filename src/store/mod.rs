@@ -1,0 +1,232 @@
+//! Store: everything RoomManager keeps on disk, in one redb database under the data dir.
+//!
+//! Owns: the database file, its tables (`tables.rs`), the schema version and its migrations
+//! (`migrations.rs`). Calls: nothing else in the crate. No redb type appears in this module's
+//! public API; callers get plain domain values and [`StoreError`].
+//!
+//! redb calls block, so async code reaches the store through [`Store::run`], which moves the work
+//! onto tokio's blocking pool. Every multi-step change is one write transaction.
+
+mod migrations;
+mod tables;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redb::{Database, ReadableDatabase};
+
+pub use migrations::CURRENT as SCHEMA_VERSION;
+use tables::*;
+
+/// The database file's name inside the data dir.
+pub const DB_FILE: &str = "roommanager.redb";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the data dir {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the database {path} is in use by another running roommanager; stop that one first, \
+         or start this one with another --data-dir"
+    )]
+    InUse { path: PathBuf },
+    #[error(
+        "the database {path} has schema version {found}, but this roommanager only knows \
+         versions up to {supported}; it was written by a newer roommanager — run that version, \
+         or restore a backup made for this one"
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: u64,
+        supported: u64,
+    },
+    #[error("the database {path} is damaged: {problem}")]
+    Corrupt { path: PathBuf, problem: String },
+    #[error("database error: {0}")]
+    Backend(String),
+    #[error("a database task stopped unexpectedly")]
+    TaskFailed,
+}
+
+/// redb's error types stay inside this module: each becomes a `Backend` message.
+macro_rules! backend_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Backend(e.to_string())
+            }
+        }
+    )*};
+}
+backend_errors!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// What `/healthz` reports about the store.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoreHealth {
+    pub schema_version: u64,
+    pub created_at: u64,
+    pub instance_id: String,
+}
+
+/// A cheap, cloneable handle to the open database.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    path: Arc<PathBuf>,
+}
+
+impl Store {
+    /// Opens (or creates) the database in `data_dir`, checks its schema version and brings an
+    /// older schema up to date.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse { path: path.clone() },
+            other => StoreError::Corrupt {
+                path: path.clone(),
+                problem: other.to_string(),
+            },
+        })?;
+        let store = Store {
+            db: Arc::new(db),
+            path: Arc::new(path),
+        };
+        store.prepare()?;
+        Ok(store)
+    }
+
+    /// Refuses a newer schema before writing anything, then creates or upgrades in one
+    /// write transaction.
+    fn prepare(&self) -> Result<(), StoreError> {
+        let found = self.stored_version()?;
+        if let Some(found) = found {
+            if found > SCHEMA_VERSION {
+                return Err(StoreError::SchemaTooNew {
+                    path: self.path.to_path_buf(),
+                    found,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            if found == 0 {
+                return Err(StoreError::Corrupt {
+                    path: self.path.to_path_buf(),
+                    problem: "schema version 0 was never written by roommanager".to_owned(),
+                });
+            }
+        }
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            match found {
+                None => {
+                    meta.insert(META_CREATED_AT, unix_now())?;
+                    meta.insert(META_INSTANCE_ID, random_u64())?;
+                }
+                Some(version) => migrations::upgrade(&txn, version)?,
+            }
+            meta.insert(META_SCHEMA_VERSION, SCHEMA_VERSION)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn stored_version(&self) -> Result<Option<u64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = match txn.open_table(META) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(meta.get(META_SCHEMA_VERSION)?.map(|v| v.value()))
+    }
+
+    /// Reads the store-wide facts; fails if the database cannot be read.
+    pub fn health(&self) -> Result<StoreHealth, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let get = |key: &str| -> Result<u64, StoreError> {
+            meta.get(key)?
+                .map(|v| v.value())
+                .ok_or_else(|| StoreError::Corrupt {
+                    path: self.path.to_path_buf(),
+                    problem: format!("meta key `{key}` is missing"),
+                })
+        };
+        Ok(StoreHealth {
+            schema_version: get(META_SCHEMA_VERSION)?,
+            created_at: get(META_CREATED_AT)?,
+            instance_id: format!("{:016x}", get(META_INSTANCE_ID)?),
+        })
+    }
+
+    /// Runs blocking store work on tokio's blocking pool, off the async worker threads.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(|_| StoreError::TaskFailed)?
+    }
+
+    /// Closes the database file cleanly. Only the last handle closes it; earlier callers just
+    /// drop theirs (redb flushes every commit, so nothing is lost either way).
+    pub fn close(self) -> Result<(), StoreError> {
+        match Arc::try_unwrap(self.db) {
+            Ok(db) => db.close().map_err(StoreError::from),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn random_u64() -> u64 {
+    getrandom::u64().expect("the operating system's random source is always available on Linux")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_store_has_the_current_version_and_keeps_its_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).unwrap().health().unwrap();
+        assert_eq!(first.schema_version, SCHEMA_VERSION);
+        let again = Store::open(dir.path()).unwrap().health().unwrap();
+        assert_eq!(again.instance_id, first.instance_id);
+        assert_eq!(again.created_at, first.created_at);
+    }
+
+    #[test]
+    fn a_second_open_of_a_held_store_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = Store::open(dir.path()).unwrap();
+        let err = Store::open(dir.path())
+            .err()
+            .expect("second open must fail");
+        assert!(matches!(err, StoreError::InUse { .. }), "{err}");
+    }
+}

@@ -1,0 +1,162 @@
+//! The one place where errors become HTTP responses.
+//!
+//! A program gets [`ApiError`] as `{"error":{"code","message"}}`; a person gets [`PageError`], an
+//! HTML page. Each domain error type is mapped to a status and a code here and nowhere else.
+//! Server-side failures are logged with their detail and answered with a generic message, so
+//! internals never leak to clients.
+
+use askama::Template;
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+
+use crate::store::StoreError;
+
+use super::pages::{ErrorPage, Layout};
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "there is nothing at this address",
+        )
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this address does not accept that method",
+        )
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    /// A failure on our side: logged in full, answered without detail.
+    pub fn internal(detail: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "something went wrong on the server; the problem was logged",
+        )
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Backend(_) | StoreError::TaskFailed => {
+                tracing::error!(error = %e, "store failure");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the database is not available right now; try again shortly",
+                )
+            }
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: &self.message,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// The same error, for a person in a browser.
+pub struct PageError(pub ApiError);
+
+impl From<ApiError> for PageError {
+    fn from(e: ApiError) -> Self {
+        PageError(e)
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let ApiError {
+            status, message, ..
+        } = self.0;
+        let page = ErrorPage {
+            layout: Layout::new(status.canonical_reason().unwrap_or("Error")),
+            status: status.as_u16(),
+            message,
+        };
+        match page.render() {
+            Ok(html) => (status, Html(html)).into_response(),
+            Err(e) => ApiError::internal(&e).into_response(),
+        }
+    }
+}
+
+/// Whether a request is from a program (JSON API, media callbacks, or an explicit JSON `Accept`)
+/// rather than a browser, so that errors outside any handler get the right shape.
+pub fn wants_json(uri: &Uri, headers: &HeaderMap) -> bool {
+    let path = uri.path();
+    if path.starts_with("/api/") || path.starts_with("/hooks/") || path == "/healthz" {
+        return true;
+    }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    accept.contains("application/json") && !accept.contains("text/html")
+}
+
+/// Answers an error in the shape the client expects.
+pub fn respond(uri: &Uri, headers: &HeaderMap, error: ApiError) -> Response {
+    if wants_json(uri, headers) {
+        error.into_response()
+    } else {
+        PageError(error).into_response()
+    }
+}
+
+pub async fn not_found(uri: Uri, headers: HeaderMap) -> Response {
+    respond(&uri, &headers, ApiError::not_found())
+}
+
+pub async fn method_not_allowed(uri: Uri, headers: HeaderMap) -> Response {
+    respond(&uri, &headers, ApiError::method_not_allowed())
+}

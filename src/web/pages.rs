@@ -1,0 +1,51 @@
+//! Server-rendered pages: the base layout every page shares, and the pages themselves.
+//!
+//! Each page's template struct sits beside its handler and is named after the page. Templates
+//! live in `templates/`; askama escapes every value.
+
+use askama::Template;
+use axum::response::Html;
+
+use super::error::{ApiError, PageError};
+
+/// What `base.html` needs from every page.
+pub struct Layout {
+    pub title: String,
+    pub version: &'static str,
+}
+
+impl Layout {
+    pub fn new(title: impl Into<String>) -> Self {
+        Self {
+            title: title.into(),
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+}
+
+fn render(page: &impl Template) -> Result<Html<String>, PageError> {
+    page.render()
+        .map(Html)
+        .map_err(|e| PageError(ApiError::internal(&e)))
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub layout: Layout,
+    pub status: u16,
+    pub message: String,
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+pub struct HomePage {
+    layout: Layout,
+}
+
+/// `/`: the rooms that are live now.
+pub async fn home() -> Result<Html<String>, PageError> {
+    render(&HomePage {
+        layout: Layout::new("Live now"),
+    })
+}
