@@ -1,0 +1,209 @@
+//! The test harness: the real server, in-process on an ephemeral port ([`TestServer`]) or as the
+//! real binary in a child process ([`Process`]), each with its own temporary data dir.
+
+#![allow(dead_code)] // each test module uses a different part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use roommanager::app::App;
+use roommanager::config::Config;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_roommanager");
+
+/// The real router and store, served in this test's runtime on 127.0.0.1:0.
+pub struct TestServer {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub data: tempfile::TempDir,
+    app: Arc<App>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with the built-in defaults, changed by `adjust`.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::default();
+        config.storage.data_dir = data.path().to_owned();
+        config.server.shutdown_grace_secs = 2;
+        adjust(&mut config);
+        config.validate().expect("test config is valid");
+        let app = App::open(config).expect("store opens");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("local addr"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(roommanager::server::serve(listener, app.clone(), async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            base,
+            client: reqwest::Client::new(),
+            data,
+            app,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    /// Stops serving and closes the store, as the binary does on SIGTERM.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server result");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The real `roommanager` binary running as a child process.
+pub struct Process {
+    child: Child,
+    pub base: String,
+    lines: mpsc::Receiver<String>,
+    /// Everything the process wrote to stderr so far, for assertions and failure messages.
+    pub log: Vec<String>,
+}
+
+impl Process {
+    /// Starts `roommanager serve` on 127.0.0.1:0 with `data_dir` (plus `extra` arguments) and
+    /// waits until it says where it listens.
+    pub fn serve(data_dir: &Path, extra: &[&str]) -> Process {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn roommanager");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut process = Process {
+            child,
+            base: String::new(),
+            lines,
+            log: Vec::new(),
+        };
+        let ready = process
+            .wait_for_line("listening on http://")
+            .unwrap_or_else(|| panic!("server did not start; log:\n{}", process.log.join("\n")));
+        let addr = ready
+            .split("listening on http://")
+            .nth(1)
+            .expect("address after marker")
+            .trim();
+        process.base = format!("http://{addr}");
+        process
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Reads stderr until a line contains `needle` (or the process ends, or 60 s pass).
+    pub fn wait_for_line(&mut self, needle: &str) -> Option<String> {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return Some(line);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
+    /// Waits for the process to exit, at most `limit`; `None` if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    self.log.push(line);
+                }
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the binary to completion with `args` in `cwd`; returns (status, stdout, stderr).
+pub fn run_command(cwd: &Path, args: &[&str]) -> (ExitStatus, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run roommanager");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write file");
+    path
+}

@@ -1,0 +1,9 @@
+//! Integration tests: one test binary, modules by area, sharing the harness in `common`.
+//! Every test talks to a real server over real sockets on 127.0.0.1.
+
+mod common;
+
+mod config;
+mod http;
+mod lifecycle;
+mod store;

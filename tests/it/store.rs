@@ -1,0 +1,70 @@
+//! The store's guarantees at start: schema version checks and exclusive ownership.
+
+use redb::{Database, ReadableDatabase, TableDefinition};
+use roommanager::store::{Store, DB_FILE, SCHEMA_VERSION};
+
+use crate::common::{run_command, Process};
+
+/// The stable name and layout of the schema-version table, as a newer roommanager would write it.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+fn stored_version(dir: &std::path::Path) -> u64 {
+    let db = Database::create(dir.join(DB_FILE)).unwrap();
+    let txn = db.begin_read().unwrap();
+    let version = txn
+        .open_table(META)
+        .unwrap()
+        .get("schema_version")
+        .unwrap()
+        .unwrap()
+        .value();
+    version
+}
+
+#[test]
+fn a_store_from_a_newer_roommanager_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(dir.path()).unwrap().close().unwrap();
+    {
+        let db = Database::create(dir.path().join(DB_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert("schema_version", SCHEMA_VERSION + 98)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let data = dir.path().to_str().unwrap();
+    let (status, _, err) = run_command(
+        dir.path(),
+        &["serve", "--listen", "127.0.0.1:0", "--data-dir", data],
+    );
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("schema version {}", SCHEMA_VERSION + 98)),
+        "{err}"
+    );
+    assert!(err.contains("newer roommanager"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(stored_version(dir.path()), SCHEMA_VERSION + 98);
+}
+
+#[tokio::test]
+async fn a_store_held_by_a_running_roommanager_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Process::serve(dir.path(), &[]);
+    let data = dir.path().to_str().unwrap();
+    let (status, _, err) = run_command(
+        dir.path(),
+        &["serve", "--listen", "127.0.0.1:0", "--data-dir", data],
+    );
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("in use by another running roommanager"),
+        "{err}"
+    );
+    let health = reqwest::get(format!("{}/healthz", first.base))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200, "the first server keeps serving");
+}
