@@ -35,6 +35,10 @@ pub enum ConfigError {
 pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
+    pub accounts: AccountsConfig,
+    pub limits: LimitsConfig,
+    pub email: EmailConfig,
+    pub uploads: UploadsConfig,
     pub log: LogConfig,
 }
 
@@ -42,6 +46,7 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    pub public_url: String,
     pub max_body_bytes: usize,
     pub shutdown_grace_secs: u64,
 }
@@ -50,6 +55,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            public_url: "http://localhost:8080".to_owned(),
             max_body_bytes: 1024 * 1024,
             shutdown_grace_secs: 10,
         }
@@ -66,6 +72,125 @@ impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./data"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountsConfig {
+    pub verification_ttl_secs: u64,
+    pub session_ttl_secs: u64,
+    pub guest_idle_secs: u64,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        Self {
+            verification_ttl_secs: 24 * 3600,
+            session_ttl_secs: 30 * 24 * 3600,
+            guest_idle_secs: 24 * 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub login_per_account: u32,
+    pub login_per_ip: u32,
+    pub login_window_secs: u64,
+    pub register_per_ip: u32,
+    pub register_window_secs: u64,
+    pub email_per_address: u32,
+    pub email_window_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            login_per_account: 10,
+            login_per_ip: 30,
+            login_window_secs: 900,
+            register_per_ip: 10,
+            register_window_secs: 3600,
+            email_per_address: 5,
+            email_window_secs: 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransport {
+    Outbox,
+    Smtp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    Starttls,
+    Tls,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailConfig {
+    pub transport: MailTransport,
+    pub from: String,
+    pub retry_min_secs: u64,
+    pub retry_max_secs: u64,
+    pub smtp: SmtpConfig,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        Self {
+            transport: MailTransport::Outbox,
+            from: "RoomManager <roommanager@localhost>".to_owned(),
+            retry_min_secs: 5,
+            retry_max_secs: 900,
+            smtp: SmtpConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub username: String,
+    pub password: String,
+    pub timeout_secs: u64,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            host: "localhost".to_owned(),
+            port: 587,
+            security: SmtpSecurity::Starttls,
+            username: String::new(),
+            password: String::new(),
+            timeout_secs: 15,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UploadsConfig {
+    pub max_image_bytes: usize,
+}
+
+impl Default for UploadsConfig {
+    fn default() -> Self {
+        Self {
+            max_image_bytes: 5 * 1024 * 1024,
         }
     }
 }
@@ -175,6 +300,62 @@ impl Config {
                 problem: format!(
                     "must be at most 3600 seconds, got {}",
                     self.server.shutdown_grace_secs
+                ),
+            });
+        }
+        let url = &self.server.public_url;
+        let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+        if !scheme_ok || url.trim_end_matches('/').ends_with("//") || url.contains(char::is_whitespace)
+        {
+            return Err(ConfigError::Invalid {
+                key: "server.public_url",
+                problem: format!("must be an http:// or https:// address, got {url:?}"),
+            });
+        }
+        let positive: [(&'static str, u64); 12] = [
+            ("accounts.verification_ttl_secs", self.accounts.verification_ttl_secs),
+            ("accounts.session_ttl_secs", self.accounts.session_ttl_secs),
+            ("accounts.guest_idle_secs", self.accounts.guest_idle_secs),
+            ("limits.login_per_account", self.limits.login_per_account.into()),
+            ("limits.login_per_ip", self.limits.login_per_ip.into()),
+            ("limits.login_window_secs", self.limits.login_window_secs),
+            ("limits.register_per_ip", self.limits.register_per_ip.into()),
+            ("limits.register_window_secs", self.limits.register_window_secs),
+            ("limits.email_per_address", self.limits.email_per_address.into()),
+            ("limits.email_window_secs", self.limits.email_window_secs),
+            ("email.retry_min_secs", self.email.retry_min_secs),
+            ("email.smtp.timeout_secs", self.email.smtp.timeout_secs),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(ConfigError::Invalid {
+                key,
+                problem: "must be greater than 0".to_owned(),
+            });
+        }
+        if self.email.retry_max_secs < self.email.retry_min_secs {
+            return Err(ConfigError::Invalid {
+                key: "email.retry_max_secs",
+                problem: "must not be smaller than email.retry_min_secs".to_owned(),
+            });
+        }
+        if let Err(e) = self.email.from.parse::<lettre::message::Mailbox>() {
+            return Err(ConfigError::Invalid {
+                key: "email.from",
+                problem: format!("is not an email address ({e}), got {:?}", self.email.from),
+            });
+        }
+        if self.email.transport == MailTransport::Smtp && self.email.smtp.host.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "email.smtp.host",
+                problem: "must be set when email.transport is \"smtp\"".to_owned(),
+            });
+        }
+        if !(1024..=MAX_BODY).contains(&self.uploads.max_image_bytes) {
+            return Err(ConfigError::Invalid {
+                key: "uploads.max_image_bytes",
+                problem: format!(
+                    "must be between 1024 and {MAX_BODY} bytes, got {}",
+                    self.uploads.max_image_bytes
                 ),
             });
         }
