@@ -1,42 +1,103 @@
 //! App: the running RoomManager's parts, wired together once at start.
 //!
-//! Owns: the validated config, the store handle and the metrics. Later parts (accounts, rooms,
-//! mailer, media plane) join here. Calls: config, store, metrics. The web layer receives an
-//! `Arc<App>` and reaches every domain part through it.
+//! Owns: the validated config, the store handle, the domain services and the background tasks
+//! (mail delivery, guest purge), with the cancellation token and task tracker that shutdown uses.
+//! Calls: config, store, metrics, mail, files, accounts. The web layer receives an `Arc<App>` and
+//! reaches every domain part through it.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::accounts::Accounts;
 use crate::config::Config;
+use crate::files::Files;
+use crate::mail::{MailError, Mailer};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
+
+/// How long shutdown waits for background tasks to notice it.
+const TASKS_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Mail(#[from] MailError),
+    #[error("cannot create the upload folders under {path}: {source}")]
+    Files {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
 
 pub struct App {
     pub config: Config,
     pub store: Store,
     pub metrics: Metrics,
+    pub accounts: Arc<Accounts>,
+    pub files: Arc<Files>,
     pub started: Instant,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
 }
 
 impl App {
-    /// Opens the store in the configured data dir and builds the parts around it.
-    pub fn open(config: Config) -> Result<Arc<App>, StoreError> {
-        let store = Store::open(&config.storage.data_dir)?;
+    /// Opens the store in the configured data dir, builds the parts around it and starts the
+    /// background tasks. Must be called inside a tokio runtime.
+    pub fn open(config: Config) -> Result<Arc<App>, AppError> {
+        let data_dir = config.storage.data_dir.clone();
+        let store = Store::open(&data_dir)?;
+        let files = Arc::new(Files::new(&data_dir).map_err(|source| AppError::Files {
+            path: data_dir.clone(),
+            source,
+        })?);
+        let mailer = Arc::new(Mailer::new(&config.email, &data_dir, store.clone())?);
+        let accounts = Arc::new(Accounts::new(
+            &config,
+            store.clone(),
+            mailer.clone(),
+            files.clone(),
+        ));
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        tasks.spawn(mailer.run(shutdown.clone()));
+        tasks.spawn(accounts.clone().run_purge(shutdown.clone()));
         Ok(Arc::new(App {
             config,
             store,
             metrics: Metrics::default(),
+            accounts,
+            files,
             started: Instant::now(),
+            shutdown,
+            tasks,
         }))
     }
 
-    /// Closes what must be closed in order. Called once, after the server stopped serving.
-    pub fn close(self: Arc<App>) {
+    /// Stops the background tasks, then closes the store. Called once, after the server
+    /// stopped serving.
+    pub async fn close(self: Arc<App>) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(TASKS_GRACE, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks did not stop in time");
+        }
         match Arc::try_unwrap(self) {
-            Ok(app) => match app.store.close() {
-                Ok(()) => tracing::info!("store closed"),
-                Err(e) => tracing::error!(error = %e, "closing the store failed"),
-            },
+            Ok(app) => {
+                // The services hold store handles too; drop them first so the close is the last.
+                drop(app.accounts);
+                match app.store.close() {
+                    Ok(()) => tracing::info!("store closed"),
+                    Err(e) => tracing::error!(error = %e, "closing the store failed"),
+                }
+            }
             // A connection forced closed at the end of the grace period may still be unwinding;
             // the store is then closed when its last handle drops (every commit is already durable).
             Err(_) => tracing::warn!("requests still unwinding; the store closes when they end"),

@@ -305,7 +305,9 @@ impl Config {
         }
         let url = &self.server.public_url;
         let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
-        if !scheme_ok || url.trim_end_matches('/').ends_with("//") || url.contains(char::is_whitespace)
+        if !scheme_ok
+            || url.trim_end_matches('/').ends_with("//")
+            || url.contains(char::is_whitespace)
         {
             return Err(ConfigError::Invalid {
                 key: "server.public_url",
@@ -313,15 +315,27 @@ impl Config {
             });
         }
         let positive: [(&'static str, u64); 12] = [
-            ("accounts.verification_ttl_secs", self.accounts.verification_ttl_secs),
+            (
+                "accounts.verification_ttl_secs",
+                self.accounts.verification_ttl_secs,
+            ),
             ("accounts.session_ttl_secs", self.accounts.session_ttl_secs),
             ("accounts.guest_idle_secs", self.accounts.guest_idle_secs),
-            ("limits.login_per_account", self.limits.login_per_account.into()),
+            (
+                "limits.login_per_account",
+                self.limits.login_per_account.into(),
+            ),
             ("limits.login_per_ip", self.limits.login_per_ip.into()),
             ("limits.login_window_secs", self.limits.login_window_secs),
             ("limits.register_per_ip", self.limits.register_per_ip.into()),
-            ("limits.register_window_secs", self.limits.register_window_secs),
-            ("limits.email_per_address", self.limits.email_per_address.into()),
+            (
+                "limits.register_window_secs",
+                self.limits.register_window_secs,
+            ),
+            (
+                "limits.email_per_address",
+                self.limits.email_per_address.into(),
+            ),
             ("limits.email_window_secs", self.limits.email_window_secs),
             ("email.retry_min_secs", self.email.retry_min_secs),
             ("email.smtp.timeout_secs", self.email.smtp.timeout_secs),

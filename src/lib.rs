@@ -4,6 +4,11 @@
 //! # Layout
 //! - [`config`]: the typed settings from `roommanager.toml`, defaults and validation.
 //! - [`store`]: the redb database — tables, schema version, migrations; no redb type leaves it.
+//! - [`model`]: ids and the records the store keeps; plain data shared by every part.
+//! - [`limits`]: in-memory rate limiters.
+//! - [`mail`]: the mail queue's delivery loop and its transports (outbox folder, SMTP).
+//! - [`files`]: uploaded images — checked, re-encoded, stored, served.
+//! - [`accounts`]: registration and verification, login, sessions, guests, profiles, rooms' records.
 //! - [`metrics`]: operational counters and histograms for `/metrics`.
 //! - [`app`]: the running parts wired together; what the web layer holds.
 //! - [`web`]: the HTTP layer — router, middleware, pages, assets, error mapping.
@@ -11,9 +16,14 @@
 //!
 //! `docs/ARCHITECTURE.md` has the module map with what each part may call.
 
+pub mod accounts;
 pub mod app;
 pub mod config;
+pub mod files;
+pub mod limits;
+pub mod mail;
 pub mod metrics;
+pub mod model;
 pub mod server;
 pub mod store;
 pub mod web;

@@ -11,15 +11,14 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::app::App;
+use crate::app::{App, AppError};
 use crate::config::Config;
-use crate::store::StoreError;
 use crate::web;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error(transparent)]
-    Store(#[from] StoreError),
+    App(#[from] AppError),
     #[error("cannot listen on {addr}: {source} (is another server using that port? choose another with --listen)")]
     Bind {
         addr: SocketAddr,
@@ -39,7 +38,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     let local = listener.local_addr().map_err(ServerError::Serve)?;
     tracing::info!("listening on http://{local}");
     let served = serve(listener, app.clone(), shutdown_signal()).await;
-    app.close();
+    app.close().await;
     served.map_err(ServerError::Serve)
 }
 

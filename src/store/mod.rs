@@ -7,6 +7,9 @@
 //! redb calls block, so async code reaches the store through [`Store::run`], which moves the work
 //! onto tokio's blocking pool. Every multi-step change is one write transaction.
 
+mod accounts;
+mod codec;
+mod mail;
 mod migrations;
 mod tables;
 
@@ -16,6 +19,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableDatabase};
 
+pub use accounts::{
+    index_key, MailDraft, NewAccount, NewToken, RegisterOutcome, ResendOutcome, VerifyOutcome,
+};
 pub use migrations::CURRENT as SCHEMA_VERSION;
 use tables::*;
 
@@ -46,6 +52,8 @@ pub enum StoreError {
     },
     #[error("the database {path} is damaged: {problem}")]
     Corrupt { path: PathBuf, problem: String },
+    #[error("a stored {what} record is damaged: {problem}")]
+    Damaged { what: &'static str, problem: String },
     #[error("database error: {0}")]
     Backend(String),
     #[error("a database task stopped unexpectedly")]
@@ -129,6 +137,7 @@ impl Store {
             }
         }
         let txn = self.db.begin_write()?;
+        open_all_tables(&txn)?;
         {
             let mut meta = txn.open_table(META)?;
             match found {
@@ -195,7 +204,21 @@ impl Store {
     }
 }
 
-pub(crate) fn unix_now() -> u64 {
+/// Creates every table that does not exist yet, so readers never meet a missing table.
+fn open_all_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(META)?;
+    txn.open_table(USERS)?;
+    txn.open_table(USERNAMES)?;
+    txn.open_table(EMAILS)?;
+    txn.open_table(VERIFY_TOKENS)?;
+    txn.open_table(SESSIONS)?;
+    txn.open_table(ROOMS)?;
+    txn.open_table(MAIL_QUEUE)?;
+    txn.open_table(LOGINS)?;
+    Ok(())
+}
+
+pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

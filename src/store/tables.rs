@@ -3,12 +3,37 @@
 //! A table's name carries its layout version (`users_v1`): changing a layout means a new table
 //! and a numbered step in `migrations.rs`, never an in-place reinterpretation of old bytes.
 //! `meta` is the exception: it holds the schema version itself, so its name never changes.
+//! Record values are JSON of the types in `crate::model`, decoded with error handling in
+//! `codec.rs` (a damaged record is an error, never a panic).
 
 use redb::TableDefinition;
 
-/// Store-wide facts, key → value: `schema_version`, `created_at` (unix seconds), `instance_id`.
+/// Store-wide facts and id sequences, key → value: `schema_version`, `created_at` (unix
+/// seconds), `instance_id`, `next_user_id`, `next_room_id`, `next_mail_id`, `next_login_seq`.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 pub const META_SCHEMA_VERSION: &str = "schema_version";
 pub const META_CREATED_AT: &str = "created_at";
 pub const META_INSTANCE_ID: &str = "instance_id";
+pub const SEQ_USER: &str = "next_user_id";
+pub const SEQ_ROOM: &str = "next_room_id";
+pub const SEQ_MAIL: &str = "next_mail_id";
+pub const SEQ_LOGIN: &str = "next_login_seq";
+
+/// User id → `model::User`.
+pub const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users_v1");
+/// Lower-cased username → user id (registered users only).
+pub const USERNAMES: TableDefinition<&str, u64> = TableDefinition::new("usernames_v1");
+/// Lower-cased email → user id (registered users only).
+pub const EMAILS: TableDefinition<&str, u64> = TableDefinition::new("emails_v1");
+/// Verification token hash → `model::VerificationToken` (kept after use, so a second click
+/// can say "already verified").
+pub const VERIFY_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("verify_tokens_v1");
+/// Session token hash → `model::Session`.
+pub const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions_v1");
+/// Room id → `model::Room`.
+pub const ROOMS: TableDefinition<u64, &[u8]> = TableDefinition::new("rooms_v1");
+/// Mail id → `model::QueuedMail`: messages not yet delivered.
+pub const MAIL_QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("mail_queue_v1");
+/// (unix seconds, sequence) → `model::LoginEvent`, in time order.
+pub const LOGINS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("logins_v1");

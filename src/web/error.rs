@@ -10,6 +10,8 @@ use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 
+use crate::accounts::AccountsError;
+use crate::files::FilesError;
 use crate::store::StoreError;
 
 use super::pages::{ErrorPage, Layout};
@@ -19,6 +21,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (rate limits).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -27,6 +31,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -81,6 +86,45 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<AccountsError> for ApiError {
+    fn from(e: AccountsError) -> Self {
+        use AccountsError as E;
+        let message = e.to_string();
+        let (status, code) = match e {
+            E::InvalidUsername(_) => (StatusCode::BAD_REQUEST, "invalid_username"),
+            E::InvalidPassword(_) => (StatusCode::BAD_REQUEST, "invalid_password"),
+            E::InvalidEmail(_) => (StatusCode::BAD_REQUEST, "invalid_email"),
+            E::InvalidNickname(_) => (StatusCode::BAD_REQUEST, "invalid_nickname"),
+            E::InvalidRoomName(_) => (StatusCode::BAD_REQUEST, "invalid_room_name"),
+            E::InvalidDescription(_) => (StatusCode::BAD_REQUEST, "invalid_description"),
+            E::UsernameTaken => (StatusCode::CONFLICT, "username_taken"),
+            E::EmailTaken => (StatusCode::CONFLICT, "email_taken"),
+            E::UnknownEmail => (StatusCode::NOT_FOUND, "unknown_email"),
+            E::AlreadyVerified => (StatusCode::CONFLICT, "already_verified"),
+            E::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            E::EmailNotVerified => (StatusCode::FORBIDDEN, "email_not_verified"),
+            E::NotLoggedIn => (StatusCode::UNAUTHORIZED, "not_logged_in"),
+            E::SessionExpired => (StatusCode::UNAUTHORIZED, "session_expired"),
+            E::RegisteredOnly => (StatusCode::FORBIDDEN, "registered_only"),
+            E::RateLimited(wait) => {
+                let mut error =
+                    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+                error.retry_after = Some(wait.as_secs().max(1));
+                return error;
+            }
+            E::Image(FilesError::Empty) => (StatusCode::BAD_REQUEST, "empty_upload"),
+            E::Image(FilesError::NotAnImage | FilesError::Undecodable(_)) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_image")
+            }
+            E::Image(FilesError::NotFound) => return ApiError::not_found(),
+            E::Image(FilesError::Io(io)) => return ApiError::internal(&io),
+            E::Hashing(detail) => return ApiError::internal(&detail),
+            E::Store(store) => return store.into(),
+        };
+        ApiError::new(status, code, message)
+    }
+}
+
 #[derive(serde::Serialize)]
 struct ErrorBody<'a> {
     error: ErrorDetail<'a>,
@@ -100,7 +144,13 @@ impl IntoResponse for ApiError {
                 message: &self.message,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -116,17 +166,26 @@ impl From<ApiError> for PageError {
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let ApiError {
-            status, message, ..
+            status,
+            message,
+            retry_after,
+            ..
         } = self.0;
         let page = ErrorPage {
             layout: Layout::new(status.canonical_reason().unwrap_or("Error")),
             status: status.as_u16(),
             message,
         };
-        match page.render() {
+        let mut response = match page.render() {
             Ok(html) => (status, Html(html)).into_response(),
             Err(e) => ApiError::internal(&e).into_response(),
+        };
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, seconds.into());
         }
+        response
     }
 }
 

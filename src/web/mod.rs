@@ -4,8 +4,13 @@
 //! [`App`], and renders JSON or a page. Errors become responses only in `error.rs`.
 //! Calls: app (and through it every domain part). Never calls the store's internals.
 
+mod account_pages;
+mod api;
 mod assets;
+mod auth;
+mod csrf;
 pub mod error;
+mod json;
 mod ops;
 mod pages;
 
@@ -16,7 +21,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use axum::Router;
 
 use crate::app::App;
@@ -26,8 +31,51 @@ use error::ApiError;
 /// without a socket.
 pub fn router(app: Arc<App>) -> Router {
     let max_body = app.config.server.max_body_bytes;
+    let image_limit = DefaultBodyLimit::max(upload_limit(&app));
     Router::new()
         .route("/", get(pages::home))
+        .route(
+            "/register",
+            get(account_pages::register_page).post(account_pages::register_submit),
+        )
+        .route(
+            "/login",
+            get(account_pages::login_page).post(account_pages::login_submit),
+        )
+        .route(
+            "/logout",
+            get(account_pages::logout_page).post(account_pages::logout_submit),
+        )
+        .route("/guest", post(account_pages::guest_submit))
+        .route("/verify", get(account_pages::verify_page))
+        .route("/verify/resend", post(account_pages::resend_submit))
+        .route("/me", get(account_pages::me_page))
+        .route("/me/profile", post(account_pages::profile_submit))
+        .route("/me/room", post(account_pages::room_submit))
+        .route(
+            "/me/avatar",
+            post(account_pages::avatar_submit).layer(image_limit),
+        )
+        .route(
+            "/me/room/cover",
+            post(account_pages::cover_submit).layer(image_limit),
+        )
+        .route("/api/v1/register", post(api::register))
+        .route("/api/v1/register/resend", post(api::resend))
+        .route("/api/v1/login", post(api::login))
+        .route("/api/v1/logout", post(api::logout))
+        .route("/api/v1/guest", post(api::guest))
+        .route("/api/v1/me", get(api::me).patch(api::patch_me))
+        .route("/api/v1/me/avatar", put(api::put_avatar).layer(image_limit))
+        .route(
+            "/api/v1/me/room",
+            get(api::my_room).patch(api::patch_my_room),
+        )
+        .route(
+            "/api/v1/me/room/cover",
+            put(api::put_cover).layer(image_limit),
+        )
+        .route("/files/{folder}/{name}", get(api::file))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/assets/{*path}", get(assets::asset))
@@ -42,10 +90,31 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// The addresses that take image uploads, and so a larger body than the rest.
+const UPLOAD_PATHS: [&str; 4] = [
+    "/api/v1/me/avatar",
+    "/api/v1/me/room/cover",
+    "/me/avatar",
+    "/me/room/cover",
+];
+
+/// Room for the multipart framing around an image uploaded by a page form.
+const FORM_OVERHEAD: usize = 64 * 1024;
+
+/// The body limit of the upload addresses: the image limit (plus form framing), and never less
+/// than the general limit.
+fn upload_limit(app: &App) -> usize {
+    (app.config.uploads.max_image_bytes + FORM_OVERHEAD).max(app.config.server.max_body_bytes)
+}
+
 /// Refuses a body whose declared length is over the limit before reading any of it. Bodies
 /// without a declared length are cut off by `DefaultBodyLimit` when a handler reads them.
 async fn refuse_large_bodies(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let limit = app.config.server.max_body_bytes;
+    let limit = if UPLOAD_PATHS.contains(&req.uri().path()) {
+        upload_limit(&app)
+    } else {
+        app.config.server.max_body_bytes
+    };
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -6,12 +6,17 @@
 use askama::Template;
 use axum::response::Html;
 
+use crate::accounts::SignedIn;
+
+use super::auth::MaybeSigned;
 use super::error::{ApiError, PageError};
 
 /// What `base.html` needs from every page.
 pub struct Layout {
     pub title: String,
     pub version: &'static str,
+    /// The signed-in user's nickname, for the header.
+    pub user_name: Option<String>,
 }
 
 impl Layout {
@@ -19,11 +24,19 @@ impl Layout {
         Self {
             title: title.into(),
             version: env!("CARGO_PKG_VERSION"),
+            user_name: None,
+        }
+    }
+
+    pub fn for_user(title: impl Into<String>, who: Option<&SignedIn>) -> Self {
+        Self {
+            user_name: who.map(|w| w.user.nickname.clone()),
+            ..Self::new(title)
         }
     }
 }
 
-fn render(page: &impl Template) -> Result<Html<String>, PageError> {
+pub fn render(page: &impl Template) -> Result<Html<String>, PageError> {
     page.render()
         .map(Html)
         .map_err(|e| PageError(ApiError::internal(&e)))
@@ -44,8 +57,8 @@ pub struct HomePage {
 }
 
 /// `/`: the rooms that are live now.
-pub async fn home() -> Result<Html<String>, PageError> {
+pub async fn home(MaybeSigned(who): MaybeSigned) -> Result<Html<String>, PageError> {
     render(&HomePage {
-        layout: Layout::new("Live now"),
+        layout: Layout::for_user("Live now", who.as_ref()),
     })
 }

@@ -1,0 +1,168 @@
+//! The rules a username, email, password, nickname and room text must meet. Pure functions;
+//! each error message tells a person what to change.
+
+/// Bidirectional overrides and invisible characters that can disguise a name. The zero-width
+/// joiner (U+200D) is allowed: emoji sequences need it.
+fn is_disguising(c: char) -> bool {
+    matches!(c,
+        '\u{200B}' | '\u{200C}' | '\u{200E}' | '\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}'
+        | '\u{FEFF}')
+}
+
+pub fn username(value: &str) -> Result<(), String> {
+    let count = value.chars().count();
+    if !(3..=32).contains(&count) {
+        return Err(format!(
+            "a username has 3 to 32 characters; this one has {count}"
+        ));
+    }
+    if let Some(bad) = value
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        return Err(format!(
+            "a username may only use letters, digits, '_' and '-'; {bad:?} is not allowed"
+        ));
+    }
+    Ok(())
+}
+
+pub fn email(value: &str) -> Result<(), String> {
+    let invalid = || {
+        Err(format!(
+            "{value:?} is not an email address like name@example.com"
+        ))
+    };
+    if value.len() > 254 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return invalid();
+    }
+    let Some((local, domain)) = value.split_once('@') else {
+        return invalid();
+    };
+    let labels_ok = domain.contains('.') && domain.split('.').all(|label| !label.is_empty());
+    if local.is_empty() || local.len() > 64 || domain.contains('@') || !labels_ok {
+        return invalid();
+    }
+    if value.parse::<lettre::Address>().is_err() {
+        return invalid();
+    }
+    Ok(())
+}
+
+pub fn password(value: &str) -> Result<(), String> {
+    let count = value.chars().count();
+    if count < 8 {
+        return Err(format!(
+            "a password needs at least 8 characters; this one has {count}"
+        ));
+    }
+    if count > 256 {
+        return Err("a password has at most 256 characters".to_owned());
+    }
+    Ok(())
+}
+
+/// Returns the nickname as it will be stored (trimmed).
+pub fn nickname(value: &str) -> Result<String, String> {
+    single_line(value, 32, "a nickname")
+}
+
+pub fn room_name(value: &str) -> Result<String, String> {
+    single_line(value, 64, "a room name")
+}
+
+/// Returns the description as it will be stored (trimmed, line ends as `\n`).
+pub fn description(value: &str) -> Result<String, String> {
+    let text = value.trim().replace("\r\n", "\n");
+    let count = text.chars().count();
+    if count > 1000 {
+        return Err(format!(
+            "a description has at most 1000 characters; this one has {count}"
+        ));
+    }
+    if text
+        .chars()
+        .any(|c| (c.is_control() && c != '\n') || is_disguising(c))
+    {
+        return Err("a description may not contain control or invisible characters".to_owned());
+    }
+    Ok(text)
+}
+
+fn single_line(value: &str, max: usize, what: &str) -> Result<String, String> {
+    let text = value.trim();
+    let count = text.chars().count();
+    if count == 0 || count > max {
+        return Err(format!(
+            "{what} has 1 to {max} characters; this one has {count}"
+        ));
+    }
+    if text.chars().any(|c| c.is_control() || is_disguising(c)) {
+        return Err(format!(
+            "{what} may not contain control or invisible characters"
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        for ok in ["bob", "alice_01", "王小明", "小明_01", "Ünïcödé-ok", "a-b"] {
+            assert!(username(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "ab",
+            "",
+            "a b",
+            "a\0b",
+            "evil/../x",
+            "🙂🙂🙂",
+            "x".repeat(33).as_str(),
+            "bob!",
+        ] {
+            assert!(username(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn emails() {
+        for ok in ["a@b.co", "first.last+tag@example.org"] {
+            assert!(email(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "a", "a@", "@b.co", "a@b", "a@@b.co", "a b@c.de", "a@b..co", "a@.b.co", "a@b.co\n",
+        ] {
+            assert!(email(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn nicknames_are_trimmed_and_refuse_disguises() {
+        assert_eq!(nickname("  Alice 🌸 ").unwrap(), "Alice 🌸");
+        assert!(nickname("👨\u{200D}👩\u{200D}👧").is_ok());
+        for bad in [
+            "",
+            "   ",
+            "a\u{202E}b",
+            "a\u{200B}b",
+            "a\tb",
+            &"x".repeat(33),
+        ] {
+            assert!(nickname(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn descriptions_keep_newlines_only() {
+        assert_eq!(description("line 1\r\nline 2").unwrap(), "line 1\nline 2");
+        assert!(description("bell\u{7}").is_err());
+        assert!(description(&"x".repeat(1001)).is_err());
+    }
+}

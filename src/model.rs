@@ -1,0 +1,138 @@
+//! Model: the plain data every part shares — id newtypes and the records the store keeps.
+//!
+//! Owns: the shape of persisted records (serialised as JSON inside the store, so a field added
+//! later with `#[serde(default)]` reads old records fine). Calls: nothing.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub u64);
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A user, registered or guest.
+    UserId
+);
+id_type!(
+    /// A host's room; every registered, verified user owns exactly one.
+    RoomId
+);
+id_type!(
+    /// A message in the outgoing mail queue.
+    MailId
+);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserKind {
+    Registered,
+    Guest,
+}
+
+/// A user account. Guests have no username, email or password.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    pub id: UserId,
+    pub kind: UserKind,
+    pub username: Option<String>,
+    pub email: Option<String>,
+    /// argon2id PHC string.
+    pub password_hash: Option<String>,
+    pub nickname: String,
+    /// Unix seconds of the first successful verification click.
+    pub verified_at: Option<u64>,
+    pub created_at: u64,
+    /// Unix seconds of the last authenticated request, updated coarsely (guest purge uses it).
+    pub last_seen: u64,
+    /// File name under the avatars folder.
+    pub avatar: Option<String>,
+    pub room_id: Option<RoomId>,
+    /// Hash of the verification token that is currently valid, if any.
+    pub pending_verification: Option<TokenHash>,
+}
+
+impl User {
+    pub fn is_verified(&self) -> bool {
+        self.verified_at.is_some()
+    }
+}
+
+/// SHA-256 of a secret token, hex-encoded. Only hashes are stored; the token itself is shown
+/// once (in a link or a login answer) and never kept.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TokenHash(pub String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenState {
+    Pending,
+    Used,
+    /// A newer link was sent for the same account.
+    Superseded,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerificationToken {
+    pub user_id: UserId,
+    pub created_at: u64,
+    pub expires_at: u64,
+    pub state: TokenState,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    pub user_id: UserId,
+    pub created_at: u64,
+    pub expires_at: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Room {
+    pub id: RoomId,
+    pub owner: UserId,
+    pub name: String,
+    pub description: String,
+    /// File name under the covers folder.
+    pub cover: Option<String>,
+}
+
+/// An email waiting to go out (or to be retried).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueuedMail {
+    pub id: MailId,
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub created_at: u64,
+    pub attempts: u32,
+    /// Unix seconds; the mailer does not try before.
+    pub next_attempt_at: u64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginKind {
+    Password,
+    Guest,
+}
+
+/// One successful login or guest creation, for the statistics pages.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginEvent {
+    pub at: u64,
+    pub user_id: UserId,
+    pub kind: LoginKind,
+}

@@ -1,0 +1,603 @@
+//! The account pages: `/register`, `/login`, `/logout`, `/guest`, `/verify`, `/me`. Server
+//! rendered, usable without JavaScript; every form carries a CSRF token.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use serde::Deserialize;
+
+use crate::accounts::{AccountsError, SignedIn, Verification};
+use crate::app::App;
+use crate::config::MailTransport;
+use crate::files::ImageKind;
+use crate::model::UserKind;
+
+use super::auth::{
+    clear_session_cookie, session_cookie, session_token, ClientIp, MaybeSigned, PageSigned,
+};
+use super::csrf::Csrf;
+use super::error::{ApiError, PageError};
+use super::pages::{render, Layout};
+
+/// A page response, with the CSRF cookie when the browser needs one.
+fn page(app: &App, csrf: &Csrf, status: StatusCode, page: &impl Template) -> Response {
+    match render(page) {
+        Ok(html) => {
+            let mut response = (status, html).into_response();
+            if let Some(cookie) = csrf.cookie(app) {
+                if let Ok(value) = cookie.parse() {
+                    response.headers_mut().append(header::SET_COOKIE, value);
+                }
+            }
+            response
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A redirect after a successful form, optionally setting a cookie.
+fn see_other(to: &str, cookie: Option<String>) -> Response {
+    let mut response = Redirect::to(to).into_response();
+    if let Some(value) = cookie.and_then(|c| c.parse().ok()) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// The status and sentence a person should see for a domain error.
+fn problem(e: AccountsError) -> (StatusCode, String) {
+    let api = ApiError::from(e);
+    (api.status, api.message)
+}
+
+/// A URL-encoded form whose decoding errors become an error page.
+pub struct PageForm<T>(pub T);
+
+impl<T, S> FromRequest<S> for PageForm<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, PageError> {
+        Form::<T>::from_request(req, state)
+            .await
+            .map(|Form(value)| PageForm(value))
+            .map_err(|e: FormRejection| {
+                PageError(ApiError::new(e.status(), "bad_form", e.body_text()))
+            })
+    }
+}
+
+// ---- register ----
+
+#[derive(Template)]
+#[template(path = "register.html")]
+struct RegisterPage {
+    layout: Layout,
+    csrf: String,
+    error: Option<String>,
+    username: String,
+    email: String,
+}
+
+#[derive(Deserialize)]
+pub struct RegisterForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+pub async fn register_page(
+    State(app): State<Arc<App>>,
+    MaybeSigned(who): MaybeSigned,
+    csrf: Csrf,
+) -> Response {
+    let form = RegisterPage {
+        layout: Layout::for_user("Register", who.as_ref()),
+        csrf: csrf.token.clone(),
+        error: None,
+        username: String::new(),
+        email: String::new(),
+    };
+    page(&app, &csrf, StatusCode::OK, &form)
+}
+
+pub async fn register_submit(
+    State(app): State<Arc<App>>,
+    ClientIp(ip): ClientIp,
+    csrf: Csrf,
+    PageForm(form): PageForm<RegisterForm>,
+) -> Result<Response, PageError> {
+    csrf.verify(&form.csrf)?;
+    let registered = app
+        .accounts
+        .register(&form.username, &form.password, &form.email, ip)
+        .await;
+    match registered {
+        Ok(_) => {
+            let mut message = format!(
+                "We sent a verification link to {}. Open it to finish registering, then log in.",
+                form.email
+            );
+            if app.config.email.transport == MailTransport::Outbox {
+                message.push_str(
+                    " (This server keeps its mail in an outbox: if no mail arrives, the \
+                     administrator can find your link there.)",
+                );
+            }
+            let notice = NoticePage::new("Check your email", message, &csrf, None);
+            Ok(page(&app, &csrf, StatusCode::CREATED, &notice))
+        }
+        Err(e) => {
+            let (status, error) = problem(e);
+            let form = RegisterPage {
+                layout: Layout::new("Register"),
+                csrf: csrf.token.clone(),
+                error: Some(error),
+                username: form.username,
+                email: form.email,
+            };
+            Ok(page(&app, &csrf, status, &form))
+        }
+    }
+}
+
+// ---- notices (verify, resend, check your email) ----
+
+#[derive(Template)]
+#[template(path = "notice.html")]
+struct NoticePage {
+    layout: Layout,
+    message: String,
+    csrf: String,
+    /// Show a "send a new link" form, pre-filled with this address.
+    offer_resend: bool,
+    email: String,
+    next_href: &'static str,
+    next_label: &'static str,
+}
+
+impl NoticePage {
+    fn new(title: &str, message: String, csrf: &Csrf, resend_to: Option<String>) -> Self {
+        NoticePage {
+            layout: Layout::new(title),
+            message,
+            csrf: csrf.token.clone(),
+            offer_resend: resend_to.is_some(),
+            email: resend_to.unwrap_or_default(),
+            next_href: "/login",
+            next_label: "Go to the login page",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct VerifyQuery {
+    #[serde(default)]
+    token: String,
+}
+
+pub async fn verify_page(
+    State(app): State<Arc<App>>,
+    csrf: Csrf,
+    Query(query): Query<VerifyQuery>,
+) -> Result<Response, PageError> {
+    let outcome = app
+        .accounts
+        .verify(&query.token)
+        .await
+        .map_err(ApiError::from)?;
+    let (status, title, message, resend_to) = match outcome {
+        Verification::Verified { nickname } => (
+            StatusCode::OK,
+            "Your email is verified",
+            format!("Welcome, {nickname}! Your account and your room are ready: log in to start."),
+            None,
+        ),
+        Verification::AlreadyVerified => (
+            StatusCode::OK,
+            "Already verified",
+            "This email address is already verified. You can log in.".to_owned(),
+            None,
+        ),
+        Verification::Expired { email } => (
+            StatusCode::GONE,
+            "This link has expired",
+            "Verification links only work for a while. Send yourself a new one:".to_owned(),
+            Some(email),
+        ),
+        Verification::Superseded { email } => (
+            StatusCode::GONE,
+            "This link was replaced",
+            "A newer link was sent for this account; only the newest one works. Use it, or \
+             send yourself another:"
+                .to_owned(),
+            Some(email),
+        ),
+        Verification::Unknown => (
+            StatusCode::NOT_FOUND,
+            "Unknown link",
+            "This verification link is not valid. Check that it was copied completely, or \
+             send yourself a new one:"
+                .to_owned(),
+            Some(String::new()),
+        ),
+    };
+    let notice = NoticePage::new(title, message, &csrf, resend_to);
+    Ok(page(&app, &csrf, status, &notice))
+}
+
+#[derive(Deserialize)]
+pub struct ResendForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    email: String,
+}
+
+pub async fn resend_submit(
+    State(app): State<Arc<App>>,
+    csrf: Csrf,
+    PageForm(form): PageForm<ResendForm>,
+) -> Result<Response, PageError> {
+    csrf.verify(&form.csrf)?;
+    let notice = match app.accounts.resend_verification(&form.email).await {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            NoticePage::new(
+                "Check your email",
+                format!("We sent a new verification link to {}.", form.email),
+                &csrf,
+                None,
+            ),
+        ),
+        Err(AccountsError::AlreadyVerified) => (
+            StatusCode::OK,
+            NoticePage::new(
+                "Already verified",
+                "This email address is already verified. You can log in.".to_owned(),
+                &csrf,
+                None,
+            ),
+        ),
+        Err(e) => {
+            let (status, message) = problem(e);
+            (
+                status,
+                NoticePage::new("No link sent", message, &csrf, Some(form.email)),
+            )
+        }
+    };
+    Ok(page(&app, &csrf, notice.0, &notice.1))
+}
+
+// ---- login, guest, logout ----
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    layout: Layout,
+    csrf: String,
+    error: Option<String>,
+    login: String,
+    offer_resend: bool,
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    login: String,
+    #[serde(default)]
+    password: String,
+}
+
+pub async fn login_page(
+    State(app): State<Arc<App>>,
+    MaybeSigned(who): MaybeSigned,
+    csrf: Csrf,
+) -> Response {
+    let form = LoginPage {
+        layout: Layout::for_user("Log in", who.as_ref()),
+        csrf: csrf.token.clone(),
+        error: None,
+        login: String::new(),
+        offer_resend: false,
+    };
+    page(&app, &csrf, StatusCode::OK, &form)
+}
+
+pub async fn login_submit(
+    State(app): State<Arc<App>>,
+    ClientIp(ip): ClientIp,
+    csrf: Csrf,
+    PageForm(form): PageForm<LoginForm>,
+) -> Result<Response, PageError> {
+    csrf.verify(&form.csrf)?;
+    match app.accounts.login(&form.login, &form.password, ip).await {
+        Ok(session) => Ok(see_other(
+            "/me",
+            Some(session_cookie(&app, &session.token, session.expires_at)),
+        )),
+        Err(e) => {
+            let offer_resend = matches!(e, AccountsError::EmailNotVerified);
+            let (status, error) = problem(e);
+            let form = LoginPage {
+                layout: Layout::new("Log in"),
+                csrf: csrf.token.clone(),
+                error: Some(error),
+                login: form.login,
+                offer_resend,
+            };
+            Ok(page(&app, &csrf, status, &form))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnlyForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn guest_submit(
+    State(app): State<Arc<App>>,
+    csrf: Csrf,
+    PageForm(form): PageForm<CsrfOnlyForm>,
+) -> Result<Response, PageError> {
+    csrf.verify(&form.csrf)?;
+    let session = app.accounts.create_guest().await.map_err(ApiError::from)?;
+    Ok(see_other(
+        "/",
+        Some(session_cookie(&app, &session.token, session.expires_at)),
+    ))
+}
+
+#[derive(Template)]
+#[template(path = "logout.html")]
+struct LogoutPage {
+    layout: Layout,
+    csrf: String,
+}
+
+pub async fn logout_page(
+    State(app): State<Arc<App>>,
+    MaybeSigned(who): MaybeSigned,
+    csrf: Csrf,
+) -> Response {
+    let form = LogoutPage {
+        layout: Layout::for_user("Log out", who.as_ref()),
+        csrf: csrf.token.clone(),
+    };
+    page(&app, &csrf, StatusCode::OK, &form)
+}
+
+pub async fn logout_submit(
+    State(app): State<Arc<App>>,
+    csrf: Csrf,
+    headers: axum::http::HeaderMap,
+    PageForm(form): PageForm<CsrfOnlyForm>,
+) -> Result<Response, PageError> {
+    csrf.verify(&form.csrf)?;
+    if let Some(token) = session_token(&headers) {
+        app.accounts
+            .logout_token(token)
+            .await
+            .map_err(ApiError::from)?;
+    }
+    Ok(see_other("/", Some(clear_session_cookie(&app))))
+}
+
+// ---- profile ----
+
+#[derive(Template)]
+#[template(path = "me.html")]
+struct MePage {
+    layout: Layout,
+    csrf: String,
+    error: Option<String>,
+    done: Option<&'static str>,
+    guest: bool,
+    nickname: String,
+    initial: String,
+    username: String,
+    email: String,
+    avatar_url: Option<String>,
+    room_name: String,
+    room_description: String,
+    cover_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct MeQuery {
+    done: Option<String>,
+}
+
+/// What the `done` query parameter of a redirect back to `/me` announces.
+fn done_message(done: Option<&str>) -> Option<&'static str> {
+    match done? {
+        "profile" => Some("Your profile is saved."),
+        "avatar" => Some("Your new avatar is saved."),
+        "room" => Some("Your room is saved."),
+        "cover" => Some("Your new room cover is saved."),
+        _ => None,
+    }
+}
+
+async fn me_response(
+    app: &App,
+    csrf: &Csrf,
+    who: &SignedIn,
+    status: StatusCode,
+    error: Option<String>,
+    done: Option<&'static str>,
+) -> Response {
+    let user = &who.user;
+    let room = if user.kind == UserKind::Registered {
+        app.accounts.my_room(who).await.ok()
+    } else {
+        None
+    };
+    let me = MePage {
+        layout: Layout::for_user("Your profile", Some(who)),
+        csrf: csrf.token.clone(),
+        error,
+        done,
+        guest: user.kind == UserKind::Guest,
+        initial: user.nickname.chars().next().unwrap_or('?').to_string(),
+        nickname: user.nickname.clone(),
+        username: user.username.clone().unwrap_or_default(),
+        email: user.email.clone().unwrap_or_default(),
+        avatar_url: user.avatar.as_deref().map(|a| ImageKind::Avatar.url(a)),
+        room_name: room.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
+        room_description: room
+            .as_ref()
+            .map(|r| r.description.clone())
+            .unwrap_or_default(),
+        cover_url: room
+            .as_ref()
+            .and_then(|r| r.cover.as_deref())
+            .map(|c| ImageKind::Cover.url(c)),
+    };
+    page(app, csrf, status, &me)
+}
+
+/// The form's outcome: back to `/me` announcing `done`, or the page again with the error.
+async fn me_after(
+    app: &App,
+    csrf: &Csrf,
+    who: &SignedIn,
+    result: Result<(), AccountsError>,
+    done: &str,
+) -> Response {
+    match result {
+        Ok(()) => see_other(&format!("/me?done={done}"), None),
+        Err(e) => {
+            let (status, message) = problem(e);
+            me_response(app, csrf, who, status, Some(message), None).await
+        }
+    }
+}
+
+pub async fn me_page(
+    State(app): State<Arc<App>>,
+    PageSigned(who): PageSigned,
+    csrf: Csrf,
+    Query(query): Query<MeQuery>,
+) -> Response {
+    let done = done_message(query.done.as_deref());
+    me_response(&app, &csrf, &who, StatusCode::OK, None, done).await
+}
+
+#[derive(Deserialize)]
+pub struct ProfileForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    nickname: String,
+}
+
+pub async fn profile_submit(
+    State(app): State<Arc<App>>,
+    PageSigned(who): PageSigned,
+    csrf: Csrf,
+    PageForm(form): PageForm<ProfileForm>,
+) -> Result<Response, PageError> {
+    csrf.verify(&form.csrf)?;
+    let result = app.accounts.set_nickname(&who, &form.nickname).await;
+    Ok(me_after(&app, &csrf, &who, result.map(drop), "profile").await)
+}
+
+#[derive(Deserialize)]
+pub struct RoomForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+pub async fn room_submit(
+    State(app): State<Arc<App>>,
+    PageSigned(who): PageSigned,
+    csrf: Csrf,
+    PageForm(form): PageForm<RoomForm>,
+) -> Result<Response, PageError> {
+    csrf.verify(&form.csrf)?;
+    let result = app
+        .accounts
+        .update_my_room(&who, Some(&form.name), Some(&form.description))
+        .await;
+    Ok(me_after(&app, &csrf, &who, result.map(drop), "room").await)
+}
+
+/// Reads an image upload form: its CSRF field and its `image` file, within the image limit.
+async fn read_image_form(
+    app: &App,
+    mut multipart: Multipart,
+) -> Result<(String, Vec<u8>), PageError> {
+    let bad =
+        |message: String| PageError(ApiError::new(StatusCode::BAD_REQUEST, "bad_form", message));
+    let mut csrf = String::new();
+    let mut image = Vec::new();
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| bad(e.body_text()))?
+    {
+        match field.name() {
+            Some("csrf") => csrf = field.text().await.map_err(|e| bad(e.body_text()))?,
+            Some("image") => {
+                image = field
+                    .bytes()
+                    .await
+                    .map_err(|e| bad(e.body_text()))?
+                    .to_vec()
+            }
+            _ => {}
+        }
+    }
+    let limit = app.config.uploads.max_image_bytes;
+    if image.len() > limit {
+        return Err(PageError(ApiError::payload_too_large(limit)));
+    }
+    Ok((csrf, image))
+}
+
+pub async fn avatar_submit(
+    State(app): State<Arc<App>>,
+    PageSigned(who): PageSigned,
+    csrf: Csrf,
+    multipart: Multipart,
+) -> Result<Response, PageError> {
+    let (submitted, image) = read_image_form(&app, multipart).await?;
+    csrf.verify(&submitted)?;
+    let result = app.accounts.set_avatar(&who, image).await;
+    Ok(me_after(&app, &csrf, &who, result.map(drop), "avatar").await)
+}
+
+pub async fn cover_submit(
+    State(app): State<Arc<App>>,
+    PageSigned(who): PageSigned,
+    csrf: Csrf,
+    multipart: Multipart,
+) -> Result<Response, PageError> {
+    let (submitted, image) = read_image_form(&app, multipart).await?;
+    csrf.verify(&submitted)?;
+    let result = app.accounts.set_room_cover(&who, image).await;
+    Ok(me_after(&app, &csrf, &who, result.map(drop), "cover").await)
+}
