@@ -15,7 +15,9 @@ use crate::accounts::Accounts;
 use crate::config::Config;
 use crate::files::Files;
 use crate::mail::{MailError, Mailer};
+use crate::media::{MediaPlane, Offline};
 use crate::metrics::Metrics;
+use crate::rooms::Rooms;
 use crate::store::{Store, StoreError};
 
 /// How long shutdown waits for background tasks to notice it.
@@ -39,6 +41,7 @@ pub struct App {
     pub store: Store,
     pub metrics: Metrics,
     pub accounts: Arc<Accounts>,
+    pub rooms: Arc<Rooms>,
     pub files: Arc<Files>,
     pub started: Instant,
     shutdown: CancellationToken,
@@ -49,6 +52,17 @@ impl App {
     /// Opens the store in the configured data dir, builds the parts around it and starts the
     /// background tasks. Must be called inside a tokio runtime.
     pub fn open(config: Config) -> Result<Arc<App>, AppError> {
+        let media = Arc::new(Offline(
+            "no media backend is set up in this build yet".to_owned(),
+        ));
+        Self::open_with_media(config, media)
+    }
+
+    /// Like [`App::open`], with the given media plane (tests pass a scripted one).
+    pub fn open_with_media(
+        config: Config,
+        media: Arc<dyn MediaPlane>,
+    ) -> Result<Arc<App>, AppError> {
         let data_dir = config.storage.data_dir.clone();
         let store = Store::open(&data_dir)?;
         let files = Arc::new(Files::new(&data_dir).map_err(|source| AppError::Files {
@@ -66,11 +80,20 @@ impl App {
         let tasks = TaskTracker::new();
         tasks.spawn(mailer.run(shutdown.clone()));
         tasks.spawn(accounts.clone().run_purge(shutdown.clone()));
+        let rooms = Arc::new(Rooms::new(
+            store.clone(),
+            media,
+            config.rooms.clone(),
+            config.gifts.clone(),
+            tasks.clone(),
+            shutdown.clone(),
+        ));
         Ok(Arc::new(App {
             config,
             store,
             metrics: Metrics::default(),
             accounts,
+            rooms,
             files,
             started: Instant::now(),
             shutdown,
@@ -78,9 +101,24 @@ impl App {
         }))
     }
 
-    /// Stops the background tasks, then closes the store. Called once, after the server
-    /// stopped serving.
+    /// Runs `work` as part of the app: shutdown waits for it (WebSocket connections, which
+    /// the HTTP server's graceful shutdown does not wait for).
+    pub fn track<F: std::future::Future>(
+        &self,
+        work: F,
+    ) -> impl std::future::Future<Output = F::Output> {
+        self.tasks.track_future(work)
+    }
+
+    /// Completes when the app begins to shut down.
+    pub async fn stopping(&self) {
+        self.shutdown.cancelled().await;
+    }
+
+    /// Closes every room, stops the background tasks, then closes the store. Called once, after
+    /// the server stopped accepting connections.
     pub async fn close(self: Arc<App>) {
+        self.rooms.shutdown().await;
         self.shutdown.cancel();
         self.tasks.close();
         if tokio::time::timeout(TASKS_GRACE, self.tasks.wait())
@@ -93,6 +131,7 @@ impl App {
             Ok(app) => {
                 // The services hold store handles too; drop them first so the close is the last.
                 drop(app.accounts);
+                drop(app.rooms);
                 match app.store.close() {
                     Ok(()) => tracing::info!("store closed"),
                     Err(e) => tracing::error!(error = %e, "closing the store failed"),

@@ -30,7 +30,7 @@ pub enum ConfigError {
     Invalid { key: &'static str, problem: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
@@ -39,6 +39,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub email: EmailConfig,
     pub uploads: UploadsConfig,
+    pub rooms: RoomsConfig,
+    pub gifts: Vec<GiftConfig>,
     pub log: LogConfig,
 }
 
@@ -197,6 +199,78 @@ impl Default for UploadsConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct RoomsConfig {
+    pub host_grace_secs: u64,
+    pub record_delay_secs: u64,
+    pub recent_danmaku: usize,
+    pub danmaku_max_chars: usize,
+    pub chat_per_window: u32,
+    pub chat_window_secs: u64,
+    pub client_queue: usize,
+    pub max_frame_bytes: usize,
+    pub media_timeout_secs: u64,
+    pub media_attempts: u32,
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        Self {
+            host_grace_secs: 60,
+            record_delay_secs: 5,
+            recent_danmaku: 50,
+            danmaku_max_chars: 100,
+            chat_per_window: 10,
+            chat_window_secs: 10,
+            client_queue: 256,
+            max_frame_bytes: 16 * 1024,
+            media_timeout_secs: 10,
+            media_attempts: 3,
+        }
+    }
+}
+
+/// One entry of the gift catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GiftConfig {
+    pub id: String,
+    pub name: String,
+    pub icon: String,
+    pub value: u64,
+}
+
+fn default_gifts() -> Vec<GiftConfig> {
+    let gift = |id: &str, name: &str, icon: &str, value| GiftConfig {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        icon: icon.to_owned(),
+        value,
+    };
+    vec![
+        gift("heart", "Heart", "❤️", 1),
+        gift("flower", "Flower", "🌸", 5),
+        gift("rocket", "Rocket", "🚀", 100),
+    ]
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            storage: StorageConfig::default(),
+            accounts: AccountsConfig::default(),
+            limits: LimitsConfig::default(),
+            email: EmailConfig::default(),
+            uploads: UploadsConfig::default(),
+            rooms: RoomsConfig::default(),
+            gifts: default_gifts(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     pub level: String,
 }
@@ -314,7 +388,15 @@ impl Config {
                 problem: format!("must be an http:// or https:// address, got {url:?}"),
             });
         }
-        let positive: [(&'static str, u64); 12] = [
+        let r = &self.rooms;
+        let positive: [(&'static str, u64); 19] = [
+            ("rooms.host_grace_secs", r.host_grace_secs),
+            ("rooms.recent_danmaku", r.recent_danmaku as u64),
+            ("rooms.danmaku_max_chars", r.danmaku_max_chars as u64),
+            ("rooms.chat_per_window", r.chat_per_window.into()),
+            ("rooms.chat_window_secs", r.chat_window_secs),
+            ("rooms.client_queue", r.client_queue as u64),
+            ("rooms.media_timeout_secs", r.media_timeout_secs),
             (
                 "accounts.verification_ttl_secs",
                 self.accounts.verification_ttl_secs,
@@ -345,6 +427,42 @@ impl Config {
                 key,
                 problem: "must be greater than 0".to_owned(),
             });
+        }
+        if !(1..=10).contains(&r.media_attempts) {
+            return Err(ConfigError::Invalid {
+                key: "rooms.media_attempts",
+                problem: format!("must be between 1 and 10, got {}", r.media_attempts),
+            });
+        }
+        if !(256..=1024 * 1024).contains(&r.max_frame_bytes) {
+            return Err(ConfigError::Invalid {
+                key: "rooms.max_frame_bytes",
+                problem: format!("must be between 256 and 1048576, got {}", r.max_frame_bytes),
+            });
+        }
+        let mut seen = std::collections::HashSet::new();
+        for gift in &self.gifts {
+            let id_ok = !gift.id.is_empty()
+                && gift.id.len() <= 32
+                && gift
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !id_ok || !seen.insert(gift.id.as_str()) {
+                return Err(ConfigError::Invalid {
+                    key: "gifts.id",
+                    problem: format!(
+                        "must be unique, 1 to 32 letters, digits, '_' or '-'; got {:?}",
+                        gift.id
+                    ),
+                });
+            }
+            if gift.name.trim().is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "gifts.name",
+                    problem: format!("the gift {:?} needs a name", gift.id),
+                });
+            }
         }
         if self.email.retry_max_secs < self.email.retry_min_secs {
             return Err(ConfigError::Invalid {

@@ -9,6 +9,8 @@
 //! - [`mail`]: the mail queue's delivery loop and its transports (outbox folder, SMTP).
 //! - [`files`]: uploaded images — checked, re-encoded, stored, served.
 //! - [`accounts`]: registration and verification, login, sessions, guests, profiles, rooms' records.
+//! - [`media`]: the media plane trait (rtp, distributor, processor roles) and its backends.
+//! - [`rooms`]: the room registry and one actor task per open room; the WebSocket protocol.
 //! - [`metrics`]: operational counters and histograms for `/metrics`.
 //! - [`app`]: the running parts wired together; what the web layer holds.
 //! - [`web`]: the HTTP layer — router, middleware, pages, assets, error mapping.
@@ -22,8 +24,10 @@ pub mod config;
 pub mod files;
 pub mod limits;
 pub mod mail;
+pub mod media;
 pub mod metrics;
 pub mod model;
+pub mod rooms;
 pub mod server;
 pub mod store;
 pub mod web;

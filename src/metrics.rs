@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -42,6 +43,14 @@ struct HttpSeries {
 pub struct Metrics {
     /// A std mutex: held only for a map update or a render, never across an `.await`.
     http: Mutex<HttpSeries>,
+    ws_connections: AtomicI64,
+    ws_received: AtomicU64,
+}
+
+/// Gauges owned by other parts, read when `/metrics` is rendered.
+pub struct Gauges {
+    pub rooms_open: usize,
+    pub rooms_live: usize,
 }
 
 impl Metrics {
@@ -59,10 +68,54 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    pub fn ws_opened(&self) {
+        self.ws_connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn ws_closed(&self) {
+        self.ws_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn ws_received(&self) {
+        self.ws_received.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The Prometheus text exposition (format 0.0.4).
-    pub fn render(&self) -> String {
+    pub fn render(&self, gauges: &Gauges) -> String {
         let http = self.http.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
+        let simple = [
+            (
+                "roommanager_rooms_open",
+                "gauge",
+                "Rooms with a running room task.",
+                gauges.rooms_open as i64,
+            ),
+            (
+                "roommanager_rooms_live",
+                "gauge",
+                "Rooms that are live now.",
+                gauges.rooms_live as i64,
+            ),
+            (
+                "roommanager_ws_connections",
+                "gauge",
+                "Open WebSocket connections.",
+                self.ws_connections.load(Ordering::Relaxed),
+            ),
+            (
+                "roommanager_ws_messages_received_total",
+                "counter",
+                "WebSocket messages received from clients.",
+                self.ws_received.load(Ordering::Relaxed) as i64,
+            ),
+        ];
+        for (name, kind, help, value) in simple {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
         out.push_str("# HELP roommanager_http_requests_total HTTP requests answered.\n");
         out.push_str("# TYPE roommanager_http_requests_total counter\n");
         for ((method, route, status), count) in &http.requests {
@@ -125,7 +178,11 @@ mod tests {
         m.record_http("GET", "/healthz", 200, Duration::from_millis(2));
         m.record_http("GET", "/healthz", 200, Duration::from_millis(300));
         m.record_http("GET", "/healthz", 503, Duration::from_secs(20));
-        let text = m.render();
+        let text = m.render(&Gauges {
+            rooms_open: 2,
+            rooms_live: 1,
+        });
+        assert!(text.contains("roommanager_rooms_live 1"), "{text}");
         assert!(text.contains(
             "roommanager_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 2"
         ));

@@ -136,3 +136,85 @@ pub struct LoginEvent {
     pub user_id: UserId,
     pub kind: LoginKind,
 }
+
+id_type!(
+    /// One live session of a room: from `start_live` to `stop_live` or the room's close.
+    LiveSessionId
+);
+id_type!(
+    /// A recording of a live session, listed for replay.
+    RecordId
+);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LiveSession {
+    pub id: LiveSessionId,
+    pub room: RoomId,
+    pub host: UserId,
+    pub title: String,
+    pub started_at: u64,
+    pub ended_at: Option<u64>,
+    /// The host stream's id at the media plane, to find its recording.
+    pub stream: String,
+}
+
+/// A danmaku as stored for replay.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredDanmaku {
+    pub live: LiveSessionId,
+    pub user_id: UserId,
+    pub nickname: String,
+    pub text: String,
+    /// Milliseconds since the live session started, to place it on the replay's timeline.
+    pub offset_ms: u64,
+    pub at: u64,
+}
+
+/// One line of the gift ledger.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GiftEntry {
+    pub live: LiveSessionId,
+    pub room: RoomId,
+    pub giver: UserId,
+    pub gift: String,
+    pub count: u32,
+    pub value: u64,
+    pub at: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BanScope {
+    /// No danmaku, gifts, likes or co-streaming requests.
+    Chat,
+    /// No going live.
+    Stream,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ban {
+    pub scope: BanScope,
+    pub reason: String,
+    pub created_at: u64,
+    /// Unix seconds; `None` means until lifted.
+    pub expires_at: Option<u64>,
+}
+
+impl Ban {
+    pub fn in_force(&self, now: u64) -> bool {
+        self.expires_at.is_none_or(|end| now < end)
+    }
+}
+
+/// A recording listed for replay.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub id: RecordId,
+    pub room: RoomId,
+    pub host: UserId,
+    pub live: LiveSessionId,
+    pub title: String,
+    pub started_at: u64,
+    pub duration_secs: u64,
+    pub url: String,
+}

@@ -70,7 +70,7 @@ pub fn index_key(value: &str) -> String {
     value.to_lowercase()
 }
 
-fn next_id(txn: &WriteTransaction, sequence: &str) -> Result<u64, StoreError> {
+pub(super) fn next_id(txn: &WriteTransaction, sequence: &str) -> Result<u64, StoreError> {
     let mut meta = txn.open_table(META)?;
     let id = meta.get(sequence)?.map_or(1, |v| v.value());
     meta.insert(sequence, id + 1)?;

@@ -11,6 +11,7 @@ mod accounts;
 mod codec;
 mod mail;
 mod migrations;
+mod rooms;
 mod tables;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ pub use accounts::{
     index_key, MailDraft, NewAccount, NewToken, RegisterOutcome, ResendOutcome, VerifyOutcome,
 };
 pub use migrations::CURRENT as SCHEMA_VERSION;
+pub use rooms::ChatEntry;
 use tables::*;
 
 /// The database file's name inside the data dir.
@@ -215,6 +217,11 @@ fn open_all_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(ROOMS)?;
     txn.open_table(MAIL_QUEUE)?;
     txn.open_table(LOGINS)?;
+    txn.open_table(LIVES)?;
+    txn.open_table(DANMAKU)?;
+    txn.open_table(GIFTS)?;
+    txn.open_table(BANS)?;
+    txn.open_table(RECORDS)?;
     Ok(())
 }
 

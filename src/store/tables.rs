@@ -9,7 +9,7 @@
 use redb::TableDefinition;
 
 /// Store-wide facts and id sequences, key → value: `schema_version`, `created_at` (unix
-/// seconds), `instance_id`, `next_user_id`, `next_room_id`, `next_mail_id`, `next_login_seq`.
+/// seconds), `instance_id`, `next_user_id`, `next_room_id`, `next_mail_id`, `next_login_seq`, `next_live_id`, `next_chat_seq`, `next_record_id`.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 pub const META_SCHEMA_VERSION: &str = "schema_version";
@@ -19,6 +19,9 @@ pub const SEQ_USER: &str = "next_user_id";
 pub const SEQ_ROOM: &str = "next_room_id";
 pub const SEQ_MAIL: &str = "next_mail_id";
 pub const SEQ_LOGIN: &str = "next_login_seq";
+pub const SEQ_LIVE: &str = "next_live_id";
+pub const SEQ_CHAT: &str = "next_chat_seq";
+pub const SEQ_RECORD: &str = "next_record_id";
 
 /// User id → `model::User`.
 pub const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users_v1");
@@ -37,3 +40,13 @@ pub const ROOMS: TableDefinition<u64, &[u8]> = TableDefinition::new("rooms_v1");
 pub const MAIL_QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("mail_queue_v1");
 /// (unix seconds, sequence) → `model::LoginEvent`, in time order.
 pub const LOGINS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("logins_v1");
+/// Live session id → `model::LiveSession`.
+pub const LIVES: TableDefinition<u64, &[u8]> = TableDefinition::new("lives_v1");
+/// (live session id, sequence) → `model::StoredDanmaku`, in the order they were sent.
+pub const DANMAKU: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("danmaku_v1");
+/// (live session id, sequence) → `model::GiftEntry`: the gift ledger.
+pub const GIFTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("gifts_v1");
+/// User id → list of `model::Ban` (expired ones are kept for the record).
+pub const BANS: TableDefinition<u64, &[u8]> = TableDefinition::new("bans_v1");
+/// Record id → `model::Record`.
+pub const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records_v1");

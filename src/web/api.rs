@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::accounts::NewSession;
 use crate::app::App;
 use crate::files::{FilesError, ImageKind};
-use crate::model::{Room, User, UserKind};
+use crate::model::{Room, RoomId, User, UserKind};
 
 use super::auth::{clear_session_cookie, session_cookie, session_token, ClientIp, Signed};
 use super::error::ApiError;
@@ -285,4 +285,29 @@ pub async fn file(
         Err(FilesError::NotFound) => Err(ApiError::not_found()),
         Err(e) => Err(ApiError::internal(&e)),
     }
+}
+
+/// `GET /api/v1/rooms`: the rooms that are live now.
+pub async fn rooms(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "rooms": app.rooms.live_rooms() }))
+}
+
+/// `GET /api/v1/rooms/{room_id}`: one room — its record, and its live state when open.
+pub async fn room(
+    State(app): State<Arc<App>>,
+    Path(room_id): Path<u64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = RoomId(room_id);
+    let room = app.store.run(move |s| s.room(id)).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "room_not_found",
+            "there is no such room",
+        )
+    })?;
+    let live = app.rooms.live_room(id);
+    let mut view =
+        serde_json::to_value(RoomView::from(&room)).map_err(|e| ApiError::internal(&e))?;
+    view["live"] = serde_json::to_value(live).map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(view))
 }

@@ -13,6 +13,7 @@ pub mod error;
 mod json;
 mod ops;
 mod pages;
+mod ws;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -76,6 +77,9 @@ pub fn router(app: Arc<App>) -> Router {
             put(api::put_cover).layer(image_limit),
         )
         .route("/files/{folder}/{name}", get(api::file))
+        .route("/ws", get(ws::ws))
+        .route("/api/v1/rooms", get(api::rooms))
+        .route("/api/v1/rooms/{room_id}", get(api::room))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/assets/{*path}", get(assets::asset))

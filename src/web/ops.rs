@@ -9,6 +9,7 @@ use axum::Json;
 use serde_json::json;
 
 use crate::app::App;
+use crate::metrics::Gauges;
 
 /// `GET /healthz`: 200 when the store answers, 503 (same shape) when it does not.
 pub async fn healthz(State(app): State<Arc<App>>) -> impl IntoResponse {
@@ -50,6 +51,9 @@ pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        app.metrics.render(),
+        app.metrics.render(&Gauges {
+            rooms_open: app.rooms.open_rooms(),
+            rooms_live: app.rooms.live_rooms().len(),
+        }),
     )
 }

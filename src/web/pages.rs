@@ -3,10 +3,16 @@
 //! Each page's template struct sits beside its handler and is named after the page. Templates
 //! live in `templates/`; askama escapes every value.
 
+use std::sync::Arc;
+
 use askama::Template;
+use axum::extract::State;
 use axum::response::Html;
 
 use crate::accounts::SignedIn;
+use crate::app::App;
+use crate::rooms::protocol::RoomPhase;
+use crate::rooms::RoomSummary;
 
 use super::auth::MaybeSigned;
 use super::error::{ApiError, PageError};
@@ -54,11 +60,16 @@ pub struct ErrorPage {
 #[template(path = "home.html")]
 pub struct HomePage {
     layout: Layout,
+    rooms: Vec<RoomSummary>,
 }
 
 /// `/`: the rooms that are live now.
-pub async fn home(MaybeSigned(who): MaybeSigned) -> Result<Html<String>, PageError> {
+pub async fn home(
+    State(app): State<Arc<App>>,
+    MaybeSigned(who): MaybeSigned,
+) -> Result<Html<String>, PageError> {
     render(&HomePage {
         layout: Layout::for_user("Live now", who.as_ref()),
+        rooms: app.rooms.live_rooms(),
     })
 }

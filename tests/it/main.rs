@@ -3,7 +3,12 @@
 
 mod common;
 
+mod accounts;
+mod accounts_login;
+mod accounts_profile;
+mod browser;
 mod config;
 mod http;
 mod lifecycle;
+mod rooms;
 mod store;

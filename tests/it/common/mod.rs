@@ -3,6 +3,10 @@
 
 #![allow(dead_code)] // each test module uses a different part of the harness
 
+pub mod smtp;
+pub mod webdriver;
+pub mod ws;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -12,6 +16,7 @@ use std::time::Duration;
 
 use roommanager::app::App;
 use roommanager::config::Config;
+use roommanager::media::MediaPlane;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -23,7 +28,7 @@ pub struct TestServer {
     pub base: String,
     pub client: reqwest::Client,
     pub data: tempfile::TempDir,
-    app: Arc<App>,
+    app: Option<Arc<App>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -33,17 +38,41 @@ impl TestServer {
         Self::start_with(|_| {}).await
     }
 
-    /// Starts with the built-in defaults, changed by `adjust`.
+    /// Starts with the built-in defaults, changed by `adjust`. `server.public_url` is preset to
+    /// the server's own address, so emailed links lead back to it.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_in(tempfile::tempdir().expect("temp dir"), adjust).await
+    }
+
+    /// Like [`TestServer::start_with`], on an existing data dir (e.g. one kept by
+    /// [`TestServer::stop_keep_data`]), as a restart would.
+    pub async fn start_in(data: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_full(data, None, adjust).await
+    }
+
+    /// Like [`TestServer::start_with`], with the given media plane instead of the default.
+    pub async fn start_with_media(
+        media: Arc<dyn MediaPlane>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let data = tempfile::tempdir().expect("temp dir");
+        Self::start_full(data, Some(media), adjust).await
+    }
+
+    async fn start_full(
+        data: tempfile::TempDir,
+        media: Option<Arc<dyn MediaPlane>>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("local addr"));
         let mut config = Config::default();
         config.storage.data_dir = data.path().to_owned();
         config.server.shutdown_grace_secs = 2;
+        config.server.public_url = base.clone();
         adjust(&mut config);
         config.validate().expect("test config is valid");
-        let app = App::open(config).expect("store opens");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("local addr"));
+        let app = open_app(config, media).await;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(roommanager::server::serve(listener, app.clone(), async {
             let _ = stopped.await;
@@ -52,10 +81,15 @@ impl TestServer {
             base,
             client: reqwest::Client::new(),
             data,
-            app,
+            app: Some(app),
             stop: Some(stop),
             task: Some(task),
         }
+    }
+
+    /// The running app, to look into the store the way an admin would.
+    pub fn app(&self) -> &Arc<App> {
+        self.app.as_ref().expect("the server is running")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -67,12 +101,41 @@ impl TestServer {
     }
 
     /// Stops serving and closes the store, as the binary does on SIGTERM.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        self.stop_keep_data().await;
+    }
+
+    /// Stops like [`TestServer::stop`] and hands back the data dir, for a restart with
+    /// [`TestServer::start_in`].
+    pub async fn stop_keep_data(mut self) -> tempfile::TempDir {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
             task.await.expect("server task").expect("server result");
+        }
+        if let Some(app) = self.app.take() {
+            app.close().await;
+        }
+        std::mem::replace(&mut self.data, tempfile::tempdir().expect("temp dir"))
+    }
+}
+
+/// Opens the app; a store still held by a just-stopped server (whose last handles are being
+/// dropped) gets a few seconds to be released.
+async fn open_app(config: Config, media: Option<Arc<dyn MediaPlane>>) -> Arc<App> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let opened = match &media {
+            Some(media) => App::open_with_media(config.clone(), media.clone()),
+            None => App::open(config.clone()),
+        };
+        match opened {
+            Ok(app) => return app,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("store does not open: {e}"),
         }
     }
 }

@@ -1,0 +1,146 @@
+//! Media plane: the interface RoomManager drives to move video, in the three roles of the design.
+//!
+//! - rtp (ingest): issues credentials for a new stream (`LiveId` + secret `LiveCode`);
+//! - distributor: serves a stream to viewers (its watch URL), stops it, checks it, and finds a
+//!   live session's recording;
+//! - processor: mixes a host and a guest stream into a new stream for co-streaming.
+//!
+//! Owns: the [`MediaPlane`] trait, its value types and [`MediaError`]. Calls: nothing. The rooms
+//! call it; backends implement it (`scripted` for tests; the real `rtmp` and `http` backends
+//! come with the media issue).
+
+pub mod scripted;
+
+/// The media plane of an install whose backend is not available: every call fails with a
+/// message saying so, and the rest of the site keeps working.
+pub struct Offline(pub String);
+
+#[async_trait]
+impl MediaPlane for Offline {
+    async fn new_stream(&self, _: u64, _: &str) -> Result<StreamCredentials, MediaError> {
+        Err(MediaError::Unavailable(self.0.clone()))
+    }
+    async fn start_distribution(&self, _: &LiveId) -> Result<String, MediaError> {
+        Err(MediaError::Unavailable(self.0.clone()))
+    }
+    async fn stop_distribution(&self, _: &LiveId) -> Result<(), MediaError> {
+        Err(MediaError::Unavailable(self.0.clone()))
+    }
+    async fn check_stream(&self, _: &LiveId) -> Result<StreamStatus, MediaError> {
+        Err(MediaError::Unavailable(self.0.clone()))
+    }
+    async fn recording(&self, _: &LiveId) -> Result<Option<Recording>, MediaError> {
+        Err(MediaError::Unavailable(self.0.clone()))
+    }
+    async fn start_mix(&self, _: &MixSpec) -> Result<(), MediaError> {
+        Err(MediaError::Unavailable(self.0.clone()))
+    }
+    async fn update_mix(&self, _: &LiveId, _: MixLayout) -> Result<(), MediaError> {
+        Err(MediaError::Unavailable(self.0.clone()))
+    }
+    async fn close_mix(&self, _: &LiveId) -> Result<(), MediaError> {
+        Err(MediaError::Unavailable(self.0.clone()))
+    }
+}
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// A stream's public id, as it appears in push and watch URLs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LiveId(pub String);
+
+/// The secret that authorises a push to a `LiveId`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LiveCode(pub String);
+
+impl std::fmt::Debug for LiveCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LiveCode(…)")
+    }
+}
+
+impl std::fmt::Display for LiveId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a publisher needs to push a stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StreamCredentials {
+    pub live_id: LiveId,
+    pub live_code: LiveCode,
+    /// The full URL to push to (code included).
+    pub push_url: String,
+}
+
+/// How a co-stream's two pictures are laid out in the mix.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MixLayout {
+    #[default]
+    SideBySide,
+    PictureInPicture,
+}
+
+/// The three streams of a co-stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MixSpec {
+    pub host: LiveId,
+    pub guest: LiveId,
+    pub mixed: LiveId,
+    pub layout: MixLayout,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamStatus {
+    /// Someone is pushing.
+    OnAir,
+    /// Nothing is being pushed (yet).
+    Waiting,
+}
+
+/// A finished recording of a live session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Recording {
+    pub url: String,
+    pub duration_secs: u64,
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum MediaError {
+    #[error("the media service refused: {0}")]
+    Refused(String),
+    #[error("the media service did not answer in time")]
+    Timeout,
+    #[error("the media service is unreachable: {0}")]
+    Unavailable(String),
+    #[error("the media service answered nonsense: {0}")]
+    BadAnswer(String),
+}
+
+/// The media plane as the rooms see it. Every call may fail or hang; callers bound each call
+/// with a timeout and retry where the design says so.
+#[async_trait]
+pub trait MediaPlane: Send + Sync {
+    /// rtp: credentials for a new stream of `room` (`purpose` tells host, guest or mix apart).
+    async fn new_stream(&self, room: u64, purpose: &str) -> Result<StreamCredentials, MediaError>;
+    /// distributor: start serving `live` to viewers; returns its watch URL.
+    async fn start_distribution(&self, live: &LiveId) -> Result<String, MediaError>;
+    /// distributor: stop serving `live` (and drop its publisher).
+    async fn stop_distribution(&self, live: &LiveId) -> Result<(), MediaError>;
+    /// distributor: whether `live` is being pushed.
+    async fn check_stream(&self, live: &LiveId) -> Result<StreamStatus, MediaError>;
+    /// distributor: the recording of everything pushed to `live`, once it is ready.
+    async fn recording(&self, live: &LiveId) -> Result<Option<Recording>, MediaError>;
+    /// processor: start mixing `spec.host` and `spec.guest` into `spec.mixed`.
+    async fn start_mix(&self, spec: &MixSpec) -> Result<(), MediaError>;
+    /// processor: change the layout of a running mix.
+    async fn update_mix(&self, mixed: &LiveId, layout: MixLayout) -> Result<(), MediaError>;
+    /// processor: stop the mix writing `mixed`.
+    async fn close_mix(&self, mixed: &LiveId) -> Result<(), MediaError>;
+}

@@ -1,0 +1,1174 @@
+//! The room actor: one task per open room, owning all of its state. Commands arrive on an mpsc
+//! channel; the slow work (media plane calls, recordings) runs in tasks of its own that report
+//! back on the actor's internal channel, so the room keeps serving while they run.
+//!
+//! States: `Idle` (open, nobody live) → `Starting` → `Live` ⇄ `CoStreaming` → `Closing` → gone.
+//! While `Starting`, client commands wait in `deferred` and are handled once the start is
+//! decided, so nobody gets half-built answers.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::protocol::{
+    ClientMessage, DanmakuView, Frame, Person, RoomPhase, ServerMessage, TopGiver,
+};
+use super::{ClientId, Command, Member, RoomSummary, Shared};
+use crate::files::ImageKind;
+use crate::media::{LiveId, MediaError, MixLayout, MixSpec, StreamCredentials};
+use crate::model::{GiftEntry, LiveSession, Room, StoredDanmaku, User, UserId, UserKind};
+use crate::store::{unix_now, ChatEntry};
+
+/// Audience changes are announced at most this often (a crowd joining is one event, not many).
+const AUDIENCE_EVERY: Duration = Duration::from_millis(500);
+/// An open room with nobody in it and nothing live ends after this long.
+const IDLE_END: Duration = Duration::from_secs(30);
+
+/// Results of the work the actor hands to tasks.
+enum Internal {
+    Started(Result<Started, MediaError>),
+    Connected {
+        guest: UserId,
+        result: Result<CoStream, MediaError>,
+    },
+    /// A media call made in passing (stop, layout, end of mix) failed; the host is told.
+    MediaFailed(&'static str, MediaError),
+    Closed,
+}
+
+struct Started {
+    session: LiveSession,
+    host_stream: StreamCredentials,
+    watch_url: String,
+}
+
+struct Live {
+    session: LiveSession,
+    host_stream: StreamCredentials,
+    host_watch_url: String,
+    started: Instant,
+    top_givers: HashMap<UserId, TopGiver>,
+}
+
+struct CoStream {
+    guest: Person,
+    guest_stream: StreamCredentials,
+    mixed: LiveId,
+    watch_url: String,
+}
+
+/// Per-user chat counter (danmaku, gifts, likes) within the current window.
+struct ChatWindow {
+    start: Instant,
+    count: u32,
+}
+
+pub(super) struct RoomActor {
+    shared: Arc<Shared>,
+    generation: u64,
+    room: Room,
+    host: Person,
+    phase: RoomPhase,
+    members: HashMap<ClientId, Member>,
+    /// The host's connection, when the host is in the room.
+    host_client: Option<ClientId>,
+    /// When the host left while live: the room closes at this instant unless the host returns.
+    host_gone_since: Option<Instant>,
+    live: Option<Live>,
+    co_stream: Option<CoStream>,
+    /// The applicant being connected right now (media calls running).
+    connecting: Option<UserId>,
+    connect_queue: VecDeque<Person>,
+    recent: VecDeque<DanmakuView>,
+    chat_windows: HashMap<UserId, ChatWindow>,
+    layout: MixLayout,
+    deferred: Vec<Command>,
+    audience_dirty: bool,
+    /// Who asked for the shutdown, to tell them when the room is gone.
+    shutdown_reply: Option<oneshot::Sender<()>>,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    internal_rx: mpsc::UnboundedReceiver<Internal>,
+    empty_since: Option<Instant>,
+}
+
+impl RoomActor {
+    pub(super) fn new(shared: Arc<Shared>, room: Room, owner: User, generation: u64) -> Self {
+        let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        RoomActor {
+            shared,
+            generation,
+            host: Person {
+                user_id: owner.id.0,
+                nickname: owner.nickname,
+            },
+            room,
+            phase: RoomPhase::Idle,
+            members: HashMap::new(),
+            host_client: None,
+            host_gone_since: None,
+            live: None,
+            co_stream: None,
+            connecting: None,
+            connect_queue: VecDeque::new(),
+            recent: VecDeque::new(),
+            chat_windows: HashMap::new(),
+            layout: MixLayout::default(),
+            deferred: Vec::new(),
+            audience_dirty: false,
+            shutdown_reply: None,
+            internal_tx,
+            internal_rx,
+            empty_since: Some(Instant::now()),
+        }
+    }
+
+    pub(super) async fn run(mut self, mut inbox: mpsc::Receiver<Command>) {
+        let mut tick = tokio::time::interval(AUDIENCE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                command = inbox.recv() => match command {
+                    Some(command) => self.handle(command),
+                    None => break,
+                },
+                Some(event) = self.internal_rx.recv() => {
+                    if self.internal(event) {
+                        break;
+                    }
+                }
+                _ = tick.tick() => {
+                    if self.on_tick() {
+                        break;
+                    }
+                }
+            }
+        }
+        self.end();
+    }
+
+    // ---- the loop's three inputs ----
+
+    fn handle(&mut self, command: Command) {
+        if self.phase == RoomPhase::Starting && !matches!(command, Command::Shutdown(_)) {
+            // Wait for the start to be decided; then these are answered with the whole truth.
+            self.deferred.push(command);
+            return;
+        }
+        match command {
+            Command::Join(member) => self.join(member),
+            Command::Leave(client) => self.leave(client),
+            Command::Act(client, message) => self.act(client, message),
+            Command::RoomUpdated(room) => {
+                self.room = room;
+                self.broadcast(&ServerMessage::RoomUpdated {
+                    name: self.room.name.clone(),
+                    description: self.room.description.clone(),
+                });
+                self.publish();
+            }
+            Command::Shutdown(reply) => {
+                self.shutdown_reply = Some(reply);
+                if self.phase != RoomPhase::Closing {
+                    self.close("the server is shutting down", true);
+                }
+            }
+        }
+    }
+
+    /// Returns `true` when the room is finished.
+    fn internal(&mut self, event: Internal) -> bool {
+        match event {
+            Internal::Started(result) => self.started(result),
+            Internal::Connected { guest, result } => self.connected(guest, result),
+            Internal::MediaFailed(step, e) => {
+                tracing::warn!(room = %self.room.id, step, error = %e, "media plane call failed");
+                self.tell_host(&ServerMessage::error(
+                    "media_unavailable",
+                    format!("the media plane failed to {step}: {e}"),
+                    None,
+                ));
+            }
+            Internal::Closed => return true,
+        }
+        false
+    }
+
+    /// Returns `true` when the room is finished.
+    fn on_tick(&mut self) -> bool {
+        if self.audience_dirty {
+            self.audience_dirty = false;
+            self.broadcast(&ServerMessage::Audience {
+                count: self.members.len(),
+            });
+            self.publish();
+        }
+        let grace = Duration::from_secs(self.shared.config.host_grace_secs);
+        if self
+            .host_gone_since
+            .is_some_and(|since| since.elapsed() >= grace)
+        {
+            self.host_gone_since = None;
+            self.close("the host left", false);
+        }
+        self.phase == RoomPhase::Idle
+            && self.members.is_empty()
+            && self
+                .empty_since
+                .is_some_and(|since| since.elapsed() >= IDLE_END)
+    }
+
+    // ---- members ----
+
+    fn join(&mut self, member: Member) {
+        if self.phase == RoomPhase::Closing {
+            let frame = ServerMessage::RoomClosed {
+                room_id: self.room.id.0,
+                reason: "the room is closing".to_owned(),
+            }
+            .frame();
+            member.link.send(frame);
+            return;
+        }
+        let client = member.client;
+        let is_host = member.user.0 == self.host.user_id;
+        self.members.insert(client, member);
+        self.empty_since = None;
+        if is_host {
+            self.host_client = Some(client);
+            self.host_gone_since = None;
+        }
+        self.audience_dirty = true;
+        let info = self.room_info(client);
+        self.send_to(client, &info);
+    }
+
+    fn leave(&mut self, client: ClientId) {
+        let Some(member) = self.members.remove(&client) else {
+            return;
+        };
+        self.audience_dirty = true;
+        if self.members.is_empty() {
+            self.empty_since = Some(Instant::now());
+        }
+        if self.host_client == Some(client) {
+            self.host_client = None;
+            if self.live.is_some() {
+                self.host_gone_since = Some(Instant::now());
+            }
+        }
+        let user = member.user;
+        let still_here = self.members.values().any(|m| m.user == user);
+        if !still_here {
+            self.connect_queue.retain(|p| p.user_id != user.0);
+            if self
+                .co_stream
+                .as_ref()
+                .is_some_and(|c| c.guest.user_id == user.0)
+            {
+                self.end_co_stream();
+            }
+        }
+    }
+
+    /// Sends to every member; members whose queue is full are dropped, never waited for.
+    fn broadcast(&mut self, message: &ServerMessage) {
+        let frame = message.frame();
+        let slow: Vec<ClientId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| !m.link.send(frame.clone()))
+            .map(|(id, _)| *id)
+            .collect();
+        self.drop_slow(slow);
+    }
+
+    fn send_to(&mut self, client: ClientId, message: &ServerMessage) {
+        self.send_frame(client, message.frame());
+    }
+
+    fn send_frame(&mut self, client: ClientId, frame: Frame) {
+        let failed = self
+            .members
+            .get(&client)
+            .is_some_and(|m| !m.link.send(frame));
+        if failed {
+            self.drop_slow(vec![client]);
+        }
+    }
+
+    fn drop_slow(&mut self, slow: Vec<ClientId>) {
+        for client in slow {
+            if let Some(member) = self.members.get(&client) {
+                tracing::info!(room = %self.room.id, user = %member.user, "dropping a client that cannot keep up");
+                member.link.close("too_slow");
+            }
+            self.leave(client);
+        }
+    }
+
+    fn tell_host(&mut self, message: &ServerMessage) {
+        if let Some(host) = self.host_client {
+            self.send_to(host, message);
+        }
+    }
+
+    fn error(&mut self, client: ClientId, code: &str, message: &str, about: &str) {
+        self.send_to(client, &ServerMessage::error(code, message, Some(about)));
+    }
+
+    // ---- client messages ----
+
+    fn act(&mut self, client: ClientId, message: ClientMessage) {
+        let Some(member) = self.members.get(&client).cloned() else {
+            return;
+        };
+        let is_host = member.user.0 == self.host.user_id;
+        let about = message.kind();
+        match message {
+            ClientMessage::Danmaku { text } => self.danmaku(&member, text),
+            ClientMessage::Gift { gift, count } => self.gift(&member, &gift, count),
+            ClientMessage::Like { count } => self.like(&member, count),
+            ClientMessage::StartLive { title } if is_host => self.start_live(client, title),
+            ClientMessage::StopLive if is_host => self.stop_live(client),
+            ClientMessage::CloseRoom if is_host => self.close("the host closed the room", false),
+            ClientMessage::UpdateRoom { layout, .. } if is_host => self.update_layout(layout),
+            ClientMessage::AnswerConnect { user_id, accept } if is_host => {
+                self.answer_connect(client, UserId(user_id), accept)
+            }
+            ClientMessage::ApplyConnect => self.apply_connect(&member),
+            ClientMessage::EndConnect => self.end_connect(&member, is_host),
+            ClientMessage::StartLive { .. }
+            | ClientMessage::StopLive
+            | ClientMessage::CloseRoom
+            | ClientMessage::UpdateRoom { .. }
+            | ClientMessage::AnswerConnect { .. } => {
+                self.error(
+                    client,
+                    "host_only",
+                    "only the room's host may do this",
+                    about,
+                );
+            }
+            // Handled by the connection, never sent to a room.
+            ClientMessage::JoinRoom { .. }
+            | ClientMessage::LeaveRoom
+            | ClientMessage::Ping { .. } => {}
+        }
+    }
+
+    /// Common checks for danmaku, gifts, likes: who may chat, whether the room is live, rate.
+    fn may_chat(&mut self, member: &Member, about: &str) -> bool {
+        let client = member.client;
+        if member.kind == UserKind::Guest {
+            self.error(
+                client,
+                "registered_only",
+                "guests can watch; register to chat",
+                about,
+            );
+            return false;
+        }
+        if member
+            .chat_ban
+            .as_ref()
+            .is_some_and(|b| b.in_force(unix_now()))
+        {
+            self.error(client, "chat_banned", "you are banned from chatting", about);
+            return false;
+        }
+        if !matches!(self.phase, RoomPhase::Live | RoomPhase::CoStreaming) {
+            self.error(client, "not_live", "the room is not live", about);
+            return false;
+        }
+        let limit = self.shared.config.chat_per_window;
+        let window = Duration::from_secs(self.shared.config.chat_window_secs);
+        let now = Instant::now();
+        let counter = self.chat_windows.entry(member.user).or_insert(ChatWindow {
+            start: now,
+            count: 0,
+        });
+        if now.duration_since(counter.start) >= window {
+            *counter = ChatWindow {
+                start: now,
+                count: 0,
+            };
+        }
+        if counter.count >= limit {
+            self.error(
+                client,
+                "rate_limited",
+                "you are sending too fast; wait a moment",
+                about,
+            );
+            return false;
+        }
+        counter.count += 1;
+        true
+    }
+
+    fn danmaku(&mut self, member: &Member, text: String) {
+        if !self.may_chat(member, "danmaku") {
+            return;
+        }
+        let text: String = text.chars().filter(|c| !c.is_control()).collect();
+        let text = text.trim().to_owned();
+        let max = self.shared.config.danmaku_max_chars;
+        if text.is_empty() {
+            return self.error(
+                member.client,
+                "empty_danmaku",
+                "a danmaku needs some text",
+                "danmaku",
+            );
+        }
+        if text.chars().count() > max {
+            let message = format!("a danmaku has at most {max} characters");
+            return self.error(member.client, "danmaku_too_long", &message, "danmaku");
+        }
+        let Some(live) = &self.live else { return };
+        let offset_ms = live.started.elapsed().as_millis() as u64;
+        let view = DanmakuView {
+            user_id: member.user.0,
+            nickname: member.nickname.clone(),
+            text,
+            offset_ms,
+        };
+        let _ = self.shared.chat.send(ChatEntry::Danmaku(StoredDanmaku {
+            live: live.session.id,
+            user_id: member.user,
+            nickname: view.nickname.clone(),
+            text: view.text.clone(),
+            offset_ms,
+            at: unix_now(),
+        }));
+        self.recent.push_back(view.clone());
+        while self.recent.len() > self.shared.config.recent_danmaku {
+            self.recent.pop_front();
+        }
+        self.broadcast(&ServerMessage::Danmaku(view));
+    }
+
+    fn gift(&mut self, member: &Member, gift_id: &str, count: u32) {
+        let Some(gift) = self.shared.gifts.iter().find(|g| g.id == gift_id).cloned() else {
+            return self.error(
+                member.client,
+                "unknown_gift",
+                "there is no such gift",
+                "gift",
+            );
+        };
+        if !(1..=99).contains(&count) {
+            return self.error(member.client, "bad_count", "send 1 to 99 at a time", "gift");
+        }
+        if !self.may_chat(member, "gift") {
+            return;
+        }
+        let Some(live) = &mut self.live else { return };
+        let value = gift.value * u64::from(count);
+        let _ = self.shared.chat.send(ChatEntry::Gift(GiftEntry {
+            live: live.session.id,
+            room: self.room.id,
+            giver: member.user,
+            gift: gift.id.clone(),
+            count,
+            value,
+            at: unix_now(),
+        }));
+        let giver = live.top_givers.entry(member.user).or_insert(TopGiver {
+            user_id: member.user.0,
+            nickname: member.nickname.clone(),
+            value: 0,
+        });
+        giver.value += value;
+        self.broadcast(&ServerMessage::Gift {
+            user_id: member.user.0,
+            nickname: member.nickname.clone(),
+            gift: gift.id,
+            name: gift.name,
+            icon: gift.icon,
+            count,
+            value,
+        });
+    }
+
+    fn like(&mut self, member: &Member, count: u32) {
+        if !(1..=50).contains(&count) {
+            return self.error(
+                member.client,
+                "bad_count",
+                "send 1 to 50 likes at a time",
+                "like",
+            );
+        }
+        if !self.may_chat(member, "like") {
+            return;
+        }
+        self.broadcast(&ServerMessage::Like {
+            user_id: member.user.0,
+            count,
+        });
+    }
+
+    // ---- live sessions ----
+
+    fn start_live(&mut self, client: ClientId, title: Option<String>) {
+        match self.phase {
+            RoomPhase::Idle => {}
+            RoomPhase::Live | RoomPhase::CoStreaming => {
+                return self.error(
+                    client,
+                    "already_live",
+                    "the room is live already",
+                    "start_live",
+                )
+            }
+            RoomPhase::Starting => {
+                return self.error(
+                    client,
+                    "already_starting",
+                    "the room is starting",
+                    "start_live",
+                )
+            }
+            RoomPhase::Closing => {
+                return self.error(client, "room_closing", "the room is closing", "start_live")
+            }
+        }
+        let title = title
+            .map(|t| {
+                t.chars()
+                    .filter(|c| !c.is_control())
+                    .take(100)
+                    .collect::<String>()
+            })
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| self.room.name.clone());
+        self.phase = RoomPhase::Starting;
+        let shared = self.shared.clone();
+        let room = self.room.id;
+        let host = UserId(self.host.user_id);
+        self.spawn(
+            async move { Internal::Started(start_sequence(&shared, room.0, host, title).await) },
+        );
+    }
+
+    fn started(&mut self, result: Result<Started, MediaError>) {
+        match result {
+            Ok(started) => {
+                self.phase = RoomPhase::Live;
+                let room_id = self.room.id.0;
+                let title = Some(started.session.title.clone());
+                self.broadcast_except_host(&ServerMessage::LiveStarted {
+                    room_id,
+                    watch_url: started.watch_url.clone(),
+                    title: title.clone(),
+                    push_url: None,
+                    live_id: None,
+                });
+                self.tell_host(&ServerMessage::LiveStarted {
+                    room_id,
+                    watch_url: started.watch_url.clone(),
+                    title,
+                    push_url: Some(started.host_stream.push_url.clone()),
+                    live_id: Some(started.host_stream.live_id.0.clone()),
+                });
+                tracing::info!(room = %self.room.id, live = %started.session.id, "live");
+                self.live = Some(Live {
+                    session: started.session,
+                    host_stream: started.host_stream,
+                    host_watch_url: started.watch_url,
+                    started: Instant::now(),
+                    top_givers: HashMap::new(),
+                });
+            }
+            Err(e) => {
+                self.phase = RoomPhase::Idle;
+                tracing::warn!(room = %self.room.id, error = %e, "could not go live");
+                self.tell_host(&ServerMessage::error(
+                    "media_unavailable",
+                    format!("could not go live: {e}"),
+                    Some("start_live"),
+                ));
+            }
+        }
+        self.publish();
+        for command in std::mem::take(&mut self.deferred) {
+            self.handle(command);
+        }
+    }
+
+    fn stop_live(&mut self, client: ClientId) {
+        if !matches!(self.phase, RoomPhase::Live | RoomPhase::CoStreaming) {
+            return self.error(client, "not_live", "the room is not live", "stop_live");
+        }
+        self.finish_live();
+        self.phase = RoomPhase::Idle;
+        self.broadcast(&ServerMessage::LiveStopped {
+            room_id: self.room.id.0,
+        });
+        self.publish();
+    }
+
+    /// Ends the co-stream and the live session at the media plane and in the store, and asks
+    /// for the recording after the configured delay. The returned task's end means all is done.
+    fn finish_live(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        let co_stream = self.co_stream.take();
+        self.connect_queue.clear();
+        self.connecting = None;
+        let live = self.live.take()?;
+        let shared = self.shared.clone();
+        let delay = Duration::from_secs(shared.config.record_delay_secs);
+        Some(shared.tasks.clone().spawn(async move {
+            if let Some(co) = co_stream {
+                let _ = call(&shared, shared.media.close_mix(&co.mixed)).await;
+                let _ = call(&shared, shared.media.stop_distribution(&co.mixed)).await;
+            }
+            let host_live = live.host_stream.live_id.clone();
+            if let Err(e) = call(&shared, shared.media.stop_distribution(&host_live)).await {
+                tracing::warn!(error = %e, "stopping the distribution failed");
+            }
+            let id = live.session.id;
+            if let Err(e) = shared
+                .store
+                .run(move |s| s.end_live_session(id, unix_now()))
+                .await
+            {
+                tracing::error!(error = %e, "cannot record the end of a live session");
+            }
+            tokio::time::sleep(delay).await;
+            match call(&shared, shared.media.recording(&host_live)).await {
+                Ok(Some(recording)) => {
+                    let session = live.session;
+                    let listed = shared
+                        .store
+                        .run(move |s| {
+                            s.add_record(&session, recording.duration_secs, recording.url)
+                        })
+                        .await;
+                    match listed {
+                        Ok(record) => tracing::info!(record = %record.id, "recording listed"),
+                        Err(e) => tracing::error!(error = %e, "cannot list a recording"),
+                    }
+                }
+                Ok(None) => tracing::warn!(live = %host_live, "the media plane has no recording"),
+                Err(e) => {
+                    tracing::warn!(live = %host_live, error = %e, "cannot fetch the recording")
+                }
+            }
+        }))
+    }
+
+    /// Closes the room: everyone is told, the live session ends, the recording is asked for;
+    /// the task ends when that is done.
+    fn close(&mut self, reason: &str, shutting_down: bool) {
+        if self.phase == RoomPhase::Closing {
+            return;
+        }
+        self.phase = RoomPhase::Closing;
+        self.broadcast(&ServerMessage::RoomClosed {
+            room_id: self.room.id.0,
+            reason: reason.to_owned(),
+        });
+        self.members.clear();
+        self.host_client = None;
+        self.publish();
+        let finished = self.finish_live();
+        let internal = self.internal_tx.clone();
+        tracing::info!(room = %self.room.id, reason, "room closing");
+        self.shared.tasks.spawn(async move {
+            if let Some(task) = finished {
+                if shutting_down {
+                    // Shutdown is bounded: the recording request gets a few seconds at most.
+                    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+                } else {
+                    let _ = task.await;
+                }
+            }
+            let _ = internal.send(Internal::Closed);
+        });
+    }
+
+    // ---- co-streaming ----
+
+    fn apply_connect(&mut self, member: &Member) {
+        let client = member.client;
+        if member.user.0 == self.host.user_id {
+            return self.error(
+                client,
+                "host_cannot_apply",
+                "the host is on stage already",
+                "apply_connect",
+            );
+        }
+        if member.kind == UserKind::Guest {
+            return self.error(
+                client,
+                "registered_only",
+                "register to co-stream",
+                "apply_connect",
+            );
+        }
+        if member
+            .chat_ban
+            .as_ref()
+            .is_some_and(|b| b.in_force(unix_now()))
+        {
+            return self.error(
+                client,
+                "chat_banned",
+                "you are banned from interacting",
+                "apply_connect",
+            );
+        }
+        if !matches!(self.phase, RoomPhase::Live | RoomPhase::CoStreaming) {
+            return self.error(client, "not_live", "the room is not live", "apply_connect");
+        }
+        let on_stage = self
+            .co_stream
+            .as_ref()
+            .is_some_and(|c| c.guest.user_id == member.user.0)
+            || self.connecting == Some(member.user);
+        if on_stage
+            || self
+                .connect_queue
+                .iter()
+                .any(|p| p.user_id == member.user.0)
+        {
+            return self.error(
+                client,
+                "already_applied",
+                "you are already waiting or on stage",
+                "apply_connect",
+            );
+        }
+        self.connect_queue.push_back(Person {
+            user_id: member.user.0,
+            nickname: member.nickname.clone(),
+        });
+        let queue: Vec<Person> = self.connect_queue.iter().cloned().collect();
+        self.tell_host(&ServerMessage::ConnectRequest {
+            user_id: member.user.0,
+            nickname: member.nickname.clone(),
+            queue,
+        });
+    }
+
+    fn answer_connect(&mut self, client: ClientId, guest: UserId, accept: bool) {
+        let Some(position) = self.connect_queue.iter().position(|p| p.user_id == guest.0) else {
+            return self.error(
+                client,
+                "no_such_request",
+                "that user is not waiting to co-stream",
+                "answer_connect",
+            );
+        };
+        if accept && (self.co_stream.is_some() || self.connecting.is_some()) {
+            return self.error(
+                client,
+                "co_stream_busy",
+                "end the current co-stream first",
+                "answer_connect",
+            );
+        }
+        if accept && self.phase != RoomPhase::Live {
+            return self.error(client, "not_live", "the room is not live", "answer_connect");
+        }
+        let applicant = self
+            .connect_queue
+            .remove(position)
+            .expect("position came from the queue");
+        if !accept {
+            self.send_to_user(
+                guest,
+                &ServerMessage::ConnectAnswer {
+                    accept: false,
+                    reason: None,
+                },
+            );
+            return;
+        }
+        let Some(live) = &self.live else { return };
+        self.connecting = Some(guest);
+        let shared = self.shared.clone();
+        let host = live.host_stream.live_id.clone();
+        let room = self.room.id.0;
+        let layout = self.layout;
+        self.spawn(async move {
+            let result = connect_sequence(&shared, room, host, layout, applicant).await;
+            Internal::Connected { guest, result }
+        });
+    }
+
+    fn connected(&mut self, guest: UserId, result: Result<CoStream, MediaError>) {
+        if self.connecting != Some(guest) {
+            // The live session ended meanwhile: undo the mix.
+            if let Ok(co) = result {
+                self.undo_mix(co);
+            }
+            return;
+        }
+        self.connecting = None;
+        match result {
+            Ok(co) if self.phase == RoomPhase::Live => {
+                self.phase = RoomPhase::CoStreaming;
+                let host = self.host.clone();
+                let everyone = ServerMessage::ConnectStarted {
+                    host: host.clone(),
+                    guest: co.guest.clone(),
+                    watch_url: co.watch_url.clone(),
+                    push_url: None,
+                };
+                let for_guest = ServerMessage::ConnectStarted {
+                    host,
+                    guest: co.guest.clone(),
+                    watch_url: co.watch_url.clone(),
+                    push_url: Some(co.guest_stream.push_url.clone()),
+                };
+                let frame = everyone.frame();
+                let guest_frame = for_guest.frame();
+                let clients: Vec<(ClientId, bool)> = self
+                    .members
+                    .values()
+                    .map(|m| (m.client, m.user == guest))
+                    .collect();
+                for (client, is_guest) in clients {
+                    self.send_frame(
+                        client,
+                        if is_guest {
+                            guest_frame.clone()
+                        } else {
+                            frame.clone()
+                        },
+                    );
+                }
+                self.broadcast(&ServerMessage::WatchUrl {
+                    watch_url: co.watch_url.clone(),
+                });
+                self.co_stream = Some(co);
+                self.publish();
+            }
+            Ok(co) => self.undo_mix(co),
+            Err(e) => {
+                self.send_to_user(
+                    guest,
+                    &ServerMessage::ConnectAnswer {
+                        accept: false,
+                        reason: Some("media_unavailable".to_owned()),
+                    },
+                );
+                self.tell_host(&ServerMessage::error(
+                    "media_unavailable",
+                    format!("could not start the co-stream: {e}"),
+                    Some("answer_connect"),
+                ));
+            }
+        }
+    }
+
+    fn end_connect(&mut self, member: &Member, is_host: bool) {
+        let is_guest = self
+            .co_stream
+            .as_ref()
+            .is_some_and(|c| c.guest.user_id == member.user.0);
+        if !is_host && !is_guest {
+            // A waiting applicant may withdraw.
+            let before = self.connect_queue.len();
+            self.connect_queue.retain(|p| p.user_id != member.user.0);
+            if self.connect_queue.len() == before {
+                self.error(
+                    member.client,
+                    "not_co_streaming",
+                    "there is no co-stream of yours to end",
+                    "end_connect",
+                );
+            }
+            return;
+        }
+        if self.co_stream.is_none() {
+            return self.error(
+                member.client,
+                "not_co_streaming",
+                "there is no co-stream to end",
+                "end_connect",
+            );
+        }
+        self.end_co_stream();
+    }
+
+    /// Back to the host's own picture: everyone is told at once; the mix is closed meanwhile.
+    fn end_co_stream(&mut self) {
+        let Some(co) = self.co_stream.take() else {
+            return;
+        };
+        if self.phase == RoomPhase::CoStreaming {
+            self.phase = RoomPhase::Live;
+        }
+        if let Some(live) = &self.live {
+            let watch_url = live.host_watch_url.clone();
+            self.broadcast(&ServerMessage::ConnectEnded {
+                watch_url: watch_url.clone(),
+            });
+            self.broadcast(&ServerMessage::WatchUrl { watch_url });
+        }
+        self.undo_mix(co);
+        self.publish();
+    }
+
+    fn undo_mix(&mut self, co: CoStream) {
+        let shared = self.shared.clone();
+        self.spawn_optional(async move {
+            if let Err(e) = call(&shared, shared.media.close_mix(&co.mixed)).await {
+                return Some(Internal::MediaFailed("close the mix", e));
+            }
+            if let Err(e) = call(&shared, shared.media.stop_distribution(&co.mixed)).await {
+                return Some(Internal::MediaFailed("stop the mixed stream", e));
+            }
+            None
+        });
+    }
+
+    fn update_layout(&mut self, layout: Option<MixLayout>) {
+        let Some(layout) = layout else { return };
+        self.layout = layout;
+        let Some(co) = &self.co_stream else { return };
+        let shared = self.shared.clone();
+        let mixed = co.mixed.clone();
+        self.spawn_optional(async move {
+            call(&shared, shared.media.update_mix(&mixed, layout))
+                .await
+                .err()
+                .map(|e| Internal::MediaFailed("change the layout", e))
+        });
+    }
+
+    fn send_to_user(&mut self, user: UserId, message: &ServerMessage) {
+        let frame = message.frame();
+        let clients: Vec<ClientId> = self
+            .members
+            .values()
+            .filter(|m| m.user == user)
+            .map(|m| m.client)
+            .collect();
+        for client in clients {
+            self.send_frame(client, frame.clone());
+        }
+    }
+
+    fn broadcast_except_host(&mut self, message: &ServerMessage) {
+        let frame = message.frame();
+        let clients: Vec<ClientId> = self
+            .members
+            .keys()
+            .filter(|c| Some(**c) != self.host_client)
+            .copied()
+            .collect();
+        for client in clients {
+            self.send_frame(client, frame.clone());
+        }
+    }
+
+    // ---- views ----
+
+    fn room_info(&self, client: ClientId) -> ServerMessage {
+        let you_are_host = self.host_client == Some(client);
+        let watch_url = match (&self.co_stream, &self.live) {
+            (Some(co), _) => Some(co.watch_url.clone()),
+            (None, Some(live)) => Some(live.host_watch_url.clone()),
+            _ => None,
+        };
+        let mut top_givers: Vec<TopGiver> = self
+            .live
+            .as_ref()
+            .map(|l| l.top_givers.values().cloned().collect())
+            .unwrap_or_default();
+        top_givers.sort_by(|a, b| b.value.cmp(&a.value).then(a.user_id.cmp(&b.user_id)));
+        top_givers.truncate(10);
+        ServerMessage::RoomInfo {
+            room_id: self.room.id.0,
+            name: self.room.name.clone(),
+            description: self.room.description.clone(),
+            host: self.host.clone(),
+            state: self.phase,
+            on_air: self.live.is_some(),
+            watch_url,
+            title: self.live.as_ref().map(|l| l.session.title.clone()),
+            live_started_at: self.live.as_ref().map(|l| l.session.started_at),
+            audience: self.members.len(),
+            top_givers,
+            recent_danmaku: self.recent.iter().cloned().collect(),
+            co_stream: self.co_stream.as_ref().map(|c| c.guest.clone()),
+            connect_queue: you_are_host.then(|| self.connect_queue.iter().cloned().collect()),
+            you_are_host,
+        }
+    }
+
+    /// Updates this room's entry in the directory.
+    fn publish(&self) {
+        let summary = RoomSummary {
+            room_id: self.room.id.0,
+            name: self.room.name.clone(),
+            description: self.room.description.clone(),
+            host: self.host.clone(),
+            title: self.live.as_ref().map(|l| l.session.title.clone()),
+            cover_url: self.room.cover.as_deref().map(|c| ImageKind::Cover.url(c)),
+            state: self.phase,
+            audience: self.members.len(),
+            started_at: self.live.as_ref().map(|l| l.session.started_at),
+        };
+        self.shared
+            .directory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(self.room.id, summary);
+    }
+
+    fn end(mut self) {
+        self.shared
+            .directory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.room.id);
+        let mut registry = self
+            .shared
+            .registry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if registry
+            .get(&self.room.id)
+            .is_some_and(|(g, _)| *g == self.generation)
+        {
+            registry.remove(&self.room.id);
+        }
+        drop(registry);
+        if let Some(reply) = self.shutdown_reply.take() {
+            let _ = reply.send(());
+        }
+        tracing::debug!(room = %self.room.id, "room task ended");
+    }
+
+    fn spawn(&self, work: impl Future<Output = Internal> + Send + 'static) {
+        let internal = self.internal_tx.clone();
+        self.shared.tasks.spawn(async move {
+            let _ = internal.send(work.await);
+        });
+    }
+
+    fn spawn_optional(&self, work: impl Future<Output = Option<Internal>> + Send + 'static) {
+        let internal = self.internal_tx.clone();
+        self.shared.tasks.spawn(async move {
+            if let Some(event) = work.await {
+                let _ = internal.send(event);
+            }
+        });
+    }
+}
+
+/// One media plane call, bounded by the configured timeout.
+async fn call<T>(
+    shared: &Shared,
+    work: impl Future<Output = Result<T, MediaError>>,
+) -> Result<T, MediaError> {
+    let limit = Duration::from_secs(shared.config.media_timeout_secs);
+    tokio::time::timeout(limit, work)
+        .await
+        .unwrap_or(Err(MediaError::Timeout))
+}
+
+/// A media step retried with doubling pauses (1 s, 2 s, …) up to the configured attempts.
+async fn with_retries<T, F, Fut>(shared: &Shared, step: &str, mut work: F) -> Result<T, MediaError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, MediaError>>,
+{
+    let attempts = shared.config.media_attempts.max(1);
+    let mut pause = Duration::from_secs(1);
+    for attempt in 1..=attempts {
+        match call(shared, work()).await {
+            Ok(value) => return Ok(value),
+            Err(e) if attempt == attempts => return Err(e),
+            Err(e) => {
+                tracing::warn!(step, attempt, error = %e, "media plane call failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+        }
+    }
+    Err(MediaError::Timeout)
+}
+
+/// Credentials from the rtp role, distribution from the distributor, then the live session in
+/// the store. A failure after the distributor started stops it again, so nothing half-open stays.
+async fn start_sequence(
+    shared: &Shared,
+    room: u64,
+    host: UserId,
+    title: String,
+) -> Result<Started, MediaError> {
+    let host_stream = with_retries(shared, "new_stream", || {
+        shared.media.new_stream(room, "host")
+    })
+    .await?;
+    let live_id = host_stream.live_id.clone();
+    let watch_url = with_retries(shared, "start_distribution", || {
+        shared.media.start_distribution(&live_id)
+    })
+    .await?;
+    let stream = live_id.0.clone();
+    let stored = shared
+        .store
+        .run(move |s| {
+            s.start_live_session(crate::model::RoomId(room), host, title, stream, unix_now())
+        })
+        .await;
+    match stored {
+        Ok(session) => Ok(Started {
+            session,
+            host_stream,
+            watch_url,
+        }),
+        Err(e) => {
+            let _ = call(shared, shared.media.stop_distribution(&live_id)).await;
+            Err(MediaError::Unavailable(format!(
+                "cannot record the live session: {e}"
+            )))
+        }
+    }
+}
+
+/// Guest credentials and a mixed stream id from the rtp role, the mix from the processor, and
+/// the mixed stream from the distributor. Undoes what it started if a later step fails.
+async fn connect_sequence(
+    shared: &Shared,
+    room: u64,
+    host: LiveId,
+    layout: MixLayout,
+    guest: Person,
+) -> Result<CoStream, MediaError> {
+    let guest_stream = call(shared, shared.media.new_stream(room, "guest")).await?;
+    let mixed = call(shared, shared.media.new_stream(room, "mix"))
+        .await?
+        .live_id;
+    let spec = MixSpec {
+        host,
+        guest: guest_stream.live_id.clone(),
+        mixed: mixed.clone(),
+        layout,
+    };
+    call(shared, shared.media.start_mix(&spec)).await?;
+    match call(shared, shared.media.start_distribution(&mixed)).await {
+        Ok(watch_url) => Ok(CoStream {
+            guest,
+            guest_stream,
+            mixed,
+            watch_url,
+        }),
+        Err(e) => {
+            let _ = call(shared, shared.media.close_mix(&mixed)).await;
+            Err(e)
+        }
+    }
+}

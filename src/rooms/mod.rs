@@ -1,0 +1,361 @@
+//! Rooms: every open live room is an actor — one tokio task that owns all of the room's state —
+//! and [`Rooms`] is the registry that finds or starts them.
+//!
+//! Owns: the registry (room id → [`RoomHandle`]), the room actors (`actor.rs`), the WebSocket
+//! protocol's messages (`protocol.rs`), the directory of live rooms, and the chat ledger writer.
+//! Calls: store (rooms' records, bans, live sessions, ledgers), media (the media plane trait).
+//! The outside talks to a room only through its handle's command channel; replies go back on a
+//! oneshot or, for a client, into that client's bounded outgoing queue.
+
+mod actor;
+pub mod protocol;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{GiftConfig, RoomsConfig};
+use crate::media::MediaPlane;
+use crate::model::{Ban, BanScope, Room, RoomId, UserId, UserKind};
+use crate::store::{unix_now, ChatEntry, Store, StoreError};
+use protocol::{ClientMessage, Frame, RoomPhase};
+
+/// Commands waiting for a room task; beyond this, senders wait (back-pressure on clients).
+const COMMAND_QUEUE: usize = 1024;
+/// How long shutdown waits for the rooms to close.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RoomsError {
+    #[error("there is no such room")]
+    NoSuchRoom,
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One WebSocket connection, as the rooms know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientId(pub u64);
+
+/// The way to a client: its bounded queue of outgoing frames and a way to close it.
+#[derive(Clone)]
+pub struct ClientLink {
+    frames: mpsc::Sender<Frame>,
+    closed: CancellationToken,
+    reason: Arc<OnceLock<String>>,
+}
+
+impl ClientLink {
+    /// A link with room for `capacity` frames; the receiver is the connection's writer.
+    pub fn new(capacity: usize) -> (ClientLink, mpsc::Receiver<Frame>) {
+        let (frames, receiver) = mpsc::channel(capacity);
+        let link = ClientLink {
+            frames,
+            closed: CancellationToken::new(),
+            reason: Arc::new(OnceLock::new()),
+        };
+        (link, receiver)
+    }
+
+    /// Queues a frame. `false` when the client's queue is full or the client is gone: the
+    /// caller drops the client rather than wait for it.
+    pub fn send(&self, frame: Frame) -> bool {
+        self.frames.try_send(frame).is_ok()
+    }
+
+    /// Asks the connection to close, telling the client why.
+    pub fn close(&self, reason: &str) {
+        let _ = self.reason.set(reason.to_owned());
+        self.closed.cancel();
+    }
+
+    /// Completes when someone asked this connection to close.
+    pub async fn closing(&self) {
+        self.closed.cancelled().await;
+    }
+
+    pub fn close_reason(&self) -> Option<&str> {
+        self.reason.get().map(String::as_str)
+    }
+}
+
+/// A connected client as a room sees it.
+#[derive(Clone)]
+pub struct Member {
+    pub client: ClientId,
+    pub user: UserId,
+    pub nickname: String,
+    pub kind: UserKind,
+    /// A chat ban in force when the member joined (rooms re-check its expiry on use).
+    pub chat_ban: Option<Ban>,
+    pub link: ClientLink,
+}
+
+/// A live room as the directory lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoomSummary {
+    pub room_id: u64,
+    pub name: String,
+    pub description: String,
+    pub host: protocol::Person,
+    pub title: Option<String>,
+    pub cover_url: Option<String>,
+    pub state: RoomPhase,
+    pub audience: usize,
+    pub started_at: Option<u64>,
+}
+
+enum Command {
+    Join(Member),
+    Leave(ClientId),
+    Act(ClientId, ClientMessage),
+    RoomUpdated(Room),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The cheap, cloneable way to talk to one room's task.
+#[derive(Clone)]
+pub struct RoomHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl RoomHandle {
+    async fn send(&self, command: Command) -> bool {
+        self.commands.send(command).await.is_ok()
+    }
+}
+
+/// Everything a room task needs besides its own state.
+struct Shared {
+    store: Store,
+    media: Arc<dyn MediaPlane>,
+    config: RoomsConfig,
+    gifts: Vec<GiftConfig>,
+    chat: mpsc::UnboundedSender<ChatEntry>,
+    /// std mutexes: each held only for a map update, never across an `.await`.
+    registry: Mutex<HashMap<RoomId, (u64, RoomHandle)>>,
+    directory: Mutex<HashMap<RoomId, RoomSummary>>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+pub struct Rooms {
+    shared: Arc<Shared>,
+    next_task: std::sync::atomic::AtomicU64,
+}
+
+impl Rooms {
+    /// Starts the chat ledger writer; rooms start on demand.
+    pub fn new(
+        store: Store,
+        media: Arc<dyn MediaPlane>,
+        config: RoomsConfig,
+        gifts: Vec<GiftConfig>,
+        tasks: TaskTracker,
+        app_shutdown: CancellationToken,
+    ) -> Rooms {
+        let (chat, ledger) = mpsc::unbounded_channel();
+        tasks.spawn(write_chat(store.clone(), ledger, app_shutdown));
+        Rooms {
+            shared: Arc::new(Shared {
+                store,
+                media,
+                config,
+                gifts,
+                chat,
+                registry: Mutex::new(HashMap::new()),
+                directory: Mutex::new(HashMap::new()),
+                tasks,
+                shutdown: CancellationToken::new(),
+            }),
+            next_task: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    /// The handle of `room`'s task, starting the task if the room is not open.
+    async fn open(&self, room_id: RoomId) -> Result<RoomHandle, RoomsError> {
+        if self.shared.shutdown.is_cancelled() {
+            return Err(RoomsError::ShuttingDown);
+        }
+        if let Some((_, handle)) = self.registry().get(&room_id) {
+            if !handle.commands.is_closed() {
+                return Ok(handle.clone());
+            }
+        }
+        let room = self
+            .shared
+            .store
+            .run(move |s| s.room(room_id))
+            .await?
+            .ok_or(RoomsError::NoSuchRoom)?;
+        let owner = self
+            .shared
+            .store
+            .run(move |s| s.user(room.owner))
+            .await?
+            .ok_or(RoomsError::NoSuchRoom)?;
+        let mut registry = self.registry();
+        if let Some((_, handle)) = registry.get(&room_id) {
+            if !handle.commands.is_closed() {
+                return Ok(handle.clone());
+            }
+        }
+        let (commands, inbox) = mpsc::channel(COMMAND_QUEUE);
+        let handle = RoomHandle { commands };
+        let generation = self
+            .next_task
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        registry.insert(room_id, (generation, handle.clone()));
+        let actor = actor::RoomActor::new(self.shared.clone(), room, owner, generation);
+        self.shared.tasks.spawn(actor.run(inbox));
+        Ok(handle)
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, (u64, RoomHandle)>> {
+        self.shared
+            .registry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends a command to `room`, starting its task if needed; retries once if the task ended
+    /// between lookup and send.
+    async fn command(&self, room: RoomId, make: impl Fn() -> Command) -> Result<(), RoomsError> {
+        for _ in 0..2 {
+            let handle = self.open(room).await?;
+            if handle.send(make()).await {
+                return Ok(());
+            }
+        }
+        Err(RoomsError::ShuttingDown)
+    }
+
+    pub async fn join(&self, room: RoomId, member: Member) -> Result<(), RoomsError> {
+        self.command(room, || Command::Join(member.clone())).await
+    }
+
+    /// Tells an open room that a client left (or disconnected); a closed room needs no word.
+    pub async fn leave(&self, room: RoomId, client: ClientId) {
+        let handle = self.registry().get(&room).map(|(_, h)| h.clone());
+        if let Some(handle) = handle {
+            handle.send(Command::Leave(client)).await;
+        }
+    }
+
+    /// Hands a client's room message to the room it is in.
+    pub async fn act(
+        &self,
+        room: RoomId,
+        client: ClientId,
+        message: ClientMessage,
+    ) -> Result<(), RoomsError> {
+        self.command(room, || Command::Act(client, message.clone()))
+            .await
+    }
+
+    /// Tells an open room that its record changed (name, description, cover).
+    pub async fn room_updated(&self, room: Room) {
+        let handle = self.registry().get(&room.id).map(|(_, h)| h.clone());
+        if let Some(handle) = handle {
+            handle.send(Command::RoomUpdated(room)).await;
+        }
+    }
+
+    /// A chat ban of `user` in force now, if any.
+    pub async fn chat_ban(&self, user: UserId) -> Result<Option<Ban>, RoomsError> {
+        self.ban(user, BanScope::Chat).await
+    }
+
+    pub async fn ban(&self, user: UserId, scope: BanScope) -> Result<Option<Ban>, RoomsError> {
+        let bans = self.shared.store.run(move |s| s.bans_of(user)).await?;
+        let now = unix_now();
+        Ok(bans
+            .into_iter()
+            .find(|b| b.scope == scope && b.in_force(now)))
+    }
+
+    /// The rooms that are live now, most watched first.
+    pub fn live_rooms(&self) -> Vec<RoomSummary> {
+        let directory = self
+            .shared
+            .directory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut rooms: Vec<RoomSummary> = directory
+            .values()
+            .filter(|r| matches!(r.state, RoomPhase::Live | RoomPhase::CoStreaming))
+            .cloned()
+            .collect();
+        rooms.sort_by(|a, b| b.audience.cmp(&a.audience).then(a.room_id.cmp(&b.room_id)));
+        rooms
+    }
+
+    pub fn live_room(&self, room: RoomId) -> Option<RoomSummary> {
+        self.shared
+            .directory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&room)
+            .cloned()
+    }
+
+    pub fn open_rooms(&self) -> usize {
+        self.registry().len()
+    }
+
+    /// Closes every room (live sessions end, recordings are asked for), within a bound.
+    pub async fn shutdown(&self) {
+        self.shared.shutdown.cancel();
+        let handles: Vec<RoomHandle> = self.registry().values().map(|(_, h)| h.clone()).collect();
+        let mut waits = Vec::new();
+        for handle in handles {
+            let (reply, done) = oneshot::channel();
+            if handle.send(Command::Shutdown(reply)).await {
+                waits.push(done);
+            }
+        }
+        let all = async {
+            for done in waits {
+                let _ = done.await;
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
+            tracing::warn!("some rooms did not finish closing in time");
+        }
+    }
+}
+
+/// Writes danmaku and gifts to the store in batches, so a busy room costs one transaction per
+/// burst rather than one per message. At shutdown (after the rooms closed) it writes what is
+/// left and ends.
+async fn write_chat(
+    store: Store,
+    mut ledger: mpsc::UnboundedReceiver<ChatEntry>,
+    shutdown: CancellationToken,
+) {
+    const BATCH: usize = 512;
+    loop {
+        let first = tokio::select! {
+            entry = ledger.recv() => entry,
+            () = shutdown.cancelled() => ledger.try_recv().ok(),
+        };
+        let Some(first) = first else { return };
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match ledger.try_recv() {
+                Ok(entry) => batch.push(entry),
+                Err(_) => break,
+            }
+        }
+        let size = batch.len();
+        if let Err(e) = store.run(move |s| s.append_chat(&batch)).await {
+            tracing::error!(error = %e, entries = size, "cannot store danmaku and gifts");
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! `GET /ws`: one WebSocket per client. A reader task parses the client's messages and hands
+//! them to the room it is in; a writer task drains the client's bounded queue of outgoing frames
+//! (filled by the rooms) and flushes once per batch. When either ends, the other is stopped, and
+//! the connection leaves its room once.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+
+use crate::accounts::{AccountsError, SignedIn};
+use crate::app::App;
+use crate::model::{BanScope, RoomId, UserKind};
+use crate::rooms::protocol::{ClientMessage, Frame, ServerMessage};
+use crate::rooms::{ClientId, ClientLink, Member, RoomsError};
+
+use super::auth::session_token;
+use super::error::ApiError;
+
+/// WebSocket read buffer: small, since client messages are small (the default is 128 KiB per
+/// connection, which adds up with thousands of viewers).
+const READ_BUFFER: usize = 8 * 1024;
+
+static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
+
+pub async fn ws(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    if !same_origin(&headers) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+            "WebSocket connections from other sites are refused",
+        ));
+    }
+    let token = session_token(&headers).ok_or(AccountsError::NotLoggedIn)?;
+    let who = app.accounts.authenticate(token).await?;
+    let max_frame = app.config.rooms.max_frame_bytes;
+    let tracked = app.clone();
+    Ok(upgrade
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(READ_BUFFER)
+        .max_message_size(max_frame)
+        .max_frame_size(max_frame)
+        .on_upgrade(move |socket| tracked.track(connection(app, who, socket))))
+}
+
+/// A browser's handshake names its page's origin; it must be this site. Programs send none.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.trim_end_matches('/') == host)
+}
+
+async fn connection(app: Arc<App>, who: SignedIn, socket: WebSocket) {
+    let client = ClientId(NEXT_CLIENT.fetch_add(1, Ordering::Relaxed));
+    let (link, frames) = ClientLink::new(app.config.rooms.client_queue);
+    let (sink, stream) = socket.split();
+    app.metrics.ws_opened();
+    let writer = tokio::spawn(write(sink, frames, link.clone()));
+    let mut session = Session {
+        app: app.clone(),
+        who,
+        client,
+        link: link.clone(),
+        room: None,
+    };
+    session.read(stream).await;
+    if let Some(room) = session.room.take() {
+        app.rooms.leave(room, client).await;
+    }
+    link.close("bye");
+    let _ = writer.await;
+    app.metrics.ws_closed();
+}
+
+/// Sends queued frames until the link is closed, then a close frame with the reason.
+async fn write(
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut frames: mpsc::Receiver<Frame>,
+    link: ClientLink,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            () = link.closing() => break,
+            frame = frames.recv() => {
+                let Some(frame) = frame else { break };
+                if sink.feed(text(frame)).await.is_err() {
+                    return;
+                }
+                // Drain what else is waiting, then flush once.
+                while let Ok(frame) = frames.try_recv() {
+                    if sink.feed(text(frame)).await.is_err() {
+                        return;
+                    }
+                }
+                if sink.flush().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let reason = link.close_reason().unwrap_or("bye").to_owned();
+    let code = if reason == "too_slow" { 1008 } else { 1000 };
+    let _ = sink
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from(reason),
+        })))
+        .await;
+}
+
+fn text(frame: Frame) -> Message {
+    let text = Utf8Bytes::try_from(frame.0)
+        .expect("frames are serialised JSON, which is always valid UTF-8");
+    Message::Text(text)
+}
+
+/// One connection's view: who it is and which room it is in.
+struct Session {
+    app: Arc<App>,
+    who: SignedIn,
+    client: ClientId,
+    link: ClientLink,
+    room: Option<RoomId>,
+}
+
+impl Session {
+    async fn read(&mut self, mut stream: futures_util::stream::SplitStream<WebSocket>) {
+        loop {
+            let message = tokio::select! {
+                () = self.link.closing() => return,
+                () = self.app.stopping() => {
+                    self.link.close("server_shutdown");
+                    return;
+                }
+                message = stream.next() => message,
+            };
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    self.app.metrics.ws_received();
+                    match ClientMessage::parse(&text) {
+                        Ok(message) => self.dispatch(message).await,
+                        Err(bad) => self.reply(&ServerMessage::error(bad.code, bad.message, None)),
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => self.reply(&ServerMessage::error(
+                    "bad_message",
+                    "messages are JSON text frames",
+                    None,
+                )),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+            }
+        }
+    }
+
+    fn reply(&self, message: &ServerMessage) {
+        if !self.link.send(message.frame()) {
+            self.link.close("too_slow");
+        }
+    }
+
+    fn refuse(&self, code: &str, message: impl Into<String>, about: &str) {
+        self.reply(&ServerMessage::error(code, message, Some(about)));
+    }
+
+    fn refuse_rooms(&self, e: RoomsError, about: &str) {
+        match e {
+            RoomsError::NoSuchRoom => self.refuse("room_not_found", "there is no such room", about),
+            RoomsError::ShuttingDown => {
+                self.refuse("server_shutdown", "the server is shutting down", about)
+            }
+            RoomsError::Store(e) => {
+                tracing::error!(error = %e, "store failure in a room command");
+                self.refuse("internal", "something went wrong on the server", about)
+            }
+        }
+    }
+
+    async fn dispatch(&mut self, message: ClientMessage) {
+        let about = message.kind();
+        match message {
+            ClientMessage::Ping { id } => self.reply(&ServerMessage::Pong { id }),
+            ClientMessage::JoinRoom { room_id } => self.join(RoomId(room_id), about).await,
+            ClientMessage::LeaveRoom => {
+                if let Some(room) = self.room.take() {
+                    self.app.rooms.leave(room, self.client).await;
+                }
+            }
+            ClientMessage::StartLive { .. } => self.start_live(message, about).await,
+            ClientMessage::UpdateRoom {
+                ref name,
+                ref description,
+                layout,
+            } => {
+                if name.is_some() || description.is_some() {
+                    let update = self
+                        .app
+                        .accounts
+                        .update_my_room(&self.who, name.as_deref(), description.as_deref())
+                        .await;
+                    match update {
+                        Ok(room) => self.app.rooms.room_updated(room).await,
+                        Err(e) => {
+                            let error = ApiError::from(e);
+                            return self.refuse(error.code, error.message, about);
+                        }
+                    }
+                }
+                if layout.is_some() {
+                    self.forward(message, about).await;
+                }
+            }
+            other => self.forward(other, about).await,
+        }
+    }
+
+    async fn forward(&mut self, message: ClientMessage, about: &str) {
+        let Some(room) = self.room else {
+            return self.refuse("not_in_room", "join a room first", about);
+        };
+        if let Err(e) = self.app.rooms.act(room, self.client, message).await {
+            self.refuse_rooms(e, about);
+        }
+    }
+
+    async fn join(&mut self, room: RoomId, about: &str) {
+        if let Some(current) = self.room.take() {
+            self.app.rooms.leave(current, self.client).await;
+        }
+        let chat_ban = match self.app.rooms.chat_ban(self.who.user.id).await {
+            Ok(ban) => ban,
+            Err(e) => return self.refuse_rooms(e, about),
+        };
+        let member = Member {
+            client: self.client,
+            user: self.who.user.id,
+            nickname: self.who.user.nickname.clone(),
+            kind: self.who.user.kind,
+            chat_ban,
+            link: self.link.clone(),
+        };
+        match self.app.rooms.join(room, member).await {
+            Ok(()) => self.room = Some(room),
+            Err(e) => self.refuse_rooms(e, about),
+        }
+    }
+
+    /// Going live: only a registered host without a stream ban, in their own room.
+    async fn start_live(&mut self, message: ClientMessage, about: &str) {
+        let user = &self.who.user;
+        if user.kind == UserKind::Guest {
+            return self.refuse("registered_only", "register to go live", about);
+        }
+        let Some(own) = user.room_id else {
+            return self.refuse("no_room", "verify your email to get a room", about);
+        };
+        match self.app.rooms.ban(user.id, BanScope::Stream).await {
+            Ok(Some(ban)) => {
+                return self.reply(&ServerMessage::Banned {
+                    scope: "stream".to_owned(),
+                    reason: ban.reason,
+                })
+            }
+            Ok(None) => {}
+            Err(e) => return self.refuse_rooms(e, about),
+        }
+        if self.room != Some(own) {
+            self.join(own, about).await;
+        }
+        self.forward(message, about).await;
+    }
+}
