@@ -22,6 +22,8 @@ use crate::store::{Store, StoreError};
 
 /// How long shutdown waits for background tasks to notice it.
 const TASKS_GRACE: Duration = Duration::from_secs(10);
+/// How long shutdown waits for the last request handlers to let go of the app.
+const STORE_RELEASE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -127,8 +129,21 @@ impl App {
         {
             tracing::warn!("background tasks did not stop in time");
         }
-        match Arc::try_unwrap(self) {
-            Ok(app) => {
+        // Connection tasks that just finished may still be dropping their handles for a moment.
+        let mut app = self;
+        let deadline = Instant::now() + STORE_RELEASE;
+        let app = loop {
+            match Arc::try_unwrap(app) {
+                Ok(app) => break Some(app),
+                Err(shared) if Instant::now() < deadline => {
+                    app = shared;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(_) => break None,
+            }
+        };
+        match app {
+            Some(app) => {
                 // The services hold store handles too; drop them first so the close is the last.
                 drop(app.accounts);
                 drop(app.rooms);
@@ -137,9 +152,9 @@ impl App {
                     Err(e) => tracing::error!(error = %e, "closing the store failed"),
                 }
             }
-            // A connection forced closed at the end of the grace period may still be unwinding;
-            // the store is then closed when its last handle drops (every commit is already durable).
-            Err(_) => tracing::warn!("requests still unwinding; the store closes when they end"),
+            // Something still holds the app (a connection forced closed at the end of the grace
+            // period); the store closes when its last handle drops, and every commit is durable.
+            None => tracing::warn!("requests still unwinding; the store closes when they end"),
         }
     }
 }

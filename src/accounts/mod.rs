@@ -37,25 +37,25 @@ pub enum AccountsError {
     InvalidRoomName(String),
     #[error("{0}")]
     InvalidDescription(String),
-    #[error("that username is taken")]
+    #[error("That username is taken.")]
     UsernameTaken,
-    #[error("an account with that email exists already")]
+    #[error("An account with that email exists already.")]
     EmailTaken,
-    #[error("no account has that email")]
+    #[error("No account has that email.")]
     UnknownEmail,
-    #[error("this account is verified already; just log in")]
+    #[error("This account is verified already; just log in.")]
     AlreadyVerified,
-    #[error("wrong username, email or password")]
+    #[error("Wrong username, email or password.")]
     InvalidCredentials,
-    #[error("this account's email is not verified yet: follow the link in the email, or ask for a new one")]
+    #[error("This account's email is not verified yet: follow the link in the email, or ask for a new one.")]
     EmailNotVerified,
-    #[error("you are not logged in")]
+    #[error("You are not logged in.")]
     NotLoggedIn,
-    #[error("your session has expired; log in again")]
+    #[error("Your session has expired; log in again.")]
     SessionExpired,
-    #[error("guests can only watch; register to do this")]
+    #[error("Guests can only watch; register to do this.")]
     RegisteredOnly,
-    #[error("too many attempts; try again in {} seconds", .0.as_secs())]
+    #[error("Too many attempts; try again in {} seconds.", .0.as_secs())]
     RateLimited(Duration),
     #[error(transparent)]
     Image(FilesError),

@@ -16,7 +16,7 @@ pub fn username(value: &str) -> Result<(), String> {
     let count = value.chars().count();
     if !(3..=32).contains(&count) {
         return Err(format!(
-            "a username has 3 to 32 characters; this one has {count}"
+            "A username has 3 to 32 characters; this one has {count}."
         ));
     }
     if let Some(bad) = value
@@ -24,7 +24,7 @@ pub fn username(value: &str) -> Result<(), String> {
         .find(|c| !(c.is_alphanumeric() || *c == '_' || *c == '-'))
     {
         return Err(format!(
-            "a username may only use letters, digits, '_' and '-'; {bad:?} is not allowed"
+            "A username may only use letters, digits, '_' and '-'; {bad:?} is not allowed."
         ));
     }
     Ok(())
@@ -33,7 +33,7 @@ pub fn username(value: &str) -> Result<(), String> {
 pub fn email(value: &str) -> Result<(), String> {
     let invalid = || {
         Err(format!(
-            "{value:?} is not an email address like name@example.com"
+            "{value:?} is not an email address like name@example.com."
         ))
     };
     if value.len() > 254 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -56,22 +56,22 @@ pub fn password(value: &str) -> Result<(), String> {
     let count = value.chars().count();
     if count < 8 {
         return Err(format!(
-            "a password needs at least 8 characters; this one has {count}"
+            "A password needs at least 8 characters; this one has {count}."
         ));
     }
     if count > 256 {
-        return Err("a password has at most 256 characters".to_owned());
+        return Err("A password has at most 256 characters.".to_owned());
     }
     Ok(())
 }
 
 /// Returns the nickname as it will be stored (trimmed).
 pub fn nickname(value: &str) -> Result<String, String> {
-    single_line(value, 32, "a nickname")
+    single_line(value, 32, "A nickname")
 }
 
 pub fn room_name(value: &str) -> Result<String, String> {
-    single_line(value, 64, "a room name")
+    single_line(value, 64, "A room name")
 }
 
 /// Returns the description as it will be stored (trimmed, line ends as `\n`).
@@ -80,14 +80,14 @@ pub fn description(value: &str) -> Result<String, String> {
     let count = text.chars().count();
     if count > 1000 {
         return Err(format!(
-            "a description has at most 1000 characters; this one has {count}"
+            "A description has at most 1000 characters; this one has {count}."
         ));
     }
     if text
         .chars()
         .any(|c| (c.is_control() && c != '\n') || is_disguising(c))
     {
-        return Err("a description may not contain control or invisible characters".to_owned());
+        return Err("A description may not contain control or invisible characters.".to_owned());
     }
     Ok(text)
 }
@@ -97,12 +97,12 @@ fn single_line(value: &str, max: usize, what: &str) -> Result<String, String> {
     let count = text.chars().count();
     if count == 0 || count > max {
         return Err(format!(
-            "{what} has 1 to {max} characters; this one has {count}"
+            "{what} has 1 to {max} characters; this one has {count}."
         ));
     }
     if text.chars().any(|c| c.is_control() || is_disguising(c)) {
         return Err(format!(
-            "{what} may not contain control or invisible characters"
+            "{what} may not contain control or invisible characters."
         ));
     }
     Ok(text.to_owned())

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::protocol::{
     ClientMessage, DanmakuView, Frame, Person, RoomPhase, ServerMessage, TopGiver,
 };
-use super::{ClientId, Command, Member, RoomSummary, Shared};
+use super::{ClientId, ClientLink, Command, Member, RoomSummary, Shared};
 use crate::files::ImageKind;
 use crate::media::{LiveId, MediaError, MixLayout, MixSpec, StreamCredentials};
 use crate::model::{GiftEntry, LiveSession, Room, StoredDanmaku, User, UserId, UserKind};
@@ -160,7 +160,7 @@ impl RoomActor {
         match command {
             Command::Join(member) => self.join(member),
             Command::Leave(client) => self.leave(client),
-            Command::Act(client, message) => self.act(client, message),
+            Command::Act(client, link, message) => self.act(client, &link, message),
             Command::RoomUpdated(room) => {
                 self.room = room;
                 self.broadcast(&ServerMessage::RoomUpdated {
@@ -321,8 +321,11 @@ impl RoomActor {
 
     // ---- client messages ----
 
-    fn act(&mut self, client: ClientId, message: ClientMessage) {
+    fn act(&mut self, client: ClientId, link: &ClientLink, message: ClientMessage) {
         let Some(member) = self.members.get(&client).cloned() else {
+            let refusal =
+                ServerMessage::error("not_in_room", "join the room first", Some(message.kind()));
+            link.send(refusal.frame());
             return;
         };
         let is_host = member.user.0 == self.host.user_id;

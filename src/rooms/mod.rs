@@ -114,7 +114,9 @@ pub struct RoomSummary {
 enum Command {
     Join(Member),
     Leave(ClientId),
-    Act(ClientId, ClientMessage),
+    /// A room message from a client; the link lets the room answer one that is not a member
+    /// (for instance after the room it was in closed).
+    Act(ClientId, ClientLink, ClientMessage),
     RoomUpdated(Room),
     Shutdown(oneshot::Sender<()>),
 }
@@ -253,9 +255,10 @@ impl Rooms {
         &self,
         room: RoomId,
         client: ClientId,
+        link: &ClientLink,
         message: ClientMessage,
     ) -> Result<(), RoomsError> {
-        self.command(room, || Command::Act(client, message.clone()))
+        self.command(room, || Command::Act(client, link.clone(), message.clone()))
             .await
     }
 

@@ -13,6 +13,9 @@ use crate::model::{
     UserKind, VerificationToken,
 };
 
+/// Seconds an expired session is remembered before the purge deletes it.
+const EXPIRED_SESSION_MEMORY: u64 = 7 * 24 * 3600;
+
 /// A message to queue, built by the caller (it knows the link the text must carry).
 #[derive(Debug, Clone)]
 pub struct MailDraft {
@@ -457,8 +460,11 @@ impl Store {
             let gone: std::collections::HashSet<UserId> =
                 idle_guests.iter().map(|g| g.id).collect();
             let mut sessions = txn.open_table(SESSIONS)?;
+            // Expired sessions are kept a week, so their tokens still answer "session expired"
+            // rather than "not logged in".
+            let forget_before = now.saturating_sub(EXPIRED_SESSION_MEMORY);
             sessions.retain(|_, value| match decode::<Session>(value, "session") {
-                Ok(s) => s.expires_at > now && !gone.contains(&s.user_id),
+                Ok(s) => s.expires_at > forget_before && !gone.contains(&s.user_id),
                 Err(_) => false,
             })?;
             idle_guests

@@ -35,6 +35,7 @@ pub fn router(app: Arc<App>) -> Router {
     let image_limit = DefaultBodyLimit::max(upload_limit(&app));
     Router::new()
         .route("/", get(pages::home))
+        .route("/room/{room_id}", get(pages::room))
         .route(
             "/register",
             get(account_pages::register_page).post(account_pages::register_submit),

@@ -6,11 +6,14 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::State;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::Html;
 
 use crate::accounts::SignedIn;
 use crate::app::App;
+use crate::config::GiftConfig;
+use crate::model::{RoomId, UserKind};
 use crate::rooms::protocol::RoomPhase;
 use crate::rooms::RoomSummary;
 
@@ -71,5 +74,58 @@ pub async fn home(
     render(&HomePage {
         layout: Layout::for_user("Live now", who.as_ref()),
         rooms: app.rooms.live_rooms(),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "room.html")]
+pub struct RoomPage {
+    layout: Layout,
+    room_id: u64,
+    name: String,
+    description: String,
+    host_nickname: String,
+    signed_in: bool,
+    is_host: bool,
+    can_chat: bool,
+    gifts: Vec<GiftConfig>,
+}
+
+/// `/room/{room_id}`: the live room — video, danmaku, gifts, and the host's console.
+pub async fn room(
+    State(app): State<Arc<App>>,
+    MaybeSigned(who): MaybeSigned,
+    Path(room_id): Path<u64>,
+) -> Result<Html<String>, PageError> {
+    let id = RoomId(room_id);
+    let not_found = || {
+        PageError(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "room_not_found",
+            "There is no such room.",
+        ))
+    };
+    let found = app
+        .store
+        .run(move |s| {
+            let Some(room) = s.room(id)? else {
+                return Ok(None);
+            };
+            Ok(s.user(room.owner)?.map(|owner| (room, owner)))
+        })
+        .await
+        .map_err(ApiError::from)?;
+    let (room, owner) = found.ok_or_else(not_found)?;
+    let user = who.as_ref().map(|w| &w.user);
+    render(&RoomPage {
+        layout: Layout::for_user(room.name.clone(), who.as_ref()),
+        room_id,
+        description: room.description,
+        host_nickname: owner.nickname,
+        signed_in: who.is_some(),
+        is_host: user.is_some_and(|u| u.id == room.owner),
+        can_chat: user.is_some_and(|u| u.kind == UserKind::Registered),
+        gifts: app.config.gifts.clone(),
+        name: room.name,
     })
 }

@@ -235,7 +235,12 @@ impl Session {
         let Some(room) = self.room else {
             return self.refuse("not_in_room", "join a room first", about);
         };
-        if let Err(e) = self.app.rooms.act(room, self.client, message).await {
+        if let Err(e) = self
+            .app
+            .rooms
+            .act(room, self.client, &self.link, message)
+            .await
+        {
             self.refuse_rooms(e, about);
         }
     }
@@ -281,9 +286,8 @@ impl Session {
             Ok(None) => {}
             Err(e) => return self.refuse_rooms(e, about),
         }
-        if self.room != Some(own) {
-            self.join(own, about).await;
-        }
+        // Join (again): the host may be elsewhere, or in a room task that has since closed.
+        self.join(own, about).await;
         self.forward(message, about).await;
     }
 }

@@ -10,6 +10,7 @@ use roommanager::config::Config;
 use roommanager::media::scripted::{Behaviour, Call, ScriptedMedia};
 use roommanager::media::MediaError;
 use roommanager::model::{Ban, BanScope, UserId};
+use roommanager::store::Store;
 use serde_json::{json, Value};
 
 use crate::accounts::{click, email_of, login_token, outbox_link, register, relaxed};
@@ -591,11 +592,53 @@ async fn shutting_down_closes_every_room_and_asks_for_the_recordings() {
     let mut viewer = site.ws(&site.guest().await).await;
     join(&mut viewer, room_b).await;
     let media = site.media.clone();
-    let app = site.server.app().clone();
-    site.server.stop().await;
+    let data = site.server.stop_keep_data().await;
     assert_eq!(viewer.expect("room_closed").await["room_id"], room_b);
     assert_eq!(media.count(Call::Recording), 2);
-    assert_eq!(app.store.records().unwrap().len(), 2);
+    let store = Store::open(data.path()).expect("the store was closed cleanly");
+    assert_eq!(store.records().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_host_can_go_live_again_on_the_same_connection_after_closing() {
+    let site = Site::start().await;
+    let (mut host, room) = site.live_host("host16").await;
+    host.send(json!({"type": "close_room"})).await;
+    wait_for(|| async { (site.media.count(Call::Recording) == 1).then_some(()) }).await;
+    host.send(json!({"type": "danmaku", "text": "anyone?"}))
+        .await;
+    assert_eq!(host.expect_error("danmaku").await, "not_in_room");
+    host.send(json!({"type": "start_live"})).await;
+    assert_eq!(host.expect("live_started").await["room_id"], room);
+    assert_eq!(site.live_rooms().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_crowd_joining_is_announced_in_a_few_audience_events() {
+    let site = Site::start().await;
+    let (mut host, room) = site.live_host("host17").await;
+    let mut crowd = Vec::new();
+    for _ in 0..30 {
+        let mut viewer = site.ws(&site.guest().await).await;
+        viewer
+            .send(json!({"type": "join_room", "room_id": room}))
+            .await;
+        crowd.push(viewer);
+    }
+    let mut counts = Vec::new();
+    loop {
+        let audience = host.expect("audience").await;
+        let count = audience["count"].as_u64().unwrap();
+        counts.push(count);
+        if count == 31 {
+            break;
+        }
+    }
+    assert!(
+        counts.len() < 30,
+        "one event per join instead of coalesced: {counts:?}"
+    );
+    assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
 }
 
 #[tokio::test]

@@ -1,0 +1,236 @@
+// The live room page: one WebSocket to /ws, the protocol of docs/PROTOCOL.md.
+// Everything from the server is shown with textContent, never as HTML.
+"use strict";
+
+(() => {
+  const root = document.querySelector("[data-room-id]");
+  if (!root) return;
+  const roomId = Number(root.dataset.roomId);
+  const isHost = root.dataset.host === "true";
+  const $ = (id) => document.getElementById(id);
+  const player = $("player");
+  let socket = null;
+  let closedForGood = false;
+  let retryMs = 1000;
+
+  const show = (el, visible) => { if (el) el.hidden = !visible; };
+  const notice = (text) => { $("notice").textContent = text; };
+  const phaseNames = {
+    idle: "offline", starting: "starting…", live: "live",
+    co_streaming: "live · co-streaming", closing: "closing",
+  };
+
+  function setPhase(phase) {
+    $("phase").textContent = phaseNames[phase] || phase;
+    const offline = phase !== "live" && phase !== "co_streaming";
+    show($("offline"), offline);
+    $("status").textContent = offline
+      ? (phase === "starting" ? "The host is going live…" : "The host is not live right now.")
+      : "";
+  }
+
+  function setWatch(url) {
+    if (!url) return;
+    const link = $("stream-url");
+    link.href = url;
+    link.textContent = url;
+    if (player.src !== url) {
+      player.src = url;
+      player.play().catch(() => {});
+    }
+  }
+
+  function addLine(who, text, className) {
+    const list = $("danmaku");
+    const item = document.createElement("li");
+    if (className) item.className = className;
+    const name = document.createElement("span");
+    name.className = "who";
+    name.textContent = who;
+    item.append(name, document.createTextNode(text));
+    list.append(item);
+    while (list.children.length > 200) list.firstElementChild.remove();
+    list.scrollTop = list.scrollHeight;
+  }
+
+  function renderQueue(queue) {
+    const list = $("queue");
+    if (!list) return;
+    list.replaceChildren();
+    if (!queue || queue.length === 0) {
+      const empty = document.createElement("li");
+      empty.className = "hint";
+      empty.textContent = "Nobody is asking to co-stream.";
+      list.append(empty);
+      return;
+    }
+    for (const person of queue) {
+      const item = document.createElement("li");
+      item.append(document.createTextNode(person.nickname + " "));
+      for (const [label, accept] of [["Accept", true], ["Refuse", false]]) {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = accept ? "" : "secondary";
+        button.textContent = label;
+        button.addEventListener("click", () =>
+          send({ type: "answer_connect", user_id: person.user_id, accept }));
+        item.append(button, document.createTextNode(" "));
+      }
+      list.append(item);
+    }
+  }
+
+  function showPush(pushUrl) {
+    if (!pushUrl) return;
+    const cut = pushUrl.lastIndexOf("/");
+    $("push-server").textContent = pushUrl.slice(0, cut);
+    $("push-key").textContent = pushUrl.slice(cut + 1);
+    $("push-url").textContent = pushUrl;
+    show($("push"), true);
+  }
+
+  function handle(m) {
+    switch (m.type) {
+      case "room_info":
+        $("room-title").textContent = m.title || m.name;
+        $("description").textContent = m.description;
+        $("audience").textContent = m.audience;
+        setPhase(m.state);
+        setWatch(m.watch_url);
+        $("danmaku").replaceChildren();
+        for (const d of m.recent_danmaku) addLine(d.nickname, d.text);
+        if (m.connect_queue) renderQueue(m.connect_queue);
+        show($("end-connect"), Boolean(m.co_stream));
+        break;
+      case "live_started":
+        setPhase("live");
+        setWatch(m.watch_url);
+        if (m.title) $("room-title").textContent = m.title;
+        showPush(m.push_url);
+        break;
+      case "live_stopped":
+        setPhase("idle");
+        player.removeAttribute("src");
+        show($("push"), false);
+        break;
+      case "room_closed":
+        closedForGood = true;
+        setPhase("closing");
+        $("status").textContent = "The room is closed: " + m.reason;
+        player.removeAttribute("src");
+        break;
+      case "watch_url":
+        setWatch(m.watch_url);
+        break;
+      case "danmaku":
+        addLine(m.nickname, m.text);
+        break;
+      case "gift":
+        addLine(m.nickname, ` sent ${m.count} × ${m.icon} ${m.name}`, "gift-line");
+        break;
+      case "like":
+        notice(`Someone liked this (${m.count})`);
+        break;
+      case "audience":
+        $("audience").textContent = m.count;
+        break;
+      case "connect_request":
+        renderQueue(m.queue);
+        notice(`${m.nickname} asks to co-stream`);
+        break;
+      case "connect_answer":
+        notice(m.accept ? "The host accepted!" : "The host declined your request.");
+        break;
+      case "connect_started":
+        setPhase("co_streaming");
+        notice(`${m.guest.nickname} is on stage with ${m.host.nickname}`);
+        show($("end-connect"), true);
+        if (m.push_url) {
+          $("guest-push-url").textContent = m.push_url;
+          show($("guest-push"), true);
+        }
+        break;
+      case "connect_ended":
+        setPhase("live");
+        show($("end-connect"), false);
+        show($("guest-push"), false);
+        notice("The co-stream ended");
+        break;
+      case "room_updated":
+        $("description").textContent = m.description;
+        break;
+      case "banned":
+        notice(`You are banned (${m.scope}): ${m.reason}`);
+        break;
+      case "error":
+        notice(m.message);
+        break;
+      default:
+        break;
+    }
+  }
+
+  function send(message) {
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify(message));
+    } else {
+      notice("Not connected; trying again…");
+    }
+  }
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    socket = new WebSocket(scheme + location.host + "/ws");
+    socket.addEventListener("open", () => {
+      retryMs = 1000;
+      send({ type: "join_room", room_id: roomId });
+    });
+    socket.addEventListener("message", (event) => {
+      const data = JSON.parse(event.data);
+      for (const m of Array.isArray(data) ? data : [data]) handle(m);
+    });
+    socket.addEventListener("close", (event) => {
+      if (closedForGood) return;
+      notice(event.reason ? `Disconnected (${event.reason}); reconnecting…` : "Reconnecting…");
+      setTimeout(connect, retryMs);
+      retryMs = Math.min(retryMs * 2, 15000);
+    });
+  }
+
+  $("danmaku-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = $("danmaku-text");
+    const text = input.value.trim();
+    if (!text) return;
+    send({ type: "danmaku", text });
+    input.value = "";
+  });
+  $("like").addEventListener("click", () => send({ type: "like" }));
+  for (const button of document.querySelectorAll("[data-gift]")) {
+    button.addEventListener("click", () => send({ type: "gift", gift: button.dataset.gift, count: 1 }));
+  }
+  if ($("apply")) $("apply").addEventListener("click", () => send({ type: "apply_connect" }));
+  if ($("leave-stage")) $("leave-stage").addEventListener("click", () => send({ type: "end_connect" }));
+  if (isHost) {
+    $("start-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      closedForGood = false;
+      send({ type: "start_live", title: $("live-title").value });
+    });
+    $("stop").addEventListener("click", () => send({ type: "stop_live" }));
+    $("close").addEventListener("click", () => {
+      if (confirm("Close the room? Everyone leaves and the session is recorded.")) {
+        send({ type: "close_room" });
+      }
+    });
+    $("end-connect").addEventListener("click", () => send({ type: "end_connect" }));
+    $("layout").addEventListener("change", (event) =>
+      send({ type: "update_room", layout: event.target.value }));
+  }
+
+  // Watching needs a session: a first-time visitor gets a guest one.
+  const ready = root.dataset.signedIn === "true"
+    ? Promise.resolve()
+    : fetch("/api/v1/guest", { method: "POST", credentials: "same-origin" });
+  ready.then(connect, () => notice("Cannot start a session; reload the page."));
+})();
