@@ -5,6 +5,7 @@
 //! Calls: config, store, metrics, mail, files, accounts. The web layer receives an `Arc<App>` and
 //! reaches every domain part through it.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,9 +14,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::accounts::Accounts;
 use crate::config::Config;
+use crate::config::MediaBackend;
 use crate::files::Files;
 use crate::mail::{MailError, Mailer};
-use crate::media::{MediaPlane, Offline};
+use crate::media::http::HttpMedia;
+use crate::media::rtmp::RtmpMedia;
+use crate::media::MediaPlane;
 use crate::metrics::Metrics;
 use crate::rooms::Rooms;
 use crate::store::{Store, StoreError};
@@ -31,11 +35,23 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Mail(#[from] MailError),
+    #[error("cannot prepare the media folders under {path}: {source}")]
+    Media {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot create the upload folders under {path}: {source}")]
     Files {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+}
+
+/// Where the media plane comes from.
+enum MediaChoice {
+    /// The configured backend; its callbacks reach the HTTP server at this address.
+    Configured(SocketAddr),
+    Given(Arc<dyn MediaPlane>),
 }
 
 pub struct App {
@@ -44,6 +60,8 @@ pub struct App {
     pub metrics: Metrics,
     pub accounts: Arc<Accounts>,
     pub rooms: Arc<Rooms>,
+    /// The rtmp backend, when it is the media plane (its callbacks and files need it).
+    pub rtmp: Option<Arc<RtmpMedia>>,
     pub files: Arc<Files>,
     pub started: Instant,
     shutdown: CancellationToken,
@@ -51,13 +69,11 @@ pub struct App {
 }
 
 impl App {
-    /// Opens the store in the configured data dir, builds the parts around it and starts the
-    /// background tasks. Must be called inside a tokio runtime.
-    pub fn open(config: Config) -> Result<Arc<App>, AppError> {
-        let media = Arc::new(Offline(
-            "no media backend is set up in this build yet".to_owned(),
-        ));
-        Self::open_with_media(config, media)
+    /// Opens the store in the configured data dir, builds the parts around it (the configured
+    /// media backend among them) and starts the background tasks. `http_addr` is where the HTTP
+    /// server listens, for the media plane's callbacks. Must be called inside a tokio runtime.
+    pub fn open(config: Config, http_addr: SocketAddr) -> Result<Arc<App>, AppError> {
+        Self::build(config, MediaChoice::Configured(http_addr))
     }
 
     /// Like [`App::open`], with the given media plane (tests pass a scripted one).
@@ -65,6 +81,10 @@ impl App {
         config: Config,
         media: Arc<dyn MediaPlane>,
     ) -> Result<Arc<App>, AppError> {
+        Self::build(config, MediaChoice::Given(media))
+    }
+
+    fn build(config: Config, media: MediaChoice) -> Result<Arc<App>, AppError> {
         let data_dir = config.storage.data_dir.clone();
         let store = Store::open(&data_dir)?;
         let files = Arc::new(Files::new(&data_dir).map_err(|source| AppError::Files {
@@ -80,6 +100,30 @@ impl App {
         ));
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let mut rtmp = None;
+        let media: Arc<dyn MediaPlane> = match media {
+            MediaChoice::Given(media) => media,
+            MediaChoice::Configured(http_addr) => match config.media.backend {
+                MediaBackend::Http => Arc::new(HttpMedia::new(&config.media.http)),
+                MediaBackend::Rtmp => {
+                    let started = RtmpMedia::start(
+                        &config.media.rtmp,
+                        store.clone(),
+                        &data_dir,
+                        http_addr,
+                        &config.server.public_url,
+                        tasks.clone(),
+                        shutdown.clone(),
+                    )
+                    .map_err(|source| AppError::Media {
+                        path: data_dir.clone(),
+                        source,
+                    })?;
+                    rtmp = Some(started.clone());
+                    started
+                }
+            },
+        };
         tasks.spawn(mailer.run(shutdown.clone()));
         tasks.spawn(accounts.clone().run_purge(shutdown.clone()));
         let rooms = Arc::new(Rooms::new(
@@ -96,6 +140,7 @@ impl App {
             metrics: Metrics::default(),
             accounts,
             rooms,
+            rtmp,
             files,
             started: Instant::now(),
             shutdown,
@@ -117,8 +162,14 @@ impl App {
         self.shutdown.cancelled().await;
     }
 
-    /// Closes every room, stops the background tasks, then closes the store. Called once, after
-    /// the server stopped accepting connections.
+    /// The first step of shutdown, while the HTTP server still answers (the media plane's
+    /// callbacks need it): every room closes and asks for its recording.
+    pub async fn close_rooms(&self) {
+        self.rooms.shutdown().await;
+    }
+
+    /// Closes every room (if not done yet), stops the background tasks, then closes the store.
+    /// Called once, after the server stopped accepting connections.
     pub async fn close(self: Arc<App>) {
         self.rooms.shutdown().await;
         self.shutdown.cancel();
@@ -147,6 +198,7 @@ impl App {
                 // The services hold store handles too; drop them first so the close is the last.
                 drop(app.accounts);
                 drop(app.rooms);
+                drop(app.rtmp);
                 match app.store.close() {
                     Ok(()) => tracing::info!("store closed"),
                     Err(e) => tracing::error!(error = %e, "closing the store failed"),

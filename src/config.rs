@@ -40,6 +40,7 @@ pub struct Config {
     pub email: EmailConfig,
     pub uploads: UploadsConfig,
     pub rooms: RoomsConfig,
+    pub media: MediaConfig,
     pub gifts: Vec<GiftConfig>,
     pub log: LogConfig,
 }
@@ -229,6 +230,83 @@ impl Default for RoomsConfig {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaBackend {
+    Rtmp,
+    Http,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    pub backend: MediaBackend,
+    pub rtmp: RtmpConfig,
+    pub http: HttpMediaConfig,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            backend: MediaBackend::Rtmp,
+            rtmp: RtmpConfig::default(),
+            http: HttpMediaConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtmpConfig {
+    pub manage_nginx: bool,
+    pub nginx_binary: PathBuf,
+    pub rtmp_module: PathBuf,
+    pub ffmpeg_binary: PathBuf,
+    pub rtmp_listen: SocketAddr,
+    pub public_host: String,
+    pub control_port: u16,
+    pub hook_secret: String,
+    pub hls_fragment_secs: u64,
+    pub hls_playlist_secs: u64,
+}
+
+impl Default for RtmpConfig {
+    fn default() -> Self {
+        Self {
+            manage_nginx: true,
+            nginx_binary: PathBuf::from("nginx"),
+            rtmp_module: PathBuf::from("/usr/lib/nginx/modules/ngx_rtmp_module.so"),
+            ffmpeg_binary: PathBuf::from("ffmpeg"),
+            rtmp_listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
+            public_host: String::new(),
+            control_port: 8936,
+            hook_secret: String::new(),
+            hls_fragment_secs: 2,
+            hls_playlist_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpMediaConfig {
+    pub rtp_url: String,
+    pub distributor_url: String,
+    pub processor_url: String,
+    pub timeout_secs: u64,
+}
+
+impl Default for HttpMediaConfig {
+    fn default() -> Self {
+        Self {
+            rtp_url: "http://127.0.0.1:9001".to_owned(),
+            distributor_url: "http://127.0.0.1:9002".to_owned(),
+            processor_url: "http://127.0.0.1:9003".to_owned(),
+            timeout_secs: 5,
+        }
+    }
+}
+
 /// One entry of the gift catalogue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -263,6 +341,7 @@ impl Default for Config {
             email: EmailConfig::default(),
             uploads: UploadsConfig::default(),
             rooms: RoomsConfig::default(),
+            media: MediaConfig::default(),
             gifts: default_gifts(),
             log: LogConfig::default(),
         }
@@ -389,7 +468,11 @@ impl Config {
             });
         }
         let r = &self.rooms;
-        let positive: [(&'static str, u64); 19] = [
+        let m = &self.media;
+        let positive: [(&'static str, u64); 22] = [
+            ("media.rtmp.hls_fragment_secs", m.rtmp.hls_fragment_secs),
+            ("media.rtmp.hls_playlist_secs", m.rtmp.hls_playlist_secs),
+            ("media.http.timeout_secs", m.http.timeout_secs),
             ("rooms.host_grace_secs", r.host_grace_secs),
             ("rooms.recent_danmaku", r.recent_danmaku as u64),
             ("rooms.danmaku_max_chars", r.danmaku_max_chars as u64),
@@ -426,6 +509,34 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key,
                 problem: "must be greater than 0".to_owned(),
+            });
+        }
+        for (key, url) in [
+            ("media.http.rtp_url", &m.http.rtp_url),
+            ("media.http.distributor_url", &m.http.distributor_url),
+            ("media.http.processor_url", &m.http.processor_url),
+        ] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: format!("must be an http:// or https:// address, got {url:?}"),
+                });
+            }
+        }
+        if m.rtmp.control_port == 0 {
+            return Err(ConfigError::Invalid {
+                key: "media.rtmp.control_port",
+                problem: "must be a port number from 1 to 65535".to_owned(),
+            });
+        }
+        if m.rtmp
+            .hook_secret
+            .chars()
+            .any(|c| !c.is_ascii_alphanumeric())
+        {
+            return Err(ConfigError::Invalid {
+                key: "media.rtmp.hook_secret",
+                problem: "may only contain letters and digits".to_owned(),
             });
         }
         if !(1..=10).contains(&r.media_attempts) {

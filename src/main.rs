@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use roommanager::config::{Config, Overrides};
+use roommanager::media::nginx::MediaPaths;
+use roommanager::media::rtmp;
 
 /// RoomManager: a self-hosted live-streaming site in one binary.
 ///
@@ -35,6 +37,8 @@ enum Command {
     Serve,
     /// Check a config file and print the effective settings, with command-line overrides applied.
     CheckConfig,
+    /// Print the nginx config that the rtmp media backend uses, for running nginx yourself.
+    NginxConfig,
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,20 @@ fn main() -> ExitCode {
         Command::CheckConfig => {
             println!("# config OK, from {source}");
             print!("{}", config.to_toml());
+            ExitCode::SUCCESS
+        }
+        Command::NginxConfig => {
+            let paths = match MediaPaths::new(&config.storage.data_dir) {
+                Ok(paths) => paths,
+                Err(e) => {
+                    eprintln!("error: cannot prepare the media folders: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            print!(
+                "{}",
+                rtmp::config_text(&config.media.rtmp, &paths, config.server.listen)
+            );
             ExitCode::SUCCESS
         }
         Command::Serve => {

@@ -218,3 +218,13 @@ pub struct Record {
     pub duration_secs: u64,
     pub url: String,
 }
+
+/// A host's standing push credentials for the rtmp backend: OBS keeps them between sessions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushKey {
+    pub live_id: String,
+    pub live_code: String,
+    pub created_at: u64,
+    pub last_publish_at: Option<u64>,
+    pub last_publish_addr: Option<String>,
+}

@@ -31,11 +31,11 @@ pub enum ServerError {
 /// Opens the app, listens on the configured address and serves until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<(), ServerError> {
     let addr = config.server.listen;
-    let app = App::open(config)?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Bind { addr, source })?;
     let local = listener.local_addr().map_err(ServerError::Serve)?;
+    let app = App::open(config, local)?;
     tracing::info!("listening on http://{local}");
     let served = serve(listener, app.clone(), shutdown_signal()).await;
     app.close().await;
@@ -52,8 +52,11 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let grace = Duration::from_secs(app.config.server.shutdown_grace_secs);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let closing = app.clone();
     tokio::spawn(async move {
         shutdown.await;
+        tracing::info!("shutting down: closing the rooms");
+        closing.close_rooms().await;
         let _ = stop_tx.send(true);
     });
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

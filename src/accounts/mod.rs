@@ -409,18 +409,19 @@ impl Accounts {
             .ok_or(AccountsError::EmailNotVerified)
     }
 
-    /// Stores a new room cover and returns its file name; the previous one is deleted.
-    pub async fn set_room_cover(&self, who: &SignedIn, bytes: Vec<u8>) -> Result<String> {
+    /// Stores a new room cover and returns the updated room; the previous image is deleted.
+    pub async fn set_room_cover(&self, who: &SignedIn, bytes: Vec<u8>) -> Result<Room> {
         let room = self.my_room(who).await?;
         let name = self.save_image(ImageKind::Cover, bytes).await?;
-        let stored = name.clone();
-        self.store
-            .run(move |s| s.update_room(room.id, |r| r.cover = Some(stored)))
-            .await?;
+        let updated = self
+            .store
+            .run(move |s| s.update_room(room.id, |r| r.cover = Some(name)))
+            .await?
+            .ok_or(AccountsError::EmailNotVerified)?;
         if let Some(old) = room.cover {
             self.files.remove(ImageKind::Cover, &old);
         }
-        Ok(name)
+        Ok(updated)
     }
 
     /// Deletes expired sessions and idle guests. Run periodically by [`Accounts::run_purge`].

@@ -9,6 +9,11 @@
 //! call it; backends implement it (`scripted` for tests; the real `rtmp` and `http` backends
 //! come with the media issue).
 
+pub mod ffmpeg;
+pub mod http;
+pub mod nginx;
+mod process;
+pub mod rtmp;
 pub mod scripted;
 
 /// The media plane of an install whose backend is not available: every call fails with a

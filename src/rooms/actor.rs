@@ -51,6 +51,8 @@ struct Live {
     host_watch_url: String,
     started: Instant,
     top_givers: HashMap<UserId, TopGiver>,
+    /// Whether the host's picture is arriving at the media plane.
+    host_on_air: bool,
 }
 
 struct CoStream {
@@ -152,8 +154,9 @@ impl RoomActor {
     // ---- the loop's three inputs ----
 
     fn handle(&mut self, command: Command) {
-        if self.phase == RoomPhase::Starting && !matches!(command, Command::Shutdown(_)) {
-            // Wait for the start to be decided; then these are answered with the whole truth.
+        if self.phase == RoomPhase::Starting {
+            // Wait for the start to be decided; then these are answered with the whole truth
+            // (a shutdown too: it then ends the live session the start created).
             self.deferred.push(command);
             return;
         }
@@ -169,6 +172,7 @@ impl RoomActor {
                 });
                 self.publish();
             }
+            Command::StreamState { live_id, on_air } => self.stream_state(&live_id, on_air),
             Command::Shutdown(reply) => {
                 self.shutdown_reply = Some(reply);
                 if self.phase != RoomPhase::Closing {
@@ -206,9 +210,11 @@ impl RoomActor {
             self.publish();
         }
         let grace = Duration::from_secs(self.shared.config.host_grace_secs);
-        if self
-            .host_gone_since
-            .is_some_and(|since| since.elapsed() >= grace)
+        // While starting, the start is decided first; the grace check runs again after.
+        if self.phase != RoomPhase::Starting
+            && self
+                .host_gone_since
+                .is_some_and(|since| since.elapsed() >= grace)
         {
             self.host_gone_since = None;
             self.close("the host left", false);
@@ -254,8 +260,13 @@ impl RoomActor {
             self.empty_since = Some(Instant::now());
         }
         if self.host_client == Some(client) {
-            self.host_client = None;
-            if self.live.is_some() {
+            // The host may have another connection in the room; it takes over.
+            self.host_client = self
+                .members
+                .values()
+                .find(|m| m.user.0 == self.host.user_id)
+                .map(|m| m.client);
+            if self.host_client.is_none() && self.live.is_some() {
                 self.host_gone_since = Some(Instant::now());
             }
         }
@@ -580,12 +591,14 @@ impl RoomActor {
                     live_id: Some(started.host_stream.live_id.0.clone()),
                 });
                 tracing::info!(room = %self.room.id, live = %started.session.id, "live");
+                self.recent.clear();
                 self.live = Some(Live {
                     session: started.session,
                     host_stream: started.host_stream,
                     host_watch_url: started.watch_url,
                     started: Instant::now(),
                     top_givers: HashMap::new(),
+                    host_on_air: false,
                 });
             }
             Err(e) => {
@@ -948,6 +961,24 @@ impl RoomActor {
         });
     }
 
+    /// A push to one of this room's streams started or stopped.
+    fn stream_state(&mut self, live_id: &str, on_air: bool) {
+        let stream = match (&mut self.live, &self.co_stream) {
+            (Some(live), _) if live.host_stream.live_id.0 == live_id => {
+                live.host_on_air = on_air;
+                "host"
+            }
+            (_, Some(co)) if co.guest_stream.live_id.0 == live_id => "guest",
+            (_, Some(co)) if co.mixed.0 == live_id => "mix",
+            _ => return,
+        };
+        self.broadcast(&ServerMessage::OnAir {
+            stream: stream.to_owned(),
+            on_air,
+        });
+        self.publish();
+    }
+
     fn send_to_user(&mut self, user: UserId, message: &ServerMessage) {
         let frame = message.frame();
         let clients: Vec<ClientId> = self
@@ -996,7 +1027,7 @@ impl RoomActor {
             description: self.room.description.clone(),
             host: self.host.clone(),
             state: self.phase,
-            on_air: self.live.is_some(),
+            on_air: self.live.as_ref().is_some_and(|l| l.host_on_air),
             watch_url,
             title: self.live.as_ref().map(|l| l.session.title.clone()),
             live_started_at: self.live.as_ref().map(|l| l.session.started_at),

@@ -118,6 +118,11 @@ enum Command {
     /// (for instance after the room it was in closed).
     Act(ClientId, ClientLink, ClientMessage),
     RoomUpdated(Room),
+    /// The media plane saw a stream of this room start or stop being pushed.
+    StreamState {
+        live_id: String,
+        on_air: bool,
+    },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -267,6 +272,14 @@ impl Rooms {
         let handle = self.registry().get(&room.id).map(|(_, h)| h.clone());
         if let Some(handle) = handle {
             handle.send(Command::RoomUpdated(room)).await;
+        }
+    }
+
+    /// Tells an open room that one of its streams went on or off the air.
+    pub async fn stream_state(&self, room: RoomId, live_id: String, on_air: bool) {
+        let handle = self.registry().get(&room).map(|(_, h)| h.clone());
+        if let Some(handle) = handle {
+            handle.send(Command::StreamState { live_id, on_air }).await;
         }
     }
 

@@ -248,6 +248,12 @@ pub enum ServerMessage {
         name: String,
         description: String,
     },
+    /// A stream of the room started or stopped arriving at the media plane: `stream` is
+    /// `host`, `guest` or `mix`.
+    OnAir {
+        stream: String,
+        on_air: bool,
+    },
     Banned {
         scope: String,
         reason: String,

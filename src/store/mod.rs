@@ -11,6 +11,7 @@ mod accounts;
 mod codec;
 mod mail;
 mod migrations;
+mod push;
 mod rooms;
 mod tables;
 
@@ -222,6 +223,8 @@ fn open_all_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(GIFTS)?;
     txn.open_table(BANS)?;
     txn.open_table(RECORDS)?;
+    txn.open_table(PUSH_KEYS)?;
+    txn.open_table(PUSH_IDS)?;
     Ok(())
 }
 

@@ -50,3 +50,7 @@ pub const GIFTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("gift
 pub const BANS: TableDefinition<u64, &[u8]> = TableDefinition::new("bans_v1");
 /// Record id → `model::Record`.
 pub const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records_v1");
+/// User id → `model::PushKey`: a host's push credentials (rtmp backend).
+pub const PUSH_KEYS: TableDefinition<u64, &[u8]> = TableDefinition::new("push_keys_v1");
+/// Push `live_id` → user id, to find the host of a publish.
+pub const PUSH_IDS: TableDefinition<&str, u64> = TableDefinition::new("push_ids_v1");

@@ -542,6 +542,9 @@ pub async fn room_submit(
         .accounts
         .update_my_room(&who, Some(&form.name), Some(&form.description))
         .await;
+    if let Ok(room) = &result {
+        app.rooms.room_updated(room.clone()).await;
+    }
     Ok(me_after(&app, &csrf, &who, result.map(drop), "room").await)
 }
 
@@ -599,5 +602,8 @@ pub async fn cover_submit(
     let (submitted, image) = read_image_form(&app, multipart).await?;
     csrf.verify(&submitted)?;
     let result = app.accounts.set_room_cover(&who, image).await;
+    if let Ok(room) = &result {
+        app.rooms.room_updated(room.clone()).await;
+    }
     Ok(me_after(&app, &csrf, &who, result.map(drop), "cover").await)
 }

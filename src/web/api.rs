@@ -239,6 +239,7 @@ pub async fn patch_my_room(
         .accounts
         .update_my_room(&who, body.name.as_deref(), body.description.as_deref())
         .await?;
+    app.rooms.room_updated(room.clone()).await;
     Ok(Json(RoomView::from(&room)))
 }
 
@@ -249,10 +250,10 @@ pub async fn put_cover(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     who.registered()?;
     check_upload_size(&app, &body)?;
-    let name = app.accounts.set_room_cover(&who, body.to_vec()).await?;
-    Ok(Json(
-        serde_json::json!({ "cover_url": ImageKind::Cover.url(&name) }),
-    ))
+    let room = app.accounts.set_room_cover(&who, body.to_vec()).await?;
+    let cover_url = room.cover.as_deref().map(|c| ImageKind::Cover.url(c));
+    app.rooms.room_updated(room).await;
+    Ok(Json(serde_json::json!({ "cover_url": cover_url })))
 }
 
 /// `GET /files/{folder}/{name}`: a stored image. Names never change content, so browsers may
@@ -295,9 +296,9 @@ pub async fn rooms(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
 /// `GET /api/v1/rooms/{room_id}`: one room — its record, and its live state when open.
 pub async fn room(
     State(app): State<Arc<App>>,
-    Path(room_id): Path<u64>,
+    Path(room_id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let id = RoomId(room_id);
+    let id = RoomId(room_id.parse().map_err(|_| no_such_room())?);
     let room = app.store.run(move |s| s.room(id)).await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -310,4 +311,12 @@ pub async fn room(
         serde_json::to_value(RoomView::from(&room)).map_err(|e| ApiError::internal(&e))?;
     view["live"] = serde_json::to_value(live).map_err(|e| ApiError::internal(&e))?;
     Ok(Json(view))
+}
+
+fn no_such_room() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "room_not_found",
+        "There is no such room.",
+    )
 }

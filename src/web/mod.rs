@@ -11,6 +11,7 @@ mod auth;
 mod csrf;
 pub mod error;
 mod json;
+mod media;
 mod ops;
 mod pages;
 mod ws;
@@ -79,6 +80,13 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/files/{folder}/{name}", get(api::file))
         .route("/ws", get(ws::ws))
+        .route("/hooks/rtmp/on_publish", post(media::on_publish))
+        .route("/hooks/rtmp/on_publish_done", post(media::on_publish_done))
+        .route("/hooks/rtmp/on_record_done", post(media::on_record_done))
+        .route("/api/v1/me/push", get(media::my_push))
+        .route("/api/v1/me/push/rotate", post(media::rotate_push))
+        .route("/hls/{app}/{name}/{file}", get(media::hls))
+        .route("/records/files/{stream}/{file}", get(media::record_file))
         .route("/api/v1/rooms", get(api::rooms))
         .route("/api/v1/rooms/{room_id}", get(api::room))
         .route("/healthz", get(ops::healthz))

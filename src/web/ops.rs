@@ -28,6 +28,15 @@ pub async fn healthz(State(app): State<Arc<App>>) -> impl IntoResponse {
             )
         }
     };
+    let media = match (&app.rtmp, app.config.media.backend) {
+        (Some(rtmp), _) => match rtmp.status() {
+            Ok(()) => json!({ "backend": "rtmp", "status": "ok" }),
+            Err(problem) => {
+                json!({ "backend": "rtmp", "status": "unavailable", "problem": problem })
+            }
+        },
+        (None, backend) => json!({ "backend": backend }),
+    };
     let overall = if status.is_success() {
         "ok"
     } else {
@@ -40,6 +49,7 @@ pub async fn healthz(State(app): State<Arc<App>>) -> impl IntoResponse {
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_secs": app.started.elapsed().as_secs(),
             "store": store_json,
+            "media": media,
         })),
     )
 }

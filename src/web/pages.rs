@@ -95,9 +95,8 @@ pub struct RoomPage {
 pub async fn room(
     State(app): State<Arc<App>>,
     MaybeSigned(who): MaybeSigned,
-    Path(room_id): Path<u64>,
+    Path(room_id): Path<String>,
 ) -> Result<Html<String>, PageError> {
-    let id = RoomId(room_id);
     let not_found = || {
         PageError(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -105,6 +104,8 @@ pub async fn room(
             "There is no such room.",
         ))
     };
+    let room_id: u64 = room_id.parse().map_err(|_| not_found())?;
+    let id = RoomId(room_id);
     let found = app
         .store
         .run(move |s| {

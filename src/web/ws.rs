@@ -100,16 +100,17 @@ async fn write(
             () = link.closing() => break,
             frame = frames.recv() => {
                 let Some(frame) = frame else { break };
-                if sink.feed(text(frame)).await.is_err() {
-                    return;
-                }
+                let mut written = sink.feed(text(frame)).await;
                 // Drain what else is waiting, then flush once.
-                while let Ok(frame) = frames.try_recv() {
-                    if sink.feed(text(frame)).await.is_err() {
-                        return;
+                while written.is_ok() {
+                    match frames.try_recv() {
+                        Ok(frame) => written = sink.feed(text(frame)).await,
+                        Err(_) => break,
                     }
                 }
-                if sink.flush().await.is_err() {
+                if written.is_err() || sink.flush().await.is_err() {
+                    // The socket is gone: stop the reader too.
+                    link.close("write_failed");
                     return;
                 }
             }
@@ -197,7 +198,9 @@ impl Session {
         let about = message.kind();
         match message {
             ClientMessage::Ping { id } => self.reply(&ServerMessage::Pong { id }),
-            ClientMessage::JoinRoom { room_id } => self.join(RoomId(room_id), about).await,
+            ClientMessage::JoinRoom { room_id } => {
+                self.join(RoomId(room_id), about).await;
+            }
             ClientMessage::LeaveRoom => {
                 if let Some(room) = self.room.take() {
                     self.app.rooms.leave(room, self.client).await;
@@ -245,13 +248,17 @@ impl Session {
         }
     }
 
-    async fn join(&mut self, room: RoomId, about: &str) {
+    /// Joins `room`; `false` (after telling the client why) if that failed.
+    async fn join(&mut self, room: RoomId, about: &str) -> bool {
         if let Some(current) = self.room.take() {
             self.app.rooms.leave(current, self.client).await;
         }
         let chat_ban = match self.app.rooms.chat_ban(self.who.user.id).await {
             Ok(ban) => ban,
-            Err(e) => return self.refuse_rooms(e, about),
+            Err(e) => {
+                self.refuse_rooms(e, about);
+                return false;
+            }
         };
         let member = Member {
             client: self.client,
@@ -262,8 +269,14 @@ impl Session {
             link: self.link.clone(),
         };
         match self.app.rooms.join(room, member).await {
-            Ok(()) => self.room = Some(room),
-            Err(e) => self.refuse_rooms(e, about),
+            Ok(()) => {
+                self.room = Some(room);
+                true
+            }
+            Err(e) => {
+                self.refuse_rooms(e, about);
+                false
+            }
         }
     }
 
@@ -287,7 +300,8 @@ impl Session {
             Err(e) => return self.refuse_rooms(e, about),
         }
         // Join (again): the host may be elsewhere, or in a room task that has since closed.
-        self.join(own, about).await;
-        self.forward(message, about).await;
+        if self.join(own, about).await {
+            self.forward(message, about).await;
+        }
     }
 }

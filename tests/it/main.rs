@@ -10,5 +10,7 @@ mod browser;
 mod config;
 mod http;
 mod lifecycle;
+mod media_http;
+mod media_rtmp;
 mod rooms;
 mod store;

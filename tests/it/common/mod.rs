@@ -70,9 +70,14 @@ impl TestServer {
         config.storage.data_dir = data.path().to_owned();
         config.server.shutdown_grace_secs = 2;
         config.server.public_url = base.clone();
+        // Tests that want real video turn nginx on; the others must not start one each.
+        config.media.rtmp.manage_nginx = false;
+        config.media.rtmp.rtmp_listen = ([127, 0, 0, 1], smtp::free_port()).into();
+        config.media.rtmp.control_port = smtp::free_port();
         adjust(&mut config);
         config.validate().expect("test config is valid");
-        let app = open_app(config, media).await;
+        let addr = listener.local_addr().expect("local addr");
+        let app = open_app(config, addr, media).await;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(roommanager::server::serve(listener, app.clone(), async {
             let _ = stopped.await;
@@ -123,12 +128,16 @@ impl TestServer {
 
 /// Opens the app; a store still held by a just-stopped server (whose last handles are being
 /// dropped) gets a few seconds to be released.
-async fn open_app(config: Config, media: Option<Arc<dyn MediaPlane>>) -> Arc<App> {
+async fn open_app(
+    config: Config,
+    addr: std::net::SocketAddr,
+    media: Option<Arc<dyn MediaPlane>>,
+) -> Arc<App> {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let opened = match &media {
             Some(media) => App::open_with_media(config.clone(), media.clone()),
-            None => App::open(config.clone()),
+            None => App::open(config.clone(), addr),
         };
         match opened {
             Ok(app) => return app,

@@ -244,6 +244,36 @@ impl Browser {
         self.cmd(Method::POST, "/execute/sync", Some(body)).await
     }
 
+    /// Whether `element` is shown, by WebDriver's visibility rules (computed CSS, size, hidden
+    /// ancestors), as a person would judge it.
+    pub async fn displayed(&self, element: &str) -> bool {
+        let path = format!("/element/{element}/displayed");
+        self.cmd(Method::GET, &path, None).await == Value::Bool(true)
+    }
+
+    /// The cookie `name` as the browser holds it (HttpOnly ones too): its WebDriver JSON object.
+    pub async fn cookie(&self, name: &str) -> Option<Value> {
+        let path = format!("{}/cookie/{name}", self.session);
+        self.call(Method::GET, &path, None).await.ok()
+    }
+
+    /// Waits up to [`WAIT`] for a user prompt (`alert`, `confirm`), accepts it and returns its
+    /// text.
+    pub async fn accept_alert(&self) -> String {
+        let deadline = Instant::now() + WAIT;
+        let text_path = format!("{}/alert/text", self.session);
+        let text = loop {
+            if let Ok(text) = self.call(Method::GET, &text_path, None).await {
+                break text.as_str().unwrap_or_default().to_owned();
+            }
+            assert!(Instant::now() < deadline, "no dialog opened after {WAIT:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        self.cmd(Method::POST, "/alert/accept", Some(json!({})))
+            .await;
+        text
+    }
+
     /// Saves a PNG screenshot of the viewport to `path`.
     pub async fn screenshot(&self, path: &Path) {
         let encoded = self.cmd(Method::GET, "/screenshot", None).await;

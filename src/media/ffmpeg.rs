@@ -1,0 +1,266 @@
+//! ffmpeg for the `rtmp` backend: turning recorded FLV into MP4, reading a file's duration, and
+//! the co-stream mixer (host + guest in, one mixed stream out), supervised while the co-stream
+//! lasts.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::process::{die_with_parent, read_stderr, stop, SIGTERM};
+use super::MixLayout;
+
+/// Copies the streams of `input` into an MP4 with its index up front (playable while
+/// downloading). Writes to a temporary name and renames, so `output` is whole or absent.
+pub async fn remux(ffmpeg: &Path, input: &Path, output: &Path) -> Result<(), String> {
+    let partial = output.with_extension("partial.mp4");
+    let mut command = Command::new(ffmpeg);
+    command
+        .args(["-nostdin", "-y", "-loglevel", "error", "-i"])
+        .arg(input)
+        .args(["-c", "copy", "-movflags", "+faststart"])
+        .arg(&partial);
+    run(command).await?;
+    tokio::fs::rename(&partial, output)
+        .await
+        .map_err(|e| format!("cannot move the MP4 into place: {e}"))
+}
+
+/// Joins MP4 segments (same codecs) into one file, without re-encoding.
+pub async fn concat(ffmpeg: &Path, parts: &[PathBuf], output: &Path) -> Result<(), String> {
+    let list = output.with_extension("txt");
+    let text: String = parts
+        .iter()
+        .map(|p| {
+            format!(
+                "file '{}'\n",
+                p.display().to_string().replace('\'', "'\\''")
+            )
+        })
+        .collect();
+    tokio::fs::write(&list, text)
+        .await
+        .map_err(|e| format!("cannot write the concat list: {e}"))?;
+    let partial = output.with_extension("partial.mp4");
+    let mut command = Command::new(ffmpeg);
+    command
+        .args([
+            "-nostdin",
+            "-y",
+            "-loglevel",
+            "error",
+            "-f",
+            "concat",
+            "-safe",
+            "0",
+            "-i",
+        ])
+        .arg(&list)
+        .args(["-c", "copy", "-movflags", "+faststart"])
+        .arg(&partial);
+    let result = run(command).await;
+    let _ = tokio::fs::remove_file(&list).await;
+    result?;
+    tokio::fs::rename(&partial, output)
+        .await
+        .map_err(|e| format!("cannot move the MP4 into place: {e}"))
+}
+
+/// A media file's duration in seconds, read with ffprobe.
+pub async fn duration_secs(ffprobe: &Path, file: &Path) -> Result<f64, String> {
+    let mut command = Command::new(ffprobe);
+    command
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file);
+    let out = run(command).await?;
+    out.trim()
+        .parse::<f64>()
+        .map_err(|_| format!("ffprobe gave no duration for {}: {out:?}", file.display()))
+}
+
+/// Runs a short ffmpeg/ffprobe job; returns its stdout, or its error output.
+async fn run(mut command: Command) -> Result<String, String> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    die_with_parent(&mut command);
+    let out = command
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {:?}: {e}", command.as_std().get_program()))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        Err(format!("{} ({})", stderr.trim(), out.status))
+    }
+}
+
+/// Where a mixer reads and writes.
+#[derive(Debug, Clone)]
+pub struct MixJob {
+    pub ffmpeg: PathBuf,
+    pub host_url: String,
+    pub guest_url: String,
+    pub output_url: String,
+}
+
+/// The ffmpeg arguments of a mixer for `layout`: side by side is 1280x360 (two 640x360
+/// pictures); picture-in-picture is the host at 1280x720 with the guest at a quarter size in
+/// the lower right corner. Audio is both voices mixed.
+pub fn mix_args(job: &MixJob, layout: MixLayout) -> Vec<String> {
+    let input = |url: &str| {
+        [
+            "-fpsprobesize",
+            "0",
+            "-analyzeduration",
+            "3000000",
+            "-rw_timeout",
+            "5000000",
+            "-i",
+            url,
+        ]
+        .map(str::to_owned)
+    };
+    let video = match layout {
+        MixLayout::SideBySide => {
+            "[0:v]scale=640:360,setsar=1,fps=30[h];[1:v]scale=640:360,setsar=1,fps=30[g];\
+             [h][g]hstack=inputs=2:shortest=1[v]"
+        }
+        MixLayout::PictureInPicture => {
+            "[0:v]scale=1280:720,setsar=1,fps=30[h];[1:v]scale=320:180,setsar=1,fps=30[g];\
+             [h][g]overlay=W-w-24:H-h-24:shortest=1[v]"
+        }
+    };
+    let filter = format!(
+        "{video};[0:a]aresample=44100:async=1[ha];[1:a]aresample=44100:async=1[ga];\
+         [ha][ga]amix=inputs=2:duration=shortest:dropout_transition=0:normalize=0[a]"
+    );
+    let mut args: Vec<String> = ["-nostdin", "-loglevel", "error"]
+        .map(str::to_owned)
+        .to_vec();
+    args.extend(input(&job.host_url));
+    args.extend(input(&job.guest_url));
+    args.extend(
+        [
+            "-filter_complex",
+            &filter,
+            "-map",
+            "[v]",
+            "-map",
+            "[a]",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            "30",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "128k",
+            "-f",
+            "flv",
+            &job.output_url,
+        ]
+        .map(str::to_owned),
+    );
+    args
+}
+
+/// Runs the mixer until `stop` is cancelled, restarting it with back-off whenever it exits
+/// (an input not there yet, a publisher reconnecting), and again at once when the layout
+/// changes.
+pub async fn supervise_mixer(
+    job: MixJob,
+    mut layout: watch::Receiver<MixLayout>,
+    stop_mixing: CancellationToken,
+) {
+    let mut pause = Duration::from_millis(500);
+    loop {
+        let current = *layout.borrow_and_update();
+        let mut command = Command::new(&job.ffmpeg);
+        command
+            .args(mix_args(&job, current))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        die_with_parent(&mut command);
+        let started = std::time::Instant::now();
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the ffmpeg mixer");
+                tokio::select! {
+                    () = stop_mixing.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(5)) => continue,
+                }
+            }
+        };
+        tracing::info!(output = %job.output_url, layout = ?current, "mixer started");
+        tokio::select! {
+            status = child.wait() => {
+                let stderr = read_stderr(&mut child).await;
+                if started.elapsed() > Duration::from_secs(20) {
+                    pause = Duration::from_millis(500);
+                }
+                tracing::warn!(?status, stderr = %stderr, retry_ms = pause.as_millis() as u64, "mixer exited; restarting");
+                tokio::select! {
+                    () = stop_mixing.cancelled() => return,
+                    () = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(Duration::from_secs(8));
+            }
+            changed = layout.changed() => {
+                stop(&mut child, SIGTERM, Duration::from_secs(2)).await;
+                if changed.is_err() {
+                    return;
+                }
+                pause = Duration::from_millis(500);
+            }
+            () = stop_mixing.cancelled() => {
+                stop(&mut child, SIGTERM, Duration::from_secs(2)).await;
+                tracing::info!(output = %job.output_url, "mixer stopped");
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn side_by_side_stacks_two_pictures_and_mixes_both_voices() {
+        let job = MixJob {
+            ffmpeg: "ffmpeg".into(),
+            host_url: "rtmp://127.0.0.1/live/h".into(),
+            guest_url: "rtmp://127.0.0.1/live/g".into(),
+            output_url: "rtmp://127.0.0.1/mix/m?code=c".into(),
+        };
+        let args = mix_args(&job, MixLayout::SideBySide).join(" ");
+        assert!(args.contains("hstack=inputs=2"), "{args}");
+        assert!(args.contains("amix=inputs=2"), "{args}");
+        assert!(args.ends_with("rtmp://127.0.0.1/mix/m?code=c"), "{args}");
+        let pip = mix_args(&job, MixLayout::PictureInPicture).join(" ");
+        assert!(pip.contains("overlay="), "{pip}");
+    }
+}

@@ -1,0 +1,754 @@
+//! The `rtmp` media backend: nginx with the RTMP module ingests and serves the video, ffmpeg
+//! mixes co-streams and turns recordings into MP4, and RoomManager decides every publish.
+//!
+//! - rtp role: hosts have standing push keys (`live_id` + secret `live_code`, in the store,
+//!   rotatable); co-stream guests and mixes get one-off keys. Only streams the rooms asked for
+//!   are "active", and nginx's `on_publish` is accepted only for an active stream with its code.
+//! - distributor role: viewers watch the HLS that nginx writes under the data dir, served by
+//!   RoomManager at `/hls/…`; stopping drops the publisher through nginx's control endpoint;
+//!   recordings are nginx's FLV files, remuxed to MP4 on `on_record_done` (and at start, for
+//!   files a crash left behind), served at `/records/files/…`.
+//! - processor role: one supervised ffmpeg per co-stream (see `ffmpeg.rs`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::ffmpeg::{self, MixJob};
+use super::nginx::{self, MediaPaths};
+use super::{
+    LiveCode, LiveId, MediaError, MediaPlane, MixLayout, MixSpec, Recording, StreamCredentials,
+    StreamStatus,
+};
+use crate::config::RtmpConfig;
+use crate::model::{BanScope, PushKey, RoomId, UserId};
+use crate::store::{unix_now, Store, StoreError};
+
+/// How long `recording` waits for nginx to close the files and for the MP4 to be ready.
+const RECORDING_WAIT: Duration = Duration::from_secs(90);
+/// Attempts at turning one FLV into MP4 before it is left for the next start.
+const REMUX_ATTEMPTS: u32 = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    Host,
+    Guest,
+    Mix,
+}
+
+impl StreamKind {
+    /// The nginx application the stream is published to.
+    fn app(self) -> &'static str {
+        match self {
+            StreamKind::Mix => "mix",
+            StreamKind::Host | StreamKind::Guest => "live",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamKind::Host => "host",
+            StreamKind::Guest => "guest",
+            StreamKind::Mix => "mix",
+        }
+    }
+}
+
+struct ActiveStream {
+    code: String,
+    kind: StreamKind,
+    room: u64,
+    /// The host, for a host stream (stream bans, last-publish notes).
+    owner: Option<UserId>,
+    on_air: bool,
+}
+
+struct Mixer {
+    stop: CancellationToken,
+    layout: watch::Sender<MixLayout>,
+}
+
+/// nginx's verdict request, answered by [`RtmpMedia::authorize_publish`].
+pub struct Publish {
+    pub app: String,
+    pub name: String,
+    pub code: String,
+    pub addr: String,
+}
+
+/// An accepted publish (or its end): which room's which stream.
+#[derive(Debug, Clone)]
+pub struct StreamEvent {
+    pub room: RoomId,
+    pub live_id: LiveId,
+    pub kind: StreamKind,
+}
+
+/// What `GET /api/v1/me/push` shows a host.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PushView {
+    pub live_id: String,
+    pub push_url: String,
+    /// OBS: "Server".
+    pub server: String,
+    /// OBS: "Stream Key".
+    pub stream_key: String,
+    pub last_publish_at: Option<u64>,
+    pub last_publish_addr: Option<String>,
+}
+
+pub struct RtmpMedia {
+    config: RtmpConfig,
+    store: Store,
+    paths: MediaPaths,
+    public_url: String,
+    /// `rtmp://HOST:PORT` as publishers reach nginx.
+    public_rtmp: String,
+    /// `rtmp://IP:PORT` as RoomManager's own ffmpeg reaches nginx.
+    local_rtmp: String,
+    ffprobe: PathBuf,
+    /// Why video cannot flow, when it cannot (missing nginx or ffmpeg); shown on /healthz.
+    problem: Option<String>,
+    /// std mutexes: each held only for a map update, never across an `.await`.
+    streams: Mutex<HashMap<String, ActiveStream>>,
+    mixers: Mutex<HashMap<String, Mixer>>,
+    /// FLV files being turned into MP4 right now.
+    remuxing: Mutex<Vec<PathBuf>>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl RtmpMedia {
+    /// Prepares the folders, writes the nginx config and (if managed) starts nginx, and picks
+    /// up recordings a crash left unfinished. A missing nginx or ffmpeg is reported, not fatal.
+    pub fn start(
+        config: &RtmpConfig,
+        store: Store,
+        data_dir: &Path,
+        http: SocketAddr,
+        public_url: &str,
+        tasks: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<Arc<RtmpMedia>> {
+        let paths = MediaPaths::new(data_dir)?;
+        let mut problems = Vec::new();
+        if nginx::which(&config.ffmpeg_binary).is_none() {
+            problems.push(format!(
+                "ffmpeg was not found ({}); install it (Debian: apt-get install ffmpeg)",
+                config.ffmpeg_binary.display()
+            ));
+        }
+        std::fs::write(paths.config_file(), config_text(config, &paths, http))?;
+        if config.manage_nginx {
+            match nginx::check(config) {
+                Ok(()) => {
+                    let binary = config.nginx_binary.clone();
+                    tasks.spawn(nginx::supervise(binary, paths.clone(), shutdown.clone()));
+                }
+                Err(problem) => problems.push(problem),
+            }
+        }
+        let problem = (!problems.is_empty()).then(|| problems.join("; "));
+        if let Some(problem) = &problem {
+            tracing::error!("the rtmp media plane cannot carry video: {problem}");
+        }
+        let public_host = if config.public_host.is_empty() {
+            host_of(public_url)
+        } else {
+            config.public_host.clone()
+        };
+        let port = config.rtmp_listen.port();
+        let local_ip = if config.rtmp_listen.ip().is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else {
+            config.rtmp_listen.ip().to_string()
+        };
+        let media = Arc::new(RtmpMedia {
+            ffprobe: config.ffmpeg_binary.with_file_name("ffprobe"),
+            config: config.clone(),
+            store,
+            paths,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            public_rtmp: format!("rtmp://{public_host}:{port}"),
+            local_rtmp: format!("rtmp://{local_ip}:{port}"),
+            problem,
+            streams: Mutex::new(HashMap::new()),
+            mixers: Mutex::new(HashMap::new()),
+            remuxing: Mutex::new(Vec::new()),
+            tasks,
+            shutdown,
+        });
+        media.remux_leftovers();
+        Ok(media)
+    }
+
+    /// `Err` with the reason when video cannot flow.
+    pub fn status(&self) -> Result<(), &str> {
+        match &self.problem {
+            Some(problem) => Err(problem),
+            None => Ok(()),
+        }
+    }
+
+    // ---- push keys ----
+
+    /// The host's standing push key, created on first use. Blocks on the store.
+    pub fn push_key(&self, user: UserId) -> Result<PushKey, StoreError> {
+        standing_key(&self.store, user)
+    }
+
+    /// A new secret code (the `live_id` stays, so viewers' links do not change). The old code
+    /// stops working at once, also for a session that is live now.
+    pub fn rotate_push_key(&self, user: UserId) -> Result<PushKey, StoreError> {
+        let mut key = self.push_key(user)?;
+        key.live_code = random_token(24);
+        let key = self.store.put_push_key(user, key, |_| false)?;
+        if let Some(active) = self.streams().get_mut(&key.live_id) {
+            active.code = key.live_code.clone();
+        }
+        Ok(key)
+    }
+
+    pub fn push_view(&self, key: &PushKey) -> PushView {
+        let server = format!("{}/live", self.public_rtmp);
+        let stream_key = format!("{}?code={}", key.live_id, key.live_code);
+        PushView {
+            live_id: key.live_id.clone(),
+            push_url: format!("{server}/{stream_key}"),
+            server,
+            stream_key,
+            last_publish_at: key.last_publish_at,
+            last_publish_addr: key.last_publish_addr.clone(),
+        }
+    }
+
+    // ---- nginx's callbacks ----
+
+    /// Decides a publish: only a stream a room asked for, with its current code, in the right
+    /// application, by a host without a stream ban. Blocks on the store.
+    pub fn authorize_publish(&self, publish: &Publish) -> Result<StreamEvent, &'static str> {
+        let (event, owner) = {
+            let streams = self.streams();
+            let active = streams.get(&publish.name).ok_or("no such live stream")?;
+            if !constant_time_eq(active.code.as_bytes(), publish.code.as_bytes()) {
+                return Err("wrong code");
+            }
+            if active.kind.app() != publish.app {
+                return Err("wrong application");
+            }
+            let event = StreamEvent {
+                room: RoomId(active.room),
+                live_id: LiveId(publish.name.clone()),
+                kind: active.kind,
+            };
+            (event, active.owner)
+        };
+        if let Some(owner) = owner {
+            let bans = self.store.bans_of(owner).map_err(|_| "store unavailable")?;
+            let now = unix_now();
+            if bans
+                .iter()
+                .any(|b| b.scope == BanScope::Stream && b.in_force(now))
+            {
+                return Err("the host is banned from streaming");
+            }
+            if let Err(e) = self.store.push_published(owner, now, &publish.addr) {
+                tracing::warn!(error = %e, "cannot note the publish");
+            }
+        }
+        if let Some(active) = self.streams().get_mut(&publish.name) {
+            active.on_air = true;
+        }
+        Ok(event)
+    }
+
+    /// A publisher stopped; the event for the room, if the stream is still one of ours.
+    pub fn publish_done(&self, name: &str) -> Option<StreamEvent> {
+        let mut streams = self.streams();
+        let active = streams.get_mut(name)?;
+        active.on_air = false;
+        Some(StreamEvent {
+            room: RoomId(active.room),
+            live_id: LiveId(name.to_owned()),
+            kind: active.kind,
+        })
+    }
+
+    /// nginx closed a recording: turn it into MP4 in the background. Paths outside the FLV
+    /// folder, or not named as nginx names recordings, are ignored.
+    pub fn record_done(self: &Arc<Self>, path: &str) {
+        let Some(flv) = self.own_flv(Path::new(path)) else {
+            tracing::warn!(
+                path,
+                "on_record_done for a file outside the recordings folder; ignored"
+            );
+            return;
+        };
+        let media = self.clone();
+        self.tasks.spawn(async move { media.remux(flv).await });
+    }
+
+    fn own_flv(&self, path: &Path) -> Option<PathBuf> {
+        let name = path.file_name()?.to_str()?;
+        flv_stream_name(name)?;
+        let dir = std::fs::canonicalize(path.parent()?).ok()?;
+        let ours = std::fs::canonicalize(&self.paths.flv).ok()?;
+        (dir == ours).then(|| ours.join(name))
+    }
+
+    fn remux_leftovers(self: &Arc<Self>) {
+        let Ok(entries) = std::fs::read_dir(&self.paths.flv) else {
+            return;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            let name = entry.file_name();
+            if name.to_str().and_then(flv_stream_name).is_some() {
+                tracing::info!(file = %path.display(), "finishing a recording left by an earlier run");
+                let media = self.clone();
+                self.tasks.spawn(async move { media.remux(path).await });
+            }
+        }
+    }
+
+    async fn remux(self: Arc<Self>, flv: PathBuf) {
+        let Some((stream, stamp)) = flv
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(flv_stream_name)
+        else {
+            return;
+        };
+        self.remuxing_list().push(flv.clone());
+        let dir = self.paths.records.join(&stream);
+        let output = dir.join(format!("{stamp}.mp4"));
+        let mut pause = Duration::from_secs(2);
+        for attempt in 1..=REMUX_ATTEMPTS {
+            let result = match tokio::fs::create_dir_all(&dir).await {
+                Ok(()) => ffmpeg::remux(&self.config.ffmpeg_binary, &flv, &output).await,
+                Err(e) => Err(format!("cannot create {}: {e}", dir.display())),
+            };
+            match result {
+                Ok(()) => {
+                    let _ = tokio::fs::remove_file(&flv).await;
+                    tracing::info!(mp4 = %output.display(), "recording ready");
+                    break;
+                }
+                Err(e) if attempt == REMUX_ATTEMPTS => {
+                    tracing::error!(flv = %flv.display(), error = %e,
+                        "a recording could not be turned into MP4; the FLV is kept and retried at the next start");
+                }
+                Err(e) => {
+                    tracing::warn!(flv = %flv.display(), attempt, error = %e, "remux failed; retrying");
+                    tokio::select! {
+                        () = self.shutdown.cancelled() => break,
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                    pause *= 2;
+                }
+            }
+        }
+        self.remuxing_list().retain(|p| p != &flv);
+    }
+
+    // ---- serving ----
+
+    /// An HLS file: `app` is `live` or `mix`, `name` a stream, `file` the playlist or a segment.
+    pub fn hls_path(&self, app: &str, name: &str, file: &str) -> Option<(PathBuf, &'static str)> {
+        if !matches!(app, "live" | "mix") || !is_stream_name(name) {
+            return None;
+        }
+        let content_type = if file == "index.m3u8" {
+            "application/vnd.apple.mpegurl"
+        } else if file
+            .strip_suffix(".ts")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            "video/mp2t"
+        } else {
+            return None;
+        };
+        Some((self.paths.hls.join(app).join(name).join(file), content_type))
+    }
+
+    /// A finished recording file.
+    pub fn record_path(&self, stream: &str, file: &str) -> Option<PathBuf> {
+        let stem = file.strip_suffix(".mp4")?;
+        let valid = is_stream_name(stream)
+            && !stem.is_empty()
+            && stem.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        valid.then(|| self.paths.records.join(stream).join(file))
+    }
+
+    // ---- helpers ----
+
+    fn streams(&self) -> std::sync::MutexGuard<'_, HashMap<String, ActiveStream>> {
+        self.streams.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn remuxing_list(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
+        self.remuxing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn activate(
+        &self,
+        live_id: &str,
+        code: &str,
+        kind: StreamKind,
+        room: u64,
+        owner: Option<UserId>,
+    ) {
+        self.streams().insert(
+            live_id.to_owned(),
+            ActiveStream {
+                code: code.to_owned(),
+                kind,
+                room,
+                owner,
+                on_air: false,
+            },
+        );
+    }
+
+    fn kind_of(&self, live: &LiveId) -> Option<StreamKind> {
+        self.streams().get(&live.0).map(|s| s.kind)
+    }
+
+    /// Drops whoever publishes `live` (nginx's control endpoint), e.g. when the room stops.
+    async fn drop_publisher(&self, app: &str, name: &str) -> Result<(), MediaError> {
+        let address = format!("127.0.0.1:{}", self.config.control_port);
+        let request = format!(
+            "GET /control/drop/publisher?app={app}&name={name} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
+        );
+        let exchange = async {
+            let mut stream = tokio::net::TcpStream::connect(&address).await?;
+            stream.write_all(request.as_bytes()).await?;
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer).await?;
+            Ok::<_, std::io::Error>(answer)
+        };
+        let answer = tokio::time::timeout(Duration::from_secs(5), exchange)
+            .await
+            .map_err(|_| MediaError::Timeout)?
+            .map_err(|e| MediaError::Unavailable(format!("nginx control: {e}")))?;
+        let status_line = String::from_utf8_lossy(&answer);
+        let status = status_line.split_whitespace().nth(1).unwrap_or("");
+        // 404 means nobody was publishing, which is what we want anyway.
+        if status.starts_with('2') || status == "404" {
+            Ok(())
+        } else {
+            Err(MediaError::Refused(format!(
+                "nginx control answered {status}"
+            )))
+        }
+    }
+
+    fn watch_url(&self, kind: StreamKind, live: &LiveId) -> String {
+        format!("{}/hls/{}/{}/index.m3u8", self.public_url, kind.app(), live)
+    }
+
+    /// The MP4 files of a stream, waiting (bounded) until nginx closed its recordings and they
+    /// were remuxed.
+    async fn finished_parts(&self, live: &LiveId) -> Vec<PathBuf> {
+        let prefix = format!("{live}-");
+        let deadline = tokio::time::Instant::now() + RECORDING_WAIT;
+        loop {
+            let pending_flv = std::fs::read_dir(&self.paths.flv)
+                .map(|entries| {
+                    entries.filter_map(Result::ok).any(|e| {
+                        e.file_name().to_str().is_some_and(|n| {
+                            n.starts_with(&prefix)
+                                && flv_stream_name(n).is_some_and(|(s, _)| s == live.0)
+                        })
+                    })
+                })
+                .unwrap_or(false);
+            let busy = self.remuxing_list().iter().any(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&prefix))
+            });
+            if (!pending_flv && !busy) || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let dir = self.paths.records.join(&live.0);
+        let mut parts: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_stem()
+                            .and_then(|s| s.to_str())
+                            .is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit()))
+                            && p.extension().is_some_and(|x| x == "mp4")
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        parts.sort();
+        parts
+    }
+}
+
+#[async_trait]
+impl MediaPlane for RtmpMedia {
+    async fn new_stream(&self, room: u64, purpose: &str) -> Result<StreamCredentials, MediaError> {
+        let (live_id, code, kind, owner) = match purpose {
+            "host" => {
+                let found = self
+                    .store
+                    .run(move |store| {
+                        let Some(room) = store.room(RoomId(room))? else {
+                            return Ok(None);
+                        };
+                        Ok(Some((room.owner, standing_key(store, room.owner)?)))
+                    })
+                    .await
+                    .map_err(|e| MediaError::Unavailable(e.to_string()))?;
+                let (owner, key) =
+                    found.ok_or_else(|| MediaError::Refused("no such room".into()))?;
+                (key.live_id, key.live_code, StreamKind::Host, Some(owner))
+            }
+            "guest" => (
+                format!("g{}", random_token(10)),
+                random_token(24),
+                StreamKind::Guest,
+                None,
+            ),
+            "mix" => (
+                format!("m{}", random_token(10)),
+                random_token(24),
+                StreamKind::Mix,
+                None,
+            ),
+            other => {
+                return Err(MediaError::Refused(format!(
+                    "unknown stream purpose {other:?}"
+                )))
+            }
+        };
+        self.activate(&live_id, &code, kind, room, owner);
+        let base = if kind == StreamKind::Mix {
+            &self.local_rtmp
+        } else {
+            &self.public_rtmp
+        };
+        Ok(StreamCredentials {
+            push_url: format!("{base}/{}/{live_id}?code={code}", kind.app()),
+            live_id: LiveId(live_id),
+            live_code: LiveCode(code),
+        })
+    }
+
+    async fn start_distribution(&self, live: &LiveId) -> Result<String, MediaError> {
+        if let Some(problem) = &self.problem {
+            return Err(MediaError::Unavailable(problem.clone()));
+        }
+        let kind = self
+            .kind_of(live)
+            .ok_or_else(|| MediaError::Refused(format!("unknown stream {live}")))?;
+        Ok(self.watch_url(kind, live))
+    }
+
+    async fn stop_distribution(&self, live: &LiveId) -> Result<(), MediaError> {
+        let Some(active) = self.streams().remove(&live.0) else {
+            return Ok(());
+        };
+        if active.on_air {
+            self.drop_publisher(active.kind.app(), &live.0).await?;
+        }
+        Ok(())
+    }
+
+    async fn check_stream(&self, live: &LiveId) -> Result<StreamStatus, MediaError> {
+        let on_air = self.streams().get(&live.0).is_some_and(|s| s.on_air);
+        Ok(if on_air {
+            StreamStatus::OnAir
+        } else {
+            StreamStatus::Waiting
+        })
+    }
+
+    async fn recording(&self, live: &LiveId) -> Result<Option<Recording>, MediaError> {
+        let parts = self.finished_parts(live).await;
+        let file = match parts.as_slice() {
+            [] => return Ok(None),
+            [one] => one.clone(),
+            many => {
+                let joined = self
+                    .paths
+                    .records
+                    .join(&live.0)
+                    .join(format!("session_{}.mp4", unix_now()));
+                ffmpeg::concat(&self.config.ffmpeg_binary, many, &joined)
+                    .await
+                    .map_err(MediaError::Unavailable)?;
+                joined
+            }
+        };
+        let duration = ffmpeg::duration_secs(&self.ffprobe, &file)
+            .await
+            .map_err(MediaError::BadAnswer)?;
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        Ok(Some(Recording {
+            url: format!("{}/records/files/{live}/{name}", self.public_url),
+            duration_secs: duration.round() as u64,
+        }))
+    }
+
+    async fn start_mix(&self, spec: &MixSpec) -> Result<(), MediaError> {
+        if let Some(problem) = &self.problem {
+            return Err(MediaError::Unavailable(problem.clone()));
+        }
+        let code = self
+            .streams()
+            .get(&spec.mixed.0)
+            .map(|s| s.code.clone())
+            .ok_or_else(|| MediaError::Refused(format!("unknown mixed stream {}", spec.mixed)))?;
+        let job = MixJob {
+            ffmpeg: self.config.ffmpeg_binary.clone(),
+            host_url: format!("{}/live/{}", self.local_rtmp, spec.host),
+            guest_url: format!("{}/live/{}", self.local_rtmp, spec.guest),
+            output_url: format!("{}/mix/{}?code={code}", self.local_rtmp, spec.mixed),
+        };
+        let stop = self.shutdown.child_token();
+        let (layout, layouts) = watch::channel(spec.layout);
+        self.tasks
+            .spawn(ffmpeg::supervise_mixer(job, layouts, stop.clone()));
+        let old = self
+            .mixers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(spec.mixed.0.clone(), Mixer { stop, layout });
+        if let Some(old) = old {
+            old.stop.cancel();
+        }
+        Ok(())
+    }
+
+    async fn update_mix(&self, mixed: &LiveId, layout: MixLayout) -> Result<(), MediaError> {
+        let mixers = self.mixers.lock().unwrap_or_else(|p| p.into_inner());
+        let mixer = mixers
+            .get(&mixed.0)
+            .ok_or_else(|| MediaError::Refused(format!("no mix {mixed}")))?;
+        mixer.layout.send_replace(layout);
+        Ok(())
+    }
+
+    async fn close_mix(&self, mixed: &LiveId) -> Result<(), MediaError> {
+        let mixer = self
+            .mixers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&mixed.0);
+        if let Some(mixer) = mixer {
+            mixer.stop.cancel();
+        }
+        Ok(())
+    }
+}
+
+/// The nginx config for this install (also what `roommanager nginx-config` prints).
+pub fn config_text(config: &RtmpConfig, paths: &MediaPaths, http: SocketAddr) -> String {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let as_root = unsafe { libc::geteuid() } == 0;
+    nginx::config_text(config, paths, http, as_root)
+}
+
+fn standing_key(store: &Store, user: UserId) -> Result<PushKey, StoreError> {
+    if let Some(key) = store.push_key(user)? {
+        return Ok(key);
+    }
+    store.put_push_key(user, new_push_key(), |_| true)
+}
+
+fn new_push_key() -> PushKey {
+    PushKey {
+        live_id: format!("h{}", random_token(10)),
+        live_code: random_token(24),
+        created_at: unix_now(),
+        last_publish_at: None,
+        last_publish_addr: None,
+    }
+}
+
+/// Lower-case letters and digits, `len` of them.
+fn random_token(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut bytes = vec![0u8; len];
+    getrandom::fill(&mut bytes).expect("the operating system's random source is always available");
+    bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
+}
+
+fn is_stream_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// `<stream>-<unix time>.flv`, as nginx's `record_unique on` names files: (stream, time).
+fn flv_stream_name(file: &str) -> Option<(String, String)> {
+    let stem = file.strip_suffix(".flv")?;
+    let (stream, stamp) = stem.rsplit_once('-')?;
+    let valid =
+        is_stream_name(stream) && !stamp.is_empty() && stamp.bytes().all(|b| b.is_ascii_digit());
+    valid.then(|| (stream.to_owned(), stamp.to_owned()))
+}
+
+fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host.to_owned(),
+        _ => authority.to_owned(),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_file_names_are_parsed_strictly() {
+        assert_eq!(
+            flv_stream_name("habc123-1795714121.flv"),
+            Some(("habc123".into(), "1795714121".into()))
+        );
+        for bad in [
+            "x.flv",
+            "../a-1.flv",
+            "a-b.flv",
+            "a-1.mp4",
+            "-1.flv",
+            "a b-1.flv",
+        ] {
+            assert_eq!(flv_stream_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_push_host_comes_from_the_public_url() {
+        assert_eq!(host_of("http://192.168.1.10:8080"), "192.168.1.10");
+        assert_eq!(host_of("https://live.school.lan/"), "live.school.lan");
+    }
+}

@@ -1,0 +1,298 @@
+//! The rtmp backend's HTTP side: nginx's publish callbacks (`/hooks/rtmp/…`), the hosts' push
+//! keys (`/api/v1/me/push`), the HLS files viewers play (`/hls/…`) and the recordings
+//! (`/records/files/…`, with byte ranges for seeking).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+
+use crate::app::App;
+use crate::media::rtmp::{Publish, PushView, RtmpMedia};
+
+use super::auth::Signed;
+use super::error::ApiError;
+
+#[derive(Deserialize)]
+pub struct HookQuery {
+    secret: Option<String>,
+}
+
+/// The rtmp backend, or 404 when another backend is configured.
+fn rtmp(app: &App) -> Result<&Arc<RtmpMedia>, ApiError> {
+    app.rtmp.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_rtmp",
+            "this server's media backend is not rtmp",
+        )
+    })
+}
+
+/// Callbacks come from nginx on this machine, or carry the configured secret.
+fn trusted(app: &App, peer: SocketAddr, query: &HookQuery) -> bool {
+    let secret = &app.config.media.rtmp.hook_secret;
+    peer.ip().is_loopback()
+        || (!secret.is_empty() && query.secret.as_deref() == Some(secret.as_str()))
+}
+
+/// The callback's form fields, keeping the FIRST of each name: nginx writes its own fields
+/// first and appends the publisher's raw query after them, so a publisher cannot override
+/// `name` or `app` by repeating them.
+fn first_fields(body: &[u8]) -> HashMap<String, String> {
+    let mut fields = HashMap::new();
+    for (key, value) in form_urlencoded::parse(body) {
+        fields
+            .entry(key.into_owned())
+            .or_insert_with(|| value.into_owned());
+    }
+    fields
+}
+
+pub async fn on_publish(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(query): Query<HookQuery>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    if !trusted(&app, peer, &query) {
+        return Ok(StatusCode::FORBIDDEN);
+    }
+    let media = rtmp(&app)?.clone();
+    let mut fields = first_fields(&body);
+    let mut take = |key: &str| fields.remove(key).unwrap_or_default();
+    let publish = Publish {
+        app: take("app"),
+        name: take("name"),
+        code: take("code"),
+        addr: take("addr"),
+    };
+    let verdict = tokio::task::spawn_blocking(move || {
+        let verdict = media.authorize_publish(&publish);
+        (verdict, publish)
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))?;
+    match verdict {
+        (Ok(event), _) => {
+            tracing::info!(room = %event.room, stream = %event.live_id, kind = event.kind.name(), "publish accepted");
+            app.rooms
+                .stream_state(event.room, event.live_id.0, true)
+                .await;
+            Ok(StatusCode::OK)
+        }
+        (Err(reason), publish) => {
+            tracing::warn!(stream = %publish.name, app = %publish.app, addr = %publish.addr, reason, "publish refused");
+            Ok(StatusCode::FORBIDDEN)
+        }
+    }
+}
+
+pub async fn on_publish_done(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(query): Query<HookQuery>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    if !trusted(&app, peer, &query) {
+        return Ok(StatusCode::FORBIDDEN);
+    }
+    let media = rtmp(&app)?;
+    let fields = first_fields(&body);
+    let name = fields.get("name").map(String::as_str).unwrap_or("");
+    if let Some(event) = media.publish_done(name) {
+        tracing::info!(room = %event.room, stream = %event.live_id, "publish ended");
+        app.rooms
+            .stream_state(event.room, event.live_id.0, false)
+            .await;
+    }
+    Ok(StatusCode::OK)
+}
+
+pub async fn on_record_done(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(query): Query<HookQuery>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    if !trusted(&app, peer, &query) {
+        return Ok(StatusCode::FORBIDDEN);
+    }
+    let media = rtmp(&app)?;
+    let fields = first_fields(&body);
+    if let Some(path) = fields.get("path") {
+        media.record_done(path);
+    }
+    Ok(StatusCode::OK)
+}
+
+/// `GET /api/v1/me/push`: the host's push URL and OBS settings.
+pub async fn my_push(
+    State(app): State<Arc<App>>,
+    Signed(who): Signed,
+) -> Result<Json<PushView>, ApiError> {
+    let user = who.registered()?.id;
+    let media = rtmp(&app)?.clone();
+    let view =
+        tokio::task::spawn_blocking(move || media.push_key(user).map(|k| media.push_view(&k)))
+            .await
+            .map_err(|e| ApiError::internal(&e))??;
+    Ok(Json(view))
+}
+
+/// `POST /api/v1/me/push/rotate`: a new secret code; the old one stops working.
+pub async fn rotate_push(
+    State(app): State<Arc<App>>,
+    Signed(who): Signed,
+) -> Result<Json<PushView>, ApiError> {
+    let user = who.registered()?.id;
+    let media = rtmp(&app)?.clone();
+    let view = tokio::task::spawn_blocking(move || {
+        media.rotate_push_key(user).map(|k| media.push_view(&k))
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))??;
+    Ok(Json(view))
+}
+
+/// `GET /hls/{app}/{name}/{file}`: a playlist or segment written by nginx.
+pub async fn hls(
+    State(app): State<Arc<App>>,
+    Path((nginx_app, name, file)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let (path, content_type) = rtmp(&app)?
+        .hls_path(&nginx_app, &name, &file)
+        .ok_or_else(ApiError::not_found)?;
+    let bytes = match tokio::fs::read(&path).await {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ApiError::not_found()),
+        Err(e) => return Err(ApiError::internal(&e)),
+    };
+    // Playlists change every fragment; segments never change.
+    let cache = if content_type.ends_with("mpegurl") {
+        "no-cache"
+    } else {
+        "public, max-age=60"
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// `GET /records/files/{stream}/{file}`: a recording, with `Range` support for seeking.
+pub async fn record_file(
+    State(app): State<Arc<App>>,
+    Path((stream, file)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let path = rtmp(&app)?
+        .record_path(&stream, &file)
+        .ok_or_else(ApiError::not_found)?;
+    serve_ranged(path, "video/mp4", &headers).await
+}
+
+/// Serves a file whole (200) or one byte range of it (206), streaming from disk.
+async fn serve_ranged(
+    path: PathBuf,
+    content_type: &'static str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut file = match tokio::fs::File::open(&path).await {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ApiError::not_found()),
+        Err(e) => return Err(ApiError::internal(&e)),
+    };
+    let size = file
+        .metadata()
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .len();
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| parse_range(v, size));
+    let (status, start, end) = match range {
+        None => (StatusCode::OK, 0, size.saturating_sub(1)),
+        Some(Some((start, end))) => (StatusCode::PARTIAL_CONTENT, start, end),
+        Some(None) => {
+            return Ok((
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                [(header::CONTENT_RANGE, format!("bytes */{size}"))],
+            )
+                .into_response())
+        }
+    };
+    let length = if size == 0 { 0 } else { end - start + 1 };
+    file.seek(std::io::SeekFrom::Start(start))
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file.take(length)));
+    let mut response = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CONTENT_LENGTH, length)
+        .header(header::CACHE_CONTROL, "public, max-age=3600");
+    if status == StatusCode::PARTIAL_CONTENT {
+        response = response.header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"));
+    }
+    response.body(body).map_err(|e| ApiError::internal(&e))
+}
+
+/// One `bytes=` range of a file of `size` bytes, as (first, last) inclusive; `None` when it
+/// cannot be satisfied. Several ranges are answered with the first one only.
+fn parse_range(value: &str, size: u64) -> Option<(u64, u64)> {
+    let spec = value.strip_prefix("bytes=")?.split(',').next()?.trim();
+    let (first, last) = spec.split_once('-')?;
+    let (start, end) = if first.is_empty() {
+        let suffix: u64 = last.parse().ok()?;
+        (size.checked_sub(suffix.min(size))?, size.checked_sub(1)?)
+    } else {
+        let start: u64 = first.parse().ok()?;
+        let end = if last.is_empty() {
+            size.checked_sub(1)?
+        } else {
+            last.parse::<u64>().ok()?.min(size.checked_sub(1)?)
+        };
+        (start, end)
+    };
+    (start <= end && start < size).then_some((start, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-99", 1000), Some((0, 99)));
+        assert_eq!(parse_range("bytes=900-", 1000), Some((900, 999)));
+        assert_eq!(parse_range("bytes=-100", 1000), Some((900, 999)));
+        assert_eq!(parse_range("bytes=0-5000", 1000), Some((0, 999)));
+        assert_eq!(parse_range("bytes=1000-", 1000), None);
+        assert_eq!(parse_range("bytes=5-1", 1000), None);
+        assert_eq!(parse_range("items=0-1", 1000), None);
+        assert_eq!(parse_range("bytes=0-0", 0), None);
+    }
+
+    #[test]
+    fn the_first_of_each_field_wins() {
+        let fields = first_fields(b"app=live&name=h1&code=abc&name=evil&app=mix");
+        assert_eq!(fields["name"], "h1");
+        assert_eq!(fields["app"], "live");
+        assert_eq!(fields["code"], "abc");
+    }
+}
