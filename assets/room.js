@@ -22,6 +22,11 @@
 
   function setPhase(phase) {
     $("phase").textContent = phaseNames[phase] || phase;
+    const live = phase === "live" || phase === "co_streaming";
+    if (isHost) {
+      $("start").disabled = live || phase === "starting";
+      $("stop").disabled = !live;
+    }
     const offline = phase !== "live" && phase !== "co_streaming";
     show($("offline"), offline);
     $("status").textContent = offline
@@ -138,6 +143,9 @@
         renderQueue(m.queue);
         notice(`${m.nickname} asks to co-stream`);
         break;
+      case "connect_queue":
+        renderQueue(m.queue);
+        break;
       case "connect_answer":
         notice(m.accept ? "The host accepted!" : "The host declined your request.");
         break;
@@ -148,12 +156,14 @@
         if (m.push_url) {
           $("guest-push-url").textContent = m.push_url;
           show($("guest-push"), true);
+          show($("apply"), false);
         }
         break;
       case "connect_ended":
         setPhase("live");
         show($("end-connect"), false);
         show($("guest-push"), false);
+        show($("apply"), true);
         notice("The co-stream ended");
         break;
       case "room_updated":
@@ -227,6 +237,19 @@
     $("layout").addEventListener("change", (event) =>
       send({ type: "update_room", layout: event.target.value }));
   }
+
+  // Leaving the page leaves the room, also when the browser keeps the page in its
+  // back/forward cache; coming back to such a page joins again.
+  window.addEventListener("pagehide", () => {
+    closedForGood = true;
+    if (socket) socket.close(1000, "page left");
+  });
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted) {
+      closedForGood = false;
+      connect();
+    }
+  });
 
   // Watching needs a session: a first-time visitor gets a guest one.
   const ready = root.dataset.signedIn === "true"

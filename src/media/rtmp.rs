@@ -74,6 +74,8 @@ struct ActiveStream {
 struct Mixer {
     stop: CancellationToken,
     layout: watch::Sender<MixLayout>,
+    /// The guest's one-off stream, retired with the mix.
+    guest: LiveId,
 }
 
 /// nginx's verdict request, answered by [`RtmpMedia::authorize_publish`].
@@ -634,7 +636,14 @@ impl MediaPlane for RtmpMedia {
             .mixers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(spec.mixed.0.clone(), Mixer { stop, layout });
+            .insert(
+                spec.mixed.0.clone(),
+                Mixer {
+                    stop,
+                    layout,
+                    guest: spec.guest.clone(),
+                },
+            );
         if let Some(old) = old {
             old.stop.cancel();
         }
@@ -658,6 +667,8 @@ impl MediaPlane for RtmpMedia {
             .remove(&mixed.0);
         if let Some(mixer) = mixer {
             mixer.stop.cancel();
+            // The guest's credentials end with the co-stream, and so does a push still running.
+            self.stop_distribution(&mixer.guest).await?;
         }
         Ok(())
     }

@@ -273,7 +273,11 @@ impl RoomActor {
         let user = member.user;
         let still_here = self.members.values().any(|m| m.user == user);
         if !still_here {
+            let waiting = self.connect_queue.len();
             self.connect_queue.retain(|p| p.user_id != user.0);
+            if self.connect_queue.len() != waiting {
+                self.send_queue();
+            }
             if self
                 .co_stream
                 .as_ref()
@@ -797,6 +801,7 @@ impl RoomActor {
             .connect_queue
             .remove(position)
             .expect("position came from the queue");
+        self.send_queue();
         if !accept {
             self.send_to_user(
                 guest,
@@ -901,6 +906,8 @@ impl RoomActor {
                     "there is no co-stream of yours to end",
                     "end_connect",
                 );
+            } else {
+                self.send_queue();
             }
             return;
         }
@@ -937,13 +944,14 @@ impl RoomActor {
     fn undo_mix(&mut self, co: CoStream) {
         let shared = self.shared.clone();
         self.spawn_optional(async move {
-            if let Err(e) = call(&shared, shared.media.close_mix(&co.mixed)).await {
-                return Some(Internal::MediaFailed("close the mix", e));
+            // Both steps are tried even if the first fails, so nothing keeps running.
+            let closed = call(&shared, shared.media.close_mix(&co.mixed)).await;
+            let stopped = call(&shared, shared.media.stop_distribution(&co.mixed)).await;
+            match (closed, stopped) {
+                (Err(e), _) => Some(Internal::MediaFailed("close the mix", e)),
+                (_, Err(e)) => Some(Internal::MediaFailed("stop the mixed stream", e)),
+                _ => None,
             }
-            if let Err(e) = call(&shared, shared.media.stop_distribution(&co.mixed)).await {
-                return Some(Internal::MediaFailed("stop the mixed stream", e));
-            }
-            None
         });
     }
 
@@ -959,6 +967,12 @@ impl RoomActor {
                 .err()
                 .map(|e| Internal::MediaFailed("change the layout", e))
         });
+    }
+
+    /// Tells the host who is waiting to co-stream now.
+    fn send_queue(&mut self) {
+        let queue = self.connect_queue.iter().cloned().collect();
+        self.tell_host(&ServerMessage::ConnectQueue { queue });
     }
 
     /// A push to one of this room's streams started or stopped.
@@ -1192,7 +1206,11 @@ async fn connect_sequence(
         mixed: mixed.clone(),
         layout,
     };
-    call(shared, shared.media.start_mix(&spec)).await?;
+    if let Err(e) = call(shared, shared.media.start_mix(&spec)).await {
+        // A timeout may mean the mix did start: close it to be sure.
+        let _ = call(shared, shared.media.close_mix(&mixed)).await;
+        return Err(e);
+    }
     match call(shared, shared.media.start_distribution(&mixed)).await {
         Ok(watch_url) => Ok(CoStream {
             guest,
@@ -1202,6 +1220,7 @@ async fn connect_sequence(
         }),
         Err(e) => {
             let _ = call(shared, shared.media.close_mix(&mixed)).await;
+            let _ = call(shared, shared.media.stop_distribution(&mixed)).await;
             Err(e)
         }
     }

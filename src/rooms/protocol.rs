@@ -228,6 +228,10 @@ pub enum ServerMessage {
         nickname: String,
         queue: Vec<Person>,
     },
+    /// To the host, whenever the co-stream queue changes (someone answered, withdrew or left).
+    ConnectQueue {
+        queue: Vec<Person>,
+    },
     ConnectAnswer {
         accept: bool,
         #[serde(skip_serializing_if = "Option::is_none")]

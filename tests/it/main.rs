@@ -7,6 +7,7 @@ mod accounts;
 mod accounts_login;
 mod accounts_profile;
 mod browser;
+mod browser_room;
 mod config;
 mod http;
 mod lifecycle;
