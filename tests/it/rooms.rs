@@ -700,3 +700,91 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn chat_is_rate_limited_per_user_and_leaving_lowers_the_audience() {
+    let site = Site::start_with(|c| {
+        c.rooms.chat_per_window = 3;
+        c.rooms.chat_window_secs = 60;
+    })
+    .await;
+    let (mut host, room) = site.live_host("host18").await;
+    let (_, token) = site.user("chatty18").await;
+    let mut chatty = site.ws(&token).await;
+    join(&mut chatty, room).await;
+    for n in 0..3 {
+        chatty
+            .send(json!({"type": "danmaku", "text": format!("msg {n}")}))
+            .await;
+        chatty.expect("danmaku").await;
+    }
+    chatty.send(json!({"type": "like"})).await;
+    assert_eq!(chatty.expect_error("like").await, "rate_limited");
+    host.send(json!({"type": "danmaku", "text": "the host is not limited by others"}))
+        .await;
+    host.expect("danmaku").await;
+
+    assert_eq!(host.expect("audience").await["count"], 2);
+    chatty.send(json!({"type": "leave_room"})).await;
+    assert_eq!(host.expect("audience").await["count"], 1);
+    chatty
+        .send(json!({"type": "danmaku", "text": "still here?"}))
+        .await;
+    assert_eq!(chatty.expect_error("danmaku").await, "not_in_room");
+}
+
+/// Each media step of a co-stream failing: the guest is refused, the host told, the room stays
+/// live; a failure while ending a co-stream or closing is reported and nothing stays half-done.
+#[tokio::test]
+async fn every_co_stream_and_close_step_may_fail() {
+    let site = Site::start().await;
+    let failure = || Behaviour::Fail(MediaError::Refused("no".into()));
+    let (mut host, room) = site.live_host("host19").await;
+    let (fan_id, token) = site.user("fan19").await;
+    let mut fan = site.ws(&token).await;
+    join(&mut fan, room).await;
+    // The co-stream asks for guest credentials, mix credentials (both NewStream), the mix,
+    // then the mixed stream's distribution.
+    let steps: [(Call, usize); 3] = [
+        (Call::NewStream, 1),
+        (Call::StartMix, 0),
+        (Call::StartDistribution, 0),
+    ];
+    for (call, skip) in steps {
+        let mut script = vec![Behaviour::Succeed; skip];
+        script.push(failure());
+        site.media.script(call, script);
+        fan.send(json!({"type": "apply_connect"})).await;
+        host.expect("connect_request").await;
+        host.send(json!({"type": "answer_connect", "user_id": fan_id, "accept": true}))
+            .await;
+        let answer = fan.expect("connect_answer").await;
+        assert_eq!(answer["accept"], false, "{call:?}");
+        assert_eq!(
+            host.expect_error("answer_connect").await,
+            "media_unavailable"
+        );
+        assert_eq!(site.live_rooms().await[0]["state"], "live", "{call:?}");
+    }
+    // A failing close of the mix at the end of a co-stream is reported to the host.
+    site.media.script(Call::CloseMix, [failure()]);
+    fan.send(json!({"type": "apply_connect"})).await;
+    host.expect("connect_request").await;
+    host.send(json!({"type": "answer_connect", "user_id": fan_id, "accept": true}))
+        .await;
+    fan.expect("connect_started").await;
+    host.send(json!({"type": "end_connect"})).await;
+    fan.expect("connect_ended").await;
+    assert_eq!(host.expect_error("").await, "media_unavailable");
+    // Closing with a failing distributor and a failing recording still closes the room.
+    site.media.script(Call::StopDistribution, [failure()]);
+    site.media.script(Call::Recording, [failure()]);
+    host.send(json!({"type": "close_room"})).await;
+    fan.expect("room_closed").await;
+    wait_for(|| async { (site.media.count(Call::Recording) == 1).then_some(()) }).await;
+    assert!(site.live_rooms().await.is_empty());
+    assert!(
+        site.server.app().store.records().unwrap().is_empty(),
+        "no recording, no record"
+    );
+}
