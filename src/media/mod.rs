@@ -6,8 +6,8 @@
 //! - processor: mixes a host and a guest stream into a new stream for co-streaming.
 //!
 //! Owns: the [`MediaPlane`] trait, its value types and [`MediaError`]. Calls: nothing. The rooms
-//! call it; backends implement it (`scripted` for tests; the real `rtmp` and `http` backends
-//! come with the media issue).
+//! call it; backends implement it: `rtmp` (nginx-rtmp + ffmpeg on this machine, the default),
+//! `http` (the seed's separate services) and `scripted` (in-process, for tests).
 
 pub mod ffmpeg;
 pub mod http;
@@ -15,38 +15,6 @@ pub mod nginx;
 mod process;
 pub mod rtmp;
 pub mod scripted;
-
-/// The media plane of an install whose backend is not available: every call fails with a
-/// message saying so, and the rest of the site keeps working.
-pub struct Offline(pub String);
-
-#[async_trait]
-impl MediaPlane for Offline {
-    async fn new_stream(&self, _: u64, _: &str) -> Result<StreamCredentials, MediaError> {
-        Err(MediaError::Unavailable(self.0.clone()))
-    }
-    async fn start_distribution(&self, _: &LiveId) -> Result<String, MediaError> {
-        Err(MediaError::Unavailable(self.0.clone()))
-    }
-    async fn stop_distribution(&self, _: &LiveId) -> Result<(), MediaError> {
-        Err(MediaError::Unavailable(self.0.clone()))
-    }
-    async fn check_stream(&self, _: &LiveId) -> Result<StreamStatus, MediaError> {
-        Err(MediaError::Unavailable(self.0.clone()))
-    }
-    async fn recording(&self, _: &LiveId) -> Result<Option<Recording>, MediaError> {
-        Err(MediaError::Unavailable(self.0.clone()))
-    }
-    async fn start_mix(&self, _: &MixSpec) -> Result<(), MediaError> {
-        Err(MediaError::Unavailable(self.0.clone()))
-    }
-    async fn update_mix(&self, _: &LiveId, _: MixLayout) -> Result<(), MediaError> {
-        Err(MediaError::Unavailable(self.0.clone()))
-    }
-    async fn close_mix(&self, _: &LiveId) -> Result<(), MediaError> {
-        Err(MediaError::Unavailable(self.0.clone()))
-    }
-}
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
