@@ -12,6 +12,7 @@ use crate::accounts::{
 };
 use crate::accounts_profile::png;
 use crate::common::TestServer;
+use roommanager::model::LoginKind;
 
 fn now() -> u64 {
     SystemTime::now()
@@ -517,4 +518,23 @@ async fn too_many_mails_to_one_address_are_rate_limited() {
         .expect(StatusCode::ACCEPTED);
     let links = crate::accounts::outbox_links(&server, "nia@example.com", 2).await;
     assert_eq!(links.len(), 2, "no third mail to nia");
+}
+
+/// Every successful login and guest creation is recorded for the statistics pages; failed
+/// logins are not.
+#[tokio::test]
+async fn logins_and_guests_are_recorded_for_statistics() {
+    let server = relaxed_server().await;
+    let since = now();
+    register_and_verify(&server, "statsuser").await;
+    login_token(&server, "statsuser").await;
+    login(&server, "statsuser", "wrong password").await;
+    let guest = post_json(&server, "/api/v1/guest", &json!({}), None).await;
+    let guest_id = guest.json()["user"]["user_id"].as_u64().unwrap();
+    let events = server.app().store.logins_since(since).unwrap();
+    let kinds: Vec<(LoginKind, u64)> = events.iter().map(|e| (e.kind, e.user_id.0)).collect();
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    assert_eq!(kinds[0].0, LoginKind::Password);
+    assert_eq!(kinds[1], (LoginKind::Guest, guest_id));
+    assert!(events.iter().all(|e| e.at >= since && e.at <= now()));
 }
