@@ -16,7 +16,7 @@ use crate::common::ws::WsClient;
 use crate::common::TestServer;
 
 /// Seconds the host pushes in all; the recording must be this long, within 2 s.
-const HOST_PUSH_SECS: u64 = 30;
+const HOST_PUSH_SECS: u64 = 50;
 
 /// Whether nginx with the RTMP module and ffmpeg are here. Under CI their absence fails the
 /// test (a missing install step must show); elsewhere the test is skipped with a notice.
@@ -98,23 +98,22 @@ fn probe(file: &Path, select: &[&str], entries: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// Waits until `watch_url`'s playlist lists a segment, downloads it, and returns the video
-/// width ffprobe decodes from it.
-async fn playable_width(server: &TestServer, watch_url: &str, dir: &Path) -> u32 {
-    let playlist_url = watch_url.to_owned();
+/// Waits until the newest segment of `watch_url`'s playlist decodes to a picture of `size`
+/// (width, height); fails with what it last saw if that does not happen within 40 s.
+async fn wait_for_picture(server: &TestServer, watch_url: &str, dir: &Path, size: (u32, u32)) {
     let deadline = Instant::now() + Duration::from_secs(40);
     let mut last = String::new();
     loop {
         assert!(
             Instant::now() < deadline,
-            "{watch_url} never became playable; last: {last}"
+            "{watch_url} never showed a {size:?} picture; last: {last}"
         );
-        let res = server.client.get(&playlist_url).send().await.unwrap();
+        let res = server.client.get(watch_url).send().await.unwrap();
         last = format!("status {}", res.status());
         if res.status() == StatusCode::OK {
             let playlist = res.text().await.unwrap();
-            if let Some(segment) = playlist.lines().find(|l| l.ends_with(".ts")) {
-                let base = playlist_url.rsplit_once('/').unwrap().0;
+            if let Some(segment) = playlist.lines().rev().find(|l| l.ends_with(".ts")) {
+                let base = watch_url.rsplit_once('/').unwrap().0;
                 let res = server
                     .client
                     .get(format!("{base}/{segment}"))
@@ -125,16 +124,29 @@ async fn playable_width(server: &TestServer, watch_url: &str, dir: &Path) -> u32
                 assert_eq!(res.headers()["content-type"], "video/mp2t");
                 let file = dir.join(format!("seg-{}.ts", rand_suffix()));
                 std::fs::write(&file, res.bytes().await.unwrap()).unwrap();
-                let width = probe(&file, &["-select_streams", "v:0"], "stream=width");
-                // MPEG-TS lists the stream under its program too: the first value is the width.
-                match width.lines().next().unwrap_or("").trim().parse() {
-                    Ok(width) => return width,
-                    Err(_) => last = format!("ffprobe said {width:?}"),
+                let found = probe(&file, &["-select_streams", "v:0"], "stream=width,height");
+                // MPEG-TS lists the stream under its program too: the first line is the stream.
+                last = format!("a {} picture", found.lines().next().unwrap_or(""));
+                if found.lines().next() == Some(format!("{},{}", size.0, size.1).as_str()) {
+                    return;
                 }
             }
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// The pids of running processes whose command line contains `needle`.
+fn pids_mentioning(needle: &str) -> Vec<u32> {
+    let out = std::process::Command::new("ps")
+        .args(["-eo", "pid=,args="])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(needle) && !l.contains("ps -eo"))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
 }
 
 fn rand_suffix() -> u64 {
@@ -268,10 +280,7 @@ async fn real_video_flows_from_push_to_hls_to_mix_to_recording() {
         (on_air["stream"].as_str(), on_air["on_air"].as_bool()),
         (Some("host"), Some(true))
     );
-    assert_eq!(
-        playable_width(&server, &host_watch, scratch.path()).await,
-        640
-    );
+    wait_for_picture(&server, &host_watch, scratch.path(), (640, 360)).await;
 
     // Co-streaming: the guest pushes a second pattern; the mix is twice as wide.
     viewer.send(json!({"type": "apply_connect"})).await;
@@ -285,13 +294,45 @@ async fn real_video_flows_from_push_to_hls_to_mix_to_recording() {
         viewer.expect("watch_url").await["watch_url"],
         mixed_watch.as_str()
     );
-    let mut guest_push = push(&guest_push_url, 25, 640, 360, 880);
-    assert_eq!(
-        playable_width(&server, &mixed_watch, scratch.path()).await,
-        1280
-    );
-    let mixers = processes_mentioning("hstack=inputs=2");
+    let mut guest_push = push(&guest_push_url, 40, 640, 360, 880);
+    wait_for_picture(&server, &mixed_watch, scratch.path(), (1280, 360)).await;
+    // This test's mixer is the one writing its mixed stream (other servers may run here too).
+    let mixed_id = mixed_watch.rsplit('/').nth(1).unwrap().to_owned();
+    let mixer_args = |layout: &str| {
+        processes_mentioning(&format!("/mix/{mixed_id}?"))
+            .into_iter()
+            .filter(|args| args.contains(layout))
+            .collect::<Vec<_>>()
+    };
+    let mixers = mixer_args("hstack=inputs=2");
     assert_eq!(mixers.len(), 1, "one mixer runs: {mixers:?}");
+
+    // The host switches to picture-in-picture: the mixer restarts with the new layout.
+    host.send(json!({"type": "update_room", "layout": "picture_in_picture"}))
+        .await;
+    wait_for_picture(&server, &mixed_watch, scratch.path(), (1280, 720)).await;
+    assert!(mixer_args("hstack=inputs=2").is_empty());
+
+    // A mixer that dies while the co-stream lasts is started again.
+    let dead = pids_mentioning(&format!("/mix/{mixed_id}?"));
+    assert_eq!(dead.len(), 1, "one mixer runs");
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &dead[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let restart_deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now_running = pids_mentioning(&format!("/mix/{mixed_id}?"));
+        if now_running.len() == 1 && now_running[0] != dead[0] {
+            break;
+        }
+        assert!(
+            Instant::now() < restart_deadline,
+            "the mixer was not restarted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     viewer.send(json!({"type": "end_connect"})).await;
     assert_eq!(
@@ -355,7 +396,7 @@ async fn real_video_flows_from_push_to_hls_to_mix_to_recording() {
     loop {
         let left: Vec<String> = processes_mentioning(&data_dir)
             .into_iter()
-            .chain(processes_mentioning("hstack=inputs=2"))
+            .chain(processes_mentioning(&format!("/mix/{mixed_id}?")))
             .collect();
         if left.is_empty() {
             break;
@@ -363,4 +404,87 @@ async fn real_video_flows_from_push_to_hls_to_mix_to_recording() {
         assert!(Instant::now() < deadline, "processes left behind: {left:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// With nginx and ffmpeg missing, the site still works; `/healthz` and going live say why
+/// there is no video.
+#[tokio::test]
+async fn missing_media_tools_are_reported_and_the_rest_works() {
+    let server = TestServer::start_with(|c| {
+        relaxed(c);
+        c.media.rtmp.manage_nginx = true;
+        c.media.rtmp.nginx_binary = "/nonexistent/nginx".into();
+        c.media.rtmp.ffmpeg_binary = "/nonexistent/ffmpeg".into();
+        c.rooms.media_attempts = 1;
+    })
+    .await;
+    let health: Value = server.get("/healthz").await.json().await.unwrap();
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["media"]["status"], "unavailable", "{health}");
+    let problem = health["media"]["problem"].as_str().unwrap();
+    assert!(
+        problem.contains("nginx") && problem.contains("ffmpeg"),
+        "{problem}"
+    );
+    assert_eq!(server.get("/").await.status(), StatusCode::OK);
+    let (_, token) = verified_user(&server, "notools").await;
+    let mut host = WsClient::connect(&server.base, &token).await;
+    host.send(json!({"type": "start_live"})).await;
+    let error = host.expect("error").await;
+    assert_eq!(error["code"], "media_unavailable");
+    assert!(
+        error["message"].as_str().unwrap().contains("nginx"),
+        "{error}"
+    );
+}
+
+/// A recording that a crash left as FLV is turned into MP4 at the next start.
+#[tokio::test]
+async fn a_recording_left_by_a_crash_is_finished_at_the_next_start() {
+    if !media_tools_present() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let flv_dir = data.path().join("media").join("flv");
+    std::fs::create_dir_all(&flv_dir).unwrap();
+    let flv = flv_dir.join("hcrashed1-1795700000.flv");
+    let made = std::process::Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x180:rate=30",
+        ])
+        .args([
+            "-t",
+            "3",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-f",
+            "flv",
+        ])
+        .arg(&flv)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let server = TestServer::start_in(data, relaxed).await;
+    let mp4 = server
+        .data
+        .path()
+        .join("media/records/hcrashed1/1795700000.mp4");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !mp4.exists() || flv.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the leftover FLV was not remuxed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let duration: f64 = probe(&mp4, &[], "format=duration").parse().unwrap();
+    assert!((duration - 3.0).abs() < 0.5, "{duration}");
 }
