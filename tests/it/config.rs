@@ -115,3 +115,34 @@ fn help_lists_the_commands_and_options() {
         assert!(out.contains(word), "help lacks {word}:\n{out}");
     }
 }
+
+#[test]
+fn nginx_config_prints_the_config_the_rtmp_backend_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (status, out, err) = run_command(
+        dir.path(),
+        &[
+            "nginx-config",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            "0.0.0.0:9090",
+        ],
+    );
+    assert!(status.success(), "{err}");
+    assert!(
+        out.contains("load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;"),
+        "{out}"
+    );
+    assert!(
+        out.contains("on_publish http://127.0.0.1:9090/hooks/rtmp/on_publish;"),
+        "{out}"
+    );
+    assert!(
+        out.contains("listen 127.0.0.1:8936;"),
+        "control stays on loopback: {out}"
+    );
+    let hls = format!("hls_path {}/media/hls/live;", data.display());
+    assert!(out.contains(&hls), "{out}");
+}
