@@ -1,8 +1,9 @@
 //! `fanout`: the fan-out benchmark's load generator (see docs/BENCHMARKS.md).
 //!
 //! One room, N viewers, one publisher sending danmaku at a fixed offered rate. Every danmaku
-//! carries its send time ("t=<ns since this process started>"); the first `--latency-viewers`
-//! viewers turn each arrival into a latency sample, the rest only count messages and bytes.
+//! carries its send time ("t=<ns since this process started>"); `--latency-viewers` of the
+//! viewers (spread over the connection order) turn each arrival into a latency sample, the rest
+//! only count messages and bytes.
 //! Each step offers a rate for a warm-up, then for the measured window, then waits for the
 //! window's danmaku to drain; it reports deliveries/s, completeness, p50/p99 latency, the
 //! server's CPU µs per delivery and KiB per connection, and this client's own CPU.
@@ -14,8 +15,8 @@
 //!
 //! Build: `cargo build --release --features bench --bin fanout`.
 
-// Cargo also infers a bench target from this path (benches/*/main.rs); compiled as a test
-// harness the file is empty, so that target builds to nothing.
+// Compiled as a test harness (`cargo test --features bench`, or a bench target should
+// `autobenches` be turned back on) the file is empty: it has no tests of its own.
 #![cfg(not(test))]
 
 mod probe;
@@ -61,7 +62,9 @@ struct Args {
     /// Length of each step's measured window, in seconds.
     #[arg(long, default_value_t = 10)]
     secs: u64,
-    /// How many viewers (the first ones) measure latency; the rest only count.
+    /// How many viewers measure latency; the rest only count. They are spread evenly over the
+    /// connection order (every N/k-th viewer), so a server that fans out in connection order
+    /// (the Node peer) is not measured on its first clients only.
     #[arg(long, default_value_t = 100)]
     latency_viewers: usize,
     /// The sweep stops after a step whose p99 latency is above this.
@@ -90,6 +93,10 @@ struct Args {
     /// Do not pin anything to CPUs.
     #[arg(long)]
     no_pin: bool,
+    /// Run in a session of its own whose scheduling group gets nice -20 (needs root): with the
+    /// kernel's autogroup scheduling, plain `nice` does not win CPU time from other sessions.
+    #[arg(long)]
+    boost: bool,
     /// The server's rooms.client_queue (default: its config's, 256).
     #[arg(long)]
     client_queue: Option<usize>,
@@ -132,18 +139,33 @@ fn main() -> ExitCode {
             client_queue: args.client_queue,
         });
     }
-    if !args.no_pin && std::env::var_os("FANOUT_PINNED").is_none() {
-        // Run the clients on their own core: the same program again, under taskset.
+    if (!args.no_pin || args.boost) && std::env::var_os("FANOUT_PINNED").is_none() {
+        // Run the clients on their own core (the same program again, under taskset), in a
+        // session of their own with --boost (`setsid -w` waits and passes the exit status on).
         let exe = std::env::current_exe().expect("the program's own path");
-        let error = Command::new("taskset")
-            .arg("-c")
-            .arg(&args.client_cpu)
+        let mut command = Command::new(if args.boost { "setsid" } else { "taskset" });
+        if args.boost {
+            command.arg("-w");
+            if !args.no_pin {
+                command.arg("taskset");
+            }
+        }
+        if !args.no_pin {
+            command.arg("-c").arg(&args.client_cpu);
+        }
+        let error = command
             .arg(exe)
             .args(std::env::args_os().skip(1))
             .env("FANOUT_PINNED", "1")
             .exec();
-        eprintln!("error: cannot run under taskset: {error}");
+        eprintln!("error: cannot run under taskset/setsid: {error}");
         return ExitCode::FAILURE;
+    }
+    if args.boost {
+        // The new session's autogroup; the server started later inherits it.
+        if let Err(e) = fs::write("/proc/self/autogroup", "-20") {
+            eprintln!("warning: cannot raise the scheduling group's priority: {e}");
+        }
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -990,11 +1012,13 @@ async fn run(args: Args) -> Result<(), String> {
     let run_id = format!("{}-{}", std::process::id(), now_unix());
     let hz = probe::clock_ticks() as f64;
     let nice = probe::nice("self").unwrap_or(0);
+    let group = fs::read_to_string("/proc/self/autogroup").unwrap_or_default();
     println!(
-        "# machine: {} × {}; client on CPUs {}, nice {nice}, open-file limit {}, load {}",
+        "# machine: {} × {}; client on CPUs {}, nice {nice} ({}), open-file limit {}, load {}",
         probe::cpu_count(),
         probe::cpu_model(),
         probe::affinity(),
+        group.trim(),
         probe::open_files_limit(),
         probe::loadavg()
     );
@@ -1043,13 +1067,14 @@ async fn run(args: Args) -> Result<(), String> {
     };
     let rss_before = server_pid.as_deref().and_then(probe::rss_kb);
     let gate = Arc::new(Semaphore::new(args.connect_parallel.max(1)));
+    let every = (n / args.latency_viewers.clamp(1, n)).max(1);
     let joining = Instant::now();
     for (i, token) in tokens.into_iter().enumerate() {
         tokio::spawn(viewer(
             target.addr,
             token,
             room,
-            i < args.latency_viewers,
+            args.latency_viewers > 0 && i % every == 0 && i / every < args.latency_viewers,
             counters.clone(),
             gate.clone(),
         ));
@@ -1119,9 +1144,16 @@ async fn run(args: Args) -> Result<(), String> {
             server_pid.as_deref(),
             hz,
         )
-        .await?;
+        .await;
+        let step = match step {
+            Ok(step) => step,
+            Err(e) => {
+                println!("| {offered:.0} | | | | | | | | | | | | no ({e}) |");
+                break;
+            }
+        };
         // Other work on the machine matters less when this runs ahead of it (negative nice).
-        let busy = step.other_cpu_pct.is_some_and(|o| o > 10.0) && nice >= 0;
+        let busy = step.other_cpu_pct.is_some_and(|o| o > 10.0) && !args.boost;
         let over = step.p99_ms.is_none_or(|p| p > args.p99_limit_ms);
         let verdict = match (step.valid, busy, over) {
             (true, false, false) => "yes".to_owned(),

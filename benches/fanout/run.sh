@@ -13,7 +13,7 @@ mkdir -p "$out"
 for viewers in ${VIEWERS:-1000 10000}; do
   for target in ${TARGETS:-roommanager peer}; do
     echo "== $target, $viewers viewers; $(uptime)"
-    args=(--viewers "$viewers" --json "$out/results.jsonl")
+    args=(--boost --viewers "$viewers" --json "$out/results.jsonl")
     if [ "$target" = peer ]; then args+=(--peer spawn); fi
     target/release/fanout "${args[@]}" "$@" | tee "$out/$target-$viewers.md"
   done
