@@ -75,6 +75,8 @@ pub(super) struct RoomActor {
     host: Person,
     phase: RoomPhase,
     members: HashMap<ClientId, Member>,
+    /// Connections per user in the room, so a departure is O(1) even in a crowd.
+    connections: HashMap<UserId, usize>,
     /// The host's connection, when the host is in the room.
     host_client: Option<ClientId>,
     /// When the host left while live: the room closes at this instant unless the host returns.
@@ -109,6 +111,7 @@ impl RoomActor {
             room,
             phase: RoomPhase::Idle,
             members: HashMap::new(),
+            connections: HashMap::new(),
             host_client: None,
             host_gone_since: None,
             live: None,
@@ -240,6 +243,9 @@ impl RoomActor {
         }
         let client = member.client;
         let is_host = member.user.0 == self.host.user_id;
+        if !self.members.contains_key(&client) {
+            *self.connections.entry(member.user).or_default() += 1;
+        }
         self.members.insert(client, member);
         self.empty_since = None;
         if is_host {
@@ -271,7 +277,16 @@ impl RoomActor {
             }
         }
         let user = member.user;
-        let still_here = self.members.values().any(|m| m.user == user);
+        let still_here = match self.connections.get_mut(&user) {
+            Some(count) if *count > 1 => {
+                *count -= 1;
+                true
+            }
+            _ => {
+                self.connections.remove(&user);
+                false
+            }
+        };
         if !still_here {
             let waiting = self.connect_queue.len();
             self.connect_queue.retain(|p| p.user_id != user.0);
@@ -694,6 +709,7 @@ impl RoomActor {
             reason: reason.to_owned(),
         });
         self.members.clear();
+        self.connections.clear();
         self.host_client = None;
         self.publish();
         let finished = self.finish_live();
