@@ -86,7 +86,9 @@ pub fn config_text(
         "# Written by RoomManager; regenerated at every start. `roommanager nginx-config` prints it.
 load_module {module};
 {user}daemon off;
-worker_processes 1;
+# One process, no master: it is RoomManager's direct child and dies with it (a master's workers
+# would outlive a killed master and keep holding the RTMP port).
+master_process off;
 pid {prefix}/logs/nginx.pid;
 error_log {prefix}/logs/error.log warn;
 events {{ worker_connections 1024; }}
@@ -97,7 +99,7 @@ rtmp {{
         listen {rtmp_listen};
         chunk_size 4096;
         notify_method post;
-        # Hosts and co-stream guests publish here; every publish is authorised by RoomManager.
+        # Hosts publish here; every publish is authorised by RoomManager.
         application live {{
             live on;
             idle_streams off;
@@ -112,6 +114,13 @@ rtmp {{
             record all;
             record_path {flv};
             record_unique on;
+        }}
+        # Co-stream guests publish here: only the mixer reads it (no HLS, not recorded).
+        application guest {{
+            live on;
+            idle_streams off;
+            on_publish {hooks}/on_publish{secret};
+            on_publish_done {hooks}/on_publish_done{secret};
         }}
         # The co-stream mixer publishes the mixed picture here (not recorded).
         application mix {{

@@ -48,8 +48,9 @@ impl StreamKind {
     /// The nginx application the stream is published to.
     fn app(self) -> &'static str {
         match self {
+            StreamKind::Host => "live",
+            StreamKind::Guest => "guest",
             StreamKind::Mix => "mix",
-            StreamKind::Host | StreamKind::Guest => "live",
         }
     }
 
@@ -625,7 +626,7 @@ impl MediaPlane for RtmpMedia {
         let job = MixJob {
             ffmpeg: self.config.ffmpeg_binary.clone(),
             host_url: format!("{}/live/{}", self.local_rtmp, spec.host),
-            guest_url: format!("{}/live/{}", self.local_rtmp, spec.guest),
+            guest_url: format!("{}/guest/{}", self.local_rtmp, spec.guest),
             output_url: format!("{}/mix/{}?code={code}", self.local_rtmp, spec.mixed),
         };
         let stop = self.shutdown.child_token();

@@ -488,3 +488,50 @@ async fn a_recording_left_by_a_crash_is_finished_at_the_next_start() {
     let duration: f64 = probe(&mp4, &[], "format=duration").parse().unwrap();
     assert!((duration - 3.0).abs() < 0.5, "{duration}");
 }
+
+/// nginx dies with RoomManager, even with `kill -9`, so a restart gets the RTMP port again.
+#[tokio::test]
+async fn after_kill_9_no_nginx_is_left_and_a_restart_takes_the_rtmp_port_again() {
+    if !media_tools_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rtmp_port = crate::common::smtp::free_port();
+    let config = crate::common::write_file(
+        dir.path(),
+        "rm.toml",
+        &format!(
+            "[media.rtmp]\nrtmp_listen = \"127.0.0.1:{rtmp_port}\"\ncontrol_port = {}\n",
+            crate::common::smtp::free_port()
+        ),
+    );
+    let data = dir.path().join("data");
+    let data_text = data.to_str().unwrap().to_owned();
+    let args = ["--config", config.to_str().unwrap()];
+    let rtmp_answers = || std::net::TcpStream::connect(("127.0.0.1", rtmp_port)).is_ok();
+    let wait_until = |what: &str, check: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !check() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+
+    let mut first = crate::common::Process::serve(&data, &args);
+    wait_until("nginx never listened", &rtmp_answers);
+    first.signal("-KILL");
+    first.wait_exit(Duration::from_secs(20)).expect("killed");
+    wait_until("nginx outlived a killed RoomManager", &|| {
+        processes_mentioning(&data_text).is_empty() && !rtmp_answers()
+    });
+
+    let second = crate::common::Process::serve(&data, &args);
+    wait_until("the restarted nginx never listened", &rtmp_answers);
+    let health: Value = reqwest::get(format!("{}/healthz", second.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["media"]["status"], "ok", "{health}");
+}
