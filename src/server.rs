@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::app::{App, AppError};
@@ -64,6 +65,12 @@ pub async fn serve(
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let make_service = web::router(app).into_make_service_with_connect_info::<SocketAddr>();
+    // Danmaku are small frames that should leave at once, not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, make_service)
         .with_graceful_shutdown(stopped(stop_rx.clone()))
         .into_future();
