@@ -34,15 +34,55 @@
       : "";
   }
 
+  // hls.js (Media Source Extensions) plays nginx-rtmp's HLS everywhere MSE exists; native HLS
+  // is the fallback (Safari on iOS).
+  let hls = null;
+  let playing = null;
+
   function setWatch(url) {
     if (!url) return;
     const link = $("stream-url");
     link.href = url;
     link.textContent = url;
-    if (player.src !== url) {
+    if (playing === url) return;
+    playing = url;
+    stopVideo();
+    playing = url;
+    // What the player shows, for people's tools and the tests (hls.js hides it behind a blob:).
+    player.dataset.stream = url;
+    if (window.Hls && window.Hls.isSupported()) {
+      hls = new window.Hls({ liveSyncDurationCount: 2 });
+      hls.on(window.Hls.Events.ERROR, (_event, data) => {
+        if (data.fatal) {
+          // A stream that is not there yet (the host is still connecting): try again shortly,
+          // unless the room switched to another stream meanwhile.
+          hls.destroy();
+          hls = null;
+          setTimeout(() => {
+            if (playing === url) {
+              playing = null;
+              setWatch(url);
+            }
+          }, 2000);
+        }
+      });
+      hls.loadSource(url);
+      hls.attachMedia(player);
+    } else {
       player.src = url;
-      player.play().catch(() => {});
     }
+    player.play().catch(() => {});
+  }
+
+  function stopVideo() {
+    playing = null;
+    delete player.dataset.stream;
+    if (hls) {
+      hls.destroy();
+      hls = null;
+    }
+    player.removeAttribute("src");
+    player.load();
   }
 
   function addLine(who, text, className) {
@@ -115,14 +155,14 @@
         break;
       case "live_stopped":
         setPhase("idle");
-        player.removeAttribute("src");
+        stopVideo();
         show($("push"), false);
         break;
       case "room_closed":
         closedForGood = true;
         setPhase("closing");
         $("status").textContent = "The room is closed: " + m.reason;
-        player.removeAttribute("src");
+        stopVideo();
         break;
       case "watch_url":
         setWatch(m.watch_url);

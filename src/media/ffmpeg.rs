@@ -10,7 +10,7 @@ use tokio::process::Command;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::process::{die_with_parent, read_stderr, stop, SIGTERM};
+use super::process::{die_with_parent, stop, SIGTERM};
 use super::MixLayout;
 
 /// Copies the streams of `input` into an MP4 with its index up front (playable while
@@ -214,10 +214,24 @@ pub async fn supervise_mixer(
                 }
             }
         };
-        tracing::info!(output = %job.output_url, layout = ?current, "mixer started");
+        let output = job
+            .output_url
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        tracing::info!(%output, layout = ?current, "mixer started");
+        // Drained as it comes, so a chatty ffmpeg never blocks on a full pipe.
+        let errors = child
+            .stderr
+            .take()
+            .map(|stderr| tokio::spawn(last_lines(stderr)));
         tokio::select! {
             status = child.wait() => {
-                let stderr = read_stderr(&mut child).await;
+                let stderr = match errors {
+                    Some(task) => task.await.unwrap_or_default(),
+                    None => String::new(),
+                };
                 if started.elapsed() > Duration::from_secs(20) {
                     pause = Duration::from_millis(500);
                 }
@@ -237,11 +251,25 @@ pub async fn supervise_mixer(
             }
             () = stop_mixing.cancelled() => {
                 stop(&mut child, SIGTERM, Duration::from_secs(2)).await;
-                tracing::info!(output = %job.output_url, "mixer stopped");
+                tracing::info!(%output, "mixer stopped");
                 return;
             }
         }
     }
+}
+
+/// Reads a child's stderr to the end; keeps the last few lines for the log.
+async fn last_lines(stderr: tokio::process::ChildStderr) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let mut last = std::collections::VecDeque::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if last.len() == 5 {
+            last.pop_front();
+        }
+        last.push_back(line);
+    }
+    Vec::from(last).join(" | ")
 }
 
 #[cfg(test)]

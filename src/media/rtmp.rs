@@ -584,19 +584,28 @@ impl MediaPlane for RtmpMedia {
     }
 
     async fn recording(&self, live: &LiveId) -> Result<Option<Recording>, MediaError> {
+        // A host's stream id stays the same from session to session: each recording claims
+        // the parts it uses (renamed `session_*`), so the next session starts from none.
         let parts = self.finished_parts(live).await;
+        let dir = self.paths.records.join(&live.0);
         let file = match parts.as_slice() {
             [] => return Ok(None),
-            [one] => one.clone(),
+            [one] => {
+                let stem = one.file_stem().and_then(|s| s.to_str()).unwrap_or("0");
+                let claimed = dir.join(format!("session_{stem}.mp4"));
+                tokio::fs::rename(one, &claimed).await.map_err(|e| {
+                    MediaError::Unavailable(format!("cannot claim the recording: {e}"))
+                })?;
+                claimed
+            }
             many => {
-                let joined = self
-                    .paths
-                    .records
-                    .join(&live.0)
-                    .join(format!("session_{}.mp4", unix_now()));
+                let joined = dir.join(format!("session_{}.mp4", unix_now()));
                 ffmpeg::concat(&self.config.ffmpeg_binary, many, &joined)
                     .await
                     .map_err(MediaError::Unavailable)?;
+                for part in many {
+                    let _ = tokio::fs::remove_file(part).await;
+                }
                 joined
             }
         };

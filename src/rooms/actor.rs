@@ -24,6 +24,8 @@ use crate::store::{unix_now, ChatEntry};
 
 /// Audience changes are announced at most this often (a crowd joining is one event, not many).
 const AUDIENCE_EVERY: Duration = Duration::from_millis(500);
+/// Commands kept while a room is starting; client messages beyond it are refused.
+const MAX_DEFERRED: usize = 4096;
 /// An open room with nobody in it and nothing live ends after this long.
 const IDLE_END: Duration = Duration::from_secs(30);
 
@@ -159,7 +161,19 @@ impl RoomActor {
     fn handle(&mut self, command: Command) {
         if self.phase == RoomPhase::Starting {
             // Wait for the start to be decided; then these are answered with the whole truth
-            // (a shutdown too: it then ends the live session the start created).
+            // (a shutdown too: it then ends the live session the start created). Bounded, so
+            // a client flooding a starting room cannot grow it without limit.
+            if self.deferred.len() >= MAX_DEFERRED {
+                if let Command::Act(_, link, message) = &command {
+                    let busy = ServerMessage::error(
+                        "room_starting",
+                        "the room is starting; try again in a moment",
+                        Some(message.kind()),
+                    );
+                    link.send(busy.frame());
+                    return;
+                }
+            }
             self.deferred.push(command);
             return;
         }
@@ -288,6 +302,10 @@ impl RoomActor {
             }
         };
         if !still_here {
+            if self.connecting == Some(user) {
+                // Gone while being connected: `connected` then undoes the mix.
+                self.connecting = None;
+            }
             let waiting = self.connect_queue.len();
             self.connect_queue.retain(|p| p.user_id != user.0);
             if self.connect_queue.len() != waiting {

@@ -26,6 +26,9 @@ use super::error::ApiError;
 /// connection, which adds up with thousands of viewers).
 const READ_BUFFER: usize = 8 * 1024;
 
+/// How long the close frame may take to leave.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
 
 pub async fn ws(
@@ -100,15 +103,13 @@ async fn write(
             () = link.closing() => break,
             frame = frames.recv() => {
                 let Some(frame) = frame else { break };
-                let mut written = sink.feed(text(frame)).await;
-                // Drain what else is waiting, then flush once.
-                while written.is_ok() {
-                    match frames.try_recv() {
-                        Ok(frame) => written = sink.feed(text(frame)).await,
-                        Err(_) => break,
-                    }
-                }
-                if written.is_err() || sink.flush().await.is_err() {
+                // A client that stops reading must not hold this task: closing wins over a
+                // write that does not finish.
+                let written = tokio::select! {
+                    written = write_batch(&mut sink, &mut frames, frame) => written,
+                    () = link.closing() => break,
+                };
+                if written.is_err() {
                     // The socket is gone: stop the reader too.
                     link.close("write_failed");
                     return;
@@ -118,12 +119,25 @@ async fn write(
     }
     let reason = link.close_reason().unwrap_or("bye").to_owned();
     let code = if reason == "too_slow" { 1008 } else { 1000 };
-    let _ = sink
-        .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: Utf8Bytes::from(reason),
-        })))
-        .await;
+    let close = sink.send(Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason),
+    })));
+    // A client that reads nothing never takes the close frame either: give up after a while.
+    let _ = tokio::time::timeout(CLOSE_WAIT, close).await;
+}
+
+/// Sends `first` and whatever else is queued, then flushes once.
+async fn write_batch(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    frames: &mut mpsc::Receiver<Frame>,
+    first: Frame,
+) -> Result<(), axum::Error> {
+    sink.feed(text(first)).await?;
+    while let Ok(frame) = frames.try_recv() {
+        sink.feed(text(frame)).await?;
+    }
+    sink.flush().await
 }
 
 fn text(frame: Frame) -> Message {

@@ -255,7 +255,7 @@ async fn the_room_page_works_for_a_host_a_guest_and_a_viewer_in_real_browsers() 
     );
     assert_eq!(b.text("#phase").await, "closing");
     let src = b
-        .execute("return document.getElementById('player').getAttribute('src')")
+        .execute("return document.getElementById('player').getAttribute('data-stream')")
         .await;
     assert_eq!(src, Value::Null, "the player stops");
     a.wait_for_text("#status", "The room is closed").await;
@@ -329,10 +329,10 @@ async fn wait_for_line(browser: &Browser, who: &str, text: &str) {
     }
 }
 
-/// Waits until the player's `src` is `url`; the `src` it has then.
+/// Waits until the player plays `url` (its `data-stream`); the stream it has then.
 async fn wait_src(browser: &Browser, url: &str) -> Value {
     let script = format!(
-        "const s = document.getElementById('player').getAttribute('src'); \
+        "const s = document.getElementById('player').getAttribute('data-stream'); \
          return s === {url:?} ? s : null;"
     );
     wait_js(browser, &script, &format!("the player's src {url}")).await

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
 use crate::accounts::{click, email_of, login_token, outbox_link, register, relaxed};
+use crate::common::webdriver::{self, Browser};
 use crate::common::ws::WsClient;
 use crate::common::TestServer;
 
@@ -132,6 +133,28 @@ async fn wait_for_picture(server: &TestServer, watch_url: &str, dir: &Path, size
                 }
             }
         }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// A first-time visitor opens the room page in headless Chromium: the video element plays the
+/// host's picture (its width is the pushed width and its clock runs).
+async fn assert_plays_in_a_browser(server: &TestServer, room: u64, width: u64) {
+    assert!(webdriver::available(), "the browser test needs chromium");
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/room/{room}", server.base)).await;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let state = browser
+            .execute("const p = document.getElementById('player'); return [p.videoWidth, p.currentTime, p.src, p.paused, p.readyState, p.networkState, p.error && p.error.message, p.buffered.length ? p.buffered.end(0) : -1, p.muted];")
+            .await;
+        if state[0].as_u64() == Some(width) && state[1].as_f64().is_some_and(|t| t > 1.0) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the room page never played the stream: {state}"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
@@ -281,6 +304,7 @@ async fn real_video_flows_from_push_to_hls_to_mix_to_recording() {
         (Some("host"), Some(true))
     );
     wait_for_picture(&server, &host_watch, scratch.path(), (640, 360)).await;
+    assert_plays_in_a_browser(&server, room, 640).await;
 
     // Co-streaming: the guest pushes a second pattern; the mix is twice as wide.
     viewer.send(json!({"type": "apply_connect"})).await;
