@@ -559,3 +559,55 @@ async fn after_kill_9_no_nginx_is_left_and_a_restart_takes_the_rtmp_port_again()
         .unwrap();
     assert_eq!(health["media"]["status"], "ok", "{health}");
 }
+
+/// A host's stream id is the same every session; each recording holds its own session only.
+#[tokio::test]
+async fn each_session_of_a_host_gets_its_own_recording() {
+    if !media_tools_present() {
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(|c| {
+        relaxed(c);
+        c.media.rtmp.manage_nginx = true;
+        c.rooms.record_delay_secs = 1;
+    })
+    .await;
+    let (_, token) = verified_user(&server, "twicehost").await;
+    let mut host = WsClient::connect(&server.base, &token).await;
+    for (session, seconds) in [(1usize, 4u64), (2, 7)] {
+        host.send(json!({"type": "start_live", "title": format!("Session {session}")}))
+            .await;
+        let push_url = host.expect("live_started").await["push_url"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut ffmpeg = push(&push_url, seconds, 320, 180, 440);
+        let status = tokio::time::timeout(Duration::from_secs(seconds + 20), ffmpeg.wait())
+            .await
+            .expect("the push ends")
+            .unwrap();
+        assert!(status.success());
+        host.send(json!({"type": "close_room"})).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let record = loop {
+            let records = server.app().store.records().unwrap();
+            if records.len() == session {
+                break records.into_iter().last().unwrap();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "session {session} was not listed"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let res = server.client.get(&record.url).send().await.unwrap();
+        let mp4 = scratch.path().join(format!("{session}.mp4"));
+        std::fs::write(&mp4, res.bytes().await.unwrap()).unwrap();
+        let duration: f64 = probe(&mp4, &[], "format=duration").parse().unwrap();
+        assert!(
+            (duration - seconds as f64).abs() <= 2.0,
+            "session {session}: {duration:.1} s recorded for a {seconds} s push"
+        );
+    }
+}
