@@ -220,6 +220,16 @@ impl RtmpMedia {
         Ok(key)
     }
 
+    /// Drops whoever is pushing to `live_id` right now (after a key rotation: a leaked key
+    /// must stop working at once, also for a push already running).
+    pub async fn drop_if_on_air(&self, live_id: &str) -> Result<(), MediaError> {
+        let app = match self.streams().get(live_id) {
+            Some(active) if active.on_air => active.kind.app(),
+            _ => return Ok(()),
+        };
+        self.drop_publisher(app, live_id).await
+    }
+
     pub fn push_view(&self, key: &PushKey) -> PushView {
         let server = format!("{}/live", self.public_rtmp);
         let stream_key = format!("{}?code={}", key.live_id, key.live_code);

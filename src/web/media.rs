@@ -154,11 +154,17 @@ pub async fn rotate_push(
 ) -> Result<Json<PushView>, ApiError> {
     let user = who.registered()?.id;
     let media = rtmp(&app)?.clone();
+    let rotating = media.clone();
     let view = tokio::task::spawn_blocking(move || {
-        media.rotate_push_key(user).map(|k| media.push_view(&k))
+        rotating
+            .rotate_push_key(user)
+            .map(|k| rotating.push_view(&k))
     })
     .await
     .map_err(|e| ApiError::internal(&e))??;
+    if let Err(e) = media.drop_if_on_air(&view.live_id).await {
+        tracing::warn!(error = %e, "cannot drop the push that used the old key");
+    }
     Ok(Json(view))
 }
 

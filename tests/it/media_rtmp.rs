@@ -611,3 +611,32 @@ async fn each_session_of_a_host_gets_its_own_recording() {
         );
     }
 }
+
+/// Rotating a leaked key stops a push that is already running with it.
+#[tokio::test]
+async fn rotating_the_key_drops_a_running_push() {
+    if !media_tools_present() {
+        return;
+    }
+    let server = TestServer::start_with(|c| {
+        relaxed(c);
+        c.media.rtmp.manage_nginx = true;
+    })
+    .await;
+    let (_, token) = verified_user(&server, "leakyhost").await;
+    let mut host = WsClient::connect(&server.base, &token).await;
+    host.send(json!({"type": "start_live"})).await;
+    let push_url = host.expect("live_started").await["push_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut ffmpeg = push(&push_url, 60, 320, 180, 440);
+    assert_eq!(host.expect("on_air").await["on_air"], true);
+    push_key(&server, &token, true).await;
+    assert_eq!(host.expect("on_air").await["on_air"], false);
+    tokio::time::timeout(Duration::from_secs(20), ffmpeg.wait())
+        .await
+        .expect("the push with the old key was dropped")
+        .unwrap();
+    assert_refused(&push_url).await;
+}
