@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -20,8 +20,8 @@ use crate::media::rtmp::{Publish, PushView, RtmpMedia};
 use super::auth::Signed;
 use super::error::ApiError;
 
-#[derive(Deserialize)]
-pub struct HookQuery {
+#[derive(Deserialize, Default)]
+struct HookQuery {
     secret: Option<String>,
 }
 
@@ -36,16 +36,51 @@ fn rtmp(app: &App) -> Result<&Arc<RtmpMedia>, ApiError> {
     })
 }
 
-/// Callbacks come from nginx on this machine, or carry the configured secret.
-fn trusted(app: &App, peer: SocketAddr, query: &HookQuery) -> bool {
-    let secret = &app.config.media.rtmp.hook_secret;
-    peer.ip().is_loopback()
-        || (!secret.is_empty() && query.secret.as_deref() == Some(secret.as_str()))
-}
-
-/// The callback's form fields, keeping the FIRST of each name: nginx writes its own fields
+/// A callback from nginx: it came from this machine (or carries the configured secret), and
+/// its form fields are parsed keeping the FIRST of each name — nginx writes its own fields
 /// first and appends the publisher's raw query after them, so a publisher cannot override
 /// `name` or `app` by repeating them.
+pub struct HookCall {
+    media: Arc<RtmpMedia>,
+    fields: HashMap<String, String>,
+}
+
+impl HookCall {
+    fn take(&mut self, key: &str) -> String {
+        self.fields.remove(key).unwrap_or_default()
+    }
+}
+
+impl FromRequest<Arc<App>> for HookCall {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        let query = Query::<HookQuery>::from_request_parts(&mut parts, app)
+            .await
+            .map(|q| q.0)
+            .unwrap_or_default();
+        let secret = &app.config.media.rtmp.hook_secret;
+        let trusted = peer.is_some_and(|p| p.ip().is_loopback())
+            || (!secret.is_empty() && query.secret.as_deref() == Some(secret.as_str()));
+        if !trusted {
+            return Err(StatusCode::FORBIDDEN.into_response());
+        }
+        let media = rtmp(app).map_err(IntoResponse::into_response)?.clone();
+        let body = Bytes::from_request(Request::from_parts(parts, body), app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(HookCall {
+            media,
+            fields: first_fields(&body),
+        })
+    }
+}
+
 fn first_fields(body: &[u8]) -> HashMap<String, String> {
     let mut fields = HashMap::new();
     for (key, value) in form_urlencoded::parse(body) {
@@ -58,22 +93,15 @@ fn first_fields(body: &[u8]) -> HashMap<String, String> {
 
 pub async fn on_publish(
     State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Query(query): Query<HookQuery>,
-    body: Bytes,
+    mut hook: HookCall,
 ) -> Result<StatusCode, ApiError> {
-    if !trusted(&app, peer, &query) {
-        return Ok(StatusCode::FORBIDDEN);
-    }
-    let media = rtmp(&app)?.clone();
-    let mut fields = first_fields(&body);
-    let mut take = |key: &str| fields.remove(key).unwrap_or_default();
     let publish = Publish {
-        app: take("app"),
-        name: take("name"),
-        code: take("code"),
-        addr: take("addr"),
+        app: hook.take("app"),
+        name: hook.take("name"),
+        code: hook.take("code"),
+        addr: hook.take("addr"),
     };
+    let media = hook.media;
     let verdict = tokio::task::spawn_blocking(move || {
         let verdict = media.authorize_publish(&publish);
         (verdict, publish)
@@ -95,42 +123,23 @@ pub async fn on_publish(
     }
 }
 
-pub async fn on_publish_done(
-    State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Query(query): Query<HookQuery>,
-    body: Bytes,
-) -> Result<StatusCode, ApiError> {
-    if !trusted(&app, peer, &query) {
-        return Ok(StatusCode::FORBIDDEN);
-    }
-    let media = rtmp(&app)?;
-    let fields = first_fields(&body);
-    let name = fields.get("name").map(String::as_str).unwrap_or("");
-    if let Some(event) = media.publish_done(name) {
+pub async fn on_publish_done(State(app): State<Arc<App>>, mut hook: HookCall) -> StatusCode {
+    let name = hook.take("name");
+    if let Some(event) = hook.media.publish_done(&name) {
         tracing::info!(room = %event.room, stream = %event.live_id, "publish ended");
         app.rooms
             .stream_state(event.room, event.live_id.0, false)
             .await;
     }
-    Ok(StatusCode::OK)
+    StatusCode::OK
 }
 
-pub async fn on_record_done(
-    State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Query(query): Query<HookQuery>,
-    body: Bytes,
-) -> Result<StatusCode, ApiError> {
-    if !trusted(&app, peer, &query) {
-        return Ok(StatusCode::FORBIDDEN);
+pub async fn on_record_done(mut hook: HookCall) -> StatusCode {
+    let path = hook.take("path");
+    if !path.is_empty() {
+        hook.media.record_done(&path);
     }
-    let media = rtmp(&app)?;
-    let fields = first_fields(&body);
-    if let Some(path) = fields.get("path") {
-        media.record_done(path);
-    }
-    Ok(StatusCode::OK)
+    StatusCode::OK
 }
 
 /// `GET /api/v1/me/push`: the host's push URL and OBS settings.
