@@ -147,7 +147,9 @@ impl RoomActor {
                     }
                 }
                 _ = tick.tick() => {
-                    if self.on_tick() {
+                    // An idle room ends only with nothing waiting: a join sent just now is
+                    // served instead of lost with the inbox.
+                    if self.on_tick() && inbox.is_empty() {
                         break;
                     }
                 }
