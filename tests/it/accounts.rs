@@ -384,6 +384,23 @@ pub async fn signed_in(server: &TestServer, username: &str) -> (String, Value) {
     )
 }
 
+/// A verified, logged-in account: its user id and session token.
+pub async fn verified_user(server: &TestServer, username: &str) -> (u64, String) {
+    let (token, user) = signed_in(server, username).await;
+    (user["user_id"].as_u64().expect("user id"), token)
+}
+
+/// A new guest session's token.
+pub async fn guest_token(server: &TestServer) -> String {
+    let reply = send(server.client.post(server.url("/api/v1/guest")))
+        .await
+        .expect(StatusCode::CREATED);
+    reply.json()["token"]
+        .as_str()
+        .expect("guest token")
+        .to_owned()
+}
+
 /// Just enough MIME to read a message's text/plain parts (quoted-printable, base64, multipart).
 pub mod mime {
     pub fn text_parts(raw: &str, out: &mut Vec<String>) {

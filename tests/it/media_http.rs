@@ -22,9 +22,9 @@ use roommanager::media::{LiveId, MediaError, MediaPlane, MixLayout, MixSpec, Str
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::accounts::{click, email_of, login_token, outbox_link, register, relaxed};
+use crate::accounts::{guest_token, relaxed, verified_user};
 use crate::common::ws::WsClient;
-use crate::common::TestServer;
+use crate::common::{wait_for, TestServer};
 
 /// The client's timeout (`media.http.timeout_secs`) is 1 s; a hanging service answers after this.
 const HANG: Duration = Duration::from_secs(4);
@@ -416,25 +416,12 @@ impl Site {
 
     /// A registered, verified user; returns (user id, session token).
     async fn user(&self, name: &str) -> (u64, String) {
-        let email = email_of(name);
-        let reply = register(&self.server, name, &email).await;
-        let id = reply.json()["user_id"].as_u64().expect("user id");
-        let link = outbox_link(&self.server, &email).await;
-        click(&self.server, &link).await;
-        (id, login_token(&self.server, name).await)
+        verified_user(&self.server, name).await
     }
 
     async fn viewer(&self) -> WsClient {
-        let res = self
-            .server
-            .client
-            .post(self.server.url("/api/v1/guest"))
-            .send()
-            .await
-            .expect("guest session");
-        let body: Value = res.json().await.expect("guest JSON");
-        let token = body["token"].as_str().expect("guest token");
-        WsClient::connect(&self.server.base, token).await
+        let token = guest_token(&self.server).await;
+        WsClient::connect(&self.server.base, &token).await
     }
 
     async fn ws(&self, token: &str) -> WsClient {
@@ -1135,24 +1122,5 @@ async fn the_client_maps_every_endpoint_and_every_failure() {
     match nobody.close_mix(&id).await {
         Err(MediaError::Unavailable(message)) => assert!(message.contains("http://"), "{message}"),
         other => panic!("{other:?}"),
-    }
-}
-
-/// Polls `check` until it yields a value (bounded).
-async fn wait_for<T, F, Fut>(mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition never met"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -11,7 +11,7 @@ use roommanager::model::{Ban, BanScope, UserId};
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
-use crate::accounts::{click, email_of, login_token, outbox_link, register, relaxed};
+use crate::accounts::{relaxed, verified_user};
 use crate::common::webdriver::{self, Browser};
 use crate::common::ws::WsClient;
 use crate::common::TestServer;
@@ -177,15 +177,6 @@ fn rand_suffix() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64
-}
-
-async fn verified_user(server: &TestServer, name: &str) -> (u64, String) {
-    let email = email_of(name);
-    let id = register(server, name, &email).await.json()["user_id"]
-        .as_u64()
-        .unwrap();
-    click(server, &outbox_link(server, &email).await).await;
-    (id, login_token(server, name).await)
 }
 
 async fn push_key(server: &TestServer, token: &str, rotate: bool) -> Value {

@@ -13,9 +13,9 @@ use roommanager::model::{Ban, BanScope, UserId};
 use roommanager::store::Store;
 use serde_json::{json, Value};
 
-use crate::accounts::{click, email_of, login_token, outbox_link, register, relaxed};
+use crate::accounts::{guest_token, relaxed, verified_user};
 use crate::common::ws::WsClient;
-use crate::common::TestServer;
+use crate::common::{wait_for, TestServer};
 
 /// Quick settings for room tests: no waiting for recordings, short media timeouts.
 fn quick(c: &mut Config) {
@@ -47,24 +47,11 @@ impl Site {
 
     /// A registered, verified user; returns (user id, session token).
     pub(crate) async fn user(&self, name: &str) -> (u64, String) {
-        let email = email_of(name);
-        let reply = register(&self.server, name, &email).await;
-        let id = reply.json()["user_id"].as_u64().expect("user id");
-        let link = outbox_link(&self.server, &email).await;
-        click(&self.server, &link).await;
-        (id, login_token(&self.server, name).await)
+        verified_user(&self.server, name).await
     }
 
     pub(crate) async fn guest(&self) -> String {
-        let res = self
-            .server
-            .client
-            .post(self.server.url("/api/v1/guest"))
-            .send()
-            .await
-            .unwrap();
-        let body: Value = res.json().await.unwrap();
-        body["token"].as_str().unwrap().to_owned()
+        guest_token(&self.server).await
     }
 
     pub(crate) async fn ws(&self, token: &str) -> WsClient {
@@ -680,25 +667,6 @@ async fn the_room_api_shows_one_room_with_its_live_state() {
     assert_eq!(body["live"]["state"], "live");
     let missing = site.server.get("/api/v1/rooms/999").await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
-}
-
-/// Polls `check` until it yields a value (bounded).
-async fn wait_for<T, F, Fut>(mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition never met"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]

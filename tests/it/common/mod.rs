@@ -258,6 +258,25 @@ impl Drop for Process {
     }
 }
 
+/// Polls `check` until it yields a value, for at most 20 s.
+pub async fn wait_for<T, F, Fut>(mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition never met"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Runs the binary to completion with `args` in `cwd`; returns (status, stdout, stderr).
 pub fn run_command(cwd: &Path, args: &[&str]) -> (ExitStatus, String, String) {
     let out = Command::new(BIN)
