@@ -249,10 +249,7 @@ impl Rooms {
 
     /// Tells an open room that a client left (or disconnected); a closed room needs no word.
     pub async fn leave(&self, room: RoomId, client: ClientId) {
-        let handle = self.registry().get(&room).map(|(_, h)| h.clone());
-        if let Some(handle) = handle {
-            handle.send(Command::Leave(client)).await;
-        }
+        self.tell_if_open(room, Command::Leave(client)).await;
     }
 
     /// Hands a client's room message to the room it is in.
@@ -269,17 +266,20 @@ impl Rooms {
 
     /// Tells an open room that its record changed (name, description, cover).
     pub async fn room_updated(&self, room: Room) {
-        let handle = self.registry().get(&room.id).map(|(_, h)| h.clone());
-        if let Some(handle) = handle {
-            handle.send(Command::RoomUpdated(room)).await;
-        }
+        self.tell_if_open(room.id, Command::RoomUpdated(room)).await;
     }
 
     /// Tells an open room that one of its streams went on or off the air.
     pub async fn stream_state(&self, room: RoomId, live_id: String, on_air: bool) {
+        self.tell_if_open(room, Command::StreamState { live_id, on_air })
+            .await;
+    }
+
+    /// Sends `command` to `room`'s task if it is running; a room that is not open needs no word.
+    async fn tell_if_open(&self, room: RoomId, command: Command) {
         let handle = self.registry().get(&room).map(|(_, h)| h.clone());
         if let Some(handle) = handle {
-            handle.send(Command::StreamState { live_id, on_air }).await;
+            handle.send(command).await;
         }
     }
 
