@@ -45,6 +45,9 @@ pub struct Metrics {
     http: Mutex<HttpSeries>,
     ws_connections: AtomicI64,
     ws_received: AtomicU64,
+    /// Publish decisions of the rtmp backend: outcome ("accepted" or the refusal's reason) →
+    /// count. The outcomes are a fixed set of static strings, so the series stay bounded.
+    publishes: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// Gauges owned by other parts, read when `/metrics` is rendered.
@@ -78,6 +81,12 @@ impl Metrics {
 
     pub fn ws_received(&self) {
         self.ws_received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one publish decision: "accepted" or why it was refused.
+    pub fn publish_decided(&self, outcome: &'static str) {
+        let mut publishes = self.publishes.lock().unwrap_or_else(|p| p.into_inner());
+        *publishes.entry(outcome).or_default() += 1;
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -116,6 +125,19 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
         }
+        out.push_str(
+            "# HELP roommanager_rtmp_publishes_total RTMP publishes decided, by outcome.\n",
+        );
+        out.push_str("# TYPE roommanager_rtmp_publishes_total counter\n");
+        let publishes = self.publishes.lock().unwrap_or_else(|p| p.into_inner());
+        for (outcome, count) in publishes.iter() {
+            let _ = writeln!(
+                out,
+                "roommanager_rtmp_publishes_total{{outcome=\"{}\"}} {count}",
+                escape(outcome)
+            );
+        }
+        drop(publishes);
         out.push_str("# HELP roommanager_http_requests_total HTTP requests answered.\n");
         out.push_str("# TYPE roommanager_http_requests_total counter\n");
         for ((method, route, status), count) in &http.requests {

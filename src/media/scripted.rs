@@ -4,8 +4,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use async_trait::async_trait;
 
@@ -35,6 +37,50 @@ pub enum Behaviour {
     Hang,
     /// Answers successfully after a pause.
     Slow(Duration),
+    /// Waits until the test opens the gate, then answers successfully: the test decides when,
+    /// so the order of events does not depend on how fast the machine is.
+    Gated(Gate),
+}
+
+/// A gate a scripted call waits at; the test sees the call arrive and lets it through.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    arrived: Arc<Semaphore>,
+    opened: Arc<Semaphore>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate {
+            arrived: Arc::new(Semaphore::new(0)),
+            opened: Arc::new(Semaphore::new(0)),
+        }
+    }
+}
+
+impl Gate {
+    /// Waits until a call is waiting at the gate.
+    pub async fn arrived(&self) {
+        self.arrived
+            .acquire()
+            .await
+            .expect("the gate's semaphores are never closed")
+            .forget();
+    }
+
+    /// Lets one waiting (or the next) call through.
+    pub fn open(&self) {
+        self.opened.add_permits(1);
+    }
+
+    async fn pass(&self) {
+        self.arrived.add_permits(1);
+        self.opened
+            .acquire()
+            .await
+            .expect("the gate's semaphores are never closed")
+            .forget();
+    }
 }
 
 #[derive(Default)]
@@ -79,6 +125,10 @@ impl ScriptedMedia {
             Behaviour::Hang => std::future::pending().await,
             Behaviour::Slow(pause) => {
                 tokio::time::sleep(pause).await;
+                Ok(())
+            }
+            Behaviour::Gated(gate) => {
+                gate.pass().await;
                 Ok(())
             }
         }

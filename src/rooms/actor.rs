@@ -137,6 +137,10 @@ impl RoomActor {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                // Commands first: one that arrived before a media result is handled before it,
+                // so a client's message sent while the room was starting is answered as such.
+                // A command takes microseconds, so the other inputs still get their turn.
+                biased;
                 command = inbox.recv() => match command {
                     Some(command) => self.handle(command),
                     None => break,

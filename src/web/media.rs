@@ -111,6 +111,7 @@ pub async fn on_publish(
     match verdict {
         (Ok(event), _) => {
             tracing::info!(room = %event.room, stream = %event.live_id, kind = event.kind.name(), "publish accepted");
+            app.metrics.publish_decided("accepted");
             app.rooms
                 .stream_state(event.room, event.live_id.0, true)
                 .await;
@@ -118,6 +119,7 @@ pub async fn on_publish(
         }
         (Err(reason), publish) => {
             tracing::warn!(stream = %publish.name, app = %publish.app, addr = %publish.addr, reason, "publish refused");
+            app.metrics.publish_decided(reason);
             Ok(StatusCode::FORBIDDEN)
         }
     }

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
 use crate::accounts::{relaxed, verified_user};
+use crate::common::tools::{self, Tool};
 use crate::common::webdriver::{self, Browser};
 use crate::common::ws::WsClient;
 use crate::common::TestServer;
@@ -19,31 +20,9 @@ use crate::common::TestServer;
 /// Seconds the host pushes in all; the recording must be this long, within 2 s.
 const HOST_PUSH_SECS: u64 = 50;
 
-/// Whether nginx with the RTMP module and ffmpeg are here. Under CI their absence fails the
-/// test (a missing install step must show); elsewhere the test is skipped with a notice.
+/// Whether nginx with the RTMP module, ffmpeg and ffprobe are here (see [`tools::require`]).
 fn media_tools_present() -> bool {
-    let present = [
-        "/usr/sbin/nginx",
-        "/usr/lib/nginx/modules/ngx_rtmp_module.so",
-    ]
-    .iter()
-    .all(|p| Path::new(p).exists())
-        && std::process::Command::new("ffmpeg")
-            .arg("-version")
-            .output()
-            .is_ok()
-        && std::process::Command::new("ffprobe")
-            .arg("-version")
-            .output()
-            .is_ok();
-    if !present {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "nginx, libnginx-mod-rtmp and ffmpeg must be installed (apt-get install nginx libnginx-mod-rtmp ffmpeg)"
-        );
-        eprintln!("skipping: nginx-rtmp or ffmpeg is not installed");
-    }
-    present
+    tools::require(&[Tool::Nginx, Tool::RtmpModule, Tool::Ffmpeg, Tool::Ffprobe])
 }
 
 /// An ffmpeg pushing a test pattern with a tone, `width`x`height` at 30 fps with a keyframe
@@ -140,7 +119,6 @@ async fn wait_for_picture(server: &TestServer, watch_url: &str, dir: &Path, size
 /// A first-time visitor opens the room page in headless Chromium: the video element plays the
 /// host's picture (its width is the pushed width and its clock runs).
 async fn assert_plays_in_a_browser(server: &TestServer, room: u64, width: u64) {
-    assert!(webdriver::available(), "the browser test needs chromium");
     let browser = Browser::start().await;
     browser.goto(&format!("{}/room/{room}", server.base)).await;
     let deadline = Instant::now() + Duration::from_secs(40);
@@ -190,14 +168,50 @@ async fn push_key(server: &TestServer, token: &str, rotate: bool) -> Value {
     res.json().await.unwrap()
 }
 
-/// A push that nginx must refuse: ffmpeg gives up with an error, quickly.
-async fn assert_refused(url: &str) {
+/// How many publishes RoomManager decided with `outcome` ("accepted" or a refusal's reason),
+/// from its `/metrics`.
+async fn publishes(server: &TestServer, outcome: &str) -> u64 {
+    let text = server.get("/metrics").await.text().await.unwrap();
+    let series = format!("roommanager_rtmp_publishes_total{{outcome=\"{outcome}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// A push to `url` is accepted, then stopped again. Each refusal below is preceded by one such
+/// positive control: nginx listens, the hook answers, and this very push works with the right key.
+async fn assert_accepted(server: &TestServer, url: &str) {
+    let accepted = publishes(server, "accepted").await;
+    let mut control = push(url, 30, 320, 180, 440);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while publishes(server, "accepted").await == accepted {
+        assert!(
+            Instant::now() < deadline,
+            "the control push to {url} was never accepted"
+        );
+        if let Some(status) = control.try_wait().unwrap() {
+            panic!("the control push to {url} ended: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    control.kill().await.unwrap();
+}
+
+/// A push to `url` that RoomManager refuses for `reason`: ffmpeg gives up quickly, and the
+/// refusal is counted under that reason.
+async fn assert_refused(server: &TestServer, url: &str, reason: &str) {
+    let refused = publishes(server, reason).await;
     let mut ffmpeg = push(url, 5, 320, 180, 440);
     let status = tokio::time::timeout(Duration::from_secs(20), ffmpeg.wait())
         .await
         .expect("a refused push ends quickly")
         .unwrap();
     assert!(!status.success(), "the push to {url} was accepted");
+    assert_eq!(
+        publishes(server, reason).await,
+        refused + 1,
+        "the push to {url} was refused for {reason:?}"
+    );
 }
 
 fn processes_mentioning(needle: &str) -> Vec<String> {
@@ -214,7 +228,7 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn real_video_flows_from_push_to_hls_to_mix_to_recording() {
-    if !media_tools_present() {
+    if !media_tools_present() || !webdriver::available() {
         return;
     }
     let scratch = tempfile::tempdir().unwrap();
@@ -265,12 +279,21 @@ async fn real_video_flows_from_push_to_hls_to_mix_to_recording() {
 
     // Refused pushes: a wrong code, the rotated-away code, and a host banned while live.
     let (base, _) = push_url.split_once("?code=").unwrap();
-    assert_refused(&format!("{base}?code=wrong")).await;
-    assert_refused(first["push_url"].as_str().unwrap()).await;
+    let wrong = format!("{base}?code=wrong");
+    assert_accepted(&server, &push_url).await;
+    assert_refused(&server, &wrong, "wrong code").await;
+    assert_accepted(&server, &push_url).await;
+    assert_refused(&server, first["push_url"].as_str().unwrap(), "wrong code").await;
+    // The viewer saw the control pushes come and go.
+    viewer
+        .expect_where("on_air", |m| m["on_air"] == false)
+        .await;
     let banned_key = push_key(&server, &banned_token, false).await;
+    let banned_push = banned_key["push_url"].as_str().unwrap();
     let mut banned = WsClient::connect(&server.base, &banned_token).await;
     banned.send(json!({"type": "start_live"})).await;
     banned.expect("live_started").await;
+    assert_accepted(&server, banned_push).await;
     server
         .app()
         .store
@@ -284,7 +307,7 @@ async fn real_video_flows_from_push_to_hls_to_mix_to_recording() {
             },
         )
         .unwrap();
-    assert_refused(banned_key["push_url"].as_str().unwrap()).await;
+    assert_refused(&server, banned_push, "the host is banned from streaming").await;
 
     // The host's picture: HLS becomes playable and decodes; viewers see it on the air.
     let pushed_at = Instant::now();
@@ -623,11 +646,12 @@ async fn rotating_the_key_drops_a_running_push() {
         .to_owned();
     let mut ffmpeg = push(&push_url, 60, 320, 180, 440);
     assert_eq!(host.expect("on_air").await["on_air"], true);
-    push_key(&server, &token, true).await;
+    let rotated = push_key(&server, &token, true).await;
     assert_eq!(host.expect("on_air").await["on_air"], false);
     tokio::time::timeout(Duration::from_secs(20), ffmpeg.wait())
         .await
         .expect("the push with the old key was dropped")
         .unwrap();
-    assert_refused(&push_url).await;
+    assert_accepted(&server, rotated["push_url"].as_str().unwrap()).await;
+    assert_refused(&server, &push_url, "wrong code").await;
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test module uses a different part of the harness
 
 pub mod smtp;
+pub mod tools;
 pub mod webdriver;
 pub mod ws;
 

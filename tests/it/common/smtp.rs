@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use super::tools::{self, Tool};
+
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/smtp_server.py");
 
 /// One delivered message, as the SMTP server parsed it.
@@ -45,25 +47,9 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
-/// Whether python3 with aiosmtpd can run here. Under CI (env `CI=true`) a missing dependency
-/// fails the test with a clear message; elsewhere the test prints a notice and skips.
+/// Whether python3 with aiosmtpd can run here (see [`tools::require`]).
 pub fn available() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import aiosmtpd"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        let message = "python3 with aiosmtpd is needed for the SMTP tests: `pip install aiosmtpd` \
-                       (.ci/run installs it)";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{message}");
-        }
-        eprintln!("skipping: {message}");
-    }
-    ok
+    tools::require(&[Tool::Aiosmtpd])
 }
 
 /// The running SMTP server; killed when dropped.

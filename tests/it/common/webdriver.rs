@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use super::tools::{self, Tool};
+
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// The key under which WebDriver answers an element reference.
@@ -18,25 +20,9 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// How long [`Browser::wait_for_text`] and the start-up wait poll.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// Whether Chromium and chromedriver are installed. Under CI (env `CI=true`) a missing one fails
-/// the test with a clear message; elsewhere the test prints a notice and skips.
+/// Whether Chromium and chromedriver are installed (see [`tools::require`]).
 pub fn available() -> bool {
-    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
-        .into_iter()
-        .filter(|p| !Path::new(p).exists())
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let message = format!(
-        "the browser tests need {missing:?}: `apt-get install chromium chromium-driver` \
-         (.ci/run installs them)"
-    );
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{message}");
-    }
-    eprintln!("skipping: {message}");
-    false
+    tools::require(&[Tool::Chromium, Tool::Chromedriver])
 }
 
 /// One headless Chromium session behind its own chromedriver.

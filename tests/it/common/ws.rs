@@ -1,4 +1,9 @@
 //! A WebSocket test client speaking RoomManager's protocol over a real connection.
+//!
+//! Every message received is kept in an inbox, in arrival order, until a test takes it: waiting
+//! for one kind never throws the others away. An `error` that the test never asked for fails
+//! it: `expect`, `sync` and `expect_none` refuse to pass over one, and a client dropped with an
+//! error still in its inbox panics.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -15,10 +20,10 @@ pub const WAIT: Duration = Duration::from_secs(20);
 
 pub struct WsClient {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    /// Messages received but not yet looked at (a frame may carry an array of several).
-    pending: VecDeque<Value>,
-    /// The close frame's reason, once the server closed the connection.
-    pub closed: Option<String>,
+    /// Messages received and not yet taken by the test, oldest first.
+    inbox: VecDeque<Value>,
+    /// The close frame (code, reason), once the server closed the connection.
+    pub closed: Option<(u16, String)>,
 }
 
 impl WsClient {
@@ -33,18 +38,33 @@ impl WsClient {
         base: &str,
         token: &str,
     ) -> Result<WsClient, tokio_tungstenite::tungstenite::Error> {
-        let url = format!("{}/ws", base.replacen("http://", "ws://", 1));
-        let mut request = url.into_client_request()?;
-        request.headers_mut().insert(
-            "authorization",
-            format!("Bearer {token}").parse().expect("header value"),
-        );
-        let (socket, _) = tokio_tungstenite::connect_async(request).await?;
-        Ok(WsClient {
+        let (socket, _) = tokio_tungstenite::connect_async(request(base, token)?).await?;
+        Ok(Self::over(socket))
+    }
+
+    /// Connects with the socket's kernel receive buffer set to `bytes` (`SO_RCVBUF`), for a
+    /// client that stops reading and must be seen as slow at once.
+    pub async fn connect_with_receive_buffer(base: &str, token: &str, bytes: u32) -> WsClient {
+        let addr: std::net::SocketAddr = base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("the base is http://IP:PORT");
+        let tcp = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        tcp.set_recv_buffer_size(bytes).expect("set SO_RCVBUF");
+        let stream = tcp.connect(addr).await.expect("connect");
+        let request = request(base, token).expect("a WebSocket request");
+        let (socket, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream))
+            .await
+            .expect("WebSocket handshake");
+        Self::over(socket)
+    }
+
+    fn over(socket: WebSocketStream<MaybeTlsStream<TcpStream>>) -> WsClient {
+        WsClient {
             socket,
-            pending: VecDeque::new(),
+            inbox: VecDeque::new(),
             closed: None,
-        })
+        }
     }
 
     pub async fn send(&mut self, message: Value) {
@@ -58,105 +78,215 @@ impl WsClient {
             .expect("send a WebSocket message");
     }
 
-    /// The next message, or `None` if the connection closed or nothing came within `wait`.
-    pub async fn next_within(&mut self, wait: Duration) -> Option<Value> {
-        if let Some(message) = self.pending.pop_front() {
-            return Some(message);
+    /// Sends a raw frame (binary, oversize, …) as it is.
+    pub async fn send_frame(&mut self, frame: Message) {
+        self.socket
+            .send(frame)
+            .await
+            .expect("send a WebSocket frame");
+    }
+
+    /// Reads frames into the inbox until one arrives; `false` once the connection is closed or
+    /// `deadline` passed.
+    async fn receive(&mut self, deadline: tokio::time::Instant) -> bool {
+        if self.closed.is_some() {
+            return false;
         }
-        let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let frame = tokio::time::timeout_at(deadline, self.socket.next())
-                .await
-                .ok()??;
-            match frame.ok()? {
+            let frame = match tokio::time::timeout_at(deadline, self.socket.next()).await {
+                Err(_) => return false,
+                Ok(None) | Ok(Some(Err(_))) => {
+                    self.closed.get_or_insert((1006, String::new()));
+                    return false;
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            match frame {
                 Message::Text(text) => {
                     let value: Value = serde_json::from_str(&text).expect("server sends JSON");
                     match value {
-                        Value::Array(items) => self.pending.extend(items),
-                        one => self.pending.push_back(one),
+                        Value::Array(items) => self.inbox.extend(items),
+                        one => self.inbox.push_back(one),
                     }
-                    if let Some(message) = self.pending.pop_front() {
-                        return Some(message);
-                    }
+                    return true;
                 }
                 Message::Close(frame) => {
-                    self.closed = Some(frame.map(|f| f.reason.to_string()).unwrap_or_default());
-                    return None;
+                    self.closed = Some(
+                        frame
+                            .map(|f| (u16::from(f.code), f.reason.to_string()))
+                            .unwrap_or((1005, String::new())),
+                    );
+                    return false;
                 }
                 _ => {}
             }
         }
     }
 
-    /// Waits for the next message of `kind`, skipping others.
-    pub async fn expect(&mut self, kind: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.next_within(left).await {
-                Some(message) if message["type"] == kind => return message,
-                Some(_) => {}
-                None => panic!("no {kind} message arrived (closed: {:?})", self.closed),
-            }
-        }
-    }
-
-    /// Waits for an `error` answering a message of type `about`; returns its code.
-    pub async fn expect_error(&mut self, about: &str) -> String {
-        loop {
-            let error = self.expect("error").await;
-            if error["about"] == about || about.is_empty() {
-                return error["code"].as_str().unwrap_or_default().to_owned();
-            }
-        }
-    }
-
-    /// Asserts that no message of `kind` arrives within `wait` (other messages are skipped).
-    pub async fn expect_none(&mut self, kind: &str, wait: Duration) {
+    /// Takes the first message in the inbox that `wanted` accepts, reading more until one comes
+    /// or `wait` passes; the messages before it that `stale` accepts go too. An `error` the
+    /// test did not ask for fails at once.
+    async fn take(
+        &mut self,
+        wanted: impl Fn(&Value) -> bool,
+        stale: impl Fn(&Value) -> bool,
+        wait: Duration,
+    ) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + wait;
+        let mut looked = 0;
         loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.next_within(left).await {
-                Some(message) if message["type"] == kind => {
-                    panic!("unexpected {kind}: {message}")
+            while looked < self.inbox.len() {
+                let seen = &self.inbox[looked];
+                if wanted(seen) {
+                    let found = self.inbox.remove(looked);
+                    let mut index = 0;
+                    self.inbox.retain(|m| {
+                        index += 1;
+                        index > looked || !stale(m)
+                    });
+                    return found;
                 }
-                Some(_) => {}
-                None => return,
+                assert!(seen["type"] != "error", "unexpected error message: {seen}");
+                looked += 1;
+            }
+            if !self.receive(deadline).await {
+                return None;
             }
         }
+    }
+
+    /// The next message of `kind`; other messages stay in the inbox for later.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        self.expect_where(kind, |_| true).await
+    }
+
+    /// The first message of `kind` that `matches`; messages of that kind before it are the
+    /// states the test waits through (e.g. an audience count on its way up) and are dropped.
+    pub async fn expect_where(&mut self, kind: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        let found = self
+            .take(
+                |m| m["type"] == kind && matches(m),
+                |m| m["type"] == kind,
+                WAIT,
+            )
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "no matching {kind} message arrived (closed: {:?}; inbox: {:?})",
+                    self.closed, self.inbox
+                )
+            });
+        found
+    }
+
+    /// Waits for the `error` answering a message of type `about`; returns its code.
+    pub async fn expect_error(&mut self, about: &str) -> String {
+        assert!(!about.is_empty(), "name the message the error answers");
+        let found = self
+            .take(
+                |m| m["type"] == "error" && m["about"] == about,
+                |_| false,
+                WAIT,
+            )
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "no error about {about} arrived (closed: {:?}; inbox: {:?})",
+                    self.closed, self.inbox
+                )
+            });
+        found["code"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Waits for an `error` with this code, whatever it answers; returns it whole.
+    pub async fn expect_error_code(&mut self, code: &str) -> Value {
+        self.take(
+            |m| m["type"] == "error" && m["code"] == code,
+            |_| false,
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "no {code} error arrived (closed: {:?}; inbox: {:?})",
+                self.closed, self.inbox
+            )
+        })
+    }
+
+    /// Asserts that no message of `kind` arrives within `wait` while the connection stays open.
+    pub async fn expect_none(&mut self, kind: &str, wait: Duration) {
+        if let Some(message) = self.take(|m| m["type"] == kind, |_| false, wait).await {
+            panic!("unexpected {kind}: {message}");
+        }
+        assert!(
+            self.closed.is_none(),
+            "the connection closed while waiting for no {kind}: {:?}",
+            self.closed
+        );
     }
 
     /// A round trip: sends a ping and waits for its pong, so everything the server sent before
-    /// has arrived. Returns the messages that came before the pong.
+    /// has arrived. Takes and returns everything in the inbox (none of it may be an error).
     pub async fn sync(&mut self) -> Vec<Value> {
         let id = format!("sync-{}", rand_id());
         self.send(serde_json::json!({"type": "ping", "id": id}))
             .await;
-        let mut before = Vec::new();
-        loop {
-            let message = self
-                .next_within(WAIT)
-                .await
-                .unwrap_or_else(|| panic!("no pong (closed: {:?})", self.closed));
-            if message["type"] == "pong" && message["id"] == id.as_str() {
-                return before;
-            }
-            before.push(message);
-        }
+        let wanted = id.clone();
+        self.take(
+            |m| m["type"] == "pong" && m["id"] == wanted.as_str(),
+            |_| false,
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|| panic!("no pong (closed: {:?})", self.closed));
+        self.inbox.drain(..).collect()
     }
 
-    /// Waits until the server closes the connection; returns the close reason.
-    pub async fn expect_closed(&mut self) -> String {
+    /// Waits until the server closes the connection; returns the close code and reason. Any
+    /// messages still unread are dropped, except errors, which fail the test.
+    pub async fn expect_closed(&mut self) -> (u16, String) {
         let deadline = tokio::time::Instant::now() + WAIT;
-        while self.closed.is_none() {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            assert!(!left.is_zero(), "the server did not close the connection");
-            if self.next_within(left).await.is_none() && self.closed.is_none() {
-                return String::new();
-            }
-        }
-        self.closed.clone().unwrap_or_default()
+        while self.receive(deadline).await {}
+        let closed = self
+            .closed
+            .clone()
+            .unwrap_or_else(|| panic!("the server did not close the connection"));
+        let unread: Vec<Value> = self.inbox.drain(..).collect();
+        assert!(
+            !unread.iter().any(|m| m["type"] == "error"),
+            "unexpected error before the close: {unread:?}"
+        );
+        closed
     }
+}
+
+impl Drop for WsClient {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        if let Some(error) = self.inbox.iter().find(|m| m["type"] == "error") {
+            panic!("an error message no test asked for: {error}");
+        }
+    }
+}
+
+/// The `/ws` upgrade request for `base`, authenticated with a bearer token.
+fn request(
+    base: &str,
+    token: &str,
+) -> Result<
+    tokio_tungstenite::tungstenite::handshake::client::Request,
+    tokio_tungstenite::tungstenite::Error,
+> {
+    let url = format!("{}/ws", base.replacen("http://", "ws://", 1));
+    let mut request = url.into_client_request()?;
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header value"),
+    );
+    Ok(request)
 }
 
 fn rand_id() -> u64 {
