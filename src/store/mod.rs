@@ -166,7 +166,7 @@ impl Store {
         Ok(meta.get(META_SCHEMA_VERSION)?.map(|v| v.value()))
     }
 
-    /// Reads the store-wide facts; fails if the database cannot be read.
+    /// Reads the store-wide facts; fails if the database cannot be read or written.
     pub fn health(&self) -> Result<StoreHealth, StoreError> {
         let txn = self.db.begin_read()?;
         let meta = txn.open_table(META)?;
@@ -178,6 +178,14 @@ impl Store {
                     problem: format!("meta key `{key}` is missing"),
                 })
         };
+        // A read succeeds from cache even after a write failed on disk; redb then refuses every
+        // write until the file is reopened. Asking for a write (and dropping it at once) sees
+        // that. Another write in progress is no sign of trouble.
+        match self.db.try_begin_write() {
+            Ok(write) => write.abort()?,
+            Err(redb::TransactionError::WouldBlock) => {}
+            Err(e) => return Err(e.into()),
+        }
         Ok(StoreHealth {
             schema_version: get(META_SCHEMA_VERSION)?,
             created_at: get(META_CREATED_AT)?,

@@ -252,13 +252,10 @@ async fn a_png_avatar_is_scaled_stored_and_served() {
     );
 
     let bytes = fetch_image(&server, &url, "image/png").await;
-    let (width, height) = png_size(&bytes);
-    assert!(
-        width <= 512 && height <= 512,
-        "scaled down: {width}×{height}"
-    );
+    // Scaled to fit in 512×512, keeping the 2:1 aspect ratio.
+    assert_eq!(png_size(&bytes), (512, 256), "scaled down to fit the box");
     let decoded = image::load_from_memory(&bytes).expect("the stored avatar decodes");
-    assert_eq!((decoded.width(), decoded.height()), (width, height));
+    assert_eq!((decoded.width(), decoded.height()), (512, 256));
     assert!(
         !String::from_utf8_lossy(&bytes).contains(METADATA),
         "metadata is dropped"
@@ -419,7 +416,12 @@ async fn the_stored_file_name_is_generated_by_the_server() {
         !name.contains('/') && !name.contains('\\') && !name.contains('%'),
         "{url}"
     );
-    fetch_image(&server, &url, "image/png").await;
+    let stored = fetch_image(&server, &url, "image/png").await;
+    assert_eq!(
+        png_size(&stored),
+        (32, 32),
+        "the uploaded picture, unscaled"
+    );
 
     let mut names = Vec::new();
     all_file_names(server.data.path(), &mut names);
@@ -588,12 +590,14 @@ async fn a_room_cover_is_scaled_stored_and_served() {
         .to_owned();
     assert!(url.starts_with("/files/covers/"), "{url}");
     let bytes = fetch_image(&server, &url, "image/png").await;
-    let (width, height) = png_size(&bytes);
+    // Scaled to fit in 1280×720, keeping the 4:1 aspect ratio: the width is the limit.
+    assert_eq!(png_size(&bytes), (1280, 320), "scaled down to fit the box");
+    let decoded = image::load_from_memory(&bytes).expect("the stored cover decodes");
+    assert_eq!((decoded.width(), decoded.height()), (1280, 320));
     assert!(
-        width <= 1280 && height <= 720,
-        "scaled down: {width}×{height}"
+        !String::from_utf8_lossy(&bytes).contains(METADATA),
+        "metadata is dropped"
     );
-    image::load_from_memory(&bytes).expect("the stored cover decodes");
 
     let room = get_auth(&server, "/api/v1/me/room", &token).await.json();
     assert_eq!(room["cover_url"], url.as_str());

@@ -17,7 +17,7 @@ const PASSWORD: &str = "correct horse";
 /// Typed through WebDriver, so only characters of the Basic Multilingual Plane (no emoji).
 const NICKNAME: &str = "Alice 星";
 /// Where a copy of the profile page's screenshot is left for a person to look at.
-const SCREENSHOT_COPY: &str = "/tmp/rm-me.png";
+const SCREENSHOT_COPY: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/rm-me.png");
 
 #[tokio::test]
 async fn account_pages_work_in_a_real_browser() {

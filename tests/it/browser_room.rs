@@ -20,8 +20,8 @@ const VIEWER: &str = "fan30";
 const TITLE: &str = "Friday jam 星期五";
 const HELLO: &str = "hello from the fan 你好";
 const HTML: &str = "<img src=x onerror=alert(1)>";
-const HOST_SHOT: &str = "/tmp/rm-room-host.png";
-const VIEWER_SHOT: &str = "/tmp/rm-room-viewer.png";
+const HOST_SHOT: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/rm-room-host.png");
+const VIEWER_SHOT: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/rm-room-viewer.png");
 
 #[tokio::test]
 async fn the_room_page_works_for_a_host_a_guest_and_a_viewer_in_real_browsers() {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{write_file, Process};
+use crate::common::Process;
 
 async fn instance_id(base: &str) -> String {
     let body: Value = reqwest::get(format!("{base}/healthz"))
@@ -21,14 +21,14 @@ async fn instance_id(base: &str) -> String {
 #[tokio::test]
 async fn after_kill_9_a_restart_opens_the_store_and_serves_the_same_data() {
     let dir = tempfile::tempdir().unwrap();
-    let mut first = Process::serve(dir.path(), &[]);
+    let mut first = Process::serve(dir.path(), "");
     let id = instance_id(&first.base).await;
     first.signal("-KILL");
     first
         .wait_exit(Duration::from_secs(30))
         .expect("killed process exits");
 
-    let second = Process::serve(dir.path(), &[]);
+    let second = Process::serve(dir.path(), "");
     assert_eq!(instance_id(&second.base).await, id);
     let home = reqwest::get(format!("{}/", second.base)).await.unwrap();
     assert_eq!(home.status(), 200);
@@ -38,7 +38,7 @@ async fn after_kill_9_a_restart_opens_the_store_and_serves_the_same_data() {
 async fn sigterm_and_sigint_stop_cleanly_and_close_the_store() {
     for signal in ["-TERM", "-INT"] {
         let dir = tempfile::tempdir().unwrap();
-        let mut server = Process::serve(dir.path(), &[]);
+        let mut server = Process::serve(dir.path(), "");
         let id = instance_id(&server.base).await;
         server.signal(signal);
         let status = server
@@ -54,7 +54,7 @@ async fn sigterm_and_sigint_stop_cleanly_and_close_the_store() {
             "{}",
             server.log.join("\n")
         );
-        let again = Process::serve(dir.path(), &[]);
+        let again = Process::serve(dir.path(), "");
         assert_eq!(instance_id(&again.base).await, id);
     }
 }
@@ -63,9 +63,8 @@ async fn sigterm_and_sigint_stop_cleanly_and_close_the_store() {
 #[tokio::test]
 async fn a_stalled_client_does_not_hold_shutdown_beyond_the_grace_period() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_file(dir.path(), "rm.toml", "[server]\nshutdown_grace_secs = 1\n");
     let data = dir.path().join("data");
-    let mut server = Process::serve(&data, &["--config", config.to_str().unwrap()]);
+    let mut server = Process::serve(&data, "[server]\nshutdown_grace_secs = 1\n");
     let addr = server.base.trim_start_matches("http://").to_owned();
     let mut stalled = std::net::TcpStream::connect(&addr).unwrap();
     stalled

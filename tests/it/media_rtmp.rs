@@ -377,10 +377,9 @@ async fn real_video_flows_from_push_to_hls_to_mix_to_recording() {
         host.expect("connect_ended").await["watch_url"],
         host_watch.as_str()
     );
-    assert_eq!(
-        host.expect("watch_url").await["watch_url"],
-        host_watch.as_str()
-    );
+    // The host saw the mix's URL come and go; the last word is its own picture.
+    host.expect_where("watch_url", |m| m["watch_url"] == host_watch.as_str())
+        .await;
     let _ = guest_push.kill().await;
 
     // The host pushes to the end, then closes: the recording is listed, with the right length.
@@ -534,18 +533,13 @@ async fn after_kill_9_no_nginx_is_left_and_a_restart_takes_the_rtmp_port_again()
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let rtmp_port = crate::common::smtp::free_port();
-    let config = crate::common::write_file(
-        dir.path(),
-        "rm.toml",
-        &format!(
-            "[media.rtmp]\nrtmp_listen = \"127.0.0.1:{rtmp_port}\"\ncontrol_port = {}\n",
-            crate::common::smtp::free_port()
-        ),
+    let rtmp_port = crate::common::spare_port();
+    let config = format!(
+        "[media.rtmp]\nrtmp_listen = \"127.0.0.1:{rtmp_port}\"\ncontrol_port = {}\n",
+        crate::common::spare_port()
     );
     let data = dir.path().join("data");
     let data_text = data.to_str().unwrap().to_owned();
-    let args = ["--config", config.to_str().unwrap()];
     let rtmp_answers = || std::net::TcpStream::connect(("127.0.0.1", rtmp_port)).is_ok();
     let wait_until = |what: &str, check: &dyn Fn() -> bool| {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -555,7 +549,7 @@ async fn after_kill_9_no_nginx_is_left_and_a_restart_takes_the_rtmp_port_again()
         }
     };
 
-    let mut first = crate::common::Process::serve(&data, &args);
+    let mut first = crate::common::Process::serve(&data, &config);
     wait_until("nginx never listened", &rtmp_answers);
     first.signal("-KILL");
     first.wait_exit(Duration::from_secs(20)).expect("killed");
@@ -563,7 +557,7 @@ async fn after_kill_9_no_nginx_is_left_and_a_restart_takes_the_rtmp_port_again()
         processes_mentioning(&data_text).is_empty() && !rtmp_answers()
     });
 
-    let second = crate::common::Process::serve(&data, &args);
+    let second = crate::common::Process::serve(&data, &config);
     wait_until("the restarted nginx never listened", &rtmp_answers);
     let health: Value = reqwest::get(format!("{}/healthz", second.base))
         .await

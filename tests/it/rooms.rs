@@ -518,7 +518,8 @@ async fn a_host_who_reconnects_within_the_grace_period_keeps_the_room() {
     let mut viewer = site.ws(&site.guest().await).await;
     join(&mut viewer, room).await;
     drop(host);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The room noticed the host leaving.
+    viewer.expect_where("audience", |m| m["count"] == 1).await;
     let mut back = site.ws(&token).await;
     let info = join(&mut back, room).await;
     assert_eq!(
@@ -695,6 +696,7 @@ async fn ws_needs_a_session_and_refuses_other_sites() {
         .client
         .get(site.server.url("/ws"))
         .header("origin", "http://evil.example")
+        .header("accept", "application/json")
         .header("connection", "upgrade")
         .header("upgrade", "websocket")
         .header("sec-websocket-version", "13")
@@ -703,6 +705,8 @@ async fn ws_needs_a_session_and_refuses_other_sites() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "cross_origin", "{body}");
 }
 
 #[tokio::test]
@@ -720,6 +724,8 @@ async fn the_room_api_shows_one_room_with_its_live_state() {
     assert_eq!(body["live"]["state"], "live");
     let missing = site.server.get("/api/v1/rooms/999").await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let body: Value = missing.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "room_not_found", "{body}");
 }
 
 #[tokio::test]

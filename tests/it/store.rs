@@ -52,7 +52,7 @@ fn a_store_from_a_newer_roommanager_is_refused_and_left_untouched() {
 #[tokio::test]
 async fn a_store_held_by_a_running_roommanager_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    let first = Process::serve(dir.path(), &[]);
+    let first = Process::serve(dir.path(), "");
     let data = dir.path().to_str().unwrap();
     let (status, _, err) = run_command(
         dir.path(),

@@ -73,8 +73,8 @@ impl TestServer {
         config.server.public_url = base.clone();
         // Tests that want real video turn nginx on; the others must not start one each.
         config.media.rtmp.manage_nginx = false;
-        config.media.rtmp.rtmp_listen = ([127, 0, 0, 1], smtp::free_port()).into();
-        config.media.rtmp.control_port = smtp::free_port();
+        config.media.rtmp.rtmp_listen = ([127, 0, 0, 1], spare_port()).into();
+        config.media.rtmp.control_port = spare_port();
         adjust(&mut config);
         config.validate().expect("test config is valid");
         let addr = listener.local_addr().expect("local addr");
@@ -165,16 +165,27 @@ pub struct Process {
     lines: mpsc::Receiver<String>,
     /// Everything the process wrote to stderr so far, for assertions and failure messages.
     pub log: Vec<String>,
+    /// Holds the config file for as long as the process runs.
+    _config: tempfile::TempDir,
 }
 
 impl Process {
-    /// Starts `roommanager serve` on 127.0.0.1:0 with `data_dir` (plus `extra` arguments) and
-    /// waits until it says where it listens.
-    pub fn serve(data_dir: &Path, extra: &[&str]) -> Process {
+    /// Starts `roommanager serve` on 127.0.0.1:0 with `data_dir` and a config file holding
+    /// `config` (TOML), and waits until it says where it listens. Unless `config` has a
+    /// `[media.rtmp]` table of its own, nginx is not started: a test never takes the default
+    /// RTMP and control ports of the machine.
+    pub fn serve(data_dir: &Path, config: &str) -> Process {
+        let config_dir = tempfile::tempdir().expect("temp dir");
+        let mut text = config.to_owned();
+        if !text.contains("[media.rtmp]") {
+            text.push_str("\n[media.rtmp]\nmanage_nginx = false\n");
+        }
+        let config_file = write_file(config_dir.path(), "roommanager.toml", &text);
         let mut cmd = Command::new(BIN);
         cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .args(extra)
+            .arg("--config")
+            .arg(&config_file)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -194,6 +205,7 @@ impl Process {
             base: String::new(),
             lines,
             log: Vec::new(),
+            _config: config_dir,
         };
         let ready = process
             .wait_for_line("listening on http://")
@@ -257,6 +269,31 @@ impl Drop for Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A free port on 127.0.0.1 for a server that binds it later (nginx's RTMP and control ports,
+/// which must be known before nginx starts). It is taken from just below the kernel's ephemeral
+/// range, where no outgoing connection or port-0 bind is ever given a port, so nothing on the
+/// machine takes it between this check and the bind; each call in this process gets another.
+pub fn spare_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const SPAN: u32 = 8000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let low = ephemeral_low.saturating_sub(SPAN).max(1024);
+    // Test binaries running side by side start at different places.
+    let start = std::process::id().wrapping_mul(2654435761) % SPAN;
+    for _ in 0..SPAN {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN;
+        let port = u16::try_from(low + offset).expect("below the ephemeral range, so < 65536");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range");
 }
 
 /// Polls `check` until it yields a value, for at most 20 s.

@@ -37,10 +37,7 @@ pub struct Browser {
 
 impl Browser {
     pub async fn start() -> Browser {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-            listener.local_addr().expect("local addr").port()
-        };
+        let port = super::spare_port();
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
@@ -61,6 +58,9 @@ impl Browser {
             let answer = browser.call(Method::GET, "/status", None).await;
             if answer.is_ok_and(|v| v["ready"] == true) {
                 break;
+            }
+            if let Ok(Some(status)) = browser.driver.try_wait() {
+                panic!("chromedriver on port {port} exited: {status}");
             }
             assert!(
                 Instant::now() < deadline,
