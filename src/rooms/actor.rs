@@ -170,14 +170,27 @@ impl RoomActor {
             // (a shutdown too: it then ends the live session the start created). Bounded, so
             // a client flooding a starting room cannot grow it without limit.
             if self.deferred.len() >= MAX_DEFERRED {
-                if let Command::Act(_, link, message) = &command {
-                    let busy = ServerMessage::error(
+                let busy = |about| {
+                    ServerMessage::error(
                         "room_starting",
                         "the room is starting; try again in a moment",
-                        Some(message.kind()),
-                    );
-                    link.send(busy.frame());
-                    return;
+                        Some(about),
+                    )
+                    .frame()
+                };
+                match &command {
+                    Command::Act(_, link, message) => {
+                        link.send(busy(message.kind()));
+                        return;
+                    }
+                    Command::Join(member) => {
+                        member.link.send(busy("join_room"));
+                        return;
+                    }
+                    // A leave matters only for someone who is in, or waiting to come in;
+                    // those are bounded, so the list stays bounded too.
+                    Command::Leave(client) if !self.joined_or_waiting(*client) => return,
+                    _ => {}
                 }
             }
             self.deferred.push(command);
@@ -203,6 +216,15 @@ impl RoomActor {
                 }
             }
         }
+    }
+
+    /// Whether `client` is a member, or has a join waiting while the room starts.
+    fn joined_or_waiting(&self, client: ClientId) -> bool {
+        self.members.contains_key(&client)
+            || self
+                .deferred
+                .iter()
+                .any(|c| matches!(c, Command::Join(m) if m.client == client))
     }
 
     /// Returns `true` when the room is finished.

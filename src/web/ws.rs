@@ -119,10 +119,17 @@ async fn write(
     }
     let reason = link.close_reason().unwrap_or("bye").to_owned();
     let code = if reason == "too_slow" { 1008 } else { 1000 };
-    let close = sink.send(Message::Close(Some(CloseFrame {
-        code,
-        reason: Utf8Bytes::from(reason),
-    })));
+    let close = async {
+        let ours = sink.send(Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from(reason),
+        })));
+        if ours.await.is_err() {
+            // The client closed first: the WebSocket layer has queued the reply the protocol
+            // requires (echoing the client's code); closing the sink sends it.
+            let _ = sink.close().await;
+        }
+    };
     // A client that reads nothing never takes the close frame either: give up after a while.
     let _ = tokio::time::timeout(CLOSE_WAIT, close).await;
 }
