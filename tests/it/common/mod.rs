@@ -39,8 +39,8 @@ impl TestServer {
         Self::start_with(|_| {}).await
     }
 
-    /// Starts with the built-in defaults, changed by `adjust`. `server.public_url` is preset to
-    /// the server's own address, so emailed links lead back to it.
+    /// Starts with the built-in defaults, changed by `adjust`. `server.public_url` stays empty
+    /// (the default): every URL comes from the request, as on a LAN install.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
         Self::start_in(tempfile::tempdir().expect("temp dir"), adjust).await
     }
@@ -70,7 +70,6 @@ impl TestServer {
         let mut config = Config::default();
         config.storage.data_dir = data.path().to_owned();
         config.server.shutdown_grace_secs = 2;
-        config.server.public_url = base.clone();
         // Tests that want real video turn nginx on; the others must not start one each.
         config.media.rtmp.manage_nginx = false;
         config.media.rtmp.rtmp_listen = ([127, 0, 0, 1], spare_port()).into();
@@ -137,7 +136,7 @@ async fn open_app(
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let opened = match &media {
-            Some(media) => App::open_with_media(config.clone(), media.clone()),
+            Some(media) => App::open_with_media(config.clone(), addr, media.clone()),
             None => App::open(config.clone(), addr),
         };
         match opened {
