@@ -22,6 +22,7 @@ use crate::media::rtmp::RtmpMedia;
 use crate::media::MediaPlane;
 use crate::metrics::Metrics;
 use crate::rooms::Rooms;
+use crate::site::Site;
 use crate::store::{Store, StoreError};
 
 /// How long shutdown waits for background tasks to notice it.
@@ -49,8 +50,8 @@ pub enum AppError {
 
 /// Where the media plane comes from.
 enum MediaChoice {
-    /// The configured backend; its callbacks reach the HTTP server at this address.
-    Configured(SocketAddr),
+    /// The configured backend.
+    Configured,
     Given(Arc<dyn MediaPlane>),
 }
 
@@ -63,6 +64,8 @@ pub struct App {
     /// The rtmp backend, when it is the media plane (its callbacks and files need it).
     pub rtmp: Option<Arc<RtmpMedia>>,
     pub files: Arc<Files>,
+    /// Where the server is reached from: the host in the URLs it hands out.
+    pub site: Site,
     pub started: Instant,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -71,20 +74,27 @@ pub struct App {
 impl App {
     /// Opens the store in the configured data dir, builds the parts around it (the configured
     /// media backend among them) and starts the background tasks. `http_addr` is where the HTTP
-    /// server listens, for the media plane's callbacks. Must be called inside a tokio runtime.
+    /// server listens (the bound address), for the media plane's callbacks and the URLs handed
+    /// out. Must be called inside a tokio runtime.
     pub fn open(config: Config, http_addr: SocketAddr) -> Result<Arc<App>, AppError> {
-        Self::build(config, MediaChoice::Configured(http_addr))
+        Self::build(config, http_addr, MediaChoice::Configured)
     }
 
     /// Like [`App::open`], with the given media plane (tests pass a scripted one).
     pub fn open_with_media(
         config: Config,
+        http_addr: SocketAddr,
         media: Arc<dyn MediaPlane>,
     ) -> Result<Arc<App>, AppError> {
-        Self::build(config, MediaChoice::Given(media))
+        Self::build(config, http_addr, MediaChoice::Given(media))
     }
 
-    fn build(config: Config, media: MediaChoice) -> Result<Arc<App>, AppError> {
+    fn build(
+        config: Config,
+        http_addr: SocketAddr,
+        media: MediaChoice,
+    ) -> Result<Arc<App>, AppError> {
+        let site = Site::new(&config, http_addr);
         let data_dir = config.storage.data_dir.clone();
         let store = Store::open(&data_dir)?;
         let files = Arc::new(Files::new(&data_dir).map_err(|source| AppError::Files {
@@ -103,7 +113,7 @@ impl App {
         let mut rtmp = None;
         let media: Arc<dyn MediaPlane> = match media {
             MediaChoice::Given(media) => media,
-            MediaChoice::Configured(http_addr) => match config.media.backend {
+            MediaChoice::Configured => match config.media.backend {
                 MediaBackend::Http => Arc::new(HttpMedia::new(&config.media.http)),
                 MediaBackend::Rtmp => {
                     let started = RtmpMedia::start(
@@ -111,7 +121,7 @@ impl App {
                         store.clone(),
                         &data_dir,
                         http_addr,
-                        &config.server.public_url,
+                        &site,
                         tasks.clone(),
                         shutdown.clone(),
                     )
@@ -142,6 +152,7 @@ impl App {
             rooms,
             rtmp,
             files,
+            site,
             started: Instant::now(),
             shutdown,
             tasks,

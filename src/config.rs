@@ -58,7 +58,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
-            public_url: "http://localhost:8080".to_owned(),
+            public_url: String::new(),
             max_body_bytes: 1024 * 1024,
             shutdown_grace_secs: 10,
         }
@@ -458,7 +458,7 @@ impl Config {
         }
         let url = &self.server.public_url;
         let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
-        if !scheme_ok
+        if !url.is_empty() && !scheme_ok
             || url.trim_end_matches('/').ends_with("//")
             || url.contains(char::is_whitespace)
         {

@@ -15,6 +15,7 @@
 //! - [`app`]: the running parts wired together; what the web layer holds.
 //! - [`web`]: the HTTP layer — router, middleware, pages, assets, error mapping.
 //! - [`server`]: serving with graceful shutdown.
+//! - [`site`]: where the server is reached from; the host in every URL it hands out.
 //!
 //! `docs/ARCHITECTURE.md` has the module map with what each part may call.
 
@@ -29,5 +30,6 @@ pub mod metrics;
 pub mod model;
 pub mod rooms;
 pub mod server;
+pub mod site;
 pub mod store;
 pub mod web;

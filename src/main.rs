@@ -57,6 +57,17 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => {
             println!("# config OK, from {source}");
+            if config.server.public_url.is_empty() {
+                println!(
+                    "# URLs: derived from each request (server.public_url is empty): links are \
+                     relative, push URLs use the host the page was opened with"
+                );
+            } else {
+                println!(
+                    "# URLs: every link and push URL uses server.public_url = {}",
+                    config.server.public_url
+                );
+            }
             print!("{}", config.to_toml());
             ExitCode::SUCCESS
         }
@@ -68,9 +79,16 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            let secret = match rtmp::hook_secret(&config.media.rtmp, &paths) {
+                Ok(secret) => secret,
+                Err(e) => {
+                    eprintln!("error: cannot read or create the hook secret: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             print!(
                 "{}",
-                rtmp::config_text(&config.media.rtmp, &paths, config.server.listen)
+                rtmp::config_text(&config.media.rtmp, &paths, config.server.listen, &secret)
             );
             ExitCode::SUCCESS
         }

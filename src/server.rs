@@ -39,6 +39,16 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     let app = App::open(config, local)?;
     let stop = shutdown_signal().map_err(ServerError::Serve)?;
     tracing::info!("listening on http://{local}");
+    // Like Jupyter or Owncast: every address someone on the network can open, and where OBS
+    // pushes, so nobody has to look up this machine's address.
+    for url in app.site.reachable_urls() {
+        tracing::info!("open RoomManager at {url}");
+    }
+    if app.rtmp.is_some() {
+        for url in app.site.reachable_rtmp() {
+            tracing::info!("OBS and ffmpeg push to {url}");
+        }
+    }
     let served = serve(listener, app.clone(), stop).await;
     app.close().await;
     served.map_err(ServerError::Serve)

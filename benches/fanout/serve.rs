@@ -86,14 +86,13 @@ async fn serve(mut config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     config.server.listen = addr;
-    config.server.public_url = format!("http://{addr}");
     config.validate().map_err(|e| e.to_string())?;
     tracing::info!(
         client_queue = config.rooms.client_queue,
         data_dir = %config.storage.data_dir.display(),
         "fan-out bench server with the scripted media plane"
     );
-    let app = App::open_with_media(config, Arc::new(ScriptedMedia::default()))
+    let app = App::open_with_media(config, addr, Arc::new(ScriptedMedia::default()))
         .map_err(|e| e.to_string())?;
     println!("listening on http://{addr}");
     let _ = std::io::stdout().flush();

@@ -296,7 +296,8 @@ async fn measure(args: &Args, server: &Server) -> Result<RunResult, String> {
         .await?;
     let started = host.expect("live_started").await?;
     let room = started["room_id"].as_u64().ok_or("no room_id")?;
-    let host_watch = str_field(&started, "watch_url")?;
+    // Watch URLs are paths, resolved against the address the page was opened with.
+    let host_watch = format!("{}{}", server.base, str_field(&started, "watch_url")?);
     let push_url = str_field(&started, "push_url")?;
 
     let mut fan = Ws::connect(&server.base, &fan_token).await?;
@@ -337,7 +338,7 @@ async fn measure(args: &Args, server: &Server) -> Result<RunResult, String> {
     let connect = fan.expect("connect_started").await?;
     let connect_started_at = Instant::now();
     let guest_push_url = str_field(&connect, "push_url")?;
-    let mixed_watch = str_field(&connect, "watch_url")?;
+    let mixed_watch = format!("{}{}", server.base, str_field(&connect, "watch_url")?);
     let mut guest_push = push(&guest_push_url, 640, 360, 880, args.keyframe_secs)?;
     let mixed = playable(
         http.clone(),
@@ -449,7 +450,6 @@ impl Server {
         let config = format!(
             r#"[server]
 listen = "127.0.0.1:{http_port}"
-public_url = "{base}"
 shutdown_grace_secs = 2
 
 [storage]

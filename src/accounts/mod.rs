@@ -120,7 +120,6 @@ pub struct Accounts {
     mailer: Arc<Mailer>,
     files: Arc<Files>,
     limits: Limits,
-    public_url: String,
     verification_ttl: u64,
     session_ttl: u64,
     guest_idle: u64,
@@ -140,20 +139,21 @@ impl Accounts {
                 register_ip: limiter(l.register_per_ip, l.register_window_secs),
                 email_address: limiter(l.email_per_address, l.email_window_secs),
             },
-            public_url: config.server.public_url.trim_end_matches('/').to_owned(),
             verification_ttl: config.accounts.verification_ttl_secs,
             session_ttl: config.accounts.session_ttl_secs,
             guest_idle: config.accounts.guest_idle_secs,
         }
     }
 
-    /// Creates an unverified account and queues its verification mail.
+    /// Creates an unverified account and queues its verification mail, whose link starts with
+    /// `link_base` (`scheme://host[:port]`, see `site::Site::link_base`).
     pub async fn register(
         &self,
         username: &str,
         password: &str,
         email: &str,
         client: IpAddr,
+        link_base: &str,
     ) -> Result<User> {
         validate::username(username).map_err(AccountsError::InvalidUsername)?;
         validate::email(email).map_err(AccountsError::InvalidEmail)?;
@@ -169,7 +169,7 @@ impl Accounts {
             password_hash,
             now,
         };
-        let mail = self.verification_mail(email, username, &token);
+        let mail = self.verification_mail(email, username, &token, link_base);
         let outcome = self
             .store
             .run(move |s| s.register(account, link, mail))
@@ -186,11 +186,11 @@ impl Accounts {
     }
 
     /// Sends a fresh verification link; earlier links of the account stop working.
-    pub async fn resend_verification(&self, email: &str) -> Result<()> {
+    pub async fn resend_verification(&self, email: &str, link_base: &str) -> Result<()> {
         validate::email(email).map_err(AccountsError::InvalidEmail)?;
         self.limits.email_address.check(&email.to_lowercase())?;
         let (token, link) = self.verification_link();
-        let mail = self.verification_mail(email, "", &token);
+        let mail = self.verification_mail(email, "", &token, link_base);
         let email = email.to_owned();
         let outcome = self
             .store
@@ -462,7 +462,7 @@ impl Accounts {
         (token, link)
     }
 
-    fn verification_mail(&self, to: &str, username: &str, token: &str) -> MailDraft {
+    fn verification_mail(&self, to: &str, username: &str, token: &str, base: &str) -> MailDraft {
         let greeting = if username.is_empty() {
             "Hello,".to_owned()
         } else {
@@ -474,9 +474,8 @@ impl Accounts {
             subject: "Verify your email for RoomManager".to_owned(),
             text: format!(
                 "{greeting}\n\nplease confirm this email address by opening the link below:\n\n\
-                 {}/verify?token={token}\n\n\
-                 The link works for {hours} hours. If you did not register, ignore this mail.\n",
-                self.public_url
+                 {base}/verify?token={token}\n\n\
+                 The link works for {hours} hours. If you did not register, ignore this mail.\n"
             ),
         }
     }

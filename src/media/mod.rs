@@ -50,6 +50,16 @@ pub struct StreamCredentials {
     pub push_url: String,
 }
 
+/// Fills in the host of a push URL that left it open (`rtmp://:1935/…`: the rtmp backend with no
+/// configured public host) with `host`, the name the publisher reached this server by. Other
+/// URLs are complete already and come back as they are.
+pub fn complete_push_url(url: &str, host: &str) -> String {
+    match url.strip_prefix("rtmp://:") {
+        Some(rest) => format!("rtmp://{host}:{rest}"),
+        None => url.to_owned(),
+    }
+}
+
 /// How a co-stream's two pictures are laid out in the mix.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

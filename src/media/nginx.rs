@@ -54,6 +54,11 @@ impl MediaPaths {
     pub fn config_file(&self) -> PathBuf {
         self.nginx.join("conf").join("nginx.conf")
     }
+
+    /// The secret nginx's callbacks carry, generated at first start when none is configured.
+    pub fn hook_secret_file(&self) -> PathBuf {
+        self.nginx.join("conf").join("hook.secret")
+    }
 }
 
 /// The loopback address at which nginx reaches RoomManager's hooks.
@@ -65,19 +70,17 @@ pub fn hooks_address(http: SocketAddr) -> SocketAddr {
     }
 }
 
-/// The nginx config for RoomManager at `http` (its HTTP listener).
+/// The nginx config for RoomManager at `http` (its HTTP listener); every callback carries
+/// `hook_secret`.
 pub fn config_text(
     config: &RtmpConfig,
     paths: &MediaPaths,
     http: SocketAddr,
+    hook_secret: &str,
     as_root: bool,
 ) -> String {
     let hooks = format!("http://{}/hooks/rtmp", hooks_address(http));
-    let secret = if config.hook_secret.is_empty() {
-        String::new()
-    } else {
-        format!("?secret={}", config.hook_secret)
-    };
+    let secret = format!("?secret={hook_secret}");
     let user = if as_root { "user root;\n" } else { "" };
     let prefix = paths.nginx.display();
     let hls = paths.hls.display();
@@ -257,9 +260,12 @@ mod tests {
             &RtmpConfig::default(),
             &paths,
             "0.0.0.0:8080".parse().unwrap(),
+            "s3cret",
             false,
         );
-        assert!(text.contains("on_publish http://127.0.0.1:8080/hooks/rtmp/on_publish;"));
+        assert!(
+            text.contains("on_publish http://127.0.0.1:8080/hooks/rtmp/on_publish?secret=s3cret;")
+        );
         assert!(text.contains("listen 127.0.0.1:8936;"));
         assert!(!text.contains("user root"));
         let root = dir.path().to_str().unwrap();

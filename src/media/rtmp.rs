@@ -25,11 +25,12 @@ use tokio_util::task::TaskTracker;
 use super::ffmpeg::{self, MixJob};
 use super::nginx::{self, MediaPaths};
 use super::{
-    LiveCode, LiveId, MediaError, MediaPlane, MixLayout, MixSpec, Recording, StreamCredentials,
-    StreamStatus,
+    complete_push_url, LiveCode, LiveId, MediaError, MediaPlane, MixLayout, MixSpec, Recording,
+    StreamCredentials, StreamStatus,
 };
 use crate::config::RtmpConfig;
 use crate::model::{BanScope, PushKey, RoomId, UserId};
+use crate::site::Site;
 use crate::store::{unix_now, Store, StoreError};
 
 /// How long `recording` waits for nginx to close the files and for the MP4 to be ready.
@@ -112,9 +113,11 @@ pub struct RtmpMedia {
     config: RtmpConfig,
     store: Store,
     paths: MediaPaths,
-    public_url: String,
-    /// `rtmp://HOST:PORT` as publishers reach nginx.
+    /// `rtmp://HOST:PORT` as publishers reach nginx; `rtmp://:PORT` when no public host is
+    /// configured (completed per request: see `media::complete_push_url`).
     public_rtmp: String,
+    /// What nginx's callbacks must carry (`?secret=`).
+    hook_secret: String,
     /// `rtmp://IP:PORT` as RoomManager's own ffmpeg reaches nginx.
     local_rtmp: String,
     ffprobe: PathBuf,
@@ -137,7 +140,7 @@ impl RtmpMedia {
         store: Store,
         data_dir: &Path,
         http: SocketAddr,
-        public_url: &str,
+        site: &Site,
         tasks: TaskTracker,
         shutdown: CancellationToken,
     ) -> std::io::Result<Arc<RtmpMedia>> {
@@ -149,7 +152,11 @@ impl RtmpMedia {
                 config.ffmpeg_binary.display()
             ));
         }
-        std::fs::write(paths.config_file(), config_text(config, &paths, http))?;
+        let hook_secret = hook_secret(config, &paths)?;
+        write_private(
+            &paths.config_file(),
+            &config_text(config, &paths, http, &hook_secret),
+        )?;
         if config.manage_nginx {
             match nginx::check(config) {
                 Ok(()) => {
@@ -163,11 +170,7 @@ impl RtmpMedia {
         if let Some(problem) = &problem {
             tracing::error!("the rtmp media plane cannot carry video: {problem}");
         }
-        let public_host = if config.public_host.is_empty() {
-            host_of(public_url)
-        } else {
-            config.public_host.clone()
-        };
+        let public_host = site.fixed_rtmp_host().unwrap_or_default();
         let port = config.rtmp_listen.port();
         let local_ip = if config.rtmp_listen.ip().is_unspecified() {
             "127.0.0.1".to_owned()
@@ -176,10 +179,10 @@ impl RtmpMedia {
         };
         let media = Arc::new(RtmpMedia {
             ffprobe: config.ffmpeg_binary.with_file_name("ffprobe"),
+            hook_secret,
             config: config.clone(),
             store,
             paths,
-            public_url: public_url.trim_end_matches('/').to_owned(),
             public_rtmp: format!("rtmp://{public_host}:{port}"),
             local_rtmp: format!("rtmp://{local_ip}:{port}"),
             problem,
@@ -191,6 +194,11 @@ impl RtmpMedia {
         });
         media.remux_leftovers();
         Ok(media)
+    }
+
+    /// Whether a callback carries the hook secret.
+    pub fn is_hook_secret(&self, given: &str) -> bool {
+        constant_time_eq(self.hook_secret.as_bytes(), given.as_bytes())
     }
 
     /// `Err` with the reason when video cannot flow.
@@ -230,8 +238,10 @@ impl RtmpMedia {
         self.drop_publisher(app, live_id).await
     }
 
-    pub fn push_view(&self, key: &PushKey) -> PushView {
-        let server = format!("{}/live", self.public_rtmp);
+    /// The push credentials as the host sees them; `host` is the name the host reached this
+    /// server by (used when no public host is configured).
+    pub fn push_view(&self, key: &PushKey, host: &str) -> PushView {
+        let server = complete_push_url(&format!("{}/live", self.public_rtmp), host);
         let stream_key = format!("{}?code={}", key.live_id, key.live_code);
         PushView {
             live_id: key.live_id.clone(),
@@ -465,7 +475,8 @@ impl RtmpMedia {
     }
 
     fn watch_url(&self, kind: StreamKind, live: &LiveId) -> String {
-        format!("{}/hls/{}/{}/index.m3u8", self.public_url, kind.app(), live)
+        // A path: each viewer resolves it against the address they opened the page with.
+        format!("/hls/{}/{}/index.m3u8", kind.app(), live)
     }
 
     /// The MP4 files of a stream, waiting (bounded) until nginx closed its recordings and they
@@ -628,7 +639,8 @@ impl MediaPlane for RtmpMedia {
             .unwrap_or_default()
             .to_owned();
         Ok(Some(Recording {
-            url: format!("{}/records/files/{live}/{name}", self.public_url),
+            // A path, never a host: the record outlives any address the server is reached by.
+            url: format!("/records/files/{live}/{name}"),
             duration_secs: duration.round() as u64,
         }))
     }
@@ -695,10 +707,50 @@ impl MediaPlane for RtmpMedia {
 }
 
 /// The nginx config for this install (also what `roommanager nginx-config` prints).
-pub fn config_text(config: &RtmpConfig, paths: &MediaPaths, http: SocketAddr) -> String {
+pub fn config_text(
+    config: &RtmpConfig,
+    paths: &MediaPaths,
+    http: SocketAddr,
+    hook_secret: &str,
+) -> String {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let as_root = unsafe { libc::geteuid() } == 0;
-    nginx::config_text(config, paths, http, as_root)
+    nginx::config_text(config, paths, http, hook_secret, as_root)
+}
+
+/// The secret nginx's callbacks must carry: `media.rtmp.hook_secret` when set, else the one
+/// generated at first start and kept in the data dir (readable by its owner only). Being on
+/// this machine is not enough: behind a reverse proxy on the same machine every request comes
+/// from loopback.
+pub fn hook_secret(config: &RtmpConfig, paths: &MediaPaths) -> std::io::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if !config.hook_secret.is_empty() {
+        return Ok(config.hook_secret.clone());
+    }
+    let file = paths.hook_secret_file();
+    match std::fs::read_to_string(&file) {
+        Ok(secret) if secret.trim().len() >= 32 => return Ok(secret.trim().to_owned()),
+        Ok(_) => std::fs::remove_file(&file)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let secret = random_token(40);
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&file)?;
+    out.write_all(secret.as_bytes())?;
+    out.sync_all()?;
+    Ok(secret)
+}
+
+/// Writes `text` to `path`, readable by its owner only (the nginx config holds the hook secret).
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
 fn standing_key(store: &Store, user: UserId) -> Result<PushKey, StoreError> {
@@ -742,15 +794,6 @@ fn flv_stream_name(file: &str) -> Option<(String, String)> {
     valid.then(|| (stream.to_owned(), stamp.to_owned()))
 }
 
-fn host_of(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or(rest);
-    match authority.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host.to_owned(),
-        _ => authority.to_owned(),
-    }
-}
-
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
@@ -775,11 +818,5 @@ mod tests {
         ] {
             assert_eq!(flv_stream_name(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn the_push_host_comes_from_the_public_url() {
-        assert_eq!(host_of("http://192.168.1.10:8080"), "192.168.1.10");
-        assert_eq!(host_of("https://live.school.lan/"), "live.school.lan");
     }
 }

@@ -18,7 +18,7 @@ use super::protocol::{
 };
 use super::{ClientId, ClientLink, Command, Member, RoomSummary, Shared};
 use crate::files::ImageKind;
-use crate::media::{LiveId, MediaError, MixLayout, MixSpec, StreamCredentials};
+use crate::media::{complete_push_url, LiveId, MediaError, MixLayout, MixSpec, StreamCredentials};
 use crate::model::{GiftEntry, LiveSession, Room, StoredDanmaku, User, UserId, UserKind};
 use crate::store::{unix_now, ChatEntry};
 
@@ -648,11 +648,15 @@ impl RoomActor {
                     push_url: None,
                     live_id: None,
                 });
+                let push_url = self
+                    .host_client
+                    .and_then(|c| self.members.get(&c))
+                    .map(|m| complete_push_url(&started.host_stream.push_url, &m.rtmp_host));
                 self.tell_host(&ServerMessage::LiveStarted {
                     room_id,
                     watch_url: started.watch_url.clone(),
                     title,
-                    push_url: Some(started.host_stream.push_url.clone()),
+                    push_url,
                     live_id: Some(started.host_stream.live_id.0.clone()),
                 });
                 tracing::info!(room = %self.room.id, live = %started.session.id, "live");
@@ -905,28 +909,28 @@ impl RoomActor {
                     watch_url: co.watch_url.clone(),
                     push_url: None,
                 };
-                let for_guest = ServerMessage::ConnectStarted {
-                    host,
-                    guest: co.guest.clone(),
-                    watch_url: co.watch_url.clone(),
-                    push_url: Some(co.guest_stream.push_url.clone()),
-                };
                 let frame = everyone.frame();
-                let guest_frame = for_guest.frame();
-                let clients: Vec<(ClientId, bool)> = self
+                // The guest's push URL names the server as each of its connections reached it.
+                let clients: Vec<(ClientId, Option<Arc<str>>)> = self
                     .members
                     .values()
-                    .map(|m| (m.client, m.user == guest))
+                    .map(|m| (m.client, (m.user == guest).then(|| m.rtmp_host.clone())))
                     .collect();
-                for (client, is_guest) in clients {
-                    self.send_frame(
-                        client,
-                        if is_guest {
-                            guest_frame.clone()
-                        } else {
-                            frame.clone()
-                        },
-                    );
+                for (client, guest_host) in clients {
+                    let frame = match guest_host {
+                        Some(rtmp_host) => ServerMessage::ConnectStarted {
+                            host: host.clone(),
+                            guest: co.guest.clone(),
+                            watch_url: co.watch_url.clone(),
+                            push_url: Some(complete_push_url(
+                                &co.guest_stream.push_url,
+                                &rtmp_host,
+                            )),
+                        }
+                        .frame(),
+                        None => frame.clone(),
+                    };
+                    self.send_frame(client, frame);
                 }
                 self.broadcast(&ServerMessage::WatchUrl {
                     watch_url: co.watch_url.clone(),

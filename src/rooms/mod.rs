@@ -95,6 +95,8 @@ pub struct Member {
     /// A chat ban in force when the member joined (rooms re-check its expiry on use).
     pub chat_ban: Option<Ban>,
     pub link: ClientLink,
+    /// The host for this member's push URLs (the name its connection reached the server by).
+    pub rtmp_host: Arc<str>,
 }
 
 /// A live room as the directory lists it.

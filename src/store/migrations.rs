@@ -4,16 +4,19 @@
 //! an older store is brought forward one numbered step at a time, all in the caller's single
 //! write transaction, so a crash mid-upgrade leaves the old version intact.
 
-use redb::WriteTransaction;
+use redb::{ReadableTable, WriteTransaction};
 
+use super::codec::{decode, encode};
+use super::tables::RECORDS;
 use super::StoreError;
+use crate::model::Record;
 
 /// The schema version this build of RoomManager reads and writes.
-pub const CURRENT: u64 = 1;
+pub const CURRENT: u64 = 2;
 
 /// `STEPS[i]` upgrades a store from version `i + 1` to `i + 2`.
 type Step = fn(&WriteTransaction) -> Result<(), StoreError>;
-const STEPS: &[Step] = &[];
+const STEPS: &[Step] = &[records_keep_paths];
 const _: () = assert!(STEPS.len() as u64 == CURRENT - 1, "one step per version");
 
 /// Runs every step from `from` (at least 1, at most [`CURRENT`]) up to [`CURRENT`].
@@ -28,4 +31,58 @@ pub fn upgrade(txn: &WriteTransaction, from: u64) -> Result<(), StoreError> {
         );
     }
     Ok(())
+}
+
+/// 1 → 2: a recording this server serves keeps its path, not a URL with the host it happened to
+/// be configured with (`http://localhost:8080/records/files/…` becomes `/records/files/…`), so it
+/// plays from wherever the site is opened. Recordings on another service (the http backend's
+/// distributor) keep their full URL.
+fn records_keep_paths(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut table = txn.open_table(RECORDS)?;
+    let mut changed = Vec::new();
+    for entry in table.iter()? {
+        let (id, bytes) = entry?;
+        let mut record: Record = decode(bytes.value(), "record")?;
+        if let Some(path) = own_recording_path(&record.url) {
+            record.url = path.to_owned();
+            changed.push((id.value(), record));
+        }
+    }
+    for (id, record) in changed {
+        table.insert(id, encode(&record).as_slice())?;
+    }
+    Ok(())
+}
+
+/// The path of a URL pointing at this server's own recordings.
+fn own_recording_path(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
+    let path = &rest[rest.find('/')?..];
+    path.starts_with("/records/files/").then_some(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::own_recording_path;
+
+    #[test]
+    fn only_own_recording_urls_lose_their_host() {
+        assert_eq!(
+            own_recording_path("http://localhost:8080/records/files/h1/session_1.mp4"),
+            Some("/records/files/h1/session_1.mp4")
+        );
+        assert_eq!(
+            own_recording_path("https://live.lan/records/files/h1/a.mp4"),
+            Some("/records/files/h1/a.mp4")
+        );
+        for other in [
+            "http://distributor.lan/records/h1.mp4",
+            "/records/files/h1/a.mp4",
+            "http://host-only",
+        ] {
+            assert_eq!(own_recording_path(other), None, "{other}");
+        }
+    }
 }

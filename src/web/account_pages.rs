@@ -6,7 +6,7 @@ use std::sync::Arc;
 use askama::Template;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{FromRequest, Multipart, Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
@@ -18,7 +18,8 @@ use crate::files::ImageKind;
 use crate::model::UserKind;
 
 use super::auth::{
-    clear_session_cookie, session_cookie, session_token, ClientIp, MaybeSigned, PageSigned,
+    clear_session_cookie, request_host, session_cookie, session_token, ClientIp, MaybeSigned,
+    PageSigned,
 };
 use super::csrf::Csrf;
 use super::error::{ApiError, PageError};
@@ -117,13 +118,15 @@ pub async fn register_page(
 pub async fn register_submit(
     State(app): State<Arc<App>>,
     ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     csrf: Csrf,
     PageForm(form): PageForm<RegisterForm>,
 ) -> Result<Response, PageError> {
     csrf.verify(&form.csrf)?;
+    let link_base = app.site.link_base(request_host(&headers));
     let registered = app
         .accounts
-        .register(&form.username, &form.password, &form.email, ip)
+        .register(&form.username, &form.password, &form.email, ip, &link_base)
         .await;
     match registered {
         Ok(_) => {
@@ -249,11 +252,17 @@ pub struct ResendForm {
 
 pub async fn resend_submit(
     State(app): State<Arc<App>>,
+    headers: HeaderMap,
     csrf: Csrf,
     PageForm(form): PageForm<ResendForm>,
 ) -> Result<Response, PageError> {
     csrf.verify(&form.csrf)?;
-    let notice = match app.accounts.resend_verification(&form.email).await {
+    let link_base = app.site.link_base(request_host(&headers));
+    let notice = match app
+        .accounts
+        .resend_verification(&form.email, &link_base)
+        .await
+    {
         Ok(()) => (
             StatusCode::ACCEPTED,
             NoticePage::new(

@@ -14,7 +14,9 @@ use crate::app::App;
 use crate::files::{FilesError, ImageKind};
 use crate::model::{Room, RoomId, User, UserKind};
 
-use super::auth::{clear_session_cookie, session_cookie, session_token, ClientIp, Signed};
+use super::auth::{
+    clear_session_cookie, request_host, session_cookie, session_token, ClientIp, Signed,
+};
 use super::error::ApiError;
 use super::json::ApiJson;
 
@@ -87,11 +89,13 @@ struct Registered {
 pub async fn register(
     State(app): State<Arc<App>>,
     ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let link_base = app.site.link_base(request_host(&headers));
     let user = app
         .accounts
-        .register(&body.username, &body.password, &body.email, ip)
+        .register(&body.username, &body.password, &body.email, ip, &link_base)
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -111,9 +115,13 @@ pub struct ResendBody {
 
 pub async fn resend(
     State(app): State<Arc<App>>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<ResendBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    app.accounts.resend_verification(&body.email).await?;
+    let link_base = app.site.link_base(request_host(&headers));
+    app.accounts
+        .resend_verification(&body.email, &link_base)
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "status": "sent" })),

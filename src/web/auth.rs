@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::header::{AUTHORIZATION, COOKIE};
+use axum::http::header::{AUTHORIZATION, COOKIE, HOST};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::response::Redirect;
@@ -39,13 +39,15 @@ pub fn session_token(headers: &HeaderMap) -> Option<&str> {
     bearer.or_else(|| cookie(headers, SESSION_COOKIE))
 }
 
+/// The name (and port) the client reached this server by: the `Host` header. Only
+/// `crate::site` decides what it may be used for.
+pub fn request_host(headers: &HeaderMap) -> Option<&str> {
+    headers.get(HOST).and_then(|v| v.to_str().ok())
+}
+
 /// A `Set-Cookie` value: HttpOnly, SameSite, Path=/, Secure when the site is served over https.
 pub fn set_cookie(app: &App, name: &str, value: &str, max_age: u64, same_site: &str) -> String {
-    let secure = if app.config.server.public_url.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
+    let secure = if app.site.is_https() { "; Secure" } else { "" };
     format!("{name}={value}; Max-Age={max_age}; Path=/; HttpOnly; SameSite={same_site}{secure}")
 }
 

@@ -3,12 +3,11 @@
 //! (`/records/files/…`, with byte ranges for seeking).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -17,7 +16,7 @@ use serde::Deserialize;
 use crate::app::App;
 use crate::media::rtmp::{Publish, PushView, RtmpMedia};
 
-use super::auth::Signed;
+use super::auth::{request_host, Signed};
 use super::error::ApiError;
 
 #[derive(Deserialize, Default)]
@@ -36,7 +35,7 @@ fn rtmp(app: &App) -> Result<&Arc<RtmpMedia>, ApiError> {
     })
 }
 
-/// A callback from nginx: it came from this machine (or carries the configured secret), and
+/// A callback from nginx: it carries the hook secret (see `rtmp::hook_secret`), and
 /// its form fields are parsed keeping the FIRST of each name — nginx writes its own fields
 /// first and appends the publisher's raw query after them, so a publisher cannot override
 /// `name` or `app` by repeating them.
@@ -56,21 +55,15 @@ impl FromRequest<Arc<App>> for HookCall {
 
     async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, Response> {
         let (mut parts, body) = req.into_parts();
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0);
         let query = Query::<HookQuery>::from_request_parts(&mut parts, app)
             .await
             .map(|q| q.0)
             .unwrap_or_default();
-        let secret = &app.config.media.rtmp.hook_secret;
-        let trusted = peer.is_some_and(|p| p.ip().is_loopback())
-            || (!secret.is_empty() && query.secret.as_deref() == Some(secret.as_str()));
-        if !trusted {
+        let media = rtmp(app).map_err(IntoResponse::into_response)?.clone();
+        // Only the secret counts: behind a reverse proxy every request comes from this machine.
+        if !media.is_hook_secret(query.secret.as_deref().unwrap_or_default()) {
             return Err(StatusCode::FORBIDDEN.into_response());
         }
-        let media = rtmp(app).map_err(IntoResponse::into_response)?.clone();
         let body = Bytes::from_request(Request::from_parts(parts, body), app)
             .await
             .map_err(IntoResponse::into_response)?;
@@ -147,29 +140,34 @@ pub async fn on_record_done(mut hook: HookCall) -> StatusCode {
 /// `GET /api/v1/me/push`: the host's push URL and OBS settings.
 pub async fn my_push(
     State(app): State<Arc<App>>,
+    headers: HeaderMap,
     Signed(who): Signed,
 ) -> Result<Json<PushView>, ApiError> {
     let user = who.registered()?.id;
     let media = rtmp(&app)?.clone();
-    let view =
-        tokio::task::spawn_blocking(move || media.push_key(user).map(|k| media.push_view(&k)))
-            .await
-            .map_err(|e| ApiError::internal(&e))??;
+    let host = app.site.rtmp_host(request_host(&headers));
+    let view = tokio::task::spawn_blocking(move || {
+        media.push_key(user).map(|k| media.push_view(&k, &host))
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))??;
     Ok(Json(view))
 }
 
 /// `POST /api/v1/me/push/rotate`: a new secret code; the old one stops working.
 pub async fn rotate_push(
     State(app): State<Arc<App>>,
+    headers: HeaderMap,
     Signed(who): Signed,
 ) -> Result<Json<PushView>, ApiError> {
     let user = who.registered()?.id;
     let media = rtmp(&app)?.clone();
     let rotating = media.clone();
+    let host = app.site.rtmp_host(request_host(&headers));
     let view = tokio::task::spawn_blocking(move || {
         rotating
             .rotate_push_key(user)
-            .map(|k| rotating.push_view(&k))
+            .map(|k| rotating.push_view(&k, &host))
     })
     .await
     .map_err(|e| ApiError::internal(&e))??;

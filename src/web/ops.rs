@@ -50,6 +50,7 @@ pub async fn healthz(State(app): State<Arc<App>>) -> impl IntoResponse {
             "uptime_secs": app.started.elapsed().as_secs(),
             "store": store_json,
             "media": media,
+            "urls": { "mode": app.site.mode(), "public_url": app.site.public_url() },
         })),
     )
 }

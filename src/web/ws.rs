@@ -19,7 +19,7 @@ use crate::model::{BanScope, RoomId, UserKind};
 use crate::rooms::protocol::{ClientMessage, Frame, ServerMessage};
 use crate::rooms::{ClientId, ClientLink, Member, RoomsError};
 
-use super::auth::session_token;
+use super::auth::{request_host, session_token};
 use super::error::ApiError;
 
 /// WebSocket read buffer: small, since client messages are small (the default is 128 KiB per
@@ -45,6 +45,7 @@ pub async fn ws(
     }
     let token = session_token(&headers).ok_or(AccountsError::NotLoggedIn)?;
     let who = app.accounts.authenticate(token).await?;
+    let rtmp_host: Arc<str> = app.site.rtmp_host(request_host(&headers)).into();
     let max_frame = app.config.rooms.max_frame_bytes;
     let tracked = app.clone();
     Ok(upgrade
@@ -52,7 +53,7 @@ pub async fn ws(
         .write_buffer_size(READ_BUFFER)
         .max_message_size(max_frame)
         .max_frame_size(max_frame)
-        .on_upgrade(move |socket| tracked.track(connection(app, who, socket))))
+        .on_upgrade(move |socket| tracked.track(connection(app, who, rtmp_host, socket))))
 }
 
 /// A browser's handshake names its page's origin; it must be this site. Programs send none.
@@ -69,7 +70,8 @@ fn same_origin(headers: &HeaderMap) -> bool {
         .is_some_and(|(_, rest)| rest.trim_end_matches('/') == host)
 }
 
-async fn connection(app: Arc<App>, who: SignedIn, socket: WebSocket) {
+/// `rtmp_host` is the host for this client's push URLs: the name it reached the server by.
+async fn connection(app: Arc<App>, who: SignedIn, rtmp_host: Arc<str>, socket: WebSocket) {
     let client = ClientId(NEXT_CLIENT.fetch_add(1, Ordering::Relaxed));
     let (link, frames) = ClientLink::new(app.config.rooms.client_queue);
     let (sink, stream) = socket.split();
@@ -80,6 +82,7 @@ async fn connection(app: Arc<App>, who: SignedIn, socket: WebSocket) {
         who,
         client,
         link: link.clone(),
+        rtmp_host,
         room: None,
     };
     session.read(stream).await;
@@ -159,6 +162,7 @@ struct Session {
     who: SignedIn,
     client: ClientId,
     link: ClientLink,
+    rtmp_host: Arc<str>,
     room: Option<RoomId>,
 }
 
@@ -288,6 +292,7 @@ impl Session {
             kind: self.who.user.kind,
             chat_ban,
             link: self.link.clone(),
+            rtmp_host: self.rtmp_host.clone(),
         };
         match self.app.rooms.join(room, member).await {
             Ok(()) => {

@@ -135,8 +135,13 @@ fn nginx_config_prints_the_config_the_rtmp_backend_runs() {
         out.contains("load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;"),
         "{out}"
     );
+    // The callbacks carry the secret generated at first start and kept in the data dir.
+    let secret = std::fs::read_to_string(data.join("nginx/conf/hook.secret")).unwrap();
+    assert!(secret.len() >= 32, "{secret}");
     assert!(
-        out.contains("on_publish http://127.0.0.1:9090/hooks/rtmp/on_publish;"),
+        out.contains(&format!(
+            "on_publish http://127.0.0.1:9090/hooks/rtmp/on_publish?secret={secret};"
+        )),
         "{out}"
     );
     assert!(

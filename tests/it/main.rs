@@ -11,6 +11,7 @@ mod browser_room;
 mod config;
 mod http;
 mod http_docs;
+mod lan;
 mod lifecycle;
 mod mail;
 mod media_http;

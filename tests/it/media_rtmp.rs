@@ -81,6 +81,11 @@ fn probe(file: &Path, select: &[&str], entries: &str) -> String {
 /// Waits until the newest segment of `watch_url`'s playlist decodes to a picture of `size`
 /// (width, height); fails with what it last saw if that does not happen within 40 s.
 async fn wait_for_picture(server: &TestServer, watch_url: &str, dir: &Path, size: (u32, u32)) {
+    assert!(
+        watch_url.starts_with("/hls/"),
+        "a path, not a URL with a host: {watch_url}"
+    );
+    let watch_url = &server.url(watch_url);
     let deadline = Instant::now() + Duration::from_secs(40);
     let mut last = String::new();
     loop {
@@ -403,7 +408,12 @@ async fn real_video_flows_from_push_to_hls_to_mix_to_recording() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let res = server.client.get(&record.url).send().await.unwrap();
+    let res = server
+        .client
+        .get(server.url(&record.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let mp4 = scratch.path().join("record.mp4");
     std::fs::write(&mp4, res.bytes().await.unwrap()).unwrap();
@@ -418,7 +428,7 @@ async fn real_video_flows_from_push_to_hls_to_mix_to_recording() {
     );
     let ranged = server
         .client
-        .get(&record.url)
+        .get(server.url(&record.url))
         .header("range", "bytes=100-1099")
         .send()
         .await
@@ -609,7 +619,12 @@ async fn each_session_of_a_host_gets_its_own_recording() {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
-        let res = server.client.get(&record.url).send().await.unwrap();
+        let res = server
+            .client
+            .get(server.url(&record.url))
+            .send()
+            .await
+            .unwrap();
         let mp4 = scratch.path().join(format!("{session}.mp4"));
         std::fs::write(&mp4, res.bytes().await.unwrap()).unwrap();
         let duration: f64 = probe(&mp4, &[], "format=duration").parse().unwrap();

@@ -68,3 +68,48 @@ async fn a_store_held_by_a_running_roommanager_is_refused_clearly() {
         .unwrap();
     assert_eq!(health.status(), 200, "the first server keeps serving");
 }
+
+/// A store written by schema 1 kept recordings as full URLs with whatever host was configured
+/// then; opening it moves this server's own recordings to paths and leaves other services' URLs.
+#[test]
+fn recordings_stored_with_a_host_are_migrated_to_paths() {
+    const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records_v1");
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(dir.path()).unwrap().close().unwrap();
+    let record = |id: u64, url: &str| {
+        serde_json::json!({"id": id, "room": 1, "host": 1, "live": id, "title": "Friday",
+                           "started_at": 1_790_000_000u64, "duration_secs": 60, "url": url})
+        .to_string()
+    };
+    {
+        let db = Database::create(dir.path().join(DB_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert("schema_version", 1)
+            .unwrap();
+        let mut records = txn.open_table(RECORDS).unwrap();
+        let own = record(1, "http://localhost:8080/records/files/habc/session_1.mp4");
+        let other = record(2, "http://distributor.lan/records/host-1-1.mp4");
+        records.insert(1, own.as_bytes()).unwrap();
+        records.insert(2, other.as_bytes()).unwrap();
+        drop(records);
+        txn.commit().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let urls: Vec<String> = store
+        .records()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.url)
+        .collect();
+    assert_eq!(
+        urls,
+        [
+            "/records/files/habc/session_1.mp4",
+            "http://distributor.lan/records/host-1-1.mp4"
+        ]
+    );
+    store.close().unwrap();
+    assert_eq!(stored_version(dir.path()), SCHEMA_VERSION);
+}

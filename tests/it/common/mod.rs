@@ -39,8 +39,8 @@ impl TestServer {
         Self::start_with(|_| {}).await
     }
 
-    /// Starts with the built-in defaults, changed by `adjust`. `server.public_url` is preset to
-    /// the server's own address, so emailed links lead back to it.
+    /// Starts with the built-in defaults, changed by `adjust`. `server.public_url` stays empty
+    /// (the default): every URL comes from the request, as on a LAN install.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
         Self::start_in(tempfile::tempdir().expect("temp dir"), adjust).await
     }
@@ -48,7 +48,17 @@ impl TestServer {
     /// Like [`TestServer::start_with`], on an existing data dir (e.g. one kept by
     /// [`TestServer::stop_keep_data`]), as a restart would.
     pub async fn start_in(data: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> Self {
-        Self::start_full(data, None, adjust).await
+        Self::start_full(data, None, "127.0.0.1:0", adjust).await
+    }
+
+    /// Like [`TestServer::start_in`], listening on `bind` (e.g. `0.0.0.0:0`, to be reached by
+    /// several loopback addresses, or `[::]:0`). `base` stays on 127.0.0.1.
+    pub async fn start_bound(
+        bind: &str,
+        data: tempfile::TempDir,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
+        Self::start_full(data, None, bind, adjust).await
     }
 
     /// Like [`TestServer::start_with`], with the given media plane instead of the default.
@@ -57,20 +67,21 @@ impl TestServer {
         adjust: impl FnOnce(&mut Config),
     ) -> Self {
         let data = tempfile::tempdir().expect("temp dir");
-        Self::start_full(data, Some(media), adjust).await
+        Self::start_full(data, Some(media), "127.0.0.1:0", adjust).await
     }
 
     async fn start_full(
         data: tempfile::TempDir,
         media: Option<Arc<dyn MediaPlane>>,
+        bind: &str,
         adjust: impl FnOnce(&mut Config),
     ) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("local addr"));
+        let listener = TcpListener::bind(bind).await.expect("bind");
+        let port = listener.local_addr().expect("local addr").port();
+        let base = format!("http://127.0.0.1:{port}");
         let mut config = Config::default();
         config.storage.data_dir = data.path().to_owned();
         config.server.shutdown_grace_secs = 2;
-        config.server.public_url = base.clone();
         // Tests that want real video turn nginx on; the others must not start one each.
         config.media.rtmp.manage_nginx = false;
         config.media.rtmp.rtmp_listen = ([127, 0, 0, 1], spare_port()).into();
@@ -137,7 +148,7 @@ async fn open_app(
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let opened = match &media {
-            Some(media) => App::open_with_media(config.clone(), media.clone()),
+            Some(media) => App::open_with_media(config.clone(), addr, media.clone()),
             None => App::open(config.clone(), addr),
         };
         match opened {
