@@ -632,7 +632,8 @@ async fn smtp_down_then_up_the_registration_is_kept_and_the_mail_arrives_after_a
     if !smtp::available() {
         return;
     }
-    let port = smtp::free_port();
+    let mail = SmtpServer::start_down(); // holds its port, refuses connections
+    let port = mail.port;
     let server = TestServer::start_with(|c| {
         relaxed(c);
         smtp_on(c, port);
@@ -645,13 +646,27 @@ async fn smtp_down_then_up_the_registration_is_kept_and_the_mail_arrives_after_a
     login(&server, "dave", PASSWORD)
         .await
         .expect_error(StatusCode::FORBIDDEN, "email_not_verified");
-    tokio::time::sleep(Duration::from_millis(1500)).await; // at least one attempt fails
+    // An attempt fails against the refusing port and is recorded; the mail stays queued.
+    let queued = smtp::wait_for_failed_attempts(&server, "dave@example.com", 1).await;
+    let error = queued.last_error.clone().unwrap_or_default();
+    assert!(
+        error.to_lowercase().contains("connection refused"),
+        "the recorded error says why: {error}"
+    );
+    assert!(mail.events().is_empty(), "{:#?}", mail.events());
 
-    let mail = SmtpServer::start_on(port);
+    mail.bring_up();
     let link = mail
         .wait_for_mail("dave@example.com", MAIL_WAIT)
         .await
         .verify_link();
+    smtp::wait_for_empty_queue(&server).await;
+    assert_eq!(
+        mail.mails_to("dave@example.com").len(),
+        1,
+        "delivered once: {:#?}",
+        mail.events()
+    );
     assert_first_verification(&click(&server, &link).await);
     login(&server, "dave", PASSWORD)
         .await
@@ -695,7 +710,8 @@ async fn a_mail_queued_while_smtp_is_down_is_sent_after_a_restart() {
     if !smtp::available() {
         return;
     }
-    let port = smtp::free_port();
+    let mail = SmtpServer::start_down();
+    let port = mail.port;
     let adjust = move |c: &mut Config| {
         relaxed(c);
         smtp_on(c, port);
@@ -704,11 +720,24 @@ async fn a_mail_queued_while_smtp_is_down_is_sent_after_a_restart() {
     register(&server, "erin", "erin@example.com")
         .await
         .expect(StatusCode::CREATED);
+    smtp::wait_for_failed_attempts(&server, "erin@example.com", 1).await;
     let data = server.stop_keep_data().await;
 
     let server = TestServer::start_in(data, adjust).await;
-    let mail = SmtpServer::start_on(port);
+    let queue = smtp::mail_queue(&server).await;
+    assert!(
+        queue.iter().any(|m| m.to == "erin@example.com"),
+        "still queued after the restart: {queue:#?}"
+    );
+    mail.bring_up();
     let message = mail.wait_for_mail("erin@example.com", MAIL_WAIT).await;
+    smtp::wait_for_empty_queue(&server).await;
+    assert_eq!(
+        mail.mails().len(),
+        1,
+        "delivered once: {:#?}",
+        mail.events()
+    );
     assert_first_verification(&click(&server, &message.verify_link()).await);
     login(&server, "erin", PASSWORD)
         .await
