@@ -11,11 +11,9 @@
 //! tests that deliver over TLS run the real binary as a child process with `SSL_CERT_FILE`
 //! naming the test CA; setting it in this process would change it for every test at once.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use roommanager::config::{Config, SmtpSecurity};
@@ -28,7 +26,7 @@ use crate::common::smtp::{
     self, Event, SmtpServer, TlsMode, AUTH_INVALID, AUTH_INVALID_TEXT, DATA_REFUSED,
     DATA_REFUSED_TEXT, RCPT_REFUSED, RCPT_REFUSED_TEXT,
 };
-use crate::common::{TestServer, BIN};
+use crate::common::{Process, TestServer};
 
 const WAIT: Duration = Duration::from_secs(20);
 const SMTP_USER: &str = "roommanager";
@@ -64,110 +62,33 @@ fn assert_reports_reply(error: &str, code: u16, text: &str) {
 // TLS and AUTH, with the binary trusting the test CA
 // ---------------------------------------------------------------------------------------------
 
-/// The real `roommanager` binary in a child process, with `SSL_CERT_FILE` set for it alone.
-struct Roommanager {
-    child: Child,
-    base: String,
-    lines: mpsc::Receiver<String>,
-    log: Vec<String>,
-    client: reqwest::Client,
-    _config: tempfile::TempDir,
+/// The real `roommanager` binary in a child process trusting only the certificates in
+/// `ca_cert` (through `SSL_CERT_FILE`, set for that process alone).
+fn serve_trusting(data_dir: &Path, config: &str, ca_cert: &Path) -> Process {
+    Process::serve_with_env(
+        data_dir,
+        config,
+        &[
+            ("SSL_CERT_FILE", Some(ca_cert.as_os_str())),
+            ("SSL_CERT_DIR", None),
+        ],
+    )
 }
 
-impl Roommanager {
-    /// Starts `roommanager serve` on 127.0.0.1:0 with `config` (TOML), trusting only the
-    /// certificates in `ca_cert`; waits until it listens.
-    fn serve(data_dir: &Path, config: &str, ca_cert: &Path) -> Roommanager {
-        let config_dir = tempfile::tempdir().expect("temp dir");
-        let file = config_dir.path().join("roommanager.toml");
-        std::fs::write(
-            &file,
-            format!("{config}\n[media.rtmp]\nmanage_nginx = false\n"),
-        )
-        .expect("write the config");
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .arg("--config")
-            .arg(&file)
-            .env("RUST_LOG", "info")
-            .env("SSL_CERT_FILE", ca_cert)
-            .env_remove("SSL_CERT_DIR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn roommanager");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut app = Roommanager {
-            child,
-            base: String::new(),
-            lines,
-            log: Vec::new(),
-            client: reqwest::Client::new(),
-            _config: config_dir,
-        };
-        let ready = app.wait_for_log(&["listening on http://"]);
-        let addr = ready
-            .split("listening on http://")
-            .nth(1)
-            .expect("the address after the marker")
-            .trim()
-            .to_owned();
-        app.base = format!("http://{addr}");
-        app
-    }
-
-    /// Reads the log until a line contains every one of `needles`; returns that line.
-    fn wait_for_log(&mut self, needles: &[&str]) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.log.push(line.clone());
-                    if needles.iter().all(|n| line.contains(n)) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "no log line with {needles:?} within {WAIT:?}; log:\n{}",
-                    self.log.join("\n")
-                ),
-            }
-        }
-    }
-
-    async fn register(&self, username: &str, email: &str) {
-        send(
-            self.client
-                .post(format!("{}/api/v1/register", self.base))
-                .json(&json!({"username": username, "password": PASSWORD, "email": email})),
-        )
-        .await
-        .expect(StatusCode::CREATED);
-    }
-
-    /// Opens the path and query of an emailed link on this server.
-    async fn click(&self, link: &str) -> crate::accounts::Reply {
-        let path = &link[link.find("/verify?").expect("a verification link")..];
-        send(self.client.get(format!("{}{path}", self.base))).await
-    }
+async fn register_at(app: &Process, username: &str, email: &str) {
+    send(
+        reqwest::Client::new()
+            .post(format!("{}/api/v1/register", app.base))
+            .json(&json!({"username": username, "password": PASSWORD, "email": email})),
+    )
+    .await
+    .expect(StatusCode::CREATED);
 }
 
-impl Drop for Roommanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Opens the path and query of an emailed link on `app`.
+async fn click_at(app: &Process, link: &str) -> crate::accounts::Reply {
+    let path = &link[link.find("/verify?").expect("a verification link")..];
+    send(reqwest::Client::new().get(format!("{}{path}", app.base))).await
 }
 
 fn smtp_config(port: u16, security: &str, password: &str) -> String {
@@ -181,7 +102,7 @@ fn smtp_config(port: u16, security: &str, password: &str) -> String {
 /// Registers through the binary configured for `security` against a server in `mode` that
 /// requires AUTH; checks the mail went out encrypted, authenticated, exactly once.
 async fn delivers_encrypted_and_authenticated(mode: TlsMode, security: &str) {
-    if !smtp::available() {
+    if !smtp::tls_available() {
         return;
     }
     let mail = SmtpServer::options()
@@ -189,13 +110,13 @@ async fn delivers_encrypted_and_authenticated(mode: TlsMode, security: &str) {
         .auth(SMTP_USER, SMTP_PASSWORD)
         .start();
     let data = tempfile::tempdir().expect("temp dir");
-    let mut app = Roommanager::serve(
+    let mut app = serve_trusting(
         data.path(),
         &smtp_config(mail.port, security, SMTP_PASSWORD),
         mail.ca_cert(),
     );
-    app.register("tess", "tess@example.com").await;
-    let delivered = app.wait_for_log(&["mail delivered", "tess@example.com"]);
+    register_at(&app, "tess", "tess@example.com").await;
+    let delivered = app.expect_log(&["mail delivered", "tess@example.com"]);
 
     let mails = mail.mails();
     assert_eq!(mails.len(), 1, "one mail, delivered once: {mails:#?}");
@@ -219,7 +140,7 @@ async fn delivers_encrypted_and_authenticated(mode: TlsMode, security: &str) {
     if mode == TlsMode::Starttls {
         assert_eq!(count(&events, |e| matches!(e, Event::Starttls)), 1);
     }
-    assert_first_verification(&app.click(&message.verify_link()).await);
+    assert_first_verification(&click_at(&app, &message.verify_link()).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,7 +155,7 @@ async fn tls_from_the_first_byte_with_auth_delivers_the_mail() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_over_starttls_is_refused_535_logged_and_retried() {
-    if !smtp::available() {
+    if !smtp::tls_available() {
         return;
     }
     let mail = SmtpServer::options()
@@ -242,12 +163,12 @@ async fn a_wrong_password_over_starttls_is_refused_535_logged_and_retried() {
         .auth(SMTP_USER, SMTP_PASSWORD)
         .start();
     let data = tempfile::tempdir().expect("temp dir");
-    let mut app = Roommanager::serve(
+    let mut app = serve_trusting(
         data.path(),
         &smtp_config(mail.port, "starttls", "not the password"),
         mail.ca_cert(),
     );
-    app.register("walt", "walt@example.com").await;
+    register_at(&app, "walt", "walt@example.com").await;
     let needles = |attempts: &'static str| {
         [
             "mail delivery failed; it stays queued and will be retried",
@@ -255,9 +176,9 @@ async fn a_wrong_password_over_starttls_is_refused_535_logged_and_retried() {
             attempts,
         ]
     };
-    let first = app.wait_for_log(&needles("attempts=1"));
+    let first = app.expect_log(&needles("attempts=1"));
     assert_reports_reply(&first, AUTH_INVALID, AUTH_INVALID_TEXT);
-    let second = app.wait_for_log(&needles("attempts=2"));
+    let second = app.expect_log(&needles("attempts=2"));
     assert_reports_reply(&second, AUTH_INVALID, AUTH_INVALID_TEXT);
 
     let events = mail.events();
@@ -286,7 +207,7 @@ async fn a_wrong_password_over_starttls_is_refused_535_logged_and_retried() {
 
 #[tokio::test]
 async fn a_certificate_the_app_does_not_trust_gets_neither_the_password_nor_the_mail() {
-    if !smtp::available() {
+    if !smtp::tls_available() {
         return;
     }
     // The server's certificate comes from the test CA, which this process does not trust.

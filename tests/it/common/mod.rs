@@ -186,6 +186,16 @@ impl Process {
     /// `[media.rtmp]` table of its own, nginx is not started: a test never takes the default
     /// RTMP and control ports of the machine.
     pub fn serve(data_dir: &Path, config: &str) -> Process {
+        Self::serve_with_env(data_dir, config, &[])
+    }
+
+    /// Like [`Process::serve`], with environment variables set (`Some`) or removed (`None`)
+    /// for the child alone (e.g. `SSL_CERT_FILE`, which would change every test if set here).
+    pub fn serve_with_env(
+        data_dir: &Path,
+        config: &str,
+        env: &[(&str, Option<&std::ffi::OsStr>)],
+    ) -> Process {
         let config_dir = tempfile::tempdir().expect("temp dir");
         let mut text = config.to_owned();
         if !text.contains("[media.rtmp]") {
@@ -201,6 +211,12 @@ impl Process {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        for (name, value) in env {
+            match value {
+                Some(value) => cmd.env(name, value),
+                None => cmd.env_remove(name),
+            };
+        }
         let mut child = cmd.spawn().expect("spawn roommanager");
         let stderr = child.stderr.take().expect("piped stderr");
         let (tx, lines) = mpsc::channel();
@@ -236,17 +252,33 @@ impl Process {
 
     /// Reads stderr until a line contains `needle` (or the process ends, or 60 s pass).
     pub fn wait_for_line(&mut self, needle: &str) -> Option<String> {
+        self.wait_for_all(&[needle])
+    }
+
+    /// Reads stderr until a line contains every one of `needles` (or the process ends, or
+    /// 60 s pass).
+    pub fn wait_for_all(&mut self, needles: &[&str]) -> Option<String> {
         loop {
             match self.lines.recv_timeout(Duration::from_secs(60)) {
                 Ok(line) => {
                     self.log.push(line.clone());
-                    if line.contains(needle) {
+                    if needles.iter().all(|n| line.contains(n)) {
                         return Some(line);
                     }
                 }
                 Err(_) => return None,
             }
         }
+    }
+
+    /// Like [`Process::wait_for_all`], failing the test with the log when no such line comes.
+    pub fn expect_log(&mut self, needles: &[&str]) -> String {
+        self.wait_for_all(needles).unwrap_or_else(|| {
+            panic!(
+                "no log line with {needles:?}; log:\n{}",
+                self.log.join("\n")
+            )
+        })
     }
 
     pub fn signal(&self, signal: &str) {

@@ -103,16 +103,14 @@ pub fn find_verify_link(text: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A free port on 127.0.0.1 (bound, read, released). Another process may take it before it is
-/// bound again, so an SMTP server never uses this: [`SmtpServer`] binds port 0 itself.
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local addr").port()
-}
-
 /// Whether python3 with aiosmtpd can run here (see [`tools::require`]).
 pub fn available() -> bool {
     tools::require(&[Tool::Aiosmtpd])
+}
+
+/// Whether the TLS tests can run: aiosmtpd, and `openssl` to make their certificates.
+pub fn tls_available() -> bool {
+    tools::require(&[Tool::Aiosmtpd, Tool::Openssl])
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

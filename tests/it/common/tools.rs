@@ -18,6 +18,7 @@ pub enum Tool {
     Chromium,
     Chromedriver,
     Aiosmtpd,
+    Openssl,
 }
 
 impl Tool {
@@ -30,6 +31,7 @@ impl Tool {
             Tool::Chromium => "Debian package `chromium`",
             Tool::Chromedriver => "Debian package `chromium-driver`",
             Tool::Aiosmtpd => "PyPI package `aiosmtpd` (pip install aiosmtpd)",
+            Tool::Openssl => "Debian package `openssl`",
         }
     }
 
@@ -42,6 +44,7 @@ impl Tool {
             Tool::Chromium => Path::new(super::webdriver::CHROMIUM).exists(),
             Tool::Chromedriver => Path::new(super::webdriver::CHROMEDRIVER).exists(),
             Tool::Aiosmtpd => runs("python3", &["-c", "import aiosmtpd"]),
+            Tool::Openssl => runs("openssl", &["version"]),
         }
     }
 }
