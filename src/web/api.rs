@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -17,6 +17,7 @@ use crate::model::{Room, RoomId, User, UserKind};
 use super::auth::{clear_session_cookie, session_cookie, session_token, ClientIp, Signed};
 use super::error::ApiError;
 use super::json::ApiJson;
+use super::path::ApiPath;
 
 /// A user as the API shows it.
 #[derive(Serialize)]
@@ -260,7 +261,7 @@ pub async fn put_cover(
 /// keep them forever.
 pub async fn file(
     State(app): State<Arc<App>>,
-    Path((folder, name)): Path<(String, String)>,
+    ApiPath((folder, name)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let kind = ImageKind::from_folder(&folder).ok_or_else(ApiError::not_found)?;
     let files = app.files.clone();
@@ -296,9 +297,9 @@ pub async fn rooms(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
 /// `GET /api/v1/rooms/{room_id}`: one room — its record, and its live state when open.
 pub async fn room(
     State(app): State<Arc<App>>,
-    Path(room_id): Path<String>,
+    ApiPath(room_id): ApiPath<u64>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let id = RoomId(room_id.parse().map_err(|_| no_such_room())?);
+    let id = RoomId(room_id);
     let room = app.store.run(move |s| s.room(id)).await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -311,12 +312,4 @@ pub async fn room(
         serde_json::to_value(RoomView::from(&room)).map_err(|e| ApiError::internal(&e))?;
     view["live"] = serde_json::to_value(live).map_err(|e| ApiError::internal(&e))?;
     Ok(Json(view))
-}
-
-fn no_such_room() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "room_not_found",
-        "There is no such room.",
-    )
 }

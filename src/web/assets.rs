@@ -4,12 +4,12 @@
 //! Paths are looked up in the embedded table only: nothing here touches the file system, so
 //! `..` and other path tricks simply find nothing.
 
-use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use rust_embed::RustEmbed;
 
 use super::error::{respond, ApiError};
+use super::path::ApiPath;
 
 #[derive(RustEmbed)]
 #[folder = "assets/"]
@@ -18,7 +18,7 @@ struct Assets;
 /// Browsers may reuse an asset for an hour, then revalidate it cheaply with its ETag.
 const CACHE_CONTROL: &str = "public, max-age=3600";
 
-pub async fn asset(Path(path): Path<String>, uri: Uri, headers: HeaderMap) -> Response {
+pub async fn asset(ApiPath(path): ApiPath<String>, uri: Uri, headers: HeaderMap) -> Response {
     let Some(file) = Assets::get(&path) else {
         return respond(&uri, &headers, ApiError::not_found());
     };

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -19,6 +19,7 @@ use crate::media::rtmp::{Publish, PushView, RtmpMedia};
 
 use super::auth::Signed;
 use super::error::ApiError;
+use super::path::ApiPath;
 
 #[derive(Deserialize, Default)]
 struct HookQuery {
@@ -182,7 +183,7 @@ pub async fn rotate_push(
 /// `GET /hls/{app}/{name}/{file}`: a playlist or segment written by nginx.
 pub async fn hls(
     State(app): State<Arc<App>>,
-    Path((nginx_app, name, file)): Path<(String, String, String)>,
+    ApiPath((nginx_app, name, file)): ApiPath<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let (path, content_type) = rtmp(&app)?
         .hls_path(&nginx_app, &name, &file)
@@ -211,7 +212,7 @@ pub async fn hls(
 /// `GET /records/files/{stream}/{file}`: a recording, with `Range` support for seeking.
 pub async fn record_file(
     State(app): State<Arc<App>>,
-    Path((stream, file)): Path<(String, String)>,
+    ApiPath((stream, file)): ApiPath<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let path = rtmp(&app)?

@@ -14,6 +14,7 @@ mod json;
 mod media;
 mod ops;
 mod pages;
+mod path;
 mod ws;
 
 use std::sync::Arc;
