@@ -1,10 +1,128 @@
-//! The web side's smaller holes, closed: path parameters that do not parse are answered in the
-//! error shape. Each refusal comes with a well-behaved request that is still served.
+//! The web side's smaller holes, closed: byte ranges by RFC 9110, and path parameters that do not
+//! parse answered in the error shape. Each refusal comes with a well-behaved request that is
+//! still served.
 
 use reqwest::StatusCode;
 
-use crate::accounts::{get_auth, relaxed, send, verified_user};
+use crate::accounts::{get_auth, relaxed, send, verified_user, Reply};
 use crate::common::TestServer;
+
+// ---------------------------------------------------------------------------------------------
+// Byte ranges (RFC 9110 §14)
+// ---------------------------------------------------------------------------------------------
+
+/// A GET of `path` with the raw `Range` header value; the reply and its bytes.
+async fn ranged(server: &TestServer, path: &str, range: &[u8]) -> (Reply, Vec<u8>) {
+    let value = reqwest::header::HeaderValue::from_bytes(range).expect("a header value");
+    let res = server
+        .client
+        .get(server.url(path))
+        .header("range", value)
+        .send()
+        .await
+        .expect("GET is answered");
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = res.bytes().await.expect("body").to_vec();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    (
+        Reply {
+            status,
+            headers,
+            text,
+        },
+        bytes,
+    )
+}
+
+#[tokio::test]
+async fn byte_ranges_follow_rfc_9110() {
+    let server = TestServer::start_with(relaxed).await;
+    let (_, token) = verified_user(&server, "ranger").await;
+    let live_id = get_auth(&server, "/api/v1/me/push", &token).await.json()["live_id"]
+        .as_str()
+        .expect("live_id")
+        .to_owned();
+    // Where the rtmp backend keeps a finished recording (as in `http_docs`).
+    let dir = server
+        .data
+        .path()
+        .join("media")
+        .join("records")
+        .join(&live_id);
+    std::fs::create_dir_all(&dir).expect("create the records folder");
+    let content: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    let len = content.len();
+    std::fs::write(dir.join("session_1795714121.mp4"), &content).expect("write a recording");
+    let path = format!("/records/files/{live_id}/session_1795714121.mp4");
+
+    // Ignored: the whole file, 200, no Content-Range.
+    let ignored: [&[u8]; 13] = [
+        b"items=0-99",
+        b"pages=1",
+        b"bytes",
+        b"bytes=",
+        b"bytes=abc",
+        b"bytes=5-1",
+        b"bytes=+1-2",
+        b"bytes=1-2-3",
+        b"bytes=0-99,x",
+        b"0-99",
+        b"bytes=0-1,5-6",
+        b"bytes=-5,0-0",
+        b"bytes=\xff-\xfe",
+    ];
+    for range in ignored {
+        let (reply, body) = ranged(&server, &path, range).await;
+        let shown = String::from_utf8_lossy(range);
+        assert_eq!(reply.status, StatusCode::OK, "{shown}");
+        assert!(reply.header("content-range").is_none(), "{shown}");
+        assert_eq!(
+            reply.header("content-length"),
+            Some(len.to_string()),
+            "{shown}"
+        );
+        assert_eq!(body, content, "{shown}");
+    }
+
+    // Served as one part, clamped to the file.
+    for (range, first, last) in [
+        ("bytes=9000-20000", 9000, 9999),
+        ("bytes=0-99999999999999999999999", 0, 9999),
+        ("bytes=-10", 9990, 9999),
+        ("bytes=-20000", 0, 9999),
+        ("bytes=9999-", 9999, 9999),
+        ("BYTES=100-199", 100, 199),
+        ("bytes=100-199,", 100, 199),
+    ] {
+        let (reply, body) = ranged(&server, &path, range.as_bytes()).await;
+        assert_eq!(reply.status, StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(
+            reply.header("content-range"),
+            Some(format!("bytes {first}-{last}/{len}")),
+            "{range}"
+        );
+        assert_eq!(body, content[first..=last], "{range}");
+    }
+
+    // Unsatisfiable: nothing of the file overlaps. 416 with the file's length.
+    for range in [
+        "bytes=10000-",
+        "bytes=10000-10001",
+        "bytes=99999999999999999999999-",
+        "bytes=-0",
+        "bytes=10000-10001, 20000-",
+    ] {
+        let (reply, body) = ranged(&server, &path, range.as_bytes()).await;
+        assert_eq!(reply.status, StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+        assert_eq!(
+            reply.header("content-range"),
+            Some(format!("bytes */{len}")),
+            "{range}"
+        );
+        assert!(body.is_empty(), "{range}");
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Path parameters that do not parse
