@@ -47,10 +47,6 @@ pub async fn asset(ApiPath(path): ApiPath<String>, uri: Uri, headers: HeaderMap)
             (header::CONTENT_TYPE, content_type),
             (header::ETAG, etag_value),
             (header::CACHE_CONTROL, cache),
-            (
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            ),
         ],
         file.data,
     )

@@ -1,11 +1,152 @@
-//! The web side's smaller holes, closed: byte ranges by RFC 9110, and path parameters that do not
-//! parse answered in the error shape. Each refusal comes with a well-behaved request that is
-//! still served.
+//! The web side's smaller holes, closed: the security headers on every answer, byte ranges by
+//! RFC 9110, and path parameters that do not parse answered in the error shape. Each refusal
+//! comes with a well-behaved request that is still served.
 
+use reqwest::header::COOKIE;
 use reqwest::StatusCode;
 
 use crate::accounts::{get_auth, relaxed, send, verified_user, Reply};
-use crate::common::TestServer;
+use crate::common::{run_command, write_file, TestServer};
+
+/// A client that shows redirects instead of following them, as a test of forms needs.
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a reqwest client")
+}
+
+fn session_cookie(token: &str) -> String {
+    format!("rm_session={token}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Security headers on every answer
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let server = TestServer::start_with(|c| {
+        relaxed(c);
+        c.media.watch_origins = vec!["http://media.lan:8090".to_owned()];
+    })
+    .await;
+    let (_, token) = verified_user(&server, "erin").await;
+    let room = get_auth(&server, "/api/v1/me", &token).await.json()["room_id"]
+        .as_u64()
+        .expect("a room");
+    let client = no_redirects();
+    let get = |path: &str| client.get(server.url(path));
+    let answers = [
+        ("home page", get("/")),
+        ("login page", get("/login")),
+        ("room page", get(&format!("/room/{room}"))),
+        (
+            "profile page",
+            get("/me").header(COOKIE, session_cookie(&token)),
+        ),
+        ("redirect", get("/me")),
+        ("error page", get("/no/such/page")),
+        ("API answer", get("/api/v1/rooms")),
+        ("API error", get("/api/v1/me")),
+        ("asset", get("/assets/room.js")),
+        ("stylesheet", get("/assets/style.css")),
+        ("health", get("/healthz")),
+        ("API not found", get("/api/v1/nothing")),
+    ];
+    for (what, request) in answers {
+        let reply = send(request).await;
+        assert_eq!(
+            reply.header("x-content-type-options").as_deref(),
+            Some("nosniff"),
+            "{what}"
+        );
+        assert_eq!(
+            reply.header("referrer-policy").as_deref(),
+            Some("same-origin"),
+            "{what}"
+        );
+        let policy = reply.header("content-security-policy").unwrap_or_default();
+        let directives: Vec<&str> = policy.split(';').map(str::trim).collect();
+        for wanted in [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "object-src 'none'",
+            "base-uri 'self'",
+            "frame-ancestors 'none'",
+            "media-src 'self' blob: http://media.lan:8090",
+            "connect-src 'self' http://media.lan:8090",
+        ] {
+            assert!(
+                directives.contains(&wanted),
+                "{what}: {wanted:?} not in {policy:?}"
+            );
+        }
+        assert!(
+            !policy.contains("unsafe-inline") && !policy.contains("unsafe-eval"),
+            "{policy}"
+        );
+        // Pages hold no inline script the policy would block: every script is a file.
+        if reply
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/html"))
+        {
+            let html = reply.text.to_lowercase();
+            for script in html.split("<script").skip(1) {
+                let tag = script.split('>').next().unwrap_or_default();
+                assert!(
+                    tag.contains("src=\"/assets/"),
+                    "{what}: inline <script{tag}>"
+                );
+            }
+            for handler in [
+                " onclick=",
+                " onload=",
+                " onerror=",
+                " onsubmit=",
+                "javascript:",
+            ] {
+                assert!(!html.contains(handler), "{what}: {handler}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_watch_origin_that_is_not_an_origin_is_refused_by_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_file(
+        dir.path(),
+        "bad.toml",
+        "[media]\nwatch_origins = [\"http://cdn.lan; script-src *\"]\n",
+    );
+    let (status, _, err) = run_command(
+        dir.path(),
+        &[
+            "check-config",
+            "--config",
+            config.to_str().expect("UTF-8 path"),
+        ],
+    );
+    assert!(!status.success());
+    assert!(err.contains("media.watch_origins"), "{err}");
+    let good = write_file(
+        dir.path(),
+        "good.toml",
+        "[media]\nwatch_origins = [\"http://192.168.1.20:8090\"]\n",
+    );
+    let (status, out, err) = run_command(
+        dir.path(),
+        &[
+            "check-config",
+            "--config",
+            good.to_str().expect("UTF-8 path"),
+        ],
+    );
+    assert!(status.success(), "{err}");
+    assert!(out.contains("http://192.168.1.20:8090"), "{out}");
+}
 
 // ---------------------------------------------------------------------------------------------
 // Byte ranges (RFC 9110 §14)
