@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,7 +14,10 @@ use crate::app::App;
 use crate::files::{FilesError, ImageKind};
 use crate::model::{Room, RoomId, User, UserKind};
 
-use super::auth::{clear_session_cookie, session_cookie, session_token, ClientIp, Signed};
+use super::auth::{
+    clear_session_cookie, session_cookie, session_token, ClientIp, MaybeSigned, Signed,
+};
+use super::csrf::NotCrossSite;
 use super::error::ApiError;
 use super::json::ApiJson;
 use super::path::ApiPath;
@@ -169,7 +172,24 @@ pub async fn logout(
     ))
 }
 
-pub async fn guest(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
+/// `POST /api/v1/guest[?replace=true]`. A request that is signed in already is refused unless it
+/// asks to replace its session: a page that wants to watch must not log its visitor out.
+pub async fn guest(
+    State(app): State<Arc<App>>,
+    _: NotCrossSite,
+    MaybeSigned(who): MaybeSigned,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let replace = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .any(|(key, value)| key == "replace" && value == "true");
+    if who.is_some() && !replace {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_signed_in",
+            "this session is signed in already; to start a guest session in its place, \
+             ask for POST /api/v1/guest?replace=true",
+        ));
+    }
     let session = app.accounts.create_guest().await?;
     Ok(session_response(&app, StatusCode::CREATED, session))
 }

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use rust_embed::RustEmbed;
 
 use super::error::{respond, ApiError};
+use super::hex;
 use super::path::ApiPath;
 
 #[derive(RustEmbed)]
@@ -51,8 +52,4 @@ pub async fn asset(ApiPath(path): ApiPath<String>, uri: Uri, headers: HeaderMap)
         file.data,
     )
         .into_response()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -2,8 +2,8 @@
 //!
 //! Thin by design: a handler parses the request, checks who is asking, calls the domain through
 //! [`App`], and renders JSON or a page. Errors become responses only in `error.rs`.
-//! Middleware here: body limits, the security headers every answer carries, and request logging
-//! with metrics.
+//! Middleware here: body limits, the API's CSRF guard (`csrf.rs`), the security headers every
+//! answer carries, and request logging with metrics.
 //! Calls: app (and through it every domain part). Never calls the store's internals.
 
 mod account_pages;
@@ -96,6 +96,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/assets/{*path}", get(assets::asset))
+        // Only on routes: an address that does not exist is 404 whatever the request.
+        .route_layer(middleware::from_fn(csrf::api_guard))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -141,6 +143,11 @@ async fn security_headers(State(policy): State<HeaderValue>, mut response: Respo
         HeaderValue::from_static("same-origin"),
     );
     response
+}
+
+/// Lower-case hex digits of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The addresses that take image uploads, and so a larger body than the rest.
