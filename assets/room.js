@@ -291,9 +291,17 @@
     }
   });
 
-  // Watching needs a session: a first-time visitor gets a guest one.
+  // Watching needs a session: a first-time visitor gets a guest one. The X-RM-CSRF header shows
+  // the server this is the site's own script, not a form of another site; 409 means a session
+  // started meanwhile (another tab), which is as good.
   const ready = root.dataset.signedIn === "true"
     ? Promise.resolve()
-    : fetch("/api/v1/guest", { method: "POST", credentials: "same-origin" });
+    : fetch("/api/v1/guest", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "X-RM-CSRF": "1" },
+    }).then((res) => {
+      if (!res.ok && res.status !== 409) throw new Error(`guest session: ${res.status}`);
+    });
   ready.then(connect, () => notice("Cannot start a session; reload the page."));
 })();

@@ -241,6 +241,9 @@ pub enum MediaBackend {
 #[serde(default, deny_unknown_fields)]
 pub struct MediaConfig {
     pub backend: MediaBackend,
+    /// Other origins (`scheme://host[:port]`) the room page may play video from; they join
+    /// the pages' Content-Security-Policy.
+    pub watch_origins: Vec<String>,
     pub rtmp: RtmpConfig,
     pub http: HttpMediaConfig,
 }
@@ -249,6 +252,7 @@ impl Default for MediaConfig {
     fn default() -> Self {
         Self {
             backend: MediaBackend::Rtmp,
+            watch_origins: Vec::new(),
             rtmp: RtmpConfig::default(),
             http: HttpMediaConfig::default(),
         }
@@ -511,6 +515,15 @@ impl Config {
                 problem: "must be greater than 0".to_owned(),
             });
         }
+        if let Some(bad) = m.watch_origins.iter().find(|o| !is_origin(o)) {
+            return Err(ConfigError::Invalid {
+                key: "media.watch_origins",
+                problem: format!(
+                    "must list origins such as \"http://192.168.1.20:8090\" (http or https, \
+                     a host, an optional port, nothing after it), got {bad:?}"
+                ),
+            });
+        }
         for (key, url) in [
             ("media.http.rtp_url", &m.http.rtp_url),
             ("media.http.distributor_url", &m.http.distributor_url),
@@ -624,9 +637,67 @@ impl Config {
     }
 }
 
+/// `http://host[:port]` or `https://…`: what a browser's Content-Security-Policy takes as an
+/// origin, with nothing in it that could end the policy's directive or list (`;`, `,`, spaces).
+fn is_origin(text: &str) -> bool {
+    let Some(rest) = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    // An IPv6 address is bracketed and has colons of its own; the port follows the bracket.
+    let (host, port) = match rest.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some(split) => split,
+            None => return false,
+        },
+        None => rest.split_at(rest.find(':').unwrap_or(rest.len())),
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
+    let port_ok = port.is_empty()
+        || port.strip_prefix(':').is_some_and(|number| {
+            number.bytes().all(|b| b.is_ascii_digit()) && number.parse::<u16>().is_ok()
+        });
+    host_ok && port_ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watch_origins_are_plain_origins() {
+        for good in [
+            "http://192.168.1.20:8090",
+            "https://cdn.example.org",
+            "http://[::1]:8090",
+            "http://media-1.lan",
+        ] {
+            assert!(is_origin(good), "{good}");
+        }
+        for bad in [
+            "192.168.1.20:8090",
+            "ftp://example.org",
+            "http://",
+            "http://example.org/",
+            "http://example.org/hls",
+            "http://example.org:port",
+            "http://a.org; script-src *",
+            "http://a.org,b.org",
+            "http://a.org b.org",
+            "*",
+        ] {
+            assert!(!is_origin(bad), "{bad}");
+        }
+        let mut config = Config::default();
+        config.media.watch_origins = vec!["http://ok.lan".into(), "evil; x".into()];
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("media.watch_origins"), "{err}");
+    }
 
     #[test]
     fn the_documented_default_file_equals_the_built_in_defaults() {

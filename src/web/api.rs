@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -15,10 +15,13 @@ use crate::files::{FilesError, ImageKind};
 use crate::model::{Room, RoomId, User, UserKind};
 
 use super::auth::{
-    clear_session_cookie, request_host, session_cookie, session_token, ClientIp, Signed,
+    clear_session_cookie, request_host, session_cookie, session_token, ClientIp, MaybeSigned,
+    Signed,
 };
+use super::csrf::NotCrossSite;
 use super::error::ApiError;
 use super::json::ApiJson;
+use super::path::ApiPath;
 
 /// A user as the API shows it.
 #[derive(Serialize)]
@@ -176,7 +179,24 @@ pub async fn logout(
     ))
 }
 
-pub async fn guest(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
+/// `POST /api/v1/guest[?replace=true]`. A request that is signed in already is refused unless it
+/// asks to replace its session: a page that wants to watch must not log its visitor out.
+pub async fn guest(
+    State(app): State<Arc<App>>,
+    _: NotCrossSite,
+    MaybeSigned(who): MaybeSigned,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let replace = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .any(|(key, value)| key == "replace" && value == "true");
+    if who.is_some() && !replace {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_signed_in",
+            "this session is signed in already; to start a guest session in its place, \
+             ask for POST /api/v1/guest?replace=true",
+        ));
+    }
     let session = app.accounts.create_guest().await?;
     Ok(session_response(&app, StatusCode::CREATED, session))
 }
@@ -268,7 +288,7 @@ pub async fn put_cover(
 /// keep them forever.
 pub async fn file(
     State(app): State<Arc<App>>,
-    Path((folder, name)): Path<(String, String)>,
+    ApiPath((folder, name)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let kind = ImageKind::from_folder(&folder).ok_or_else(ApiError::not_found)?;
     let files = app.files.clone();
@@ -282,10 +302,6 @@ pub async fn file(
                 (
                     header::CACHE_CONTROL,
                     HeaderValue::from_static("public, max-age=31536000, immutable"),
-                ),
-                (
-                    header::X_CONTENT_TYPE_OPTIONS,
-                    HeaderValue::from_static("nosniff"),
                 ),
             ],
             bytes,
@@ -304,9 +320,9 @@ pub async fn rooms(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
 /// `GET /api/v1/rooms/{room_id}`: one room — its record, and its live state when open.
 pub async fn room(
     State(app): State<Arc<App>>,
-    Path(room_id): Path<String>,
+    ApiPath(room_id): ApiPath<u64>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let id = RoomId(room_id.parse().map_err(|_| no_such_room())?);
+    let id = RoomId(room_id);
     let room = app.store.run(move |s| s.room(id)).await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -319,12 +335,4 @@ pub async fn room(
         serde_json::to_value(RoomView::from(&room)).map_err(|e| ApiError::internal(&e))?;
     view["live"] = serde_json::to_value(live).map_err(|e| ApiError::internal(&e))?;
     Ok(Json(view))
-}
-
-fn no_such_room() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "room_not_found",
-        "There is no such room.",
-    )
 }

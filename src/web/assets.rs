@@ -4,12 +4,13 @@
 //! Paths are looked up in the embedded table only: nothing here touches the file system, so
 //! `..` and other path tricks simply find nothing.
 
-use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use rust_embed::RustEmbed;
 
 use super::error::{respond, ApiError};
+use super::hex;
+use super::path::ApiPath;
 
 #[derive(RustEmbed)]
 #[folder = "assets/"]
@@ -18,7 +19,7 @@ struct Assets;
 /// Browsers may reuse an asset for an hour, then revalidate it cheaply with its ETag.
 const CACHE_CONTROL: &str = "public, max-age=3600";
 
-pub async fn asset(Path(path): Path<String>, uri: Uri, headers: HeaderMap) -> Response {
+pub async fn asset(ApiPath(path): ApiPath<String>, uri: Uri, headers: HeaderMap) -> Response {
     let Some(file) = Assets::get(&path) else {
         return respond(&uri, &headers, ApiError::not_found());
     };
@@ -47,16 +48,8 @@ pub async fn asset(Path(path): Path<String>, uri: Uri, headers: HeaderMap) -> Re
             (header::CONTENT_TYPE, content_type),
             (header::ETAG, etag_value),
             (header::CACHE_CONTROL, cache),
-            (
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            ),
         ],
         file.data,
     )
         .into_response()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

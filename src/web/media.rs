@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,6 +18,7 @@ use crate::media::rtmp::{Publish, PushView, RtmpMedia};
 
 use super::auth::{request_host, Signed};
 use super::error::ApiError;
+use super::path::ApiPath;
 
 #[derive(Deserialize, Default)]
 struct HookQuery {
@@ -180,7 +181,7 @@ pub async fn rotate_push(
 /// `GET /hls/{app}/{name}/{file}`: a playlist or segment written by nginx.
 pub async fn hls(
     State(app): State<Arc<App>>,
-    Path((nginx_app, name, file)): Path<(String, String, String)>,
+    ApiPath((nginx_app, name, file)): ApiPath<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let (path, content_type) = rtmp(&app)?
         .hls_path(&nginx_app, &name, &file)
@@ -209,7 +210,7 @@ pub async fn hls(
 /// `GET /records/files/{stream}/{file}`: a recording, with `Range` support for seeking.
 pub async fn record_file(
     State(app): State<Arc<App>>,
-    Path((stream, file)): Path<(String, String)>,
+    ApiPath((stream, file)): ApiPath<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let path = rtmp(&app)?
@@ -235,14 +236,15 @@ async fn serve_ranged(
         .await
         .map_err(|e| ApiError::internal(&e))?
         .len();
+    // A header that is not text cannot be a byte range: ignored like any other unusable one.
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| parse_range(v, size));
-    let (status, start, end) = match range {
-        None => (StatusCode::OK, 0, size.saturating_sub(1)),
-        Some(Some((start, end))) => (StatusCode::PARTIAL_CONTENT, start, end),
-        Some(None) => {
+        .map_or(Ranged::Whole, |v| parse_range(v, size));
+    let (status, start, length) = match range {
+        Ranged::Whole => (StatusCode::OK, 0, size),
+        Ranged::Part { first, last } => (StatusCode::PARTIAL_CONTENT, first, last - first + 1),
+        Ranged::Unsatisfiable => {
             return Ok((
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 [(header::CONTENT_RANGE, format!("bytes */{size}"))],
@@ -250,7 +252,6 @@ async fn serve_ranged(
                 .into_response())
         }
     };
-    let length = if size == 0 { 0 } else { end - start + 1 };
     file.seek(std::io::SeekFrom::Start(start))
         .await
         .map_err(|e| ApiError::internal(&e))?;
@@ -261,30 +262,88 @@ async fn serve_ranged(
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CONTENT_LENGTH, length)
         .header(header::CACHE_CONTROL, "public, max-age=3600");
-    if status == StatusCode::PARTIAL_CONTENT {
-        response = response.header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"));
+    if let Ranged::Part { first, last } = range {
+        response = response.header(
+            header::CONTENT_RANGE,
+            format!("bytes {first}-{last}/{size}"),
+        );
     }
     response.body(body).map_err(|e| ApiError::internal(&e))
 }
 
-/// One `bytes=` range of a file of `size` bytes, as (first, last) inclusive; `None` when it
-/// cannot be satisfied. Several ranges are answered with the first one only.
-fn parse_range(value: &str, size: u64) -> Option<(u64, u64)> {
-    let spec = value.strip_prefix("bytes=")?.split(',').next()?.trim();
-    let (first, last) = spec.split_once('-')?;
-    let (start, end) = if first.is_empty() {
-        let suffix: u64 = last.parse().ok()?;
-        (size.checked_sub(suffix.min(size))?, size.checked_sub(1)?)
-    } else {
-        let start: u64 = first.parse().ok()?;
-        let end = if last.is_empty() {
-            size.checked_sub(1)?
-        } else {
-            last.parse::<u64>().ok()?.min(size.checked_sub(1)?)
-        };
-        (start, end)
+/// What a `Range` header asks of a file, by RFC 9110 §14.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ranged {
+    /// The whole file (200): the header is ignored because its unit is not `bytes`, it does not
+    /// parse, or it asks for several ranges (answering those in one part is allowed and simpler
+    /// than a multipart body).
+    Whole,
+    /// One range, first and last byte inclusive, clamped to the file (206).
+    Part { first: u64, last: u64 },
+    /// No range overlaps the file (416).
+    Unsatisfiable,
+}
+
+fn parse_range(value: &str, size: u64) -> Ranged {
+    let Some((unit, set)) = value.split_once('=') else {
+        return Ranged::Whole;
     };
-    (start <= end && start < size).then_some((start, end))
+    if !unit.trim().eq_ignore_ascii_case("bytes") {
+        return Ranged::Whole;
+    }
+    let specs: Option<Vec<Ranged>> = set
+        .split(',')
+        .map(str::trim)
+        .filter(|spec| !spec.is_empty())
+        .map(|spec| byte_range(spec, size))
+        .collect();
+    match specs.as_deref() {
+        None | Some([]) => Ranged::Whole,
+        Some([one]) => *one,
+        Some(all) if all.iter().all(|r| *r == Ranged::Unsatisfiable) => Ranged::Unsatisfiable,
+        Some(_) => Ranged::Whole,
+    }
+}
+
+/// One `first-last`, `first-` or `-suffix`; `None` when it is not valid syntax (which makes the
+/// whole header ignored). A `Whole` answer stands for a range that is valid but covers nothing
+/// that can be sent as a part (a suffix of an empty file).
+fn byte_range(spec: &str, size: u64) -> Option<Ranged> {
+    let (first, last) = spec.split_once('-')?;
+    // Digits only: `+5` or ` 5` are not numbers here, though `u64::from_str` takes some of them.
+    // A number too big for u64 is still valid syntax: it is past the end of any file.
+    let number = |text: &str| -> Option<u64> {
+        (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| text.parse().unwrap_or(u64::MAX))
+    };
+    if first.is_empty() {
+        let suffix = number(last)?;
+        return Some(match (suffix, size) {
+            (0, _) => Ranged::Unsatisfiable,
+            (_, 0) => Ranged::Whole,
+            _ => Ranged::Part {
+                first: size - suffix.min(size),
+                last: size - 1,
+            },
+        });
+    }
+    let first = number(first)?;
+    let last = if last.is_empty() {
+        u64::MAX
+    } else {
+        number(last)?
+    };
+    if last < first {
+        return None;
+    }
+    Some(if first >= size {
+        Ranged::Unsatisfiable
+    } else {
+        Ranged::Part {
+            first,
+            last: last.min(size - 1),
+        }
+    })
 }
 
 #[cfg(test)]
@@ -292,15 +351,65 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ranges() {
-        assert_eq!(parse_range("bytes=0-99", 1000), Some((0, 99)));
-        assert_eq!(parse_range("bytes=900-", 1000), Some((900, 999)));
-        assert_eq!(parse_range("bytes=-100", 1000), Some((900, 999)));
-        assert_eq!(parse_range("bytes=0-5000", 1000), Some((0, 999)));
-        assert_eq!(parse_range("bytes=1000-", 1000), None);
-        assert_eq!(parse_range("bytes=5-1", 1000), None);
-        assert_eq!(parse_range("items=0-1", 1000), None);
-        assert_eq!(parse_range("bytes=0-0", 0), None);
+    fn ranges_follow_rfc_9110() {
+        use Ranged::{Part, Unsatisfiable, Whole};
+        let cases = [
+            ("bytes=0-99", Part { first: 0, last: 99 }),
+            (
+                "bytes=900-",
+                Part {
+                    first: 900,
+                    last: 999,
+                },
+            ),
+            (
+                "bytes=-100",
+                Part {
+                    first: 900,
+                    last: 999,
+                },
+            ),
+            (
+                "bytes=-5000",
+                Part {
+                    first: 0,
+                    last: 999,
+                },
+            ),
+            (
+                "bytes=0-5000",
+                Part {
+                    first: 0,
+                    last: 999,
+                },
+            ),
+            ("Bytes = 5-5", Part { first: 5, last: 5 }),
+            (
+                "bytes=0-99999999999999999999999",
+                Part {
+                    first: 0,
+                    last: 999,
+                },
+            ),
+            ("bytes=1000-", Unsatisfiable),
+            ("bytes=99999999999999999999999-", Unsatisfiable),
+            ("bytes=-0", Unsatisfiable),
+            ("bytes=1000-1001, 2000-", Unsatisfiable),
+            ("bytes=5-1", Whole),
+            ("items=0-1", Whole),
+            ("bytes=", Whole),
+            ("bytes", Whole),
+            ("bytes=a-b", Whole),
+            ("bytes=+1-2", Whole),
+            ("bytes=1-2-3", Whole),
+            ("bytes=0-1,5-6", Whole),
+            ("bytes=0-1,x", Whole),
+        ];
+        for (header, expected) in cases {
+            assert_eq!(parse_range(header, 1000), expected, "{header}");
+        }
+        assert_eq!(parse_range("bytes=0-0", 0), Unsatisfiable);
+        assert_eq!(parse_range("bytes=-5", 0), Whole);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //!
 //! Thin by design: a handler parses the request, checks who is asking, calls the domain through
 //! [`App`], and renders JSON or a page. Errors become responses only in `error.rs`.
+//! Middleware here: body limits, the API's CSRF guard (`csrf.rs`), the security headers every
+//! answer carries, and request logging with metrics.
 //! Calls: app (and through it every domain part). Never calls the store's internals.
 
 mod account_pages;
@@ -14,13 +16,14 @@ mod json;
 mod media;
 mod ops;
 mod pages;
+mod path;
 mod ws;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{header, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post, put};
@@ -34,6 +37,7 @@ use error::ApiError;
 pub fn router(app: Arc<App>) -> Router {
     let max_body = app.config.server.max_body_bytes;
     let image_limit = DefaultBodyLimit::max(upload_limit(&app));
+    let policy = content_security_policy(&app.config.media.watch_origins);
     Router::new()
         .route("/", get(pages::home))
         .route("/room/{room_id}", get(pages::room))
@@ -92,6 +96,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/assets/{*path}", get(assets::asset))
+        // Only on routes: an address that does not exist is 404 whatever the request.
+        .route_layer(middleware::from_fn(csrf::api_guard))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -100,7 +106,48 @@ pub fn router(app: Arc<App>) -> Router {
             refuse_large_bodies,
         ))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
+        .layer(middleware::map_response_with_state(
+            policy,
+            security_headers,
+        ))
         .with_state(app)
+}
+
+/// The pages' Content-Security-Policy. Scripts, styles and images come from this server only,
+/// never inline; video and its playlists may also come from `watch_origins` (another media
+/// backend's distributor); hls.js plays through `blob:` URLs and runs its worker from one; the
+/// WebSocket is this server's (`'self'` covers ws: and wss: to the same host). No page may be
+/// framed, so no other site can dress it up and trick clicks out of a visitor.
+fn content_security_policy(watch_origins: &[String]) -> HeaderValue {
+    let extra: String = watch_origins.iter().map(|o| format!(" {o}")).collect();
+    let policy = format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
+         media-src 'self' blob:{extra}; connect-src 'self'{extra}; worker-src 'self' blob:; \
+         object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+    );
+    HeaderValue::from_str(&policy)
+        .expect("config validation lets only plain origins into media.watch_origins")
+}
+
+/// Headers on every answer: the policy above, no MIME sniffing (an upload or a JSON answer is
+/// never run as a script or page), and no full URLs in `Referer` to other sites.
+async fn security_headers(State(policy): State<HeaderValue>, mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
+}
+
+/// Lower-case hex digits of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The addresses that take image uploads, and so a larger body than the rest.

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Html;
 
@@ -19,6 +19,7 @@ use crate::rooms::RoomSummary;
 
 use super::auth::MaybeSigned;
 use super::error::{ApiError, PageError};
+use super::path::ApiPath;
 
 /// What `base.html` needs from every page.
 pub struct Layout {
@@ -95,7 +96,7 @@ pub struct RoomPage {
 pub async fn room(
     State(app): State<Arc<App>>,
     MaybeSigned(who): MaybeSigned,
-    Path(room_id): Path<String>,
+    ApiPath(room_id): ApiPath<u64>,
 ) -> Result<Html<String>, PageError> {
     let not_found = || {
         PageError(ApiError::new(
@@ -104,7 +105,6 @@ pub async fn room(
             "There is no such room.",
         ))
     };
-    let room_id: u64 = room_id.parse().map_err(|_| not_found())?;
     let id = RoomId(room_id);
     let found = app
         .store

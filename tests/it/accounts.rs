@@ -390,11 +390,20 @@ pub async fn verified_user(server: &TestServer, username: &str) -> (u64, String)
     (user["user_id"].as_u64().expect("user id"), token)
 }
 
+/// `POST /api/v1/guest` as the site's own script sends it (with the `X-RM-CSRF` header).
+pub async fn new_guest(server: &TestServer) -> Reply {
+    send(
+        server
+            .client
+            .post(server.url("/api/v1/guest"))
+            .header("x-rm-csrf", "1"),
+    )
+    .await
+}
+
 /// A new guest session's token.
 pub async fn guest_token(server: &TestServer) -> String {
-    let reply = send(server.client.post(server.url("/api/v1/guest")))
-        .await
-        .expect(StatusCode::CREATED);
+    let reply = new_guest(server).await.expect(StatusCode::CREATED);
     reply.json()["token"]
         .as_str()
         .expect("guest token")

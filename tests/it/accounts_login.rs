@@ -7,8 +7,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::accounts::{
-    get, get_auth, is_token, login, login_token, patch_json, post_json, put_bytes, register,
-    register_and_verify, relaxed, resend, send, signed_in, Reply, PASSWORD,
+    get, get_auth, is_token, login, login_token, new_guest, patch_json, post_json, put_bytes,
+    register, register_and_verify, relaxed, resend, send, signed_in, Reply, PASSWORD,
 };
 use crate::accounts_profile::png;
 use crate::common::TestServer;
@@ -263,12 +263,14 @@ async fn after_logout_the_token_is_refused() {
         .await
         .expect(StatusCode::NO_CONTENT);
 
-    // Logging out with the cookie ends the cookie's session.
+    // Logging out with the cookie (and the header that shows it is not a cross-site form) ends
+    // the cookie's session.
     send(
         server
             .client
             .post(server.url("/api/v1/logout"))
-            .header(COOKIE, format!("rm_session={other}")),
+            .header(COOKIE, format!("rm_session={other}"))
+            .header("x-rm-csrf", "1"),
     )
     .await
     .expect(StatusCode::NO_CONTENT);
@@ -309,9 +311,7 @@ async fn an_expired_session_is_refused_as_expired() {
 #[tokio::test]
 async fn a_guest_gets_a_session_and_can_only_watch() {
     let server = relaxed_server().await;
-    let reply = send(server.client.post(server.url("/api/v1/guest")))
-        .await
-        .expect(StatusCode::CREATED);
+    let reply = new_guest(&server).await.expect(StatusCode::CREATED);
     let body = reply.json();
     let token = body["token"].as_str().expect("token").to_owned();
     assert!(is_token(&token), "{token}");
@@ -361,10 +361,7 @@ async fn a_guest_gets_a_session_and_can_only_watch() {
         .expect_error(StatusCode::FORBIDDEN, "registered_only");
 
     // Every guest is a different user.
-    let second = send(server.client.post(server.url("/api/v1/guest")))
-        .await
-        .expect(StatusCode::CREATED)
-        .json();
+    let second = new_guest(&server).await.expect(StatusCode::CREATED).json();
     assert_ne!(second["user"]["user_id"], user["user_id"]);
     assert_ne!(second["token"], body["token"]);
 }
@@ -376,10 +373,7 @@ async fn idle_guests_are_purged() {
         c.accounts.guest_idle_secs = 1;
     })
     .await;
-    let token = send(server.client.post(server.url("/api/v1/guest")))
-        .await
-        .expect(StatusCode::CREATED)
-        .json()["token"]
+    let token = new_guest(&server).await.expect(StatusCode::CREATED).json()["token"]
         .as_str()
         .expect("token")
         .to_owned();

@@ -170,6 +170,32 @@ async fn account_pages_work_in_a_real_browser() {
     assert_eq!(browser.current_url().await, server.url("/login"));
     assert_eq!(browser.text("h1").await, "Log in");
 
+    // 9. Every page above worked under its Content-Security-Policy without a violation. The
+    // recorder does see one: an inline script, which the policy blocks.
+    assert_eq!(browser.csp_violations().await, Vec::<String>::new());
+    browser
+        .execute(
+            "const s = document.createElement('script'); \
+             s.textContent = 'window.injected = true'; document.body.append(s);",
+        )
+        .await;
+    let deadline = Instant::now() + webdriver::WAIT;
+    while browser.csp_violations().await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no violation recorded for an inline script"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        browser.csp_violations().await,
+        ["/login: script-src-elem blocked inline"]
+    );
+    assert_eq!(
+        browser.execute("return window.injected === true").await,
+        false
+    );
+
     drop(browser);
     server.stop().await;
     eprintln!("browser test took {:.1?}", started.elapsed());

@@ -395,6 +395,7 @@ async fn healthz_is_503_degraded_when_the_store_fails() {
     let new_guest = || async {
         let res = client
             .post(format!("{base}/api/v1/guest"))
+            .header("x-rm-csrf", "1")
             .send()
             .await
             .expect("guest answers");

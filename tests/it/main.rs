@@ -19,3 +19,4 @@ mod media_rtmp;
 mod protocol;
 mod rooms;
 mod store;
+mod web_hardening;

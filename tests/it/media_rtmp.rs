@@ -122,7 +122,8 @@ async fn wait_for_picture(server: &TestServer, watch_url: &str, dir: &Path, size
 }
 
 /// A first-time visitor opens the room page in headless Chromium: the video element plays the
-/// host's picture (its width is the pushed width and its clock runs).
+/// host's picture (its width is the pushed width and its clock runs), and nothing the page does
+/// breaks its Content-Security-Policy.
 async fn assert_plays_in_a_browser(server: &TestServer, room: u64, width: u64) {
     let browser = Browser::start().await;
     browser.goto(&format!("{}/room/{room}", server.base)).await;
@@ -132,6 +133,8 @@ async fn assert_plays_in_a_browser(server: &TestServer, room: u64, width: u64) {
             .execute("const p = document.getElementById('player'); return [p.videoWidth, p.currentTime, p.src, p.paused, p.readyState, p.networkState, p.error && p.error.message, p.buffered.length ? p.buffered.end(0) : -1, p.muted];")
             .await;
         if state[0].as_u64() == Some(width) && state[1].as_f64().is_some_and(|t| t > 1.0) {
+            // hls.js's worker, its blob: video and the WebSocket all within the page's policy.
+            assert_eq!(browser.csp_violations().await, Vec::<String>::new());
             return;
         }
         assert!(

@@ -25,6 +25,24 @@ pub fn available() -> bool {
     tools::require(&[Tool::Chromium, Tool::Chromedriver])
 }
 
+/// Where [`CSP_RECORDER`] keeps what it saw: the tab's session storage, which outlives page loads
+/// within one origin.
+const CSP_KEY: &str = "rm-csp-violations";
+
+/// Runs first in every document: notes each CSP violation (what was blocked, by which
+/// directive, on which page) under [`CSP_KEY`].
+fn csp_recorder() -> String {
+    format!(
+        r#"document.addEventListener("securitypolicyviolation", (e) => {{
+  try {{
+    const seen = JSON.parse(sessionStorage.getItem({CSP_KEY:?}) || "[]");
+    seen.push(`${{location.pathname}}: ${{e.effectiveDirective}} blocked ${{e.blockedURI || "inline"}}`);
+    sessionStorage.setItem({CSP_KEY:?}, JSON.stringify(seen));
+  }} catch (_) {{}}
+}});"#
+    )
+}
+
 /// One headless Chromium session behind its own chromedriver.
 pub struct Browser {
     driver: Child,
@@ -91,7 +109,26 @@ impl Browser {
             .unwrap_or_else(|e| panic!("chromedriver does not start Chromium: {e}"));
         let id = created["sessionId"].as_str().expect("a session id");
         browser.session = format!("/session/{id}");
+        // Before any script of any page runs, so that no violation escapes it.
+        let recorder = json!({
+            "cmd": "Page.addScriptToEvaluateOnNewDocument",
+            "params": {"source": csp_recorder()},
+        });
         browser
+            .cmd(Method::POST, "/goog/cdp/execute", Some(recorder))
+            .await;
+        browser
+    }
+
+    /// Every Content-Security-Policy violation the pages of this site reported in this tab (see
+    /// [`csp_recorder`]).
+    pub async fn csp_violations(&self) -> Vec<String> {
+        let seen = self
+            .execute(&format!(
+                "return JSON.parse(sessionStorage.getItem({CSP_KEY:?}) || '[]')"
+            ))
+            .await;
+        serde_json::from_value(seen).expect("a list of strings")
     }
 
     /// One WebDriver command (`path` on the driver); its `value`, or the driver's error as text.
