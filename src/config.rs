@@ -52,6 +52,8 @@ pub struct ServerConfig {
     pub public_url: String,
     pub max_body_bytes: usize,
     pub shutdown_grace_secs: u64,
+    pub header_timeout_secs: u64,
+    pub keepalive_idle_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +63,8 @@ impl Default for ServerConfig {
             public_url: "http://localhost:8080".to_owned(),
             max_body_bytes: 1024 * 1024,
             shutdown_grace_secs: 10,
+            header_timeout_secs: 10,
+            keepalive_idle_secs: 60,
         }
     }
 }
@@ -211,6 +215,8 @@ pub struct RoomsConfig {
     pub max_frame_bytes: usize,
     pub media_timeout_secs: u64,
     pub media_attempts: u32,
+    pub ws_ping_secs: u64,
+    pub ws_idle_secs: u64,
 }
 
 impl Default for RoomsConfig {
@@ -226,6 +232,8 @@ impl Default for RoomsConfig {
             max_frame_bytes: 16 * 1024,
             media_timeout_secs: 10,
             media_attempts: 3,
+            ws_ping_secs: 20,
+            ws_idle_secs: 60,
         }
     }
 }
@@ -456,6 +464,35 @@ impl Config {
                 ),
             });
         }
+        for (key, secs) in [
+            (
+                "server.header_timeout_secs",
+                self.server.header_timeout_secs,
+            ),
+            (
+                "server.keepalive_idle_secs",
+                self.server.keepalive_idle_secs,
+            ),
+            ("rooms.ws_ping_secs", self.rooms.ws_ping_secs),
+            ("rooms.ws_idle_secs", self.rooms.ws_idle_secs),
+        ] {
+            if !(1..=3600).contains(&secs) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: format!("must be between 1 and 3600 seconds, got {secs}"),
+                });
+            }
+        }
+        if self.rooms.ws_idle_secs <= self.rooms.ws_ping_secs {
+            return Err(ConfigError::Invalid {
+                key: "rooms.ws_idle_secs",
+                problem: format!(
+                    "must be longer than rooms.ws_ping_secs ({} s), or every client would be \
+                     dropped before it could answer a ping; got {}",
+                    self.rooms.ws_ping_secs, self.rooms.ws_idle_secs
+                ),
+            });
+        }
         let url = &self.server.public_url;
         let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
         if !scheme_ok
@@ -664,6 +701,17 @@ mod tests {
         config.server.max_body_bytes = 10;
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("server.max_body_bytes"), "{err}");
+    }
+
+    #[test]
+    fn the_websocket_idle_time_must_outlast_a_ping() {
+        let mut config = Config::default();
+        config.rooms.ws_idle_secs = config.rooms.ws_ping_secs;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("rooms.ws_idle_secs"), "{err}");
+        config.rooms.ws_idle_secs = 0;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("rooms.ws_idle_secs"), "{err}");
     }
 
     #[test]

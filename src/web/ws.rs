@@ -1,17 +1,21 @@
 //! `GET /ws`: one WebSocket per client. A reader task parses the client's messages and hands
 //! them to the room it is in; a writer task drains the client's bounded queue of outgoing frames
 //! (filled by the rooms) and flushes once per batch. When either ends, the other is stopped, and
-//! the connection leaves its room once.
+//! the connection leaves its room once. The writer pings every `rooms.ws_ping_secs`; the reader
+//! closes a connection that has sent nothing for `rooms.ws_idle_secs`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::accounts::{AccountsError, SignedIn};
 use crate::app::App;
@@ -27,7 +31,7 @@ use super::error::ApiError;
 const READ_BUFFER: usize = 8 * 1024;
 
 /// How long the close frame may take to leave.
-const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
 
@@ -74,7 +78,8 @@ async fn connection(app: Arc<App>, who: SignedIn, socket: WebSocket) {
     let (link, frames) = ClientLink::new(app.config.rooms.client_queue);
     let (sink, stream) = socket.split();
     app.metrics.ws_opened();
-    let writer = tokio::spawn(write(sink, frames, link.clone()));
+    let ping = Duration::from_secs(app.config.rooms.ws_ping_secs);
+    let writer = tokio::spawn(write(sink, frames, link.clone(), ping));
     let mut session = Session {
         app: app.clone(),
         who,
@@ -91,16 +96,30 @@ async fn connection(app: Arc<App>, who: SignedIn, socket: WebSocket) {
     app.metrics.ws_closed();
 }
 
-/// Sends queued frames until the link is closed, then a close frame with the reason.
+/// Sends queued frames, and a ping every `ping`, until the link is closed; then a close frame
+/// with the reason.
 async fn write(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut frames: mpsc::Receiver<Frame>,
     link: ClientLink,
+    ping: Duration,
 ) {
+    let mut pings = tokio::time::interval_at(Instant::now() + ping, ping);
+    pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
             () = link.closing() => break,
+            _ = pings.tick() => {
+                let sent = tokio::select! {
+                    sent = sink.send(Message::Ping(Bytes::new())) => sent,
+                    () = link.closing() => break,
+                };
+                if sent.is_err() {
+                    link.close("write_failed");
+                    return;
+                }
+            }
             frame = frames.recv() => {
                 let Some(frame) = frame else { break };
                 // A client that stops reading must not hold this task: closing wins over a
@@ -118,7 +137,11 @@ async fn write(
         }
     }
     let reason = link.close_reason().unwrap_or("bye").to_owned();
-    let code = if reason == "too_slow" { 1008 } else { 1000 };
+    let code = if matches!(reason.as_str(), "too_slow" | "ping_timeout") {
+        1008
+    } else {
+        1000
+    };
     let close = sink.send(Message::Close(Some(CloseFrame {
         code,
         reason: Utf8Bytes::from(reason),
@@ -156,7 +179,16 @@ struct Session {
 }
 
 impl Session {
+    /// Reads the client's messages until the connection ends. A client that sends nothing at
+    /// all, not even the pong to the writer's pings, for `rooms.ws_idle_secs` is gone (its
+    /// machine is off, its network dropped, or it holds the socket on purpose): it is closed
+    /// with `ping_timeout`.
     async fn read(&mut self, mut stream: futures_util::stream::SplitStream<WebSocket>) {
+        let idle = Duration::from_secs(self.app.config.rooms.ws_idle_secs);
+        let mut heard = Instant::now();
+        // One timer, moved on only when it fires: a message costs no timer update.
+        let silence = tokio::time::sleep_until(heard + idle);
+        tokio::pin!(silence);
         loop {
             let message = tokio::select! {
                 () = self.link.closing() => return,
@@ -164,8 +196,18 @@ impl Session {
                     self.link.close("server_shutdown");
                     return;
                 }
+                () = silence.as_mut() => {
+                    if heard.elapsed() >= idle {
+                        self.app.metrics.connection_dropped("ping_timeout");
+                        self.link.close("ping_timeout");
+                        return;
+                    }
+                    silence.as_mut().reset(heard + idle);
+                    continue;
+                }
                 message = stream.next() => message,
             };
+            heard = Instant::now();
             match message {
                 Some(Ok(Message::Text(text))) => {
                     self.app.metrics.ws_received();
