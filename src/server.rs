@@ -1,10 +1,10 @@
 //! Server: runs RoomManager from a validated config until a shutdown signal, then stops in order.
-//! Accepts connections and serves each with the header and keep-alive deadlines
-//! (`connection.rs`).
+//! Accepts connections, applies the per-IP connection cap, and serves each connection with the
+//! header and keep-alive deadlines (`connection.rs`).
 //!
 //! Order of shutdown: stop accepting connections; let in-flight requests finish within
 //! `server.shutdown_grace_secs`; then close the app (and with it the store).
-//! Calls: app, web, config.
+//! Calls: app, web, config, connections.
 
 mod connection;
 
@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use connection::{Deadlines, Stop};
+use connection::{Answer, Deadlines, Stop};
 
 use crate::app::{App, AppError};
 use crate::config::Config;
@@ -56,6 +56,9 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
 /// listener and shutdown future.
 ///
 /// Each connection is served by [`connection::serve`] with the header and keep-alive deadlines.
+/// A client address over `server.max_connections_per_ip` has its new connection answered 429
+/// and closed; trusted proxies are not counted here (the web layer counts the clients they
+/// forward).
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
@@ -94,11 +97,25 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
+        // A dual-stack listener shows IPv4 clients as ::ffff:a.b.c.d; they are IPv4 clients.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        let (slot, answer) = if app.config.server.is_trusted_proxy(peer.ip()) {
+            (None, Answer::Serve(router.clone()))
+        } else {
+            match app.connections.try_open(peer.ip()) {
+                Some(slot) => (Some(slot), Answer::Serve(router.clone())),
+                None => {
+                    app.metrics.connection_dropped("per_ip_cap");
+                    (None, Answer::Refuse)
+                }
+            }
+        };
         connections.spawn(connection::serve(
             app.clone(),
             tcp,
             peer,
-            router.clone(),
+            slot,
+            answer,
             deadlines,
             stop.clone(),
         ));

@@ -8,6 +8,9 @@
 //! These are the deadlines of Go's `ReadHeaderTimeout` and `IdleTimeout`. hyper's own
 //! `header_read_timeout` cannot express them: it runs one timer from the end of a response to
 //! the end of the next head, so the idle time and the header time would be one setting.
+//!
+//! A connection over the per-IP cap is served too, so that its client reads why: every request
+//! on it is answered 429 `too_many_connections`, and it closes after the first answer.
 
 use std::convert::Infallible;
 use std::io;
@@ -32,6 +35,8 @@ use tower_service::Service;
 
 use crate::app::App;
 use crate::config::ServerConfig;
+use crate::connections::Slot;
+use crate::web;
 
 /// How long a request head may take, and how long a kept-alive connection may wait for one.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +54,13 @@ impl Deadlines {
     }
 }
 
+/// What the server does with the connection's requests.
+pub enum Answer {
+    Serve(Router),
+    /// Over the per-IP cap: answer 429 and close.
+    Refuse,
+}
+
 /// The stop signals of the server: `graceful` asks connections to finish their request and
 /// close; `force` (at the end of the grace period) drops them.
 #[derive(Clone)]
@@ -63,28 +75,37 @@ pub async fn serve(
     app: Arc<App>,
     tcp: TcpStream,
     peer: SocketAddr,
-    router: Router,
+    slot: Option<Slot>,
+    answer: Answer,
     deadlines: Deadlines,
     stop: Stop,
 ) {
     let activity = Arc::new(Activity::new());
-    let io = Io::new(tcp, activity.clone(), app.clone());
+    let refuse = matches!(answer, Answer::Refuse);
+    let io = Io::new(tcp, activity.clone(), slot, app.clone());
     let service = {
         let activity = activity.clone();
+        let app = app.clone();
         hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let busy = Busy::start(&activity);
             req.extensions_mut().insert(ConnectInfo(peer));
-            // A Router is always ready: no poll_ready is needed before calling it.
-            let routed = router.clone().call(req);
+            let answered = match &answer {
+                // A Router is always ready: no poll_ready is needed before calling it.
+                Answer::Serve(router) => Ok(router.clone().call(req)),
+                Answer::Refuse => Err(web::too_many_connections(&app, req.uri(), req.headers())),
+            };
             async move {
-                let response = routed.await.unwrap_or_else(|never| match never {});
+                let response = match answered {
+                    Ok(routed) => routed.await.unwrap_or_else(|never| match never {}),
+                    Err(refused) => refused,
+                };
                 Ok::<_, Infallible>(response.map(|body| Tracked { body, _busy: busy }))
             }
         })
     };
     let mut builder = http1::Builder::new();
     // Without a timer hyper has no header timeout of its own; the deadlines below replace it.
-    builder.header_read_timeout(None);
+    builder.header_read_timeout(None).keep_alive(!refuse);
     let mut conn = pin!(builder
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades());
@@ -223,17 +244,24 @@ impl HttpBody for Tracked {
 }
 
 /// The socket: notes arriving bytes for the deadlines, and for as long as it lives (after a
-/// WebSocket upgrade too) counts in the gauge of open connections.
+/// WebSocket upgrade too) holds the connection's place in the per-IP count and in the gauge of
+/// open connections.
 struct Io {
     tcp: TcpStream,
     activity: Arc<Activity>,
+    _slot: Option<Slot>,
     app: Arc<App>,
 }
 
 impl Io {
-    fn new(tcp: TcpStream, activity: Arc<Activity>, app: Arc<App>) -> Self {
+    fn new(tcp: TcpStream, activity: Arc<Activity>, slot: Option<Slot>, app: Arc<App>) -> Self {
         app.metrics.connection_opened();
-        Self { tcp, activity, app }
+        Self {
+            tcp,
+            activity,
+            _slot: slot,
+            app,
+        }
     }
 }
 

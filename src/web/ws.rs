@@ -13,6 +13,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
+use axum::Extension;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -25,6 +26,7 @@ use crate::rooms::{ClientId, ClientLink, Member, RoomsError};
 
 use super::auth::session_token;
 use super::error::ApiError;
+use super::ProxiedSlot;
 
 /// WebSocket read buffer: small, since client messages are small (the default is 128 KiB per
 /// connection, which adds up with thousands of viewers).
@@ -37,6 +39,7 @@ static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
 
 pub async fn ws(
     State(app): State<Arc<App>>,
+    proxied: Option<Extension<ProxiedSlot>>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
@@ -56,7 +59,13 @@ pub async fn ws(
         .write_buffer_size(READ_BUFFER)
         .max_message_size(max_frame)
         .max_frame_size(max_frame)
-        .on_upgrade(move |socket| tracked.track(connection(app, who, socket))))
+        .on_upgrade(move |socket| {
+            tracked.track(async move {
+                connection(app, who, socket).await;
+                // A client behind a trusted proxy holds its place for as long as the socket.
+                drop(proxied);
+            })
+        }))
 }
 
 /// A browser's handshake names its page's origin; it must be this site. Programs send none.

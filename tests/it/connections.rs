@@ -1,16 +1,19 @@
 //! Connections under abuse: silent sockets, slowloris headers, idle keep-alive, WebSockets that
-//! never answer pings.
+//! never answer pings, the per-IP connection cap, and X-Forwarded-For from trusted proxies only.
 //! Every test also shows a well-behaved client served at the same time.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
+use reqwest::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
-use serde_json::Value;
+use roommanager::config::Config;
+use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::accounts::relaxed;
 use crate::common::ws::WsClient;
 use crate::common::{wait_for, TestServer};
 
@@ -114,7 +117,12 @@ async fn silent_connections_are_closed_at_the_header_deadline_while_a_client_is_
     let allowed = raise_open_files(2 * 3000 + 2000);
     let silent = 3000.min(allowed.saturating_sub(2000) / 2) as usize;
     assert!(silent >= 500, "only {allowed} open files allowed");
-    let server = TestServer::start_with(|c| c.server.header_timeout_secs = 2).await;
+    let server = TestServer::start_with(|c| {
+        c.server.header_timeout_secs = 2;
+        // The cap would refuse most of them; this test is about the header deadline alone.
+        c.server.max_connections_per_ip = 0;
+    })
+    .await;
     let target = addr(&server);
     let mut sockets = Vec::with_capacity(silent);
     for _ in 0..silent {
@@ -325,4 +333,196 @@ async fn a_websocket_that_never_answers_pings_is_closed_and_a_live_one_stays() {
         .await,
         1
     );
+}
+
+#[tokio::test]
+async fn the_per_ip_cap_refuses_one_more_connection_and_frees_a_slot_when_one_closes() {
+    let server = TestServer::start_with(|c| c.server.max_connections_per_ip = 3).await;
+    // Another address, for the set-up and for the client that must be served all along.
+    let other = client_from([127, 0, 0, 2]);
+    let token = guest(&server, &other).await;
+    let mut sockets = Vec::new();
+    for _ in 0..3 {
+        sockets.push(WsClient::connect(&server.base, &token).await);
+    }
+    // The fourth WebSocket from 127.0.0.1.
+    let refused = WsClient::try_connect(&server.base, &token).await;
+    let Err(tokio_tungstenite::tungstenite::Error::Http(answer)) = refused else {
+        panic!("the fourth connection was not refused with an HTTP answer");
+    };
+    assert_eq!(answer.status(), 429);
+    let body: Value =
+        serde_json::from_slice(answer.body().as_deref().unwrap_or_default()).expect("JSON");
+    assert_eq!(body["error"]["code"], "too_many_connections", "{body}");
+    // Plain HTTP, as a program and as a browser.
+    let capped = client_from([127, 0, 0, 1]);
+    let res = capped
+        .get(server.url("/api/v1/rooms"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(res.headers()[RETRY_AFTER], "1");
+    assert_eq!(res.headers()[CONNECTION], "close");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_connections");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("3 connections"),
+        "{body}"
+    );
+    let page = capped.get(server.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(page.headers()[CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    // Everyone else, and the connections already open, are served.
+    let res = other.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    for socket in &mut sockets {
+        socket.sync().await;
+    }
+    // One closes: its place is free again (once the server has seen it close).
+    drop(sockets.pop());
+    let again = wait_for(|| async { WsClient::try_connect(&server.base, &token).await.ok() }).await;
+    sockets.push(again);
+    for socket in &mut sockets {
+        socket.sync().await;
+    }
+    let refusals = metric(
+        &server,
+        "roommanager_connections_dropped_total{reason=\"per_ip_cap\"}",
+    )
+    .await;
+    assert!(refusals >= 3, "{refusals}");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_cap_counts_each_forwarded_client() {
+    let server = TestServer::start_with(|c| {
+        c.server.max_connections_per_ip = 2;
+        c.server.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let token = guest(&server, &server.client).await;
+    let via = |client: &'static str| [("x-forwarded-for", client)];
+    let mut first = Vec::new();
+    for _ in 0..2 {
+        let ws = WsClient::try_connect_with(&server.base, &token, &via("203.0.113.9"))
+            .await
+            .expect("within the cap");
+        first.push(ws);
+    }
+    let refused = WsClient::try_connect_with(&server.base, &token, &via("203.0.113.9")).await;
+    let Err(tokio_tungstenite::tungstenite::Error::Http(answer)) = refused else {
+        panic!("the third WebSocket of 203.0.113.9 was not refused with an HTTP answer");
+    };
+    assert_eq!(answer.status(), 429);
+    let body: Value =
+        serde_json::from_slice(answer.body().as_deref().unwrap_or_default()).expect("JSON");
+    assert_eq!(body["error"]["code"], "too_many_connections", "{body}");
+    // Another client behind the same proxy is served; the proxy itself (127.0.0.1, four
+    // connections open now) is not capped.
+    let mut second = WsClient::try_connect_with(&server.base, &token, &via("203.0.113.10"))
+        .await
+        .expect("another client of the proxy");
+    second.sync().await;
+    assert_eq!(server.get("/healthz").await.status(), StatusCode::OK);
+    // A WebSocket holds its client's place until it closes.
+    drop(first.pop());
+    let mut again = wait_for(|| async {
+        WsClient::try_connect_with(&server.base, &token, &via("203.0.113.9"))
+            .await
+            .ok()
+    })
+    .await;
+    again.sync().await;
+    first[0].sync().await;
+}
+
+/// Failed logins with `forwarded` as X-Forwarded-For (none when empty); the statuses in order.
+async fn failed_logins(server: &TestServer, forwarded: &str, times: usize) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for _ in 0..times {
+        let mut req = server
+            .client
+            .post(server.url("/api/v1/login"))
+            .json(&json!({"login": "nobody", "password": "wrong password"}));
+        if !forwarded.is_empty() {
+            req = req.header("x-forwarded-for", forwarded);
+        }
+        statuses.push(
+            req.send()
+                .await
+                .expect("POST /api/v1/login")
+                .status()
+                .as_u16(),
+        );
+    }
+    statuses
+}
+
+fn two_logins_per_ip(c: &mut Config) {
+    relaxed(c);
+    c.limits.login_per_ip = 2;
+}
+
+#[tokio::test]
+async fn x_forwarded_for_names_the_client_only_when_a_trusted_proxy_sends_it() {
+    let proxied = TestServer::start_with(|c| {
+        two_logins_per_ip(c);
+        c.server.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    assert_eq!(
+        failed_logins(&proxied, "198.51.100.1", 3).await,
+        [401, 401, 429]
+    );
+    // What a client writes left of the address the proxy appended counts for nothing.
+    assert_eq!(
+        failed_logins(&proxied, "198.51.100.7, 198.51.100.1", 1).await,
+        [429]
+    );
+    // Trusted hops on the right are skipped.
+    assert_eq!(
+        failed_logins(&proxied, "198.51.100.1, 127.0.0.1", 1).await,
+        [429]
+    );
+    // Another client of the proxy has a budget of its own.
+    assert_eq!(failed_logins(&proxied, "198.51.100.2", 2).await, [401, 401]);
+    assert_eq!(
+        failed_logins(&proxied, "[2001:db8::5]:4711", 1).await,
+        [401]
+    );
+    // Without the header, or with one no proxy would write, the client is the proxy itself.
+    assert_eq!(failed_logins(&proxied, "", 1).await, [401]);
+    assert_eq!(
+        failed_logins(&proxied, "not an address", 2).await,
+        [401, 429]
+    );
+
+    // The same requests to a server that trusts no proxy: the header is ignored.
+    let direct = TestServer::start_with(two_logins_per_ip).await;
+    let mut statuses = Vec::new();
+    for forwarded in ["198.51.100.1", "198.51.100.2", "198.51.100.3"] {
+        statuses.extend(failed_logins(&direct, forwarded, 1).await);
+    }
+    assert_eq!(statuses, [401, 401, 429]);
+}
+
+#[tokio::test]
+async fn an_ipv4_mapped_peer_is_its_ipv4_address() {
+    // A dual-stack listener sees 127.0.0.1 as ::ffff:127.0.0.1; the trusted proxy is listed as
+    // 127.0.0.1 and must still be recognised.
+    let server = TestServer::start_bound("[::]:0", |c| {
+        two_logins_per_ip(c);
+        c.server.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    assert_eq!(failed_logins(&server, "198.51.100.1", 2).await, [401, 401]);
+    assert_eq!(failed_logins(&server, "198.51.100.2", 2).await, [401, 401]);
+    assert_eq!(failed_logins(&server, "198.51.100.1", 1).await, [429]);
 }

@@ -45,10 +45,18 @@ impl TestServer {
         Self::start_in(tempfile::tempdir().expect("temp dir"), adjust).await
     }
 
+    /// Like [`TestServer::start_with`], listening on `bind` (e.g. `[::]:0`, a dual-stack
+    /// socket that sees IPv4 clients as `::ffff:a.b.c.d`). `base` names 127.0.0.1 when `bind`
+    /// is unspecified.
+    pub async fn start_bound(bind: &str, adjust: impl FnOnce(&mut Config)) -> Self {
+        let data = tempfile::tempdir().expect("temp dir");
+        Self::start_full(data, None, bind, adjust).await
+    }
+
     /// Like [`TestServer::start_with`], on an existing data dir (e.g. one kept by
     /// [`TestServer::stop_keep_data`]), as a restart would.
     pub async fn start_in(data: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> Self {
-        Self::start_full(data, None, adjust).await
+        Self::start_full(data, None, "127.0.0.1:0", adjust).await
     }
 
     /// Like [`TestServer::start_with`], with the given media plane instead of the default.
@@ -57,16 +65,21 @@ impl TestServer {
         adjust: impl FnOnce(&mut Config),
     ) -> Self {
         let data = tempfile::tempdir().expect("temp dir");
-        Self::start_full(data, Some(media), adjust).await
+        Self::start_full(data, Some(media), "127.0.0.1:0", adjust).await
     }
 
     async fn start_full(
         data: tempfile::TempDir,
         media: Option<Arc<dyn MediaPlane>>,
+        bind: &str,
         adjust: impl FnOnce(&mut Config),
     ) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("local addr"));
+        let listener = TcpListener::bind(bind).await.expect("bind");
+        let mut reach = listener.local_addr().expect("local addr");
+        if reach.ip().is_unspecified() {
+            reach.set_ip([127, 0, 0, 1].into());
+        }
+        let base = format!("http://{reach}");
         let mut config = Config::default();
         config.storage.data_dir = data.path().to_owned();
         config.server.shutdown_grace_secs = 2;
