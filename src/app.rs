@@ -2,8 +2,8 @@
 //!
 //! Owns: the validated config, the store handle, the domain services and the background tasks
 //! (mail delivery, guest purge), with the cancellation token and task tracker that shutdown uses.
-//! Calls: config, store, metrics, mail, files, accounts. The web layer receives an `Arc<App>` and
-//! reaches every domain part through it.
+//! Calls: config, store, metrics, mail, files, accounts, connections. The web layer receives an
+//! `Arc<App>` and reaches every domain part through it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::accounts::Accounts;
 use crate::config::Config;
 use crate::config::MediaBackend;
+use crate::connections::ConnectionCounts;
 use crate::files::Files;
 use crate::mail::{MailError, Mailer};
 use crate::media::http::HttpMedia;
@@ -66,6 +67,8 @@ pub struct App {
     pub files: Arc<Files>,
     /// Where the server is reached from: the host in the URLs it hands out.
     pub site: Site,
+    /// Open connections per client address (`server.max_connections_per_ip`).
+    pub connections: Arc<ConnectionCounts>,
     pub started: Instant,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -144,7 +147,9 @@ impl App {
             tasks.clone(),
             shutdown.clone(),
         ));
+        let connections = ConnectionCounts::new(config.server.max_connections_per_ip);
         Ok(Arc::new(App {
+            connections,
             config,
             store,
             metrics: Metrics::default(),

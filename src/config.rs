@@ -6,7 +6,7 @@
 //! The annotated default file at the repository root is embedded as [`DEFAULT_TOML`]; a unit test
 //! keeps it equal to [`Config::default`], so the documentation cannot drift from the code.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -52,6 +52,11 @@ pub struct ServerConfig {
     pub public_url: String,
     pub max_body_bytes: usize,
     pub shutdown_grace_secs: u64,
+    pub header_timeout_secs: u64,
+    pub keepalive_idle_secs: u64,
+    /// 0 turns the cap off.
+    pub max_connections_per_ip: usize,
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +66,92 @@ impl Default for ServerConfig {
             public_url: String::new(),
             max_body_bytes: 1024 * 1024,
             shutdown_grace_secs: 10,
+            header_timeout_secs: 10,
+            keepalive_idle_secs: 60,
+            max_connections_per_ip: 64,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Whether `ip` is one of `trusted_proxies`.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(ip))
+    }
+}
+
+/// An IP address or a CIDR block (`10.0.0.0/8`, `fd00::/8`), as `server.trusted_proxies` lists
+/// them. IPv4-mapped IPv6 blocks (`::ffff:10.0.0.0/104`) are kept as the IPv4 block they name,
+/// so that they match the IPv4 addresses the server sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` is inside the block (an IPv4-mapped `ip` counts as its IPv4 address).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for IpNet {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("{text:?} is not an IP address or a CIDR block like \"10.0.0.0/8\"");
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix.parse::<u8>().map_err(|_| bad())?)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let bits = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(bits);
+        if prefix > bits {
+            return Err(bad());
+        }
+        Ok(match addr {
+            IpAddr::V6(v6) if prefix >= 96 && v6.to_ipv4_mapped().is_some() => IpNet {
+                addr: addr.to_canonical(),
+                prefix: prefix - 96,
+            },
+            _ => IpNet { addr, prefix },
+        })
+    }
+}
+
+impl TryFrom<String> for IpNet {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+impl From<IpNet> for String {
+    fn from(net: IpNet) -> String {
+        let full = if net.addr.is_ipv4() { 32 } else { 128 };
+        if net.prefix == full {
+            net.addr.to_string()
+        } else {
+            format!("{}/{}", net.addr, net.prefix)
         }
     }
 }
@@ -211,6 +302,8 @@ pub struct RoomsConfig {
     pub max_frame_bytes: usize,
     pub media_timeout_secs: u64,
     pub media_attempts: u32,
+    pub ws_ping_secs: u64,
+    pub ws_idle_secs: u64,
 }
 
 impl Default for RoomsConfig {
@@ -226,6 +319,8 @@ impl Default for RoomsConfig {
             max_frame_bytes: 16 * 1024,
             media_timeout_secs: 10,
             media_attempts: 3,
+            ws_ping_secs: 20,
+            ws_idle_secs: 60,
         }
     }
 }
@@ -457,6 +552,35 @@ impl Config {
                 problem: format!(
                     "must be at most 3600 seconds, got {}",
                     self.server.shutdown_grace_secs
+                ),
+            });
+        }
+        for (key, secs) in [
+            (
+                "server.header_timeout_secs",
+                self.server.header_timeout_secs,
+            ),
+            (
+                "server.keepalive_idle_secs",
+                self.server.keepalive_idle_secs,
+            ),
+            ("rooms.ws_ping_secs", self.rooms.ws_ping_secs),
+            ("rooms.ws_idle_secs", self.rooms.ws_idle_secs),
+        ] {
+            if !(1..=3600).contains(&secs) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: format!("must be between 1 and 3600 seconds, got {secs}"),
+                });
+            }
+        }
+        if self.rooms.ws_idle_secs <= self.rooms.ws_ping_secs {
+            return Err(ConfigError::Invalid {
+                key: "rooms.ws_idle_secs",
+                problem: format!(
+                    "must be longer than rooms.ws_ping_secs ({} s), or every client would be \
+                     dropped before it could answer a ping; got {}",
+                    self.rooms.ws_ping_secs, self.rooms.ws_idle_secs
                 ),
             });
         }
@@ -735,6 +859,48 @@ mod tests {
         config.server.max_body_bytes = 10;
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("server.max_body_bytes"), "{err}");
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_blocks() {
+        let config = Config::parse(
+            "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\", \"::ffff:192.168.1.0/120\"]\n",
+        )
+        .unwrap();
+        let [net, one, mapped] = config.server.trusted_proxies[..] else {
+            panic!("three entries: {:?}", config.server.trusted_proxies);
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(net.contains(ip("10.200.3.4")));
+        assert!(net.contains(ip("::ffff:10.0.0.1")));
+        assert!(!net.contains(ip("11.0.0.1")));
+        assert!(one.contains(ip("::1")));
+        assert!(!one.contains(ip("::2")));
+        assert!(mapped.contains(ip("192.168.1.77")));
+        assert!(!mapped.contains(ip("192.168.2.1")));
+        assert_eq!(String::from(mapped), "192.168.1.0/24");
+        assert_eq!(Config::parse(&config.to_toml()).unwrap(), config);
+    }
+
+    #[test]
+    fn a_bad_trusted_proxy_names_the_key() {
+        for bad in ["10.0.0.0/33", "proxy.lan", "10.0.0.1/", "::1/129"] {
+            let err =
+                Config::parse(&format!("[server]\ntrusted_proxies = [{bad:?}]\n")).unwrap_err();
+            assert!(err.contains("trusted_proxies"), "{err}");
+            assert!(err.contains("CIDR"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_websocket_idle_time_must_outlast_a_ping() {
+        let mut config = Config::default();
+        config.rooms.ws_idle_secs = config.rooms.ws_ping_secs;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("rooms.ws_idle_secs"), "{err}");
+        config.rooms.ws_idle_secs = 0;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("rooms.ws_idle_secs"), "{err}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`store`]: the redb database — tables, schema version, migrations; no redb type leaves it.
 //! - [`model`]: ids and the records the store keeps; plain data shared by every part.
 //! - [`limits`]: in-memory rate limiters.
+//! - [`connections`]: open connections per client address, for the per-IP cap.
 //! - [`mail`]: the mail queue's delivery loop and its transports (outbox folder, SMTP).
 //! - [`files`]: uploaded images — checked, re-encoded, stored, served.
 //! - [`accounts`]: registration and verification, login, sessions, guests, profiles, rooms' records.
@@ -22,6 +23,7 @@
 pub mod accounts;
 pub mod app;
 pub mod config;
+pub mod connections;
 pub mod files;
 pub mod limits;
 pub mod mail;

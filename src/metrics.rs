@@ -48,6 +48,11 @@ pub struct Metrics {
     /// Publish decisions of the rtmp backend: outcome ("accepted" or the refusal's reason) →
     /// count. The outcomes are a fixed set of static strings, so the series stay bounded.
     publishes: Mutex<BTreeMap<&'static str, u64>>,
+    /// Open TCP connections to the HTTP server, WebSockets included.
+    connections: AtomicI64,
+    /// Connections the server ended or refused to protect itself: reason → count. The reasons
+    /// are a fixed set of static strings.
+    dropped: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// Gauges owned by other parts, read when `/metrics` is rendered.
@@ -89,6 +94,20 @@ impl Metrics {
         *publishes.entry(outcome).or_default() += 1;
     }
 
+    pub fn connection_opened(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Counts one connection ended or refused by a limit: `reason` names the limit.
+    pub fn connection_dropped(&self, reason: &'static str) {
+        let mut dropped = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
+        *dropped.entry(reason).or_default() += 1;
+    }
+
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self, gauges: &Gauges) -> String {
         let http = self.http.lock().unwrap_or_else(|p| p.into_inner());
@@ -105,6 +124,12 @@ impl Metrics {
                 "gauge",
                 "Rooms that are live now.",
                 gauges.rooms_live as i64,
+            ),
+            (
+                "roommanager_http_connections",
+                "gauge",
+                "Open TCP connections to the HTTP server, WebSockets included.",
+                self.connections.load(Ordering::Relaxed),
             ),
             (
                 "roommanager_ws_connections",
@@ -138,6 +163,19 @@ impl Metrics {
             );
         }
         drop(publishes);
+        out.push_str(
+            "# HELP roommanager_connections_dropped_total Connections closed or refused by a limit, by reason.\n",
+        );
+        out.push_str("# TYPE roommanager_connections_dropped_total counter\n");
+        let dropped = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
+        for (reason, count) in dropped.iter() {
+            let _ = writeln!(
+                out,
+                "roommanager_connections_dropped_total{{reason=\"{}\"}} {count}",
+                escape(reason)
+            );
+        }
+        drop(dropped);
         out.push_str("# HELP roommanager_http_requests_total HTTP requests answered.\n");
         out.push_str("# TYPE roommanager_http_requests_total counter\n");
         for ((method, route, status), count) in &http.requests {

@@ -1,16 +1,23 @@
 //! Server: runs RoomManager from a validated config until a shutdown signal, then stops in order.
+//! Accepts connections, applies the per-IP connection cap, and serves each connection with the
+//! header and keep-alive deadlines (`connection.rs`).
 //!
 //! Order of shutdown: stop accepting connections; let in-flight requests finish within
 //! `server.shutdown_grace_secs`; then close the app (and with it the store).
-//! Calls: app, web.
+//! Calls: app, web, config, connections.
 
-use std::future::{Future, IntoFuture};
+mod connection;
+
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use connection::{Answer, Deadlines, Stop};
 
 use crate::app::{App, AppError};
 use crate::config::Config;
@@ -57,13 +64,18 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
 /// Serves `app` on an already bound listener until `shutdown` completes, then waits for
 /// in-flight requests at most the configured grace period. Tests call this with their own
 /// listener and shutdown future.
+///
+/// Each connection is served by [`connection::serve`] with the header and keep-alive deadlines.
+/// A client address over `server.max_connections_per_ip` has its new connection answered 429
+/// and closed; trusted proxies are not counted here (the web layer counts the clients they
+/// forward).
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = Duration::from_secs(app.config.server.shutdown_grace_secs);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let closing = app.clone();
     tokio::spawn(async move {
         shutdown.await;
@@ -71,35 +83,83 @@ pub async fn serve(
         closing.close_rooms().await;
         let _ = stop_tx.send(true);
     });
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        // An error means the sender is gone, which only happens after it sent `true`.
-        let _ = rx.wait_for(|stop| *stop).await;
+    let router = web::router(app.clone());
+    let deadlines = Deadlines::new(&app.config.server);
+    let stop = Stop {
+        graceful: CancellationToken::new(),
+        force: CancellationToken::new(),
     };
-    let make_service = web::router(app).into_make_service_with_connect_info::<SocketAddr>();
-    // Danmaku are small frames that should leave at once, not wait for Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
+    let connections = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            // An error means the sender is gone, which only happens after it sent `true`.
+            _ = stop_rx.wait_for(|stop| *stop) => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                wait_after_accept_error(e).await;
+                continue;
+            }
+        };
+        // Danmaku are small frames that should leave at once, not wait for Nagle's algorithm.
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-    });
-    let server = axum::serve(listener, make_service)
-        .with_graceful_shutdown(stopped(stop_rx.clone()))
-        .into_future();
-    let deadline = async {
-        stopped(stop_rx).await;
-        tracing::info!(
-            grace_secs = grace.as_secs(),
-            "shutting down: no new connections"
-        );
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        result = server => result,
-        () = deadline => {
-            tracing::warn!("shutdown grace period over: closing the remaining connections");
-            Ok(())
-        }
+        // A dual-stack listener shows IPv4 clients as ::ffff:a.b.c.d; they are IPv4 clients.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        let (slot, answer) = if app.config.server.is_trusted_proxy(peer.ip()) {
+            (None, Answer::Serve(router.clone()))
+        } else {
+            match app.connections.try_open(peer.ip()) {
+                Some(slot) => (Some(slot), Answer::Serve(router.clone())),
+                None => {
+                    app.metrics.connection_dropped("per_ip_cap");
+                    (None, Answer::Refuse)
+                }
+            }
+        };
+        connections.spawn(connection::serve(
+            app.clone(),
+            tcp,
+            peer,
+            slot,
+            answer,
+            deadlines,
+            stop.clone(),
+        ));
     }
+    drop(listener);
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "shutting down: no new connections"
+    );
+    stop.graceful.cancel();
+    connections.close();
+    if tokio::time::timeout(grace, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown grace period over: closing the remaining connections");
+        stop.force.cancel();
+    }
+    Ok(())
+}
+
+/// After a failed `accept`: a connection that was reset before it was taken is nothing to wait
+/// for; anything else (most likely no file descriptors left) waits a moment for some to close
+/// instead of spinning.
+async fn wait_after_accept_error(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::warn!(error = %e, "cannot accept a connection; trying again in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed here, before the server

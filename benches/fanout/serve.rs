@@ -5,7 +5,9 @@
 //!
 //! Settings: the config file given (or ./roommanager.toml, or the defaults, as the binary), then
 //! what the benchmark needs: the listen address and data dir, chat and sign-up limits out of the
-//! way (one publisher sends thousands of danmaku a second), and `rooms.client_queue` if given.
+//! way (one publisher sends thousands of danmaku a second), no per-IP connection cap (every
+//! viewer is on 127.0.0.1), viewers that never answer pings kept, and `rooms.client_queue` if
+//! given.
 //! It prints `listening on http://ADDR` on stdout when ready and shuts down gracefully when its
 //! standard input closes (the load generator ended) or on SIGTERM/SIGINT.
 
@@ -75,6 +77,11 @@ fn bench_settings(config: &mut Config, client_queue: Option<usize>) {
     config.rooms.chat_per_window = u32::MAX;
     config.rooms.chat_window_secs = 1;
     config.rooms.record_delay_secs = 0;
+    // Every viewer connects from 127.0.0.1: the per-IP connection cap would refuse all but 64.
+    config.server.max_connections_per_ip = 0;
+    // The viewers read and never write, so they never answer the server's pings; a sweep keeps
+    // them connected for minutes. The pings are still sent (and ignored by the viewers).
+    config.rooms.ws_idle_secs = 3600;
     if let Some(queue) = client_queue {
         config.rooms.client_queue = queue;
     }

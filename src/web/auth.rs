@@ -1,5 +1,6 @@
 //! Who is asking: session tokens from the `Authorization: Bearer` header or the session cookie,
-//! the client's address, and the cookies that carry sessions and CSRF tokens.
+//! the client's address (behind `server.trusted_proxies`, from `X-Forwarded-For`), and the
+//! cookies that carry sessions and CSRF tokens.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::{AUTHORIZATION, COOKIE, HOST};
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
+use axum::http::{Extensions, HeaderMap, HeaderName};
 use axum::response::Redirect;
 
 use crate::accounts::{AccountsError, SignedIn};
@@ -16,6 +17,8 @@ use crate::app::App;
 use super::error::ApiError;
 
 pub const SESSION_COOKIE: &str = "rm_session";
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// The value of cookie `name`, if the request carries it.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -107,17 +110,66 @@ impl FromRequestParts<Arc<App>> for PageSigned {
     }
 }
 
-/// The client's IP address, as the TCP connection shows it.
+/// The client's IP address, from [`client_ip`].
 pub struct ClientIp(pub IpAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl FromRequestParts<Arc<App>> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
-        Ok(ClientIp(ip))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client_ip(app, &parts.extensions, &parts.headers)))
     }
+}
+
+/// The address of the TCP peer (a browser, or a reverse proxy in front of RoomManager).
+pub fn peer_ip(extensions: &Extensions) -> IpAddr {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip().to_canonical())
+}
+
+/// Who is asking: the one answer to that question, for rate limits, the connection cap and the
+/// logs. It is the TCP peer, unless the peer is a trusted proxy: then it is the right-most
+/// `X-Forwarded-For` address that is not itself a trusted proxy. Each proxy appends the address
+/// it got the request from, so everything left of the last untrusted hop may be made up by the
+/// client. IPv4-mapped IPv6 addresses are taken as their IPv4 address.
+pub fn client_ip(app: &App, extensions: &Extensions, headers: &HeaderMap) -> IpAddr {
+    let peer = peer_ip(extensions);
+    if !app.config.server.is_trusted_proxy(peer) {
+        return peer;
+    }
+    let hops = headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','));
+    let mut client = peer;
+    for hop in hops.rev() {
+        let Some(ip) = parse_hop(hop) else {
+            // A trusted proxy would not have written this: the hop before it is the last one
+            // to go by.
+            return client;
+        };
+        client = ip;
+        if !app.config.server.is_trusted_proxy(ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// One `X-Forwarded-For` entry: an address, maybe in brackets or with a port
+/// (`203.0.113.7:4711`, `[2001:db8::1]:4711`) as some proxies write it.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    let bare = hop.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    let ip = hop
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| bare?.parse::<IpAddr>().ok())
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))?;
+    Some(ip.to_canonical())
 }

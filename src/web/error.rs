@@ -59,6 +59,20 @@ impl ApiError {
         )
     }
 
+    /// Over `server.max_connections_per_ip` (`max`).
+    pub fn too_many_connections(max: usize) -> Self {
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections",
+            format!(
+                "your address already has {max} connections open to this server; \
+                 close one and try again"
+            ),
+        );
+        error.retry_after = Some(1);
+        error
+    }
+
     /// A failure on our side: logged in full, answered without detail.
     pub fn internal(detail: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
@@ -189,11 +203,16 @@ impl IntoResponse for PageError {
     }
 }
 
-/// Whether a request is from a program (JSON API, media callbacks, or an explicit JSON `Accept`)
-/// rather than a browser, so that errors outside any handler get the right shape.
+/// Whether a request is from a program (JSON API, media callbacks, a WebSocket handshake, which
+/// only scripts make, or an explicit JSON `Accept`) rather than a browser, so that errors
+/// outside any handler get the right shape.
 pub fn wants_json(uri: &Uri, headers: &HeaderMap) -> bool {
     let path = uri.path();
-    if path.starts_with("/api/") || path.starts_with("/hooks/") || path == "/healthz" {
+    if path.starts_with("/api/")
+        || path.starts_with("/hooks/")
+        || path == "/healthz"
+        || path == "/ws"
+    {
         return true;
     }
     let accept = headers

@@ -23,13 +23,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::Router;
 
 use crate::app::App;
+use crate::connections::Slot;
 use error::ApiError;
 
 /// Every route of RoomManager, with its middleware. Separate from serving, so it can be driven
@@ -105,6 +106,7 @@ pub fn router(app: Arc<App>) -> Router {
             app.clone(),
             refuse_large_bodies,
         ))
+        .layer(middleware::from_fn_with_state(app.clone(), cap_proxied))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .layer(middleware::map_response_with_state(
             policy,
@@ -150,6 +152,47 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The answer to a connection over `server.max_connections_per_ip`, which the server gives
+/// before the request reaches the router; the connection closes after it.
+pub fn too_many_connections(app: &App, uri: &Uri, headers: &HeaderMap) -> Response {
+    let error = ApiError::too_many_connections(app.connections.max());
+    let mut response = error::respond(uri, headers, error);
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// The place a request forwarded by a trusted proxy holds for its client's address, for as long
+/// as it is being answered and, for a WebSocket, for as long as the socket is open.
+#[derive(Clone)]
+pub struct ProxiedSlot {
+    _held: Arc<Slot>,
+}
+
+/// The per-IP cap for clients behind a trusted proxy. The proxy's own TCP connections carry
+/// many clients, so the server does not count them; instead each request the proxy forwards
+/// counts for the client it names, until it is answered (a WebSocket: until it closes).
+async fn cap_proxied(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    if !app
+        .config
+        .server
+        .is_trusted_proxy(auth::peer_ip(req.extensions()))
+    {
+        return next.run(req).await;
+    }
+    let client = auth::client_ip(&app, req.extensions(), req.headers());
+    let Some(slot) = app.connections.try_open(client) else {
+        app.metrics.connection_dropped("per_ip_cap");
+        let error = ApiError::too_many_connections(app.connections.max());
+        return error::respond(req.uri(), req.headers(), error);
+    };
+    req.extensions_mut().insert(ProxiedSlot {
+        _held: Arc::new(slot),
+    });
+    next.run(req).await
+}
+
 /// The addresses that take image uploads, and so a larger body than the rest.
 const UPLOAD_PATHS: [&str; 4] = [
     "/api/v1/me/avatar",
@@ -189,6 +232,7 @@ async fn refuse_large_bodies(State(app): State<Arc<App>>, req: Request, next: Ne
 /// Logs every request and records it in the metrics, labelled by its route pattern.
 async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
+    let client = auth::client_ip(&app, req.extensions(), req.headers());
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let route = req
@@ -201,6 +245,7 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
     app.metrics
         .record_http(method.as_str(), &route, status, elapsed);
     tracing::info!(
+        %client,
         %method,
         %path,
         status,

@@ -1,17 +1,22 @@
 //! `GET /ws`: one WebSocket per client. A reader task parses the client's messages and hands
 //! them to the room it is in; a writer task drains the client's bounded queue of outgoing frames
 //! (filled by the rooms) and flushes once per batch. When either ends, the other is stopped, and
-//! the connection leaves its room once.
+//! the connection leaves its room once. The writer pings every `rooms.ws_ping_secs`; the reader
+//! closes a connection that has sent nothing for `rooms.ws_idle_secs`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
+use axum::Extension;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::accounts::{AccountsError, SignedIn};
 use crate::app::App;
@@ -21,18 +26,20 @@ use crate::rooms::{ClientId, ClientLink, Member, RoomsError};
 
 use super::auth::{request_host, session_token};
 use super::error::ApiError;
+use super::ProxiedSlot;
 
 /// WebSocket read buffer: small, since client messages are small (the default is 128 KiB per
 /// connection, which adds up with thousands of viewers).
 const READ_BUFFER: usize = 8 * 1024;
 
 /// How long the close frame may take to leave.
-const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
 
 pub async fn ws(
     State(app): State<Arc<App>>,
+    proxied: Option<Extension<ProxiedSlot>>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
@@ -53,7 +60,13 @@ pub async fn ws(
         .write_buffer_size(READ_BUFFER)
         .max_message_size(max_frame)
         .max_frame_size(max_frame)
-        .on_upgrade(move |socket| tracked.track(connection(app, who, rtmp_host, socket))))
+        .on_upgrade(move |socket| {
+            tracked.track(async move {
+                connection(app, who, rtmp_host, socket).await;
+                // A client behind a trusted proxy holds its place for as long as the socket.
+                drop(proxied);
+            })
+        }))
 }
 
 /// A browser's handshake names its page's origin; it must be this site. Programs send none.
@@ -76,7 +89,8 @@ async fn connection(app: Arc<App>, who: SignedIn, rtmp_host: Arc<str>, socket: W
     let (link, frames) = ClientLink::new(app.config.rooms.client_queue);
     let (sink, stream) = socket.split();
     app.metrics.ws_opened();
-    let writer = tokio::spawn(write(sink, frames, link.clone()));
+    let ping = Duration::from_secs(app.config.rooms.ws_ping_secs);
+    let writer = tokio::spawn(write(sink, frames, link.clone(), ping));
     let mut session = Session {
         app: app.clone(),
         who,
@@ -94,16 +108,30 @@ async fn connection(app: Arc<App>, who: SignedIn, rtmp_host: Arc<str>, socket: W
     app.metrics.ws_closed();
 }
 
-/// Sends queued frames until the link is closed, then a close frame with the reason.
+/// Sends queued frames, and a ping every `ping`, until the link is closed; then a close frame
+/// with the reason.
 async fn write(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut frames: mpsc::Receiver<Frame>,
     link: ClientLink,
+    ping: Duration,
 ) {
+    let mut pings = tokio::time::interval_at(Instant::now() + ping, ping);
+    pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
             () = link.closing() => break,
+            _ = pings.tick() => {
+                let sent = tokio::select! {
+                    sent = sink.send(Message::Ping(Bytes::new())) => sent,
+                    () = link.closing() => break,
+                };
+                if sent.is_err() {
+                    link.close("write_failed");
+                    return;
+                }
+            }
             frame = frames.recv() => {
                 let Some(frame) = frame else { break };
                 // A client that stops reading must not hold this task: closing wins over a
@@ -121,7 +149,11 @@ async fn write(
         }
     }
     let reason = link.close_reason().unwrap_or("bye").to_owned();
-    let code = if reason == "too_slow" { 1008 } else { 1000 };
+    let code = if matches!(reason.as_str(), "too_slow" | "ping_timeout") {
+        1008
+    } else {
+        1000
+    };
     let close = async {
         let ours = sink.send(Message::Close(Some(CloseFrame {
             code,
@@ -167,7 +199,16 @@ struct Session {
 }
 
 impl Session {
+    /// Reads the client's messages until the connection ends. A client that sends nothing at
+    /// all, not even the pong to the writer's pings, for `rooms.ws_idle_secs` is gone (its
+    /// machine is off, its network dropped, or it holds the socket on purpose): it is closed
+    /// with `ping_timeout`.
     async fn read(&mut self, mut stream: futures_util::stream::SplitStream<WebSocket>) {
+        let idle = Duration::from_secs(self.app.config.rooms.ws_idle_secs);
+        let mut heard = Instant::now();
+        // One timer, moved on only when it fires: a message costs no timer update.
+        let silence = tokio::time::sleep_until(heard + idle);
+        tokio::pin!(silence);
         loop {
             let message = tokio::select! {
                 () = self.link.closing() => return,
@@ -175,8 +216,18 @@ impl Session {
                     self.link.close("server_shutdown");
                     return;
                 }
+                () = silence.as_mut() => {
+                    if heard.elapsed() >= idle {
+                        self.app.metrics.connection_dropped("ping_timeout");
+                        self.link.close("ping_timeout");
+                        return;
+                    }
+                    silence.as_mut().reset(heard + idle);
+                    continue;
+                }
                 message = stream.next() => message,
             };
+            heard = Instant::now();
             match message {
                 Some(Ok(Message::Text(text))) => {
                     self.app.metrics.ws_received();

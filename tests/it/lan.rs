@@ -97,7 +97,7 @@ async fn every_url_works_from_the_address_it_was_asked_from_and_recordings_outli
         return;
     }
     let rtmp_port = spare_port();
-    let server = TestServer::start_bound("0.0.0.0:0", tempfile::tempdir().unwrap(), |c| {
+    let server = TestServer::start_bound("0.0.0.0:0", |c| {
         relaxed(c);
         c.media.rtmp.manage_nginx = true;
         c.media.rtmp.rtmp_listen = ([0, 0, 0, 0], rtmp_port).into();
@@ -173,7 +173,7 @@ async fn every_url_works_from_the_address_it_was_asked_from_and_recordings_outli
     drop(host);
     drop(viewer);
     let data = server.stop_keep_data().await;
-    let moved = TestServer::start_bound("0.0.0.0:0", data, relaxed).await;
+    let moved = TestServer::start_bound_in("0.0.0.0:0", data, relaxed).await;
     let record_again = moved.app().store.records().unwrap().remove(0);
     assert_eq!(record_again.url, record.url);
     assert_eq!(
@@ -185,7 +185,7 @@ async fn every_url_works_from_the_address_it_was_asked_from_and_recordings_outli
 
 #[tokio::test]
 async fn email_links_name_this_machine_and_never_a_forged_host() {
-    let server = TestServer::start_bound("0.0.0.0:0", tempfile::tempdir().unwrap(), relaxed).await;
+    let server = TestServer::start_bound("0.0.0.0:0", relaxed).await;
     let port = server.base.rsplit(':').next().unwrap().to_owned();
     let client = reqwest::Client::new();
     let register = |base: String, host: Option<&'static str>, name: &'static str| {
@@ -338,7 +338,7 @@ async fn a_server_listening_on_ipv6_any_accepts_pushes() {
     if !tools::require(&[Tool::Nginx, Tool::RtmpModule, Tool::Ffmpeg]) {
         return;
     }
-    let server = TestServer::start_bound("[::]:0", tempfile::tempdir().unwrap(), |c| {
+    let server = TestServer::start_bound("[::]:0", |c| {
         relaxed(c);
         c.media.rtmp.manage_nginx = true;
     })

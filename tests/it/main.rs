@@ -9,6 +9,7 @@ mod accounts_profile;
 mod browser;
 mod browser_room;
 mod config;
+mod connections;
 mod http;
 mod http_docs;
 mod lan;

@@ -45,6 +45,14 @@ impl TestServer {
         Self::start_in(tempfile::tempdir().expect("temp dir"), adjust).await
     }
 
+    /// Like [`TestServer::start_with`], listening on `bind` (e.g. `[::]:0`, a dual-stack
+    /// socket that sees IPv4 clients as `::ffff:a.b.c.d`). `base` names 127.0.0.1 when `bind`
+    /// is unspecified.
+    pub async fn start_bound(bind: &str, adjust: impl FnOnce(&mut Config)) -> Self {
+        let data = tempfile::tempdir().expect("temp dir");
+        Self::start_full(data, None, bind, adjust).await
+    }
+
     /// Like [`TestServer::start_with`], on an existing data dir (e.g. one kept by
     /// [`TestServer::stop_keep_data`]), as a restart would.
     pub async fn start_in(data: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> Self {
@@ -52,8 +60,8 @@ impl TestServer {
     }
 
     /// Like [`TestServer::start_in`], listening on `bind` (e.g. `0.0.0.0:0`, to be reached by
-    /// several loopback addresses, or `[::]:0`). `base` stays on 127.0.0.1.
-    pub async fn start_bound(
+    /// several loopback addresses, or `[::]:0`).
+    pub async fn start_bound_in(
         bind: &str,
         data: tempfile::TempDir,
         adjust: impl FnOnce(&mut Config),
@@ -77,8 +85,11 @@ impl TestServer {
         adjust: impl FnOnce(&mut Config),
     ) -> Self {
         let listener = TcpListener::bind(bind).await.expect("bind");
-        let port = listener.local_addr().expect("local addr").port();
-        let base = format!("http://127.0.0.1:{port}");
+        let mut reach = listener.local_addr().expect("local addr");
+        if reach.ip().is_unspecified() {
+            reach.set_ip([127, 0, 0, 1].into());
+        }
+        let base = format!("http://{reach}");
         let mut config = Config::default();
         config.storage.data_dir = data.path().to_owned();
         config.server.shutdown_grace_secs = 2;

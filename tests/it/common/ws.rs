@@ -38,7 +38,22 @@ impl WsClient {
         base: &str,
         token: &str,
     ) -> Result<WsClient, tokio_tungstenite::tungstenite::Error> {
-        let (socket, _) = tokio_tungstenite::connect_async(request(base, token)?).await?;
+        Self::try_connect_with(base, token, &[]).await
+    }
+
+    /// Like [`WsClient::try_connect`], with more handshake headers (e.g. `X-Forwarded-For`).
+    pub async fn try_connect_with(
+        base: &str,
+        token: &str,
+        headers: &[(&'static str, &str)],
+    ) -> Result<WsClient, tokio_tungstenite::tungstenite::Error> {
+        let mut request = request(base, token)?;
+        for (name, value) in headers {
+            request
+                .headers_mut()
+                .append(*name, value.parse().expect("header value"));
+        }
+        let (socket, _) = tokio_tungstenite::connect_async(request).await?;
         Ok(Self::over(socket))
     }
 
