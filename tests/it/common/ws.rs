@@ -74,6 +74,27 @@ impl WsClient {
         Self::over(socket)
     }
 
+    /// Sets the socket's kernel receive buffer (`SO_RCVBUF`) to `bytes`: a client that stalled
+    /// on purpose drains what piled up quickly once it reads again.
+    pub fn set_receive_buffer(&self, bytes: u32) {
+        use std::os::fd::AsRawFd;
+        let MaybeTlsStream::Plain(tcp) = self.socket.get_ref() else {
+            panic!("the test client speaks plain TCP");
+        };
+        let size = libc::c_int::try_from(bytes).expect("a buffer size that fits a C int");
+        // SAFETY: a valid socket descriptor and an int-sized option value that outlives the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                tcp.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "setsockopt SO_RCVBUF");
+    }
+
     fn over(socket: WebSocketStream<MaybeTlsStream<TcpStream>>) -> WsClient {
         WsClient {
             socket,
