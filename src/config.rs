@@ -188,12 +188,16 @@ impl Default for SmtpConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct UploadsConfig {
     pub max_image_bytes: usize,
+    pub decode_slots: usize,
+    pub decode_wait_ms: u64,
 }
 
 impl Default for UploadsConfig {
     fn default() -> Self {
         Self {
             max_image_bytes: 5 * 1024 * 1024,
+            decode_slots: 0,
+            decode_wait_ms: 2000,
         }
     }
 }
@@ -600,6 +604,24 @@ impl Config {
                 problem: format!(
                     "must be between 1024 and {MAX_BODY} bytes, got {}",
                     self.uploads.max_image_bytes
+                ),
+            });
+        }
+        if self.uploads.decode_slots > 1024 {
+            return Err(ConfigError::Invalid {
+                key: "uploads.decode_slots",
+                problem: format!(
+                    "must be at most 1024 (0 means one per CPU core), got {}",
+                    self.uploads.decode_slots
+                ),
+            });
+        }
+        if self.uploads.decode_wait_ms > 60_000 {
+            return Err(ConfigError::Invalid {
+                key: "uploads.decode_wait_ms",
+                problem: format!(
+                    "must be at most 60000 milliseconds, got {}",
+                    self.uploads.decode_wait_ms
                 ),
             });
         }

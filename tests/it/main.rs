@@ -18,3 +18,4 @@ mod media_rtmp;
 mod protocol;
 mod rooms;
 mod store;
+mod uploads;
