@@ -52,6 +52,7 @@ pub struct ServerConfig {
     pub public_url: String,
     pub max_body_bytes: usize,
     pub shutdown_grace_secs: u64,
+    pub metrics_token: String,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +62,7 @@ impl Default for ServerConfig {
             public_url: "http://localhost:8080".to_owned(),
             max_body_bytes: 1024 * 1024,
             shutdown_grace_secs: 10,
+            metrics_token: String::new(),
         }
     }
 }
@@ -460,6 +462,18 @@ impl Config {
                 ),
             });
         }
+        let token = &self.server.metrics_token;
+        let token_chars_ok = token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'));
+        if !token.is_empty() && (token.len() < 16 || !token_chars_ok) {
+            return Err(ConfigError::Invalid {
+                key: "server.metrics_token",
+                problem: "must be empty (loopback callers only) or at least 16 characters of \
+                          letters, digits, '-', '_', '.' and '~'"
+                    .to_owned(),
+            });
+        }
         let url = &self.server.public_url;
         let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
         if !scheme_ok
@@ -686,6 +700,34 @@ mod tests {
         config.server.max_body_bytes = 10;
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("server.max_body_bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_metrics_token_is_empty_or_long_and_plain() {
+        let mut config = Config::default();
+        for bad in [
+            "short",
+            "has spaces in it, sixteen+",
+            "quote\"inside-the-token",
+        ] {
+            config.server.metrics_token = bad.to_owned();
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains("server.metrics_token"), "{err}");
+        }
+        config.server.metrics_token = "prometheus-0123456789.~_".to_owned();
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn upload_decode_settings_are_bounded() {
+        let mut config = Config::default();
+        config.uploads.decode_slots = 5000;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("uploads.decode_slots"), "{err}");
+        config.uploads.decode_slots = 4;
+        config.uploads.decode_wait_ms = 600_000;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("uploads.decode_wait_ms"), "{err}");
     }
 
     #[test]

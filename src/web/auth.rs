@@ -29,14 +29,18 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, value)| value)
 }
 
-/// The session token a request presents: the bearer header wins over the cookie.
-pub fn session_token(headers: &HeaderMap) -> Option<&str> {
-    let bearer = headers
+/// The token of an `Authorization: Bearer TOKEN` header, if the request carries one.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    bearer.or_else(|| cookie(headers, SESSION_COOKIE))
+        .map(str::trim)
+}
+
+/// The session token a request presents: the bearer header wins over the cookie.
+pub fn session_token(headers: &HeaderMap) -> Option<&str> {
+    bearer_token(headers).or_else(|| cookie(headers, SESSION_COOKIE))
 }
 
 /// A `Set-Cookie` value: HttpOnly, SameSite, Path=/, Secure when the site is served over https.

@@ -15,6 +15,7 @@ mod lifecycle;
 mod mail;
 mod media_http;
 mod media_rtmp;
+mod metrics;
 mod protocol;
 mod rooms;
 mod store;
