@@ -2,10 +2,10 @@
 //!
 //! Owns: checking that an upload is an image, re-encoding it, naming it, storing and serving it,
 //! and the decode slots that bound how many uploads are decoded at once.
-//! Calls: nothing else in the crate. Stored names are generated here (32 random hex digits and an
-//! extension); a name from a request is used only after it matched that shape, so no request can
-//! reach a path outside the folders. Decoding is CPU work: call [`Files::save_image`] from a
-//! blocking thread, holding a [`DecodeSlot`].
+//! Calls: config (its `UploadsConfig`) only. Stored names are generated here (32 random hex
+//! digits and an extension); a name from a request is used only after it matched that shape, so
+//! no request can reach a path outside the folders. Decoding is CPU work: call
+//! [`Files::save_image`] from a blocking thread, holding a [`DecodeSlot`].
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
