@@ -100,10 +100,13 @@ impl App {
         let site = Site::new(&config, http_addr);
         let data_dir = config.storage.data_dir.clone();
         let store = Store::open(&data_dir)?;
-        let files = Arc::new(Files::new(&data_dir).map_err(|source| AppError::Files {
-            path: data_dir.clone(),
-            source,
-        })?);
+        let files =
+            Arc::new(
+                Files::new(&data_dir, &config.uploads).map_err(|source| AppError::Files {
+                    path: data_dir.clone(),
+                    source,
+                })?,
+            );
         let mailer = Arc::new(Mailer::new(&config.email, &data_dir, store.clone())?);
         let accounts = Arc::new(Accounts::new(
             &config,

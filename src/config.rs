@@ -57,6 +57,7 @@ pub struct ServerConfig {
     /// 0 turns the cap off.
     pub max_connections_per_ip: usize,
     pub trusted_proxies: Vec<IpNet>,
+    pub metrics_token: String,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +71,7 @@ impl Default for ServerConfig {
             keepalive_idle_secs: 60,
             max_connections_per_ip: 64,
             trusted_proxies: Vec::new(),
+            metrics_token: String::new(),
         }
     }
 }
@@ -279,12 +281,16 @@ impl Default for SmtpConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct UploadsConfig {
     pub max_image_bytes: usize,
+    pub decode_slots: usize,
+    pub decode_wait_ms: u64,
 }
 
 impl Default for UploadsConfig {
     fn default() -> Self {
         Self {
             max_image_bytes: 5 * 1024 * 1024,
+            decode_slots: 0,
+            decode_wait_ms: 2000,
         }
     }
 }
@@ -584,6 +590,18 @@ impl Config {
                 ),
             });
         }
+        let token = &self.server.metrics_token;
+        let token_chars_ok = token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'));
+        if !token.is_empty() && (token.len() < 16 || !token_chars_ok) {
+            return Err(ConfigError::Invalid {
+                key: "server.metrics_token",
+                problem: "must be empty (loopback callers only) or at least 16 characters of \
+                          letters, digits, '-', '_', '.' and '~'"
+                    .to_owned(),
+            });
+        }
         let url = &self.server.public_url;
         let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
         if !url.is_empty() && !scheme_ok
@@ -737,6 +755,24 @@ impl Config {
                 problem: format!(
                     "must be between 1024 and {MAX_BODY} bytes, got {}",
                     self.uploads.max_image_bytes
+                ),
+            });
+        }
+        if self.uploads.decode_slots > 1024 {
+            return Err(ConfigError::Invalid {
+                key: "uploads.decode_slots",
+                problem: format!(
+                    "must be at most 1024 (0 means one per CPU core), got {}",
+                    self.uploads.decode_slots
+                ),
+            });
+        }
+        if self.uploads.decode_wait_ms > 60_000 {
+            return Err(ConfigError::Invalid {
+                key: "uploads.decode_wait_ms",
+                problem: format!(
+                    "must be at most 60000 milliseconds, got {}",
+                    self.uploads.decode_wait_ms
                 ),
             });
         }
@@ -901,6 +937,34 @@ mod tests {
         config.rooms.ws_idle_secs = 0;
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("rooms.ws_idle_secs"), "{err}");
+    }
+
+    #[test]
+    fn a_metrics_token_is_empty_or_long_and_plain() {
+        let mut config = Config::default();
+        for bad in [
+            "short",
+            "has spaces in it, sixteen+",
+            "quote\"inside-the-token",
+        ] {
+            config.server.metrics_token = bad.to_owned();
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains("server.metrics_token"), "{err}");
+        }
+        config.server.metrics_token = "prometheus-0123456789.~_".to_owned();
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn upload_decode_settings_are_bounded() {
+        let mut config = Config::default();
+        config.uploads.decode_slots = 5000;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("uploads.decode_slots"), "{err}");
+        config.uploads.decode_slots = 4;
+        config.uploads.decode_wait_ms = 600_000;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("uploads.decode_wait_ms"), "{err}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ const LATENCY_BUCKETS: [f64; 11] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Histogram {
     /// Counts per bucket of `LATENCY_BUCKETS` (not cumulative; made cumulative when rendered).
     buckets: [u64; LATENCY_BUCKETS.len()],
@@ -31,17 +31,32 @@ impl Histogram {
     }
 }
 
-#[derive(Default)]
+/// The series are keyed by labels from small fixed sets only (a standard method or `OTHER`, a
+/// route pattern, a status code), so no client can make them grow.
+#[derive(Default, Clone)]
 struct HttpSeries {
     /// (method, route, status) → requests.
-    requests: BTreeMap<(String, String, u16), u64>,
+    requests: BTreeMap<(&'static str, String, u16), u64>,
     /// (method, route) → latency.
-    latency: BTreeMap<(String, String), Histogram>,
+    latency: BTreeMap<(&'static str, String), Histogram>,
+}
+
+/// The methods of RFC 9110 (and PATCH) get their own label; any other token a client invents is
+/// counted as `OTHER`, or 8 KB random methods would each open a new series.
+pub fn method_label(method: &str) -> &'static str {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    STANDARD
+        .into_iter()
+        .find(|standard| *standard == method)
+        .unwrap_or("OTHER")
 }
 
 #[derive(Default)]
 pub struct Metrics {
-    /// A std mutex: held only for a map update or a render, never across an `.await`.
+    /// A std mutex, which every request takes once when it ends: held only for a map update or
+    /// a copy of the maps, never across an `.await` and never while rendering.
     http: Mutex<HttpSeries>,
     ws_connections: AtomicI64,
     ws_received: AtomicU64,
@@ -65,13 +80,14 @@ impl Metrics {
     /// Records one finished HTTP request. `route` is the matched route pattern (not the raw
     /// path), so the number of series stays bounded whatever paths clients send.
     pub fn record_http(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let method = method_label(method);
         let mut http = self.http.lock().unwrap_or_else(|p| p.into_inner());
         *http
             .requests
-            .entry((method.to_owned(), route.to_owned(), status))
+            .entry((method, route.to_owned(), status))
             .or_default() += 1;
         http.latency
-            .entry((method.to_owned(), route.to_owned()))
+            .entry((method, route.to_owned()))
             .or_default()
             .observe(elapsed.as_secs_f64());
     }
@@ -110,7 +126,8 @@ impl Metrics {
 
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self, gauges: &Gauges) -> String {
-        let http = self.http.lock().unwrap_or_else(|p| p.into_inner());
+        // A copy, so requests finishing meanwhile are not kept waiting on the formatting.
+        let http = self.http.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut out = String::new();
         let simple = [
             (
@@ -154,8 +171,12 @@ impl Metrics {
             "# HELP roommanager_rtmp_publishes_total RTMP publishes decided, by outcome.\n",
         );
         out.push_str("# TYPE roommanager_rtmp_publishes_total counter\n");
-        let publishes = self.publishes.lock().unwrap_or_else(|p| p.into_inner());
-        for (outcome, count) in publishes.iter() {
+        let publishes = self
+            .publishes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for (outcome, count) in &publishes {
             let _ = writeln!(
                 out,
                 "roommanager_rtmp_publishes_total{{outcome=\"{}\"}} {count}",
@@ -250,6 +271,27 @@ mod tests {
         assert!(text.contains("le=\"0.5\"} 2"), "{text}");
         assert!(text.contains("le=\"10\"} 2"), "{text}");
         assert!(text.contains("le=\"+Inf\"} 3"), "{text}");
+    }
+
+    #[test]
+    fn invented_methods_share_one_series() {
+        let m = Metrics::default();
+        m.record_http("PATCH", "/api/v1/me", 200, Duration::from_millis(1));
+        for i in 0..100 {
+            let method = format!("X{i:0>8000}");
+            m.record_http(&method, "unmatched", 405, Duration::from_millis(1));
+        }
+        m.record_http("get", "unmatched", 405, Duration::from_millis(1));
+        let text = m.render(&Gauges {
+            rooms_open: 0,
+            rooms_live: 0,
+        });
+        assert!(
+            text.contains("method=\"OTHER\",route=\"unmatched\",status=\"405\"} 101"),
+            "{text}"
+        );
+        assert!(text.contains("method=\"PATCH\""), "{text}");
+        assert!(text.len() < 8 * 1024, "{} bytes", text.len());
     }
 
     #[test]

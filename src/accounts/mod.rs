@@ -346,24 +346,14 @@ impl Accounts {
     /// Stores a new avatar image and returns its file name; the previous one is deleted.
     pub async fn set_avatar(&self, who: &SignedIn, bytes: Vec<u8>) -> Result<String> {
         let id = who.registered()?.id;
-        let name = self.save_image(ImageKind::Avatar, bytes).await?;
-        let stored = name.clone();
-        let (user, replaced) = self
-            .store
-            .run(move |s| {
-                let mut replaced = None;
-                let user = s.update_user(id, |u| replaced = u.avatar.replace(stored))?;
-                Ok((user, replaced))
-            })
-            .await?;
-        if user.is_none() {
-            self.files.remove(ImageKind::Avatar, &name);
-            return Err(AccountsError::NotLoggedIn);
-        }
-        if let Some(old) = replaced {
-            self.files.remove(ImageKind::Avatar, &old);
-        }
-        Ok(name)
+        self.replace_image(ImageKind::Avatar, bytes, move |store, name| {
+            let mut replaced = None;
+            store
+                .update_user(id, |u| replaced = u.avatar.replace(name.to_owned()))?
+                .ok_or(AccountsError::NotLoggedIn)?;
+            Ok((name.to_owned(), replaced))
+        })
+        .await
     }
 
     /// The signed-in host's room.
@@ -411,17 +401,15 @@ impl Accounts {
 
     /// Stores a new room cover and returns the updated room; the previous image is deleted.
     pub async fn set_room_cover(&self, who: &SignedIn, bytes: Vec<u8>) -> Result<Room> {
-        let room = self.my_room(who).await?;
-        let name = self.save_image(ImageKind::Cover, bytes).await?;
-        let updated = self
-            .store
-            .run(move |s| s.update_room(room.id, |r| r.cover = Some(name)))
-            .await?
-            .ok_or(AccountsError::EmailNotVerified)?;
-        if let Some(old) = room.cover {
-            self.files.remove(ImageKind::Cover, &old);
-        }
-        Ok(updated)
+        let room_id = self.my_room(who).await?.id;
+        self.replace_image(ImageKind::Cover, bytes, move |store, name| {
+            let mut replaced = None;
+            let room = store
+                .update_room(room_id, |r| replaced = r.cover.replace(name.to_owned()))?
+                .ok_or(AccountsError::EmailNotVerified)?;
+            Ok((room, replaced))
+        })
+        .await
     }
 
     /// Deletes expired sessions and idle guests. Run periodically by [`Accounts::run_purge`].
@@ -480,12 +468,42 @@ impl Accounts {
         }
     }
 
-    async fn save_image(&self, kind: ImageKind, bytes: Vec<u8>) -> Result<String> {
-        let files = self.files.clone();
-        tokio::task::spawn_blocking(move || files.save_image(kind, &bytes))
+    /// Decodes and stores an uploaded image, then `point`s a record at its name in one
+    /// transaction that also yields the name it replaced, which is deleted. Every step runs in one
+    /// blocking job, so neither parallel uploads (each transaction sees the one before it) nor a
+    /// client hanging up half-way leave a file that no record names.
+    async fn replace_image<T: Send + 'static>(
+        &self,
+        kind: ImageKind,
+        bytes: Vec<u8>,
+        point: impl FnOnce(&Store, &str) -> Result<(T, Option<String>)> + Send + 'static,
+    ) -> Result<T> {
+        let slot = self
+            .files
+            .decode_slot()
             .await
-            .map_err(|_| AccountsError::Store(StoreError::TaskFailed))?
-            .map_err(AccountsError::Image)
+            .map_err(AccountsError::Image)?;
+        let files = self.files.clone();
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let saved = files.save_image(&slot, kind, &bytes);
+            drop(slot);
+            let name = saved.map_err(AccountsError::Image)?;
+            match point(&store, &name) {
+                Ok((value, replaced)) => {
+                    if let Some(old) = replaced {
+                        files.remove(kind, &old);
+                    }
+                    Ok(value)
+                }
+                Err(e) => {
+                    files.remove(kind, &name);
+                    Err(e)
+                }
+            }
+        })
+        .await
+        .map_err(|_| AccountsError::Store(StoreError::TaskFailed))?
     }
 }
 

@@ -32,7 +32,7 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, value)| value)
 }
 
-/// The token of an `Authorization: Bearer` header, if the request has one.
+/// The token of an `Authorization: Bearer TOKEN` header, if the request carries one.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(AUTHORIZATION)

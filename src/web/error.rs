@@ -130,6 +130,15 @@ impl From<AccountsError> for ApiError {
             E::Image(FilesError::NotAnImage | FilesError::Undecodable(_)) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_image")
             }
+            E::Image(FilesError::TooLarge { .. }) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "image_too_large")
+            }
+            E::Image(FilesError::Busy(wait)) => {
+                let mut error =
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_busy", message);
+                error.retry_after = Some(wait.as_secs().max(1));
+                return error;
+            }
             E::Image(FilesError::NotFound) => return ApiError::not_found(),
             E::Image(FilesError::Io(io)) => return ApiError::internal(&io),
             E::Hashing(detail) => return ApiError::internal(&detail),

@@ -31,6 +31,7 @@ use axum::Router;
 
 use crate::app::App;
 use crate::connections::Slot;
+use crate::metrics;
 use error::ApiError;
 
 /// Every route of RoomManager, with its middleware. Separate from serving, so it can be driven
@@ -233,7 +234,8 @@ async fn refuse_large_bodies(State(app): State<Arc<App>>, req: Request, next: Ne
 async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let client = auth::client_ip(&app, req.extensions(), req.headers());
-    let method = req.method().clone();
+    // A label, not the raw method: a client may send 8 KB of invented method per request.
+    let method = metrics::method_label(req.method().as_str());
     let path = req.uri().path().to_owned();
     let route = req
         .extensions()
@@ -242,11 +244,10 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
     let response = next.run(req).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    app.metrics
-        .record_http(method.as_str(), &route, status, elapsed);
+    app.metrics.record_http(method, &route, status, elapsed);
     tracing::info!(
         %client,
-        %method,
+        method,
         %path,
         status,
         micros = elapsed.as_micros() as u64,

@@ -3,13 +3,17 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use crate::app::App;
 use crate::metrics::Gauges;
+
+use super::auth::{bearer_token, ClientIp};
+use super::error::ApiError;
 
 /// `GET /healthz`: 200 when the store answers, 503 (same shape) when it does not.
 pub async fn healthz(State(app): State<Arc<App>>) -> impl IntoResponse {
@@ -55,9 +59,26 @@ pub async fn healthz(State(app): State<Arc<App>>) -> impl IntoResponse {
     )
 }
 
-/// `GET /metrics`: Prometheus text exposition.
-pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
-    (
+/// `GET /metrics`: Prometheus text exposition, for callers on this machine or with
+/// `server.metrics_token`; the series tell a stranger what runs here and how busy it is.
+pub async fn metrics(
+    State(app): State<Arc<App>>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let token = &app.config.server.metrics_token;
+    // `to_canonical`: on a dual-stack listener a local IPv4 caller is `::ffff:127.0.0.1`.
+    let local = ip.to_canonical().is_loopback();
+    let presented =
+        bearer_token(&headers).is_some_and(|given| !token.is_empty() && same_secret(given, token));
+    if !local && !presented {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "/metrics answers only this machine, or callers with the configured metrics token",
+        ));
+    }
+    Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
@@ -66,5 +87,10 @@ pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
             rooms_open: app.rooms.open_rooms(),
             rooms_live: app.rooms.live_rooms().len(),
         }),
-    )
+    ))
+}
+
+/// Compares digests, so the time taken does not tell how much of a guess was right.
+fn same_secret(given: &str, expected: &str) -> bool {
+    Sha256::digest(given.as_bytes()) == Sha256::digest(expected.as_bytes())
 }

@@ -351,7 +351,7 @@ async fn uploads_that_are_not_images_are_refused() {
     // An image absurdly large in pixels (a tiny file claiming 100000×100000).
     put_bytes(&server, avatar, absurd_png(), &token)
         .await
-        .expect_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_image");
+        .expect_error(StatusCode::PAYLOAD_TOO_LARGE, "image_too_large");
 
     // Over uploads.max_image_bytes: a valid PNG of ~90 KB against a 64 KiB limit.
     let big = png(150, 200);
