@@ -211,6 +211,7 @@ pub struct RoomsConfig {
     pub max_frame_bytes: usize,
     pub media_timeout_secs: u64,
     pub media_attempts: u32,
+    pub max_connections_per_user: usize,
 }
 
 impl Default for RoomsConfig {
@@ -226,6 +227,7 @@ impl Default for RoomsConfig {
             max_frame_bytes: 16 * 1024,
             media_timeout_secs: 10,
             media_attempts: 3,
+            max_connections_per_user: 3,
         }
     }
 }
@@ -469,7 +471,7 @@ impl Config {
         }
         let r = &self.rooms;
         let m = &self.media;
-        let positive: [(&'static str, u64); 22] = [
+        let positive: [(&'static str, u64); 23] = [
             ("media.rtmp.hls_fragment_secs", m.rtmp.hls_fragment_secs),
             ("media.rtmp.hls_playlist_secs", m.rtmp.hls_playlist_secs),
             ("media.http.timeout_secs", m.http.timeout_secs),
@@ -480,6 +482,10 @@ impl Config {
             ("rooms.chat_window_secs", r.chat_window_secs),
             ("rooms.client_queue", r.client_queue as u64),
             ("rooms.media_timeout_secs", r.media_timeout_secs),
+            (
+                "rooms.max_connections_per_user",
+                r.max_connections_per_user as u64,
+            ),
             (
                 "accounts.verification_ttl_secs",
                 self.accounts.verification_ttl_secs,
@@ -544,6 +550,15 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "rooms.media_attempts",
                 problem: format!("must be between 1 and 10, got {}", r.media_attempts),
+            });
+        }
+        if r.max_connections_per_user > 100 {
+            return Err(ConfigError::Invalid {
+                key: "rooms.max_connections_per_user",
+                problem: format!(
+                    "must be between 1 and 100, got {}",
+                    r.max_connections_per_user
+                ),
             });
         }
         if !(256..=1024 * 1024).contains(&r.max_frame_bytes) {

@@ -184,7 +184,7 @@ impl RoomActor {
             return;
         }
         match command {
-            Command::Join(member) => self.join(member),
+            Command::Join(member, about) => self.join(member, about),
             Command::Leave(client) => self.leave(client),
             Command::Act(client, link, message) => self.act(client, &link, message),
             Command::RoomUpdated(room) => {
@@ -228,7 +228,7 @@ impl RoomActor {
         if self.audience_dirty {
             self.audience_dirty = false;
             self.broadcast(&ServerMessage::Audience {
-                count: self.members.len(),
+                count: self.audience(),
             });
             self.publish();
         }
@@ -251,7 +251,9 @@ impl RoomActor {
 
     // ---- members ----
 
-    fn join(&mut self, member: Member) {
+    /// `about` is the message that asked for the join (`join_room`, or `start_live` joining the
+    /// host's own room), for the error that refuses it.
+    fn join(&mut self, member: Member, about: &'static str) {
         if self.phase == RoomPhase::Closing {
             let frame = ServerMessage::RoomClosed {
                 room_id: self.room.id.0,
@@ -264,7 +266,22 @@ impl RoomActor {
         let client = member.client;
         let is_host = member.user.0 == self.host.user_id;
         if !self.members.contains_key(&client) {
-            *self.connections.entry(member.user).or_default() += 1;
+            let held = self.connections.get(&member.user).copied().unwrap_or(0);
+            let cap = self.shared.config.max_connections_per_user;
+            if held >= cap {
+                // One person with many sockets must not crowd the room or inflate its count.
+                let refusal = ServerMessage::error(
+                    "too_many_connections",
+                    format!("you are in this room on {held} connections already; close one first"),
+                    Some(about),
+                );
+                member.link.send(refusal.frame());
+                return;
+            }
+            self.connections.insert(member.user, held + 1);
+            if held == 0 {
+                self.audience_dirty = true;
+            }
         }
         self.members.insert(client, member);
         self.empty_since = None;
@@ -272,16 +289,19 @@ impl RoomActor {
             self.host_client = Some(client);
             self.host_gone_since = None;
         }
-        self.audience_dirty = true;
         let info = self.room_info(client);
         self.send_to(client, &info);
+    }
+
+    /// The audience: people in the room, however many connections each has.
+    fn audience(&self) -> usize {
+        self.connections.len()
     }
 
     fn leave(&mut self, client: ClientId) {
         let Some(member) = self.members.remove(&client) else {
             return;
         };
-        self.audience_dirty = true;
         if self.members.is_empty() {
             self.empty_since = Some(Instant::now());
         }
@@ -308,6 +328,7 @@ impl RoomActor {
             }
         };
         if !still_here {
+            self.audience_dirty = true;
             if self.connecting == Some(user) {
                 // Gone while being connected: `connected` then undoes the mix.
                 self.connecting = None;
@@ -1085,7 +1106,7 @@ impl RoomActor {
             watch_url,
             title: self.live.as_ref().map(|l| l.session.title.clone()),
             live_started_at: self.live.as_ref().map(|l| l.session.started_at),
-            audience: self.members.len(),
+            audience: self.audience(),
             top_givers,
             recent_danmaku: self.recent.iter().cloned().collect(),
             co_stream: self.co_stream.as_ref().map(|c| c.guest.clone()),
@@ -1104,7 +1125,7 @@ impl RoomActor {
             title: self.live.as_ref().map(|l| l.session.title.clone()),
             cover_url: self.room.cover.as_deref().map(|c| ImageKind::Cover.url(c)),
             state: self.phase,
-            audience: self.members.len(),
+            audience: self.audience(),
             started_at: self.live.as_ref().map(|l| l.session.started_at),
         };
         self.shared

@@ -112,7 +112,8 @@ pub struct RoomSummary {
 }
 
 enum Command {
-    Join(Member),
+    /// A client enters; the `&str` is the message that asked for it (for a refusal's `about`).
+    Join(Member, &'static str),
     Leave(ClientId),
     /// A room message from a client; the link lets the room answer one that is not a member
     /// (for instance after the room it was in closed).
@@ -243,8 +244,16 @@ impl Rooms {
         Err(RoomsError::ShuttingDown)
     }
 
-    pub async fn join(&self, room: RoomId, member: Member) -> Result<(), RoomsError> {
-        self.command(room, || Command::Join(member.clone())).await
+    /// Sends `member` into `room`. The room answers the client itself: `room_info`, or an
+    /// `error` about `about` when it refuses (too many connections of that user).
+    pub async fn join(
+        &self,
+        room: RoomId,
+        member: Member,
+        about: &'static str,
+    ) -> Result<(), RoomsError> {
+        self.command(room, || Command::Join(member.clone(), about))
+            .await
     }
 
     /// Tells an open room that a client left (or disconnected); a closed room needs no word.

@@ -263,7 +263,7 @@ impl Session {
     }
 
     /// Joins `room`; `false` (after telling the client why) if that failed.
-    async fn join(&mut self, room: RoomId, about: &str) -> bool {
+    async fn join(&mut self, room: RoomId, about: &'static str) -> bool {
         if let Some(current) = self.room.take() {
             self.app.rooms.leave(current, self.client).await;
         }
@@ -282,7 +282,7 @@ impl Session {
             chat_ban,
             link: self.link.clone(),
         };
-        match self.app.rooms.join(room, member).await {
+        match self.app.rooms.join(room, member, about).await {
             Ok(()) => {
                 self.room = Some(room);
                 true
@@ -295,7 +295,7 @@ impl Session {
     }
 
     /// Going live: only a registered host without a stream ban, in their own room.
-    async fn start_live(&mut self, message: ClientMessage, about: &str) {
+    async fn start_live(&mut self, message: ClientMessage, about: &'static str) {
         let user = &self.who.user;
         if user.kind == UserKind::Guest {
             return self.refuse("registered_only", "register to go live", about);

@@ -17,4 +17,5 @@ mod media_http;
 mod media_rtmp;
 mod protocol;
 mod rooms;
+mod rooms_abuse;
 mod store;

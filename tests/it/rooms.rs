@@ -75,7 +75,7 @@ impl Site {
     }
 }
 
-async fn join(client: &mut WsClient, room: u64) -> Value {
+pub(crate) async fn join(client: &mut WsClient, room: u64) -> Value {
     client
         .send(json!({"type": "join_room", "room_id": room}))
         .await;
