@@ -212,6 +212,7 @@ pub struct RoomsConfig {
     pub media_timeout_secs: u64,
     pub media_attempts: u32,
     pub max_connections_per_user: usize,
+    pub idle_close_secs: u64,
 }
 
 impl Default for RoomsConfig {
@@ -228,6 +229,7 @@ impl Default for RoomsConfig {
             media_timeout_secs: 10,
             media_attempts: 3,
             max_connections_per_user: 3,
+            idle_close_secs: 30,
         }
     }
 }
@@ -559,6 +561,12 @@ impl Config {
                     "must be between 1 and 100, got {}",
                     r.max_connections_per_user
                 ),
+            });
+        }
+        if r.idle_close_secs > 24 * 3600 {
+            return Err(ConfigError::Invalid {
+                key: "rooms.idle_close_secs",
+                problem: format!("must be at most 86400 seconds, got {}", r.idle_close_secs),
             });
         }
         if !(256..=1024 * 1024).contains(&r.max_frame_bytes) {

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::protocol::{
     ClientMessage, DanmakuView, Frame, Person, RoomPhase, ServerMessage, TopGiver,
 };
-use super::{ClientId, ClientLink, Command, Member, RoomSummary, Shared};
+use super::{ClientId, ClientLink, Command, Envelope, Member, RoomSummary, Shared};
 use crate::files::ImageKind;
 use crate::media::{LiveId, MediaError, MixLayout, MixSpec, StreamCredentials};
 use crate::model::{GiftEntry, LiveSession, Room, StoredDanmaku, User, UserId, UserKind};
@@ -26,8 +26,6 @@ use crate::store::{unix_now, ChatEntry};
 const AUDIENCE_EVERY: Duration = Duration::from_millis(500);
 /// Commands kept while a room is starting; client messages beyond it are refused.
 const MAX_DEFERRED: usize = 4096;
-/// An open room with nobody in it and nothing live ends after this long.
-const IDLE_END: Duration = Duration::from_secs(30);
 
 /// Results of the work the actor hands to tasks.
 enum Internal {
@@ -97,6 +95,8 @@ pub(super) struct RoomActor {
     shutdown_reply: Option<oneshot::Sender<()>>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
+    /// Since when nobody is in the room; `None` while someone is, and before the first command
+    /// (the one the room was opened for) arrived, so a new room never ends before it.
     empty_since: Option<Instant>,
 }
 
@@ -128,11 +128,11 @@ impl RoomActor {
             shutdown_reply: None,
             internal_tx,
             internal_rx,
-            empty_since: Some(Instant::now()),
+            empty_since: None,
         }
     }
 
-    pub(super) async fn run(mut self, mut inbox: mpsc::Receiver<Command>) {
+    pub(super) async fn run(mut self, mut inbox: mpsc::Receiver<Envelope>) {
         let mut tick = tokio::time::interval(AUDIENCE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -141,24 +141,38 @@ impl RoomActor {
                 // so a client's message sent while the room was starting is answered as such.
                 // A command takes microseconds, so the other inputs still get their turn.
                 biased;
-                command = inbox.recv() => match command {
-                    Some(command) => self.handle(command),
-                    None => break,
-                },
+                envelope = inbox.recv() => {
+                    let Some(Envelope { command, taken }) = envelope else { break };
+                    if let Some(taken) = taken {
+                        // The sender learns the room has it; a room that ends drops what it
+                        // has not taken, unacknowledged, and the sender tries a fresh room.
+                        let _ = taken.send(());
+                    }
+                    self.handle(command);
+                    if self.members.is_empty() {
+                        // Also after the first command, when that was no join.
+                        self.empty_since.get_or_insert_with(Instant::now);
+                    }
+                    if self.idle_over() && inbox.is_empty() {
+                        break;
+                    }
+                }
                 Some(event) = self.internal_rx.recv() => {
                     if self.internal(event) {
                         break;
                     }
                 }
                 _ = tick.tick() => {
-                    // An idle room ends only with nothing waiting: a join sent just now is
-                    // served instead of lost with the inbox.
-                    if self.on_tick() && inbox.is_empty() {
+                    self.on_tick();
+                    if self.idle_over() && inbox.is_empty() {
                         break;
                     }
                 }
             }
         }
+        // Whatever is still queued is dropped unacknowledged: closing first makes every later
+        // send fail too, so each sender goes to the room opened again instead.
+        inbox.close();
         self.end();
     }
 
@@ -223,8 +237,7 @@ impl RoomActor {
         false
     }
 
-    /// Returns `true` when the room is finished.
-    fn on_tick(&mut self) -> bool {
+    fn on_tick(&mut self) {
         if self.audience_dirty {
             self.audience_dirty = false;
             self.broadcast(&ServerMessage::Audience {
@@ -242,11 +255,17 @@ impl RoomActor {
             self.host_gone_since = None;
             self.close("the host left", false);
         }
+    }
+
+    /// Whether the room has been open with nobody in it and nothing live for
+    /// `rooms.idle_close_secs`, and so ends.
+    fn idle_over(&self) -> bool {
+        let idle = Duration::from_secs(self.shared.config.idle_close_secs);
         self.phase == RoomPhase::Idle
             && self.members.is_empty()
             && self
                 .empty_since
-                .is_some_and(|since| since.elapsed() >= IDLE_END)
+                .is_some_and(|since| since.elapsed() >= idle)
     }
 
     // ---- members ----
@@ -284,7 +303,6 @@ impl RoomActor {
             }
         }
         self.members.insert(client, member);
-        self.empty_since = None;
         if is_host {
             self.host_client = Some(client);
             self.host_gone_since = None;

@@ -26,6 +26,9 @@ use protocol::{ClientMessage, Frame, RoomPhase};
 
 /// Commands waiting for a room task; beyond this, senders wait (back-pressure on clients).
 const COMMAND_QUEUE: usize = 1024;
+/// Tries at handing a command to a room: one that ended meanwhile is followed by one opened
+/// again, which takes it unless a concurrent opener's room ended too.
+const DELIVERY_ATTEMPTS: usize = 4;
 /// How long shutdown waits for the rooms to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 
@@ -127,15 +130,38 @@ enum Command {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// A command on its way to a room, with a way to learn that the room took it.
+struct Envelope {
+    command: Command,
+    taken: Option<oneshot::Sender<()>>,
+}
+
 /// The cheap, cloneable way to talk to one room's task.
 #[derive(Clone)]
 pub struct RoomHandle {
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::Sender<Envelope>,
 }
 
 impl RoomHandle {
+    /// Sends without waiting for the room to take it: for news a room that ends meanwhile
+    /// does not need.
     async fn send(&self, command: Command) -> bool {
-        self.commands.send(command).await.is_ok()
+        let envelope = Envelope {
+            command,
+            taken: None,
+        };
+        self.commands.send(envelope).await.is_ok()
+    }
+
+    /// Sends and waits until the room took the command; `false` when the room ended first
+    /// (then it never will).
+    async fn deliver(&self, command: Command) -> bool {
+        let (taken, took) = oneshot::channel();
+        let envelope = Envelope {
+            command,
+            taken: Some(taken),
+        };
+        self.commands.send(envelope).await.is_ok() && took.await.is_ok()
     }
 }
 
@@ -232,12 +258,14 @@ impl Rooms {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Sends a command to `room`, starting its task if needed; retries once if the task ended
-    /// between lookup and send.
+    /// Delivers a command to `room`, starting its task if needed. A room that ends while the
+    /// command is on its way (an idle room closing) never takes it; the command then goes to
+    /// the room opened again. A new room cannot end before it took its first command, so the
+    /// second try lands unless the server is shutting down.
     async fn command(&self, room: RoomId, make: impl Fn() -> Command) -> Result<(), RoomsError> {
-        for _ in 0..2 {
+        for _ in 0..DELIVERY_ATTEMPTS {
             let handle = self.open(room).await?;
-            if handle.send(make()).await {
+            if handle.deliver(make()).await {
                 return Ok(());
             }
         }
