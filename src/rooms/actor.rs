@@ -905,9 +905,9 @@ impl RoomActor {
 
     fn connected(&mut self, guest: UserId, result: Result<CoStream, MediaError>) {
         if self.connecting != Some(guest) {
-            // The live session ended meanwhile: undo the mix.
+            // The live session ended, or the applicant left, meanwhile.
             if let Ok(co) = result {
-                self.undo_mix(co);
+                self.discard_co_stream(co);
             }
             return;
         }
@@ -951,7 +951,7 @@ impl RoomActor {
                 self.co_stream = Some(co);
                 self.publish();
             }
-            Ok(co) => self.undo_mix(co),
+            Ok(co) => self.discard_co_stream(co),
             Err(e) => {
                 self.send_to_user(
                     guest,
@@ -1031,6 +1031,16 @@ impl RoomActor {
                 (_, Err(e)) => Some(Internal::MediaFailed("stop the mixed stream", e)),
                 _ => None,
             }
+        });
+    }
+
+    /// A co-stream that came up when nobody wanted it any more: the mix is closed and both
+    /// one-off streams are revoked, with nobody to tell.
+    fn discard_co_stream(&self, co: CoStream) {
+        let shared = self.shared.clone();
+        self.shared.tasks.spawn(async move {
+            let _ = call(&shared, shared.media.close_mix(&co.mixed)).await;
+            revoke(&shared, [&co.mixed, &co.guest_stream.live_id]).await;
         });
     }
 
@@ -1267,7 +1277,8 @@ async fn start_sequence(
 }
 
 /// Guest credentials and a mixed stream id from the rtp role, the mix from the processor, and
-/// the mixed stream from the distributor. Undoes what it started if a later step fails.
+/// the mixed stream from the distributor. If a later step fails, it undoes what it started and
+/// revokes the one-off credentials it was given before it returns, so nobody can push to them.
 async fn connect_sequence(
     shared: &Shared,
     room: u64,
@@ -1276,21 +1287,25 @@ async fn connect_sequence(
     guest: Person,
 ) -> Result<CoStream, MediaError> {
     let guest_stream = call(shared, shared.media.new_stream(room, "guest")).await?;
-    let mixed = call(shared, shared.media.new_stream(room, "mix"))
-        .await?
-        .live_id;
+    let guest_live = guest_stream.live_id.clone();
+    let mixed = match call(shared, shared.media.new_stream(room, "mix")).await {
+        Ok(credentials) => credentials.live_id,
+        Err(e) => {
+            revoke(shared, [&guest_live]).await;
+            return Err(e);
+        }
+    };
     let spec = MixSpec {
         host,
-        guest: guest_stream.live_id.clone(),
+        guest: guest_live.clone(),
         mixed: mixed.clone(),
         layout,
     };
-    if let Err(e) = call(shared, shared.media.start_mix(&spec)).await {
-        // A timeout may mean the mix did start: close it to be sure.
-        let _ = call(shared, shared.media.close_mix(&mixed)).await;
-        return Err(e);
-    }
-    match call(shared, shared.media.start_distribution(&mixed)).await {
+    let started = match call(shared, shared.media.start_mix(&spec)).await {
+        Ok(()) => call(shared, shared.media.start_distribution(&mixed)).await,
+        Err(e) => Err(e),
+    };
+    match started {
         Ok(watch_url) => Ok(CoStream {
             guest,
             guest_stream,
@@ -1298,9 +1313,20 @@ async fn connect_sequence(
             watch_url,
         }),
         Err(e) => {
+            // A timeout may mean the mix did start: close it to be sure.
             let _ = call(shared, shared.media.close_mix(&mixed)).await;
-            let _ = call(shared, shared.media.stop_distribution(&mixed)).await;
+            revoke(shared, [&mixed, &guest_live]).await;
             Err(e)
+        }
+    }
+}
+
+/// Ends one-off streams (a co-stream's guest and mix) at the media plane, which makes their
+/// credentials stop working. Each is tried; a failure is logged.
+async fn revoke<'a>(shared: &Shared, streams: impl IntoIterator<Item = &'a LiveId>) {
+    for live in streams {
+        if let Err(e) = call(shared, shared.media.stop_distribution(live)).await {
+            tracing::warn!(live = %live, error = %e, "cannot revoke a one-off stream");
         }
     }
 }

@@ -7,9 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use roommanager::media::scripted::{Behaviour, Call, Gate};
+use roommanager::media::MediaError;
 use roommanager::model::UserId;
 use serde_json::json;
 
+use crate::common::wait_for;
 use crate::common::ws::WsClient;
 use crate::rooms::{join, Site};
 
@@ -152,4 +155,131 @@ fn room_of(site: &Site, user: u64) -> u64 {
         .room_id
         .expect("a verified user has a room")
         .0
+}
+
+/// The scripted media plane's calls from the `from`-th on.
+fn calls_since(site: &Site, from: usize) -> Vec<(Call, String)> {
+    site.media.calls().into_iter().skip(from).collect()
+}
+
+/// The streams a call to `start_mix` named: (guest, mixed), from its `host+guest=mixed`.
+fn mix_streams(spec: &str) -> (String, String) {
+    let (_, rest) = spec.split_once('+').expect("host+guest=mixed");
+    let (guest, mixed) = rest.split_once('=').expect("host+guest=mixed");
+    (guest.to_owned(), mixed.to_owned())
+}
+
+/// A co-stream whose start fails at any step after the guest got credentials: before the host
+/// hears of the failure, the mix is closed and the guest's (and the mix's) one-off streams are
+/// ended at the media plane, which revokes their credentials. A co-stream that comes up after
+/// the live session ended is revoked the same way. A later co-stream works and keeps its own.
+#[tokio::test]
+async fn a_co_stream_start_that_fails_half_way_revokes_the_one_off_credentials_at_once() {
+    let site = Site::start().await;
+    let (mut host, room) = site.live_host("revoke01").await;
+    let (fan_id, token) = site.user("revokefan01").await;
+    let mut fan = site.ws(&token).await;
+    join(&mut fan, room).await;
+    let refused = || Behaviour::Fail(MediaError::Refused("no".into()));
+    let guest_prefix = format!("r{room}-guest-");
+    // (the failing call, how, calls of that kind let through before it)
+    let cases = [
+        (Call::NewStream, refused(), 1),
+        (Call::StartMix, refused(), 0),
+        (Call::StartMix, Behaviour::Hang, 0),
+        (Call::StartDistribution, refused(), 0),
+    ];
+    for (failing, behaviour, skip) in cases {
+        let label = format!("{failing:?} {behaviour:?}");
+        let mut script = vec![Behaviour::Succeed; skip];
+        script.push(behaviour);
+        site.media.script(failing, script);
+        let before = site.media.calls().len();
+        fan.send(json!({"type": "apply_connect"})).await;
+        host.expect("connect_request").await;
+        host.send(json!({"type": "answer_connect", "user_id": fan_id, "accept": true}))
+            .await;
+        assert_eq!(fan.expect("connect_answer").await["accept"], false);
+        assert_eq!(
+            host.expect_error("answer_connect").await,
+            "media_unavailable"
+        );
+        // Already done when the failure is told: no waiting here.
+        let calls = calls_since(&site, before);
+        let revoked: Vec<&str> = calls
+            .iter()
+            .filter(|(c, _)| *c == Call::StopDistribution)
+            .map(|(_, live)| live.as_str())
+            .collect();
+        match calls.iter().find(|(c, _)| *c == Call::StartMix) {
+            Some((_, spec)) => {
+                let (guest, mixed) = mix_streams(spec);
+                assert!(guest.starts_with(&guest_prefix), "{label}: {spec}");
+                assert_eq!(revoked, [mixed.as_str(), guest.as_str()], "{label}");
+                let closed = calls
+                    .iter()
+                    .position(|c| *c == (Call::CloseMix, mixed.clone()));
+                let first_revoke = calls.iter().position(|(c, _)| *c == Call::StopDistribution);
+                assert!(
+                    closed < first_revoke,
+                    "{label}: the mix closes first: {calls:?}"
+                );
+            }
+            None => {
+                assert_eq!(revoked.len(), 1, "{label}: {calls:?}");
+                assert!(revoked[0].starts_with(&guest_prefix), "{label}: {calls:?}");
+            }
+        }
+        assert_eq!(site.live_rooms().await[0]["state"], "live", "{label}");
+    }
+
+    // A co-stream that works keeps its credentials until it ends.
+    let before = site.media.calls().len();
+    fan.send(json!({"type": "apply_connect"})).await;
+    host.expect("connect_request").await;
+    host.send(json!({"type": "answer_connect", "user_id": fan_id, "accept": true}))
+        .await;
+    fan.expect("connect_started").await;
+    host.sync().await;
+    assert_eq!(site.live_rooms().await[0]["state"], "co_streaming");
+    let calls = calls_since(&site, before);
+    assert!(
+        !calls.iter().any(|(c, _)| *c == Call::StopDistribution),
+        "{calls:?}"
+    );
+    fan.send(json!({"type": "end_connect"})).await;
+    fan.expect("connect_ended").await;
+
+    // The live session ends while a co-stream is being set up: it comes up, and is undone and
+    // revoked at once.
+    let gate = Gate::default();
+    site.media
+        .script(Call::StartDistribution, [Behaviour::Gated(gate.clone())]);
+    wait_for(|| async { (site.media.count(Call::CloseMix) == 4).then_some(()) }).await;
+    let before = site.media.calls().len();
+    fan.send(json!({"type": "apply_connect"})).await;
+    host.expect("connect_request").await;
+    host.send(json!({"type": "answer_connect", "user_id": fan_id, "accept": true}))
+        .await;
+    gate.arrived().await;
+    host.send(json!({"type": "stop_live"})).await;
+    fan.expect("live_stopped").await;
+    gate.open();
+    let (guest, mixed) = calls_since(&site, before)
+        .into_iter()
+        .find(|(c, _)| *c == Call::StartMix)
+        .map(|(_, spec)| mix_streams(&spec))
+        .expect("the mix was started");
+    wait_for(|| async {
+        let revoked: Vec<String> = calls_since(&site, before)
+            .into_iter()
+            .filter(|(c, _)| *c == Call::StopDistribution)
+            .map(|(_, live)| live)
+            .collect();
+        (revoked.contains(&guest) && revoked.contains(&mixed)).then_some(())
+    })
+    .await;
+    assert!(calls_since(&site, before).contains(&(Call::CloseMix, mixed)));
+    fan.expect_none("connect_started", Duration::from_millis(200))
+        .await;
 }
