@@ -126,11 +126,14 @@ impl App {
         };
         tasks.spawn(mailer.run(shutdown.clone()));
         tasks.spawn(accounts.clone().run_purge(shutdown.clone()));
+        // Read before the server takes requests, so no session of this run is among them.
+        let leftovers = store.unsettled_live_sessions()?;
         let rooms = Arc::new(Rooms::new(
             store.clone(),
             media,
             config.rooms.clone(),
             config.gifts.clone(),
+            leftovers,
             tasks.clone(),
             shutdown.clone(),
         ));

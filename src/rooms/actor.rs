@@ -738,25 +738,8 @@ impl RoomActor {
                 tracing::error!(error = %e, "cannot record the end of a live session");
             }
             tokio::time::sleep(delay).await;
-            match call(&shared, shared.media.recording(&host_live)).await {
-                Ok(Some(recording)) => {
-                    let session = live.session;
-                    let listed = shared
-                        .store
-                        .run(move |s| {
-                            s.add_record(&session, recording.duration_secs, recording.url)
-                        })
-                        .await;
-                    match listed {
-                        Ok(record) => tracing::info!(record = %record.id, "recording listed"),
-                        Err(e) => tracing::error!(error = %e, "cannot list a recording"),
-                    }
-                }
-                Ok(None) => tracing::warn!(live = %host_live, "the media plane has no recording"),
-                Err(e) => {
-                    tracing::warn!(live = %host_live, error = %e, "cannot fetch the recording")
-                }
-            }
+            let limit = Duration::from_secs(shared.config.media_timeout_secs);
+            list_recording(&shared, live.session, limit).await;
         }))
     }
 
@@ -1235,6 +1218,35 @@ where
         }
     }
     Err(MediaError::Timeout)
+}
+
+/// Asks the media plane for a live session's recording, waiting at most `limit`, and lists it
+/// for replay; a session the media plane has no recording of is settled as such. A failure
+/// leaves the session unsettled, to be tried again at the next start.
+pub(super) async fn list_recording(shared: &Shared, session: LiveSession, limit: Duration) {
+    let live = LiveId(session.stream.clone());
+    let found = tokio::time::timeout(limit, shared.media.recording(&live))
+        .await
+        .unwrap_or(Err(MediaError::Timeout));
+    let id = session.id;
+    let stored = match found {
+        Ok(Some(recording)) => shared
+            .store
+            .run(move |s| s.add_record(&session, recording.duration_secs, recording.url))
+            .await
+            .map(|record| tracing::info!(record = %record.id, live = %live, "recording listed")),
+        Ok(None) => {
+            tracing::warn!(live = %live, "the media plane has no recording");
+            shared.store.run(move |s| s.settle_live_session(id)).await
+        }
+        Err(e) => {
+            tracing::warn!(live = %live, error = %e, "cannot fetch the recording; tried again at the next start");
+            Ok(())
+        }
+    };
+    if let Err(e) = stored {
+        tracing::error!(session = %id, error = %e, "cannot list a recording");
+    }
 }
 
 /// Credentials from the rtp role, distribution from the distributor, then the live session in

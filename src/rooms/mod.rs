@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{GiftConfig, RoomsConfig};
 use crate::media::MediaPlane;
-use crate::model::{Ban, BanScope, Room, RoomId, UserId, UserKind};
+use crate::model::{Ban, BanScope, LiveSession, Room, RoomId, UserId, UserKind};
 use crate::store::{unix_now, ChatEntry, Store, StoreError};
 use protocol::{ClientMessage, Frame, RoomPhase};
 
@@ -29,6 +29,9 @@ const COMMAND_QUEUE: usize = 1024;
 /// Tries at handing a command to a room: one that ended meanwhile is followed by one opened
 /// again, which takes it unless a concurrent opener's room ended too.
 const DELIVERY_ATTEMPTS: usize = 4;
+/// How long a leftover session's recording may take: the rtmp backend first turns the FLV
+/// files a stopped server left into MP4 (it waits up to 90 s for that).
+const LEFTOVER_WAIT: Duration = Duration::from_secs(120);
 /// How long shutdown waits for the rooms to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 
@@ -185,29 +188,36 @@ pub struct Rooms {
 }
 
 impl Rooms {
-    /// Starts the chat ledger writer; rooms start on demand.
+    /// Starts the chat ledger writer and the finishing of `leftovers`, the live sessions a
+    /// stopped server left unsettled (read before anyone could go live again); rooms start on
+    /// demand.
     pub fn new(
         store: Store,
         media: Arc<dyn MediaPlane>,
         config: RoomsConfig,
         gifts: Vec<GiftConfig>,
+        leftovers: Vec<LiveSession>,
         tasks: TaskTracker,
         app_shutdown: CancellationToken,
     ) -> Rooms {
         let (chat, ledger) = mpsc::unbounded_channel();
-        tasks.spawn(write_chat(store.clone(), ledger, app_shutdown));
+        tasks.spawn(write_chat(store.clone(), ledger, app_shutdown.clone()));
+        let shared = Arc::new(Shared {
+            store,
+            media,
+            config,
+            gifts,
+            chat,
+            registry: Mutex::new(HashMap::new()),
+            directory: Mutex::new(HashMap::new()),
+            tasks,
+            shutdown: CancellationToken::new(),
+        });
+        shared
+            .tasks
+            .spawn(finish_leftovers(shared.clone(), leftovers, app_shutdown));
         Rooms {
-            shared: Arc::new(Shared {
-                store,
-                media,
-                config,
-                gifts,
-                chat,
-                registry: Mutex::new(HashMap::new()),
-                directory: Mutex::new(HashMap::new()),
-                tasks,
-                shutdown: CancellationToken::new(),
-            }),
+            shared,
             next_task: std::sync::atomic::AtomicU64::new(1),
         }
     }
@@ -381,6 +391,39 @@ impl Rooms {
         if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
             tracing::warn!("some rooms did not finish closing in time");
         }
+    }
+}
+
+/// Finishes the live sessions a stopped server left unsettled: one stopped while live is
+/// ended at its last sign of life, then each one's recording is asked for and listed, as if its
+/// room had just closed. Runs once, at start, one session after the other; what shutdown
+/// interrupts is left for the next start.
+async fn finish_leftovers(
+    shared: Arc<Shared>,
+    sessions: Vec<LiveSession>,
+    shutdown: CancellationToken,
+) {
+    let work = async {
+        for session in sessions {
+            let id = session.id;
+            tracing::info!(session = %id, "finishing a live session an earlier run left unfinished");
+            let ended = match shared
+                .store
+                .run(move |s| s.end_abandoned_live_session(id))
+                .await
+            {
+                Ok(Some(ended)) => ended,
+                Ok(None) => continue,
+                Err(e) => {
+                    return tracing::error!(error = %e, "cannot end an unfinished live session")
+                }
+            };
+            actor::list_recording(&shared, ended, LEFTOVER_WAIT).await;
+        }
+    };
+    tokio::select! {
+        () = work => {}
+        () = shutdown.cancelled() => {}
     }
 }
 

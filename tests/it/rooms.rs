@@ -45,6 +45,19 @@ impl Site {
         Site { server, media }
     }
 
+    /// Stops the server (as on SIGTERM) and starts it again on the same data, with a fresh
+    /// scripted media plane.
+    pub(crate) async fn restart(self, adjust: impl FnOnce(&mut Config)) -> Site {
+        let data = self.server.stop_keep_data().await;
+        let media = Arc::new(ScriptedMedia::default());
+        let server = TestServer::start_in_with_media(data, media.clone(), |c| {
+            quick(c);
+            adjust(c);
+        })
+        .await;
+        Site { server, media }
+    }
+
     /// A registered, verified user; returns (user id, session token).
     pub(crate) async fn user(&self, name: &str) -> (u64, String) {
         verified_user(&self.server, name).await

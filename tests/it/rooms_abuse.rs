@@ -9,11 +9,14 @@ use std::time::Duration;
 
 use roommanager::media::scripted::{Behaviour, Call, Gate};
 use roommanager::media::MediaError;
-use roommanager::model::UserId;
+use roommanager::model::{RoomId, StoredDanmaku, UserId};
+use roommanager::store::{ChatEntry, Store};
 use serde_json::json;
 
-use crate::common::wait_for;
+use crate::accounts::relaxed;
+use crate::common::tools::{self, Tool};
 use crate::common::ws::WsClient;
+use crate::common::{wait_for, TestServer};
 use crate::rooms::{join, Site};
 
 /// The host's connection after going live with `token`, and the room id.
@@ -91,7 +94,7 @@ async fn one_user_with_many_sockets_counts_once_and_is_capped() {
 /// keep landing while the room ends (dozens of ends per run).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joins_racing_an_idle_rooms_end_are_never_lost() {
-    const ROUNDS: usize = 200;
+    const ROUNDS: usize = 120;
     const CLIENTS: usize = 4;
     let site = Site::start_with(|c| c.rooms.idle_close_secs = 0).await;
     let (host_id, _) = site.user("idle01").await;
@@ -111,7 +114,7 @@ async fn joins_racing_an_idle_rooms_end_are_never_lost() {
                     ends += 1;
                 }
                 was_open = open;
-                tokio::time::sleep(Duration::from_millis(1)).await;
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
             ends
         }
@@ -282,4 +285,165 @@ async fn a_co_stream_start_that_fails_half_way_revokes_the_one_off_credentials_a
     assert!(calls_since(&site, before).contains(&(Call::CloseMix, mixed)));
     fan.expect_none("connect_started", Duration::from_millis(200))
         .await;
+}
+
+/// Live sessions a stopped server left without a recording are finished at the next start and
+/// listed: one whose recording was not fetched before the server stopped, and one the server
+/// died in the middle of (never ended: it ends at its last sign of life). A session listed
+/// before is left alone, one going live after the start is not touched, and a further restart
+/// lists nothing twice.
+#[tokio::test]
+async fn sessions_a_stopped_server_left_without_a_recording_are_listed_at_the_next_start() {
+    const STARTED: u64 = 1_795_700_000;
+    let site = Site::start().await;
+    let (mut listed, _) = site.live_host("left01").await;
+    listed.send(json!({"type": "close_room"})).await;
+    listed.expect("room_closed").await;
+    wait_for(|| async { (site.server.app().store.records().unwrap().len() == 1).then_some(()) })
+        .await;
+    // The server stops before the recording is fetched: the media plane does not answer.
+    site.media.script(Call::Recording, [Behaviour::Hang]);
+    let (_stopped, _) = site.live_host("left02").await;
+    // A session the server died in, as it leaves it: never ended, one danmaku 42 s in.
+    let (crashed_host, _) = site.user("left03").await;
+    let store = site.server.app().store.clone();
+    let crashed = store
+        .start_live_session(
+            RoomId(room_of(&site, crashed_host)),
+            UserId(crashed_host),
+            "crashed".into(),
+            "r-crashed".into(),
+            STARTED,
+        )
+        .unwrap();
+    store
+        .append_chat(&[ChatEntry::Danmaku(StoredDanmaku {
+            live: crashed.id,
+            user_id: UserId(crashed_host),
+            nickname: "left03".into(),
+            text: "still here".into(),
+            offset_ms: 42_000,
+            at: STARTED + 42,
+        })])
+        .unwrap();
+    drop(store);
+
+    let site = site.restart(|_| {}).await;
+    let gate = Gate::default();
+    site.media
+        .script(Call::Recording, [Behaviour::Gated(gate.clone())]);
+    // Someone goes live while the leftovers are being finished.
+    let (_live, live_room) = site.live_host("left04").await;
+    gate.arrived().await;
+    gate.open();
+    let store = site.server.app().store.clone();
+    let records = wait_for(|| async {
+        let records = store.records().unwrap();
+        (records.len() == 3).then_some(records)
+    })
+    .await;
+    let asked: Vec<String> = site
+        .media
+        .calls()
+        .into_iter()
+        .filter(|(c, _)| *c == Call::Recording)
+        .map(|(_, live)| live)
+        .collect();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert!(
+        asked[0].starts_with("r") && asked[0].contains("-host-"),
+        "{asked:?}"
+    );
+    assert_eq!(asked[1], "r-crashed");
+    let titles: Vec<&str> = records.iter().map(|r| r.title.as_str()).collect();
+    assert_eq!(titles, ["Friday jam", "Friday jam", "crashed"]);
+    let ended = store.live_session(crashed.id).unwrap().unwrap();
+    assert_eq!(
+        ended.ended_at,
+        Some(STARTED + 42),
+        "ended at its last sign of life"
+    );
+    assert!(ended.settled);
+    // The session that went live after the start is live and untouched.
+    let live = site.live_rooms().await;
+    assert_eq!((live.len(), &live[0]["room_id"]), (1, &json!(live_room)));
+    let unsettled = store.unsettled_live_sessions().unwrap();
+    assert_eq!(
+        unsettled.len(),
+        1,
+        "only the running session: {unsettled:?}"
+    );
+    assert_eq!(unsettled[0].ended_at, None);
+    drop(store);
+
+    // The next start has nothing left to finish: the running session is closed by the
+    // shutdown and listed then; nothing is listed twice.
+    let site = site.restart(|_| {}).await;
+    let store = site.server.app().store.clone();
+    assert_eq!(store.records().unwrap().len(), 4);
+    assert!(store.unsettled_live_sessions().unwrap().is_empty());
+    assert_eq!(site.media.count(Call::Recording), 0);
+}
+
+/// With the rtmp backend: a server stopped while it was turning a session's recording into MP4
+/// left the FLV file and a session without a record. The next start remuxes the file, lists
+/// the recording with its length, and serves it.
+#[tokio::test]
+async fn a_recording_a_stopped_server_was_remuxing_is_listed_and_served_at_the_next_start() {
+    const STARTED: u64 = 1_795_700_000;
+    if !tools::require(&[Tool::Ffmpeg, Tool::Ffprobe]) {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let flv_dir = data.path().join("media").join("flv");
+    std::fs::create_dir_all(&flv_dir).unwrap();
+    let flv = flv_dir.join(format!("hleft1-{STARTED}.flv"));
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-f", "lavfi"])
+        .args(["-i", "testsrc=size=320x180:rate=30", "-t", "3"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-f", "flv"])
+        .arg(&flv)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let store = Store::open(data.path()).unwrap();
+    let session = store
+        .start_live_session(
+            RoomId(1),
+            UserId(1),
+            "remuxing".into(),
+            "hleft1".into(),
+            STARTED,
+        )
+        .unwrap();
+    store.end_live_session(session.id, STARTED + 3).unwrap();
+    store.close().unwrap();
+
+    let server = TestServer::start_in(data, relaxed).await;
+    let store = server.app().store.clone();
+    let record = wait_for(|| async { store.records().unwrap().into_iter().next() }).await;
+    assert_eq!(
+        (record.live, record.title.as_str()),
+        (session.id, "remuxing")
+    );
+    assert_eq!(record.duration_secs, 3);
+    assert!(
+        record
+            .url
+            .ends_with(&format!("/records/files/hleft1/session_{STARTED}.mp4")),
+        "{}",
+        record.url
+    );
+    assert!(!flv.exists(), "the FLV was turned into the MP4");
+    let served = server.client.get(&record.url).send().await.unwrap();
+    assert_eq!(served.status(), reqwest::StatusCode::OK);
+    assert_eq!(served.headers()["content-type"], "video/mp4");
+    assert!(served.bytes().await.unwrap().len() > 1000);
+    let ended = store.live_session(session.id).unwrap().unwrap();
+    assert_eq!(
+        ended.ended_at,
+        Some(STARTED + 3),
+        "an ended session keeps its end"
+    );
+    assert!(ended.settled);
 }
