@@ -6,6 +6,7 @@
 //! - [`store`]: the redb database — tables, schema version, migrations; no redb type leaves it.
 //! - [`model`]: ids and the records the store keeps; plain data shared by every part.
 //! - [`limits`]: in-memory rate limiters.
+//! - [`text`]: the characters that disguise text people show each other (names, danmaku).
 //! - [`mail`]: the mail queue's delivery loop and its transports (outbox folder, SMTP).
 //! - [`files`]: uploaded images — checked, re-encoded, stored, served.
 //! - [`accounts`]: registration and verification, login, sessions, guests, profiles, rooms' records.
@@ -30,4 +31,5 @@ pub mod model;
 pub mod rooms;
 pub mod server;
 pub mod store;
+pub mod text;
 pub mod web;

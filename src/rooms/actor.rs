@@ -524,11 +524,19 @@ impl RoomActor {
             let message = format!("a danmaku has at most {max} characters");
             return self.error(member.client, "danmaku_too_long", &message, "danmaku");
         }
+        if let Some(c) = crate::text::disguise(&text) {
+            let message = format!(
+                "a danmaku may not hide or reorder its text; U+{:04X} is not allowed here",
+                u32::from(c)
+            );
+            return self.error(member.client, "invisible_characters", &message, "danmaku");
+        }
         let Some(live) = &self.live else { return };
         let offset_ms = live.started.elapsed().as_millis() as u64;
         let view = DanmakuView {
             user_id: member.user.0,
             nickname: member.nickname.clone(),
+            is_host: member.user.0 == self.host.user_id,
             text,
             offset_ms,
         };

@@ -11,7 +11,7 @@ use roommanager::media::scripted::{Behaviour, Call, Gate};
 use roommanager::media::MediaError;
 use roommanager::model::{RoomId, StoredDanmaku, UserId};
 use roommanager::store::{ChatEntry, Store};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::accounts::relaxed;
 use crate::common::tools::{self, Tool};
@@ -446,4 +446,117 @@ async fn a_recording_a_stopped_server_was_remuxing_is_listed_and_served_at_the_n
         "an ended session keeps its end"
     );
     assert!(ended.settled);
+}
+
+/// Renames the user of `token` through `PATCH /api/v1/me`; the answer's status and body.
+async fn rename(site: &Site, token: &str, nickname: &str) -> (reqwest::StatusCode, Value) {
+    let reply = site
+        .server
+        .client
+        .patch(site.server.url("/api/v1/me"))
+        .bearer_auth(token)
+        .json(&json!({ "nickname": nickname }))
+        .send()
+        .await
+        .unwrap();
+    (reply.status(), reply.json().await.unwrap())
+}
+
+/// Danmaku and nicknames that hide or reorder text (bidi overrides and isolates, zero-width
+/// and other invisible characters, variation selectors or tags on their own, text of nothing
+/// visible) are refused with a clear code. The host's danmaku carry `is_host`, so a viewer who
+/// takes the host's nickname is told apart. Honest text, emoji sequences included, goes through.
+#[tokio::test]
+async fn disguised_danmaku_are_refused_and_the_host_is_marked_in_chat() {
+    let site = Site::start().await;
+    let (_, host_token) = site.user("marked01").await;
+    let (mut host, room) = go_live(&site, &host_token).await;
+    let (faker_id, faker_token) = site.user("faker01").await;
+    for bad in [
+        "marked01\u{202E}",
+        "\u{2066}marked01\u{2069}",
+        "marked\u{200B}01",
+        "\u{3164}",
+    ] {
+        let (status, body) = rename(&site, &faker_token, bad).await;
+        assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{bad:?}");
+        assert_eq!(body["error"]["code"], "invalid_nickname", "{bad:?}");
+    }
+    // Nicknames are not unique: the faker may take the host's exact nickname.
+    let (status, _) = rename(&site, &faker_token, "marked01").await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    let mut faker = site.ws(&faker_token).await;
+    join(&mut faker, room).await;
+
+    for bad in [
+        "\u{202E}olleh",
+        "evil\u{202E}gpj.exe",
+        "\u{2066}hidden\u{2069}",
+        "\u{200B}",
+        "\u{200B}\u{200C}\u{200D}\u{2060}\u{FEFF}",
+        "\u{200F}hi",
+        "\u{FE0F}\u{FE0F}",
+        "hi\u{E0068}\u{E0069}",
+        "\u{2800}\u{2800}\u{2800}",
+        "a\u{200D}b",
+    ] {
+        faker.send(json!({"type": "danmaku", "text": bad})).await;
+        let error = faker.expect_error_code("invisible_characters").await;
+        assert_eq!(error["about"], "danmaku", "{bad:?}");
+        assert!(
+            error["message"].as_str().unwrap().contains("U+"),
+            "the message names the character: {error}"
+        );
+    }
+    let seen = host.sync().await;
+    assert!(
+        !seen.iter().any(|m| m["type"] == "danmaku"),
+        "nothing disguised reached the room: {seen:?}"
+    );
+
+    faker
+        .send(json!({"type": "danmaku", "text": "I am the host, send gifts"}))
+        .await;
+    let from_faker = host.expect("danmaku").await;
+    assert_eq!(
+        (
+            &from_faker["nickname"],
+            &from_faker["user_id"],
+            &from_faker["is_host"]
+        ),
+        (&json!("marked01"), &json!(faker_id), &json!(false))
+    );
+    host.send(json!({"type": "danmaku", "text": "welcome"}))
+        .await;
+    let from_host = faker
+        .expect_where("danmaku", |m| m["text"] == "welcome")
+        .await;
+    assert_eq!(
+        (&from_host["nickname"], &from_host["is_host"]),
+        (&json!("marked01"), &json!(true))
+    );
+    let honest = "❤\u{FE0F} 👨\u{200D}👩\u{200D}👧 می\u{200C}خواهم 🏴\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}";
+    faker.send(json!({"type": "danmaku", "text": honest})).await;
+    assert_eq!(
+        host.expect_where("danmaku", |m| m["text"] == honest).await["is_host"],
+        false
+    );
+
+    // Late joiners see the mark in the recent danmaku too.
+    let mut late = site.ws(&site.guest().await).await;
+    let recent = join(&mut late, room).await["recent_danmaku"].clone();
+    let marks: Vec<(&str, bool)> = recent
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["text"].as_str().unwrap(), d["is_host"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        marks,
+        [
+            ("I am the host, send gifts", false),
+            ("welcome", true),
+            (honest, false)
+        ]
+    );
 }
