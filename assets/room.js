@@ -249,6 +249,13 @@
     });
     socket.addEventListener("close", (event) => {
       if (closedForGood) return;
+      if (event.code === 4001) {
+        // The session ended (logged out, expired, or the guest was removed): a reconnect with
+        // it would be refused, so stop here and say what to do.
+        closedForGood = true;
+        notice(`Your session ended (${event.reason}). Reload the page to continue.`);
+        return;
+      }
       notice(event.reason ? `Disconnected (${event.reason}); reconnecting…` : "Reconnecting…");
       setTimeout(connect, retryMs);
       retryMs = Math.min(retryMs * 2, 15000);

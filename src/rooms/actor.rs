@@ -19,7 +19,9 @@ use super::protocol::{
 use super::{ClientId, ClientLink, Command, Envelope, Member, RoomSummary, Shared};
 use crate::files::ImageKind;
 use crate::media::{LiveId, MediaError, MixLayout, MixSpec, StreamCredentials};
-use crate::model::{GiftEntry, LiveSession, Room, StoredDanmaku, User, UserId, UserKind};
+use crate::model::{
+    Ban, BanScope, GiftEntry, LiveSession, Room, StoredDanmaku, User, UserId, UserKind,
+};
 use crate::store::{unix_now, ChatEntry};
 
 /// Audience changes are announced at most this often (a crowd joining is one event, not many).
@@ -210,6 +212,7 @@ impl RoomActor {
                 self.publish();
             }
             Command::StreamState { live_id, on_air } => self.stream_state(&live_id, on_air),
+            Command::Banned(user, ban) => self.apply_ban(user, ban),
             Command::Shutdown(reply) => {
                 self.shutdown_reply = Some(reply);
                 if self.phase != RoomPhase::Closing {
@@ -614,6 +617,58 @@ impl RoomActor {
             user_id: member.user.0,
             count,
         });
+    }
+
+    /// A ban given just now (`Rooms::add_ban`), applied at once.
+    fn apply_ban(&mut self, user: UserId, ban: Ban) {
+        if !ban.in_force(unix_now()) {
+            return;
+        }
+        let notice = ServerMessage::Banned {
+            scope: match ban.scope {
+                BanScope::Chat => "chat",
+                BanScope::Stream => "stream",
+            }
+            .to_owned(),
+            reason: ban.reason.clone(),
+        };
+        match ban.scope {
+            BanScope::Chat => {
+                let mut here = false;
+                for member in self.members.values_mut().filter(|m| m.user == user) {
+                    member.chat_ban = Some(ban.clone());
+                    here = true;
+                }
+                if !here {
+                    return;
+                }
+                self.send_to_user(user, &notice);
+                // A chat ban covers co-streaming too: off the queue, off the stage.
+                let waiting = self.connect_queue.len();
+                self.connect_queue.retain(|p| p.user_id != user.0);
+                if self.connect_queue.len() != waiting {
+                    self.send_queue();
+                }
+                if self.connecting == Some(user) {
+                    // `connected` then discards the co-stream being set up.
+                    self.connecting = None;
+                }
+                if self
+                    .co_stream
+                    .as_ref()
+                    .is_some_and(|c| c.guest.user_id == user.0)
+                {
+                    self.end_co_stream();
+                }
+            }
+            BanScope::Stream if user.0 == self.host.user_id => {
+                self.send_to_user(user, &notice);
+                if matches!(self.phase, RoomPhase::Live | RoomPhase::CoStreaming) {
+                    self.close("the host is banned from streaming", false);
+                }
+            }
+            BanScope::Stream => {}
+        }
     }
 
     // ---- live sessions ----

@@ -2,15 +2,18 @@
 //! and [`Rooms`] is the registry that finds or starts them.
 //!
 //! Owns: the registry (room id → [`RoomHandle`]), the room actors (`actor.rs`), the WebSocket
-//! protocol's messages (`protocol.rs`), the directory of live rooms, and the chat ledger writer.
+//! protocol's messages (`protocol.rs`), the directory of live rooms, the chat ledger writer,
+//! bans applied to running rooms, and the registry of open connections (`connections.rs`).
 //! Calls: store (rooms' records, bans, live sessions, ledgers), media (the media plane trait).
 //! The outside talks to a room only through its handle's command channel; replies go back on a
 //! oneshot or, for a client, into that client's bounded outgoing queue.
 
 mod actor;
+pub mod connections;
 pub mod protocol;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -54,7 +57,8 @@ pub struct ClientId(pub u64);
 pub struct ClientLink {
     frames: mpsc::Sender<Frame>,
     closed: CancellationToken,
-    reason: Arc<OnceLock<String>>,
+    /// The close frame's code and reason; the first close wins.
+    reason: Arc<OnceLock<(u16, String)>>,
 }
 
 impl ClientLink {
@@ -75,9 +79,16 @@ impl ClientLink {
         self.frames.try_send(frame).is_ok()
     }
 
-    /// Asks the connection to close, telling the client why.
+    /// Asks the connection to close, telling the client why: code 1008 for a client that
+    /// cannot keep up (`too_slow`), 1000 otherwise.
     pub fn close(&self, reason: &str) {
-        let _ = self.reason.set(reason.to_owned());
+        let code = if reason == "too_slow" { 1008 } else { 1000 };
+        self.close_with(code, reason);
+    }
+
+    /// Asks the connection to close with this close code and reason.
+    pub fn close_with(&self, code: u16, reason: &str) {
+        let _ = self.reason.set((code, reason.to_owned()));
         self.closed.cancel();
     }
 
@@ -86,8 +97,11 @@ impl ClientLink {
         self.closed.cancelled().await;
     }
 
-    pub fn close_reason(&self) -> Option<&str> {
-        self.reason.get().map(String::as_str)
+    /// The close frame's code and reason, once someone asked for the close.
+    pub fn close_frame(&self) -> Option<(u16, &str)> {
+        self.reason
+            .get()
+            .map(|(code, reason)| (*code, reason.as_str()))
     }
 }
 
@@ -98,9 +112,29 @@ pub struct Member {
     pub user: UserId,
     pub nickname: String,
     pub kind: UserKind,
-    /// A chat ban in force when the member joined (rooms re-check its expiry on use).
-    pub chat_ban: Option<Ban>,
+    /// The user's chat ban: read at the join, replaced when a ban is given while the member is
+    /// in the room (rooms re-check its expiry on use).
+    chat_ban: Option<Ban>,
     pub link: ClientLink,
+}
+
+impl Member {
+    pub fn new(
+        client: ClientId,
+        user: UserId,
+        nickname: String,
+        kind: UserKind,
+        link: ClientLink,
+    ) -> Member {
+        Member {
+            client,
+            user,
+            nickname,
+            kind,
+            chat_ban: None,
+            link,
+        }
+    }
 }
 
 /// A live room as the directory lists it.
@@ -130,6 +164,9 @@ enum Command {
         live_id: String,
         on_air: bool,
     },
+    /// A ban was given to a user: it applies at once to their members and, for a stream ban
+    /// of the host, to the live session.
+    Banned(UserId, Ban),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -178,13 +215,15 @@ struct Shared {
     /// std mutexes: each held only for a map update, never across an `.await`.
     registry: Mutex<HashMap<RoomId, (u64, RoomHandle)>>,
     directory: Mutex<HashMap<RoomId, RoomSummary>>,
+    /// Counts the bans given; a join that sees it change re-checks its member's chat ban.
+    bans_given: AtomicU64,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
 
 pub struct Rooms {
     shared: Arc<Shared>,
-    next_task: std::sync::atomic::AtomicU64,
+    next_task: AtomicU64,
 }
 
 impl Rooms {
@@ -210,6 +249,7 @@ impl Rooms {
             chat,
             registry: Mutex::new(HashMap::new()),
             directory: Mutex::new(HashMap::new()),
+            bans_given: AtomicU64::new(0),
             tasks,
             shutdown: CancellationToken::new(),
         });
@@ -218,7 +258,7 @@ impl Rooms {
             .spawn(finish_leftovers(shared.clone(), leftovers, app_shutdown));
         Rooms {
             shared,
-            next_task: std::sync::atomic::AtomicU64::new(1),
+            next_task: AtomicU64::new(1),
         }
     }
 
@@ -252,9 +292,7 @@ impl Rooms {
         }
         let (commands, inbox) = mpsc::channel(COMMAND_QUEUE);
         let handle = RoomHandle { commands };
-        let generation = self
-            .next_task
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let generation = self.next_task.fetch_add(1, Ordering::Relaxed);
         registry.insert(room_id, (generation, handle.clone()));
         let actor = actor::RoomActor::new(self.shared.clone(), room, owner, generation);
         self.shared.tasks.spawn(actor.run(inbox));
@@ -282,16 +320,28 @@ impl Rooms {
         Err(RoomsError::ShuttingDown)
     }
 
-    /// Sends `member` into `room`. The room answers the client itself: `room_info`, or an
-    /// `error` about `about` when it refuses (too many connections of that user).
+    /// Sends `member` into `room`, with the user's chat ban. The room answers the client
+    /// itself: `room_info`, or an `error` about `about` when it refuses (too many connections
+    /// of that user).
     pub async fn join(
         &self,
         room: RoomId,
-        member: Member,
+        mut member: Member,
         about: &'static str,
     ) -> Result<(), RoomsError> {
+        let bans_before = self.shared.bans_given.load(Ordering::SeqCst);
+        let user = member.user;
+        member.chat_ban = self.chat_ban(user).await?;
         self.command(room, || Command::Join(member.clone(), about))
-            .await
+            .await?;
+        // A ban given after the read above may have reached the room before this member did;
+        // one given after this check reaches the room after it (the room took the join).
+        if self.shared.bans_given.load(Ordering::SeqCst) != bans_before {
+            if let Some(ban) = self.chat_ban(user).await? {
+                self.tell_if_open(room, Command::Banned(user, ban)).await;
+            }
+        }
+        Ok(())
     }
 
     /// Tells an open room that a client left (or disconnected); a closed room needs no word.
@@ -331,8 +381,27 @@ impl Rooms {
     }
 
     /// A chat ban of `user` in force now, if any.
-    pub async fn chat_ban(&self, user: UserId) -> Result<Option<Ban>, RoomsError> {
+    async fn chat_ban(&self, user: UserId) -> Result<Option<Ban>, RoomsError> {
         self.ban(user, BanScope::Chat).await
+    }
+
+    /// Gives `user` a ban and applies it at once. A chat ban reaches every open room: the
+    /// user's members there get `banned` and their next danmaku, gift, like or co-stream
+    /// request is refused (a co-stream of theirs ends); their connections stay. A stream ban
+    /// closes the user's room if it is live (the media plane drops the push) and refuses
+    /// going live from then on.
+    pub async fn add_ban(&self, user: UserId, ban: Ban) -> Result<(), RoomsError> {
+        let stored = ban.clone();
+        self.shared
+            .store
+            .run(move |s| s.add_ban(user, stored))
+            .await?;
+        self.shared.bans_given.fetch_add(1, Ordering::SeqCst);
+        let handles: Vec<RoomHandle> = self.registry().values().map(|(_, h)| h.clone()).collect();
+        for handle in handles {
+            handle.send(Command::Banned(user, ban.clone())).await;
+        }
+        Ok(())
     }
 
     pub async fn ban(&self, user: UserId, scope: BanScope) -> Result<Option<Ban>, RoomsError> {

@@ -1,7 +1,8 @@
 //! `GET /ws`: one WebSocket per client. A reader task parses the client's messages and hands
 //! them to the room it is in; a writer task drains the client's bounded queue of outgoing frames
 //! (filled by the rooms) and flushes once per batch. When either ends, the other is stopped, and
-//! the connection leaves its room once.
+//! the connection leaves its room once. Each connection is in the app's connection registry for
+//! its lifetime, so the end of its session (logout, expiry, the account's deletion) closes it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tokio::sync::mpsc;
 use crate::accounts::{AccountsError, SignedIn};
 use crate::app::App;
 use crate::model::{BanScope, RoomId, UserKind};
+use crate::rooms::connections::SESSION_ENDED;
 use crate::rooms::protocol::{ClientMessage, Frame, ServerMessage};
 use crate::rooms::{ClientId, ClientLink, Member, RoomsError};
 
@@ -75,6 +77,16 @@ async fn connection(app: Arc<App>, who: SignedIn, socket: WebSocket) {
     let (sink, stream) = socket.split();
     app.metrics.ws_opened();
     let writer = tokio::spawn(write(sink, frames, link.clone()));
+    let registration =
+        app.connections
+            .register(client, who.user.id, who.session.clone(), link.clone());
+    // The session was checked at the handshake; an end announced since then missed this
+    // connection, which was not registered yet.
+    match app.accounts.session_end(&who.session).await {
+        Ok(Some(end)) => link.close_with(SESSION_ENDED, end.reason()),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot re-check a new connection's session"),
+    }
     let mut session = Session {
         app: app.clone(),
         who,
@@ -87,6 +99,7 @@ async fn connection(app: Arc<App>, who: SignedIn, socket: WebSocket) {
         app.rooms.leave(room, client).await;
     }
     link.close("bye");
+    drop(registration);
     let _ = writer.await;
     app.metrics.ws_closed();
 }
@@ -117,11 +130,10 @@ async fn write(
             }
         }
     }
-    let reason = link.close_reason().unwrap_or("bye").to_owned();
-    let code = if reason == "too_slow" { 1008 } else { 1000 };
+    let (code, reason) = link.close_frame().unwrap_or((1000, "bye"));
     let close = sink.send(Message::Close(Some(CloseFrame {
         code,
-        reason: Utf8Bytes::from(reason),
+        reason: Utf8Bytes::from(reason.to_owned()),
     })));
     // A client that reads nothing never takes the close frame either: give up after a while.
     let _ = tokio::time::timeout(CLOSE_WAIT, close).await;
@@ -267,21 +279,13 @@ impl Session {
         if let Some(current) = self.room.take() {
             self.app.rooms.leave(current, self.client).await;
         }
-        let chat_ban = match self.app.rooms.chat_ban(self.who.user.id).await {
-            Ok(ban) => ban,
-            Err(e) => {
-                self.refuse_rooms(e, about);
-                return false;
-            }
-        };
-        let member = Member {
-            client: self.client,
-            user: self.who.user.id,
-            nickname: self.who.user.nickname.clone(),
-            kind: self.who.user.kind,
-            chat_ban,
-            link: self.link.clone(),
-        };
+        let member = Member::new(
+            self.client,
+            self.who.user.id,
+            self.who.user.nickname.clone(),
+            self.who.user.kind,
+            self.link.clone(),
+        );
         match self.app.rooms.join(room, member, about).await {
             Ok(()) => {
                 self.room = Some(room);

@@ -485,18 +485,20 @@ async fn banned_users_cannot_chat_or_go_live() {
     };
     let (muted_id, muted_token) = site.user("muted11").await;
     let (streamer_id, streamer_token) = site.user("nostream11").await;
-    let store = &site.server.app().store;
+    let rooms = &site.server.app().rooms;
     let ban = |scope| Ban {
         scope,
         reason: "rude".into(),
         created_at: 0,
         expires_at: None,
     };
-    store
+    rooms
         .add_ban(UserId(muted_id), ban(BanScope::Chat))
+        .await
         .unwrap();
-    store
+    rooms
         .add_ban(UserId(streamer_id), ban(BanScope::Stream))
+        .await
         .unwrap();
 
     let mut muted = site.ws(&muted_token).await;

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use roommanager::media::scripted::{Behaviour, Call, Gate};
 use roommanager::media::MediaError;
-use roommanager::model::{RoomId, StoredDanmaku, UserId};
+use roommanager::model::{Ban, BanScope, RoomId, StoredDanmaku, UserId};
 use roommanager::store::{ChatEntry, Store};
 use serde_json::{json, Value};
 
-use crate::accounts::relaxed;
+use crate::accounts::{get_auth, login_token, patch_json, post_json, relaxed};
 use crate::common::tools::{self, Tool};
 use crate::common::ws::WsClient;
 use crate::common::{wait_for, TestServer};
@@ -450,16 +450,14 @@ async fn a_recording_a_stopped_server_was_remuxing_is_listed_and_served_at_the_n
 
 /// Renames the user of `token` through `PATCH /api/v1/me`; the answer's status and body.
 async fn rename(site: &Site, token: &str, nickname: &str) -> (reqwest::StatusCode, Value) {
-    let reply = site
-        .server
-        .client
-        .patch(site.server.url("/api/v1/me"))
-        .bearer_auth(token)
-        .json(&json!({ "nickname": nickname }))
-        .send()
-        .await
-        .unwrap();
-    (reply.status(), reply.json().await.unwrap())
+    let reply = patch_json(
+        &site.server,
+        "/api/v1/me",
+        &json!({ "nickname": nickname }),
+        token,
+    )
+    .await;
+    (reply.status, reply.json())
 }
 
 /// Danmaku and nicknames that hide or reorder text (bidi overrides and isolates, zero-width
@@ -559,4 +557,220 @@ async fn disguised_danmaku_are_refused_and_the_host_is_marked_in_chat() {
             (honest, false)
         ]
     );
+}
+
+/// Logging out ends the session's open sockets at once, in a room or not, with close code 4001
+/// and reason `logged_out`: they can no longer chat or rename the room. The same user's other
+/// session, and everyone else, carry on.
+#[tokio::test]
+async fn logging_out_closes_that_sessions_sockets_at_once() {
+    let site = Site::start().await;
+    let (_, host_token) = site.user("out01").await;
+    let (mut host, room) = go_live(&site, &host_token).await;
+    let (_, leaving) = site.user("out02").await;
+    let staying = login_token(&site.server, "out02").await;
+    let mut in_room = site.ws(&leaving).await;
+    join(&mut in_room, room).await;
+    let mut idle = site.ws(&leaving).await;
+    idle.sync().await;
+    let mut other_device = site.ws(&staying).await;
+    join(&mut other_device, room).await;
+    in_room
+        .send(json!({"type": "danmaku", "text": "before"}))
+        .await;
+    host.expect_where("danmaku", |m| m["text"] == "before")
+        .await;
+
+    let reply = post_json(&site.server, "/api/v1/logout", &json!({}), Some(&leaving)).await;
+    assert_eq!(reply.status, reqwest::StatusCode::NO_CONTENT);
+    assert_eq!(in_room.expect_closed().await, (4001, "logged_out".into()));
+    assert_eq!(idle.expect_closed().await, (4001, "logged_out".into()));
+    assert!(
+        WsClient::try_connect(&site.server.base, &leaving)
+            .await
+            .is_err(),
+        "the token opens no new socket"
+    );
+
+    other_device
+        .send(json!({"type": "danmaku", "text": "after"}))
+        .await;
+    host.expect_where("danmaku", |m| m["text"] == "after").await;
+    other_device
+        .send(json!({"type": "update_room", "name": "still mine"}))
+        .await;
+    other_device.sync().await;
+    assert_eq!(
+        get_auth(&site.server, "/api/v1/me/room", &staying)
+            .await
+            .json()["name"],
+        "still mine"
+    );
+    // out02 is still in the room, counted once: host, out02 and the newcomer.
+    let mut newcomer = site.ws(&site.guest().await).await;
+    assert_eq!(join(&mut newcomer, room).await["audience"], 3);
+}
+
+/// A session found expired (at its next request) ends its open sockets too, with reason
+/// `session_expired`.
+#[tokio::test]
+async fn an_expired_session_closes_its_sockets_when_noticed() {
+    let site = Site::start_with(|c| c.accounts.session_ttl_secs = 2).await;
+    let token = site.guest().await;
+    let mut socket = site.ws(&token).await;
+    socket.sync().await;
+    wait_for(|| async {
+        let reply = get_auth(&site.server, "/api/v1/me", &token).await;
+        (reply.status == reqwest::StatusCode::UNAUTHORIZED).then(|| reply.code())
+    })
+    .await;
+    assert_eq!(
+        socket.expect_closed().await,
+        (4001, "session_expired".into())
+    );
+    let fresh = site.guest().await;
+    site.ws(&fresh).await.sync().await;
+}
+
+/// The guest purge deletes idle guests (and would end their sockets), but a guest with an
+/// open connection is not idle: watching for longer than `accounts.guest_idle_secs` is fine.
+#[tokio::test]
+async fn the_guest_purge_spares_connected_guests() {
+    let site = Site::start_with(|c| c.accounts.guest_idle_secs = 2).await;
+    let (mut host, room) = site.live_host("purge01").await;
+    let watching = site.guest().await;
+    let mut viewer = site.ws(&watching).await;
+    join(&mut viewer, room).await;
+    let watching_id = get_auth(&site.server, "/api/v1/me", &watching).await.json()["user_id"]
+        .as_u64()
+        .unwrap();
+    let gone = site.guest().await;
+    let gone_id = get_auth(&site.server, "/api/v1/me", &gone).await.json()["user_id"]
+        .as_u64()
+        .unwrap();
+    let store = site.server.app().store.clone();
+    wait_for(|| async { store.user(UserId(gone_id)).unwrap().is_none().then_some(()) }).await;
+    assert!(store.user(UserId(watching_id)).unwrap().is_some());
+    viewer.sync().await;
+    host.send(json!({"type": "danmaku", "text": "still watching?"}))
+        .await;
+    viewer.expect("danmaku").await;
+    // Once it leaves, it is idle like any other.
+    drop(viewer);
+    wait_for(|| async {
+        store
+            .user(UserId(watching_id))
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
+fn ban(scope: BanScope, reason: &str) -> Ban {
+    Ban {
+        scope,
+        reason: reason.into(),
+        created_at: 0,
+        expires_at: None,
+    }
+}
+
+/// A chat ban given while the user is in a room applies at once, without rejoining: they are
+/// told (`banned`), taken off the stage and the co-stream queue, and their next danmaku, gift,
+/// like or request is refused; their socket stays. A stream ban of a live host closes the room
+/// at once and ends the session (its recording is asked for); going live again is refused.
+/// Others carry on.
+#[tokio::test]
+async fn a_new_ban_applies_at_once_to_the_rooms() {
+    let site = Site::start().await;
+    let (host_id, host_token) = site.user("ban01").await;
+    let (mut host, room) = go_live(&site, &host_token).await;
+    let (fan_id, fan_token) = site.user("banfan01").await;
+    let (waiting_id, waiting_token) = site.user("banfan02").await;
+    let mut fan = site.ws(&fan_token).await;
+    let mut waiting = site.ws(&waiting_token).await;
+    join(&mut fan, room).await;
+    join(&mut waiting, room).await;
+    fan.send(json!({"type": "apply_connect"})).await;
+    host.expect("connect_request").await;
+    host.send(json!({"type": "answer_connect", "user_id": fan_id, "accept": true}))
+        .await;
+    fan.expect("connect_started").await;
+    waiting.send(json!({"type": "apply_connect"})).await;
+    host.expect("connect_request").await;
+
+    let rooms = &site.server.app().rooms;
+    rooms
+        .add_ban(UserId(fan_id), ban(BanScope::Chat, "spam"))
+        .await
+        .unwrap();
+    let told = fan.expect("banned").await;
+    assert_eq!(
+        (&told["scope"], &told["reason"]),
+        (&json!("chat"), &json!("spam"))
+    );
+    assert_eq!(
+        waiting.expect("connect_ended").await["type"],
+        "connect_ended"
+    );
+    for refused in [
+        json!({"type": "danmaku", "text": "hi"}),
+        json!({"type": "gift", "gift": "heart"}),
+        json!({"type": "like"}),
+        json!({"type": "apply_connect"}),
+    ] {
+        let about = refused["type"].as_str().unwrap().to_owned();
+        fan.send(refused).await;
+        assert_eq!(fan.expect_error(&about).await, "chat_banned", "{about}");
+    }
+    assert_eq!(
+        site.live_rooms().await[0]["audience"],
+        3,
+        "the socket stays"
+    );
+
+    rooms
+        .add_ban(UserId(waiting_id), ban(BanScope::Chat, "spam too"))
+        .await
+        .unwrap();
+    waiting.expect("banned").await;
+    let queue = host
+        .expect_where("connect_queue", |m| m["queue"] == json!([]))
+        .await;
+    assert_eq!(queue["queue"], json!([]));
+
+    // Someone else still chats.
+    let (_, other_token) = site.user("banfan03").await;
+    let mut other = site.ws(&other_token).await;
+    join(&mut other, room).await;
+    other.send(json!({"type": "danmaku", "text": "fine"})).await;
+    host.expect_where("danmaku", |m| m["text"] == "fine").await;
+
+    // A stream ban closes the live room at once.
+    let recordings = site.media.count(Call::Recording);
+    rooms
+        .add_ban(UserId(host_id), ban(BanScope::Stream, "copyright"))
+        .await
+        .unwrap();
+    let told = host.expect("banned").await;
+    assert_eq!(
+        (&told["scope"], &told["reason"]),
+        (&json!("stream"), &json!("copyright"))
+    );
+    let closed = other.expect("room_closed").await;
+    assert_eq!(closed["reason"], "the host is banned from streaming");
+    assert!(site.live_rooms().await.is_empty());
+    wait_for(|| async { (site.media.count(Call::Recording) == recordings + 1).then_some(()) })
+        .await;
+    host.expect("room_closed").await;
+    host.send(json!({"type": "start_live"})).await;
+    assert_eq!(host.expect("banned").await["scope"], "stream");
+    for client in [&mut fan, &mut waiting] {
+        client.expect("room_closed").await;
+    }
+
+    // Another host goes live as usual.
+    let (_, next) = go_live(&site, &other_token).await;
+    assert_eq!(site.live_rooms().await[0]["room_id"], next);
 }
