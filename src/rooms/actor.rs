@@ -306,6 +306,7 @@ impl RoomActor {
             }
         }
         self.members.insert(client, member);
+        self.empty_since = None;
         if is_host {
             self.host_client = Some(client);
             self.host_gone_since = None;

@@ -308,8 +308,8 @@ impl Rooms {
 
     /// Delivers a command to `room`, starting its task if needed. A room that ends while the
     /// command is on its way (an idle room closing) never takes it; the command then goes to
-    /// the room opened again. A new room cannot end before it took its first command, so the
-    /// second try lands unless the server is shutting down.
+    /// the room opened again. A new room cannot end before it took its first command, so a
+    /// retry lands unless the server is shutting down.
     async fn command(&self, room: RoomId, make: impl Fn() -> Command) -> Result<(), RoomsError> {
         for _ in 0..DELIVERY_ATTEMPTS {
             let handle = self.open(room).await?;
