@@ -85,10 +85,18 @@
     player.load();
   }
 
-  function addLine(who, text, className) {
+  // `fromHost` comes from the server (`is_host`), never from the nickname, which anyone may copy.
+  function addLine(who, text, className, fromHost) {
     const list = $("danmaku");
     const item = document.createElement("li");
     if (className) item.className = className;
+    if (fromHost) {
+      item.classList.add("from-host");
+      const badge = document.createElement("span");
+      badge.className = "host-badge";
+      badge.textContent = "Host";
+      item.append(badge);
+    }
     const name = document.createElement("span");
     name.className = "who";
     name.textContent = who;
@@ -143,7 +151,7 @@
         setPhase(m.state);
         setWatch(m.watch_url);
         $("danmaku").replaceChildren();
-        for (const d of m.recent_danmaku) addLine(d.nickname, d.text);
+        for (const d of m.recent_danmaku) addLine(d.nickname, d.text, null, d.is_host);
         if (m.connect_queue) renderQueue(m.connect_queue);
         show($("end-connect"), Boolean(m.co_stream));
         break;
@@ -168,7 +176,7 @@
         setWatch(m.watch_url);
         break;
       case "danmaku":
-        addLine(m.nickname, m.text);
+        addLine(m.nickname, m.text, null, m.is_host);
         break;
       case "gift":
         addLine(m.nickname, ` sent ${m.count} × ${m.icon} ${m.name}`, "gift-line");
@@ -241,6 +249,13 @@
     });
     socket.addEventListener("close", (event) => {
       if (closedForGood) return;
+      if (event.code === 4001) {
+        // The session ended (logged out, expired, or the guest was removed): a reconnect with
+        // it would be refused, so stop here and say what to do.
+        closedForGood = true;
+        notice(`Your session ended (${event.reason}). Reload the page to continue.`);
+        return;
+      }
       notice(event.reason ? `Disconnected (${event.reason}); reconnecting…` : "Reconnecting…");
       setTimeout(connect, retryMs);
       retryMs = Math.min(retryMs * 2, 15000);

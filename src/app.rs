@@ -2,9 +2,11 @@
 //!
 //! Owns: the validated config, the store handle, the domain services and the background tasks
 //! (mail delivery, guest purge), with the cancellation token and task tracker that shutdown uses.
-//! Calls: config, store, metrics, mail, files, accounts, connections. The web layer receives an
-//! `Arc<App>` and reaches every domain part through it.
+//! Calls: config, store, metrics, mail, files, accounts, connections, rooms. The web layer
+//! receives an `Arc<App>` and reaches every domain part through it. Wires accounts to the
+//! connection registry: the end of a session closes its connections.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, SessionEnd, SessionEnds};
 use crate::config::Config;
 use crate::config::MediaBackend;
 use crate::connections::ConnectionCounts;
@@ -22,6 +24,8 @@ use crate::media::http::HttpMedia;
 use crate::media::rtmp::RtmpMedia;
 use crate::media::MediaPlane;
 use crate::metrics::Metrics;
+use crate::model::{TokenHash, UserId};
+use crate::rooms::connections::Connections;
 use crate::rooms::Rooms;
 use crate::site::Site;
 use crate::store::{Store, StoreError};
@@ -62,6 +66,8 @@ pub struct App {
     pub metrics: Metrics,
     pub accounts: Arc<Accounts>,
     pub rooms: Arc<Rooms>,
+    /// Every open WebSocket connection, by session and by user.
+    pub sockets: Arc<Connections>,
     /// The rtmp backend, when it is the media plane (its callbacks and files need it).
     pub rtmp: Option<Arc<RtmpMedia>>,
     pub files: Arc<Files>,
@@ -108,11 +114,13 @@ impl App {
                 })?,
             );
         let mailer = Arc::new(Mailer::new(&config.email, &data_dir, store.clone())?);
+        let sockets = Arc::new(Connections::default());
         let accounts = Arc::new(Accounts::new(
             &config,
             store.clone(),
             mailer.clone(),
             files.clone(),
+            sockets.clone(),
         ));
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -142,11 +150,14 @@ impl App {
         };
         tasks.spawn(mailer.run(shutdown.clone()));
         tasks.spawn(accounts.clone().run_purge(shutdown.clone()));
+        // Read before the server takes requests, so no session of this run is among them.
+        let leftovers = store.unsettled_live_sessions()?;
         let rooms = Arc::new(Rooms::new(
             store.clone(),
             media,
             config.rooms.clone(),
             config.gifts.clone(),
+            leftovers,
             tasks.clone(),
             shutdown.clone(),
         ));
@@ -158,6 +169,7 @@ impl App {
             metrics: Metrics::default(),
             accounts,
             rooms,
+            sockets,
             rtmp,
             files,
             site,
@@ -227,5 +239,20 @@ impl App {
             // period); the store closes when its last handle drops, and every commit is durable.
             None => tracing::warn!("requests still unwinding; the store closes when they end"),
         }
+    }
+}
+
+/// The connection registry hears from accounts when sessions end.
+impl SessionEnds for Connections {
+    fn session_ended(&self, session: &TokenHash, why: SessionEnd) {
+        self.close_session(session, why.reason());
+    }
+
+    fn user_gone(&self, user: UserId, why: SessionEnd) {
+        self.close_user(user, why.reason());
+    }
+
+    fn active_users(&self) -> HashSet<UserId> {
+        self.users()
     }
 }

@@ -310,6 +310,8 @@ pub struct RoomsConfig {
     pub media_attempts: u32,
     pub ws_ping_secs: u64,
     pub ws_idle_secs: u64,
+    pub max_connections_per_user: usize,
+    pub idle_close_secs: u64,
 }
 
 impl Default for RoomsConfig {
@@ -327,6 +329,8 @@ impl Default for RoomsConfig {
             media_attempts: 3,
             ws_ping_secs: 20,
             ws_idle_secs: 60,
+            max_connections_per_user: 3,
+            idle_close_secs: 30,
         }
     }
 }
@@ -615,7 +619,7 @@ impl Config {
         }
         let r = &self.rooms;
         let m = &self.media;
-        let positive: [(&'static str, u64); 22] = [
+        let positive: [(&'static str, u64); 23] = [
             ("media.rtmp.hls_fragment_secs", m.rtmp.hls_fragment_secs),
             ("media.rtmp.hls_playlist_secs", m.rtmp.hls_playlist_secs),
             ("media.http.timeout_secs", m.http.timeout_secs),
@@ -626,6 +630,10 @@ impl Config {
             ("rooms.chat_window_secs", r.chat_window_secs),
             ("rooms.client_queue", r.client_queue as u64),
             ("rooms.media_timeout_secs", r.media_timeout_secs),
+            (
+                "rooms.max_connections_per_user",
+                r.max_connections_per_user as u64,
+            ),
             (
                 "accounts.verification_ttl_secs",
                 self.accounts.verification_ttl_secs,
@@ -699,6 +707,21 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "rooms.media_attempts",
                 problem: format!("must be between 1 and 10, got {}", r.media_attempts),
+            });
+        }
+        if r.max_connections_per_user > 100 {
+            return Err(ConfigError::Invalid {
+                key: "rooms.max_connections_per_user",
+                problem: format!(
+                    "must be between 1 and 100, got {}",
+                    r.max_connections_per_user
+                ),
+            });
+        }
+        if r.idle_close_secs > 24 * 3600 {
+            return Err(ConfigError::Invalid {
+                key: "rooms.idle_close_secs",
+                problem: format!("must be at most 86400 seconds, got {}", r.idle_close_secs),
             });
         }
         if !(256..=1024 * 1024).contains(&r.max_frame_bytes) {

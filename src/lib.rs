@@ -7,6 +7,7 @@
 //! - [`model`]: ids and the records the store keeps; plain data shared by every part.
 //! - [`limits`]: in-memory rate limiters.
 //! - [`connections`]: open connections per client address, for the per-IP cap.
+//! - [`text`]: the characters that disguise text people show each other (names, danmaku).
 //! - [`mail`]: the mail queue's delivery loop and its transports (outbox folder, SMTP).
 //! - [`files`]: uploaded images — checked, re-encoded, stored, served.
 //! - [`accounts`]: registration and verification, login, sessions, guests, profiles, rooms' records.
@@ -34,4 +35,5 @@ pub mod rooms;
 pub mod server;
 pub mod site;
 pub mod store;
+pub mod text;
 pub mod web;

@@ -156,6 +156,10 @@ pub struct LiveSession {
     pub ended_at: Option<u64>,
     /// The host stream's id at the media plane, to find its recording.
     pub stream: String,
+    /// The end-of-session work is done: the recording was listed, or the media plane had none.
+    /// A session a stopped server left unsettled is finished at the next start.
+    #[serde(default)]
+    pub settled: bool,
 }
 
 /// A danmaku as stored for replay.

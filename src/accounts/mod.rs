@@ -2,13 +2,15 @@
 //! the owner's room record.
 //!
 //! Owns: the rules (validation, rate limits, who may do what) and the flows. Calls: store (one
-//! transaction per flow), mail (wakes the delivery loop after queueing), files (images), limits.
+//! transaction per flow), mail (wakes the delivery loop after queueing), files (images), limits,
+//! and [`SessionEnds`] (what the app wired in to hear that sessions ended).
 //! Never sees HTTP: callers pass plain values (a client IP, a token string) and get
 //! [`AccountsError`] back.
 
 mod secrets;
 pub mod validate;
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +19,7 @@ use crate::config::Config;
 use crate::files::{Files, FilesError, ImageKind};
 use crate::limits::{RateLimiter, RetryAfter};
 use crate::mail::Mailer;
-use crate::model::{LoginKind, Room, Session, TokenHash, User, UserKind};
+use crate::model::{LoginKind, Room, Session, TokenHash, User, UserId, UserKind};
 use crate::store::{
     unix_now, MailDraft, NewAccount, NewToken, RegisterOutcome, ResendOutcome, Store, StoreError,
     VerifyOutcome,
@@ -98,6 +100,36 @@ pub struct NewSession {
     pub user: User,
 }
 
+/// Why a session ended, as the connections opened with it are told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    LoggedOut,
+    Expired,
+    /// The account is gone (the purge of idle guests).
+    AccountDeleted,
+}
+
+impl SessionEnd {
+    /// The close reason sent to the connections.
+    pub fn reason(self) -> &'static str {
+        match self {
+            SessionEnd::LoggedOut => "logged_out",
+            SessionEnd::Expired => "session_expired",
+            SessionEnd::AccountDeleted => "account_deleted",
+        }
+    }
+}
+
+/// What must hear at once that sessions ended, so that what was opened with them (WebSocket
+/// connections) ends too; the app wires in the connection registry.
+pub trait SessionEnds: Send + Sync {
+    fn session_ended(&self, session: &TokenHash, why: SessionEnd);
+    fn user_gone(&self, user: UserId, why: SessionEnd);
+    /// The users with something open right now: the guest purge spares them (a guest who has
+    /// been watching for a day is not idle).
+    fn active_users(&self) -> HashSet<UserId>;
+}
+
 /// What a click on a verification link found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verification {
@@ -119,6 +151,7 @@ pub struct Accounts {
     store: Store,
     mailer: Arc<Mailer>,
     files: Arc<Files>,
+    ends: Arc<dyn SessionEnds>,
     limits: Limits,
     verification_ttl: u64,
     session_ttl: u64,
@@ -126,13 +159,20 @@ pub struct Accounts {
 }
 
 impl Accounts {
-    pub fn new(config: &Config, store: Store, mailer: Arc<Mailer>, files: Arc<Files>) -> Self {
+    pub fn new(
+        config: &Config,
+        store: Store,
+        mailer: Arc<Mailer>,
+        files: Arc<Files>,
+        ends: Arc<dyn SessionEnds>,
+    ) -> Self {
         let l = &config.limits;
         let limiter = |n, secs| RateLimiter::new(n, Duration::from_secs(secs));
         Accounts {
             store,
             mailer,
             files,
+            ends,
             limits: Limits {
                 login_account: limiter(l.login_per_account, l.login_window_secs),
                 login_ip: limiter(l.login_per_ip, l.login_window_secs),
@@ -303,6 +343,7 @@ impl Accounts {
         if now >= session.expires_at {
             let expired = hash.clone();
             self.store.run(move |s| s.end_session(&expired)).await?;
+            self.ends.session_ended(&hash, SessionEnd::Expired);
             return Err(AccountsError::SessionExpired);
         }
         let touch_every = (self.guest_idle / 4).clamp(1, 300);
@@ -321,9 +362,24 @@ impl Accounts {
         })
     }
 
+    /// Ends the session, and at once every connection opened with it.
     pub async fn logout(&self, session: TokenHash) -> Result<()> {
-        self.store.run(move |s| s.end_session(&session)).await?;
+        let ended = session.clone();
+        self.store.run(move |s| s.end_session(&ended)).await?;
+        self.ends.session_ended(&session, SessionEnd::LoggedOut);
         Ok(())
+    }
+
+    /// Whether a session that was valid a moment ago has ended since (for a connection that
+    /// registered after the end was announced).
+    pub async fn session_end(&self, session: &TokenHash) -> Result<Option<SessionEnd>> {
+        let lookup = session.clone();
+        let found = self.store.run(move |s| s.session(&lookup)).await?;
+        Ok(match found {
+            None => Some(SessionEnd::LoggedOut),
+            Some((session, _)) if unix_now() >= session.expires_at => Some(SessionEnd::Expired),
+            Some(_) => None,
+        })
     }
 
     /// Logs out whatever session `token` names; an unknown or malformed token is fine.
@@ -412,12 +468,19 @@ impl Accounts {
         .await
     }
 
-    /// Deletes expired sessions and idle guests. Run periodically by [`Accounts::run_purge`].
+    /// Deletes expired sessions and idle guests (a guest with an open connection is not idle);
+    /// a deleted guest's connections end at once. Run periodically by [`Accounts::run_purge`].
     pub async fn purge(&self) -> Result<usize> {
         let now = unix_now();
         let cutoff = now.saturating_sub(self.guest_idle);
-        let purged = self.store.run(move |s| s.purge(now, cutoff)).await?;
+        let active = self.ends.active_users();
+        let purged = self
+            .store
+            .run(move |s| s.purge(now, cutoff, &active))
+            .await?;
         for guest in &purged {
+            // Only a guest that connected just as the purge ran has connections to end.
+            self.ends.user_gone(guest.id, SessionEnd::AccountDeleted);
             if let Some(avatar) = &guest.avatar {
                 self.files.remove(ImageKind::Avatar, avatar);
             }

@@ -1,16 +1,8 @@
 //! The rules a username, email, password, nickname and room text must meet. Pure functions;
-//! each error message tells a person what to change.
+//! each error message tells a person what to change. Which characters disguise a text is
+//! [`crate::text`]'s rule, shared with the danmaku.
 
-/// Bidirectional overrides and invisible characters that can disguise a name. The zero-width
-/// joiner (U+200D) is allowed: emoji sequences need it.
-fn is_disguising(c: char) -> bool {
-    matches!(c,
-        '\u{200B}' | '\u{200C}' | '\u{200E}' | '\u{200F}'
-        | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}'
-        | '\u{2066}'..='\u{2069}'
-        | '\u{FEFF}')
-}
+use crate::text::disguise;
 
 pub fn username(value: &str) -> Result<(), String> {
     let count = value.chars().count();
@@ -83,10 +75,7 @@ pub fn description(value: &str) -> Result<String, String> {
             "A description has at most 1000 characters; this one has {count}."
         ));
     }
-    if text
-        .chars()
-        .any(|c| (c.is_control() && c != '\n') || is_disguising(c))
-    {
+    if text.chars().any(|c| c.is_control() && c != '\n') || disguise(&text).is_some() {
         return Err("A description may not contain control or invisible characters.".to_owned());
     }
     Ok(text)
@@ -100,7 +89,7 @@ fn single_line(value: &str, max: usize, what: &str) -> Result<String, String> {
             "{what} has 1 to {max} characters; this one has {count}."
         ));
     }
-    if text.chars().any(|c| c.is_control() || is_disguising(c)) {
+    if text.chars().any(char::is_control) || disguise(text).is_some() {
         return Err(format!(
             "{what} may not contain control or invisible characters."
         ));

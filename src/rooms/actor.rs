@@ -16,18 +16,18 @@ use tokio::sync::{mpsc, oneshot};
 use super::protocol::{
     ClientMessage, DanmakuView, Frame, Person, RoomPhase, ServerMessage, TopGiver,
 };
-use super::{ClientId, ClientLink, Command, Member, RoomSummary, Shared};
+use super::{ClientId, ClientLink, Command, Envelope, Member, RoomSummary, Shared};
 use crate::files::ImageKind;
 use crate::media::{complete_push_url, LiveId, MediaError, MixLayout, MixSpec, StreamCredentials};
-use crate::model::{GiftEntry, LiveSession, Room, StoredDanmaku, User, UserId, UserKind};
+use crate::model::{
+    Ban, BanScope, GiftEntry, LiveSession, Room, StoredDanmaku, User, UserId, UserKind,
+};
 use crate::store::{unix_now, ChatEntry};
 
 /// Audience changes are announced at most this often (a crowd joining is one event, not many).
 const AUDIENCE_EVERY: Duration = Duration::from_millis(500);
 /// Commands kept while a room is starting; client messages beyond it are refused.
 const MAX_DEFERRED: usize = 4096;
-/// An open room with nobody in it and nothing live ends after this long.
-const IDLE_END: Duration = Duration::from_secs(30);
 
 /// Results of the work the actor hands to tasks.
 enum Internal {
@@ -97,6 +97,8 @@ pub(super) struct RoomActor {
     shutdown_reply: Option<oneshot::Sender<()>>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
+    /// Since when nobody is in the room; `None` while someone is, and before the first command
+    /// (the one the room was opened for) arrived, so a new room never ends before it.
     empty_since: Option<Instant>,
 }
 
@@ -128,11 +130,11 @@ impl RoomActor {
             shutdown_reply: None,
             internal_tx,
             internal_rx,
-            empty_since: Some(Instant::now()),
+            empty_since: None,
         }
     }
 
-    pub(super) async fn run(mut self, mut inbox: mpsc::Receiver<Command>) {
+    pub(super) async fn run(mut self, mut inbox: mpsc::Receiver<Envelope>) {
         let mut tick = tokio::time::interval(AUDIENCE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -141,24 +143,38 @@ impl RoomActor {
                 // so a client's message sent while the room was starting is answered as such.
                 // A command takes microseconds, so the other inputs still get their turn.
                 biased;
-                command = inbox.recv() => match command {
-                    Some(command) => self.handle(command),
-                    None => break,
-                },
+                envelope = inbox.recv() => {
+                    let Some(Envelope { command, taken }) = envelope else { break };
+                    if let Some(taken) = taken {
+                        // The sender learns the room has it; a room that ends drops what it
+                        // has not taken, unacknowledged, and the sender tries a fresh room.
+                        let _ = taken.send(());
+                    }
+                    self.handle(command);
+                    if self.members.is_empty() {
+                        // Also after the first command, when that was no join.
+                        self.empty_since.get_or_insert_with(Instant::now);
+                    }
+                    if self.idle_over() && inbox.is_empty() {
+                        break;
+                    }
+                }
                 Some(event) = self.internal_rx.recv() => {
                     if self.internal(event) {
                         break;
                     }
                 }
                 _ = tick.tick() => {
-                    // An idle room ends only with nothing waiting: a join sent just now is
-                    // served instead of lost with the inbox.
-                    if self.on_tick() && inbox.is_empty() {
+                    self.on_tick();
+                    if self.idle_over() && inbox.is_empty() {
                         break;
                     }
                 }
             }
         }
+        // Whatever is still queued is dropped unacknowledged: closing first makes every later
+        // send fail too, so each sender goes to the room opened again instead.
+        inbox.close();
         self.end();
     }
 
@@ -183,8 +199,8 @@ impl RoomActor {
                         link.send(busy(message.kind()));
                         return;
                     }
-                    Command::Join(member) => {
-                        member.link.send(busy("join_room"));
+                    Command::Join(member, about) => {
+                        member.link.send(busy(about));
                         return;
                     }
                     // A leave matters only for someone who is in, or waiting to come in;
@@ -197,7 +213,7 @@ impl RoomActor {
             return;
         }
         match command {
-            Command::Join(member) => self.join(member),
+            Command::Join(member, about) => self.join(member, about),
             Command::Leave(client) => self.leave(client),
             Command::Act(client, link, message) => self.act(client, &link, message),
             Command::RoomUpdated(room) => {
@@ -209,6 +225,7 @@ impl RoomActor {
                 self.publish();
             }
             Command::StreamState { live_id, on_air } => self.stream_state(&live_id, on_air),
+            Command::Banned(user, ban) => self.apply_ban(user, ban),
             Command::Shutdown(reply) => {
                 self.shutdown_reply = Some(reply);
                 if self.phase != RoomPhase::Closing {
@@ -224,7 +241,7 @@ impl RoomActor {
             || self
                 .deferred
                 .iter()
-                .any(|c| matches!(c, Command::Join(m) if m.client == client))
+                .any(|c| matches!(c, Command::Join(m, _) if m.client == client))
     }
 
     /// Returns `true` when the room is finished.
@@ -245,12 +262,11 @@ impl RoomActor {
         false
     }
 
-    /// Returns `true` when the room is finished.
-    fn on_tick(&mut self) -> bool {
+    fn on_tick(&mut self) {
         if self.audience_dirty {
             self.audience_dirty = false;
             self.broadcast(&ServerMessage::Audience {
-                count: self.members.len(),
+                count: self.audience(),
             });
             self.publish();
         }
@@ -264,16 +280,24 @@ impl RoomActor {
             self.host_gone_since = None;
             self.close("the host left", false);
         }
+    }
+
+    /// Whether the room has been open with nobody in it and nothing live for
+    /// `rooms.idle_close_secs`, and so ends.
+    fn idle_over(&self) -> bool {
+        let idle = Duration::from_secs(self.shared.config.idle_close_secs);
         self.phase == RoomPhase::Idle
             && self.members.is_empty()
             && self
                 .empty_since
-                .is_some_and(|since| since.elapsed() >= IDLE_END)
+                .is_some_and(|since| since.elapsed() >= idle)
     }
 
     // ---- members ----
 
-    fn join(&mut self, member: Member) {
+    /// `about` is the message that asked for the join (`join_room`, or `start_live` joining the
+    /// host's own room), for the error that refuses it.
+    fn join(&mut self, member: Member, about: &'static str) {
         if self.phase == RoomPhase::Closing {
             let frame = ServerMessage::RoomClosed {
                 room_id: self.room.id.0,
@@ -286,7 +310,22 @@ impl RoomActor {
         let client = member.client;
         let is_host = member.user.0 == self.host.user_id;
         if !self.members.contains_key(&client) {
-            *self.connections.entry(member.user).or_default() += 1;
+            let held = self.connections.get(&member.user).copied().unwrap_or(0);
+            let cap = self.shared.config.max_connections_per_user;
+            if held >= cap {
+                // One person with many sockets must not crowd the room or inflate its count.
+                let refusal = ServerMessage::error(
+                    "too_many_connections",
+                    format!("you are in this room on {held} connections already; close one first"),
+                    Some(about),
+                );
+                member.link.send(refusal.frame());
+                return;
+            }
+            self.connections.insert(member.user, held + 1);
+            if held == 0 {
+                self.audience_dirty = true;
+            }
         }
         self.members.insert(client, member);
         self.empty_since = None;
@@ -294,16 +333,19 @@ impl RoomActor {
             self.host_client = Some(client);
             self.host_gone_since = None;
         }
-        self.audience_dirty = true;
         let info = self.room_info(client);
         self.send_to(client, &info);
+    }
+
+    /// The audience: people in the room, however many connections each has.
+    fn audience(&self) -> usize {
+        self.connections.len()
     }
 
     fn leave(&mut self, client: ClientId) {
         let Some(member) = self.members.remove(&client) else {
             return;
         };
-        self.audience_dirty = true;
         if self.members.is_empty() {
             self.empty_since = Some(Instant::now());
         }
@@ -330,6 +372,7 @@ impl RoomActor {
             }
         };
         if !still_here {
+            self.audience_dirty = true;
             if self.connecting == Some(user) {
                 // Gone while being connected: `connected` then undoes the mix.
                 self.connecting = None;
@@ -507,11 +550,19 @@ impl RoomActor {
             let message = format!("a danmaku has at most {max} characters");
             return self.error(member.client, "danmaku_too_long", &message, "danmaku");
         }
+        if let Some(c) = crate::text::disguise(&text) {
+            let message = format!(
+                "a danmaku may not hide or reorder its text; U+{:04X} is not allowed here",
+                u32::from(c)
+            );
+            return self.error(member.client, "invisible_characters", &message, "danmaku");
+        }
         let Some(live) = &self.live else { return };
         let offset_ms = live.started.elapsed().as_millis() as u64;
         let view = DanmakuView {
             user_id: member.user.0,
             nickname: member.nickname.clone(),
+            is_host: member.user.0 == self.host.user_id,
             text,
             offset_ms,
         };
@@ -589,6 +640,58 @@ impl RoomActor {
             user_id: member.user.0,
             count,
         });
+    }
+
+    /// A ban given just now (`Rooms::add_ban`), applied at once.
+    fn apply_ban(&mut self, user: UserId, ban: Ban) {
+        if !ban.in_force(unix_now()) {
+            return;
+        }
+        let notice = ServerMessage::Banned {
+            scope: match ban.scope {
+                BanScope::Chat => "chat",
+                BanScope::Stream => "stream",
+            }
+            .to_owned(),
+            reason: ban.reason.clone(),
+        };
+        match ban.scope {
+            BanScope::Chat => {
+                let mut here = false;
+                for member in self.members.values_mut().filter(|m| m.user == user) {
+                    member.chat_ban = Some(ban.clone());
+                    here = true;
+                }
+                if !here {
+                    return;
+                }
+                self.send_to_user(user, &notice);
+                // A chat ban covers co-streaming too: off the queue, off the stage.
+                let waiting = self.connect_queue.len();
+                self.connect_queue.retain(|p| p.user_id != user.0);
+                if self.connect_queue.len() != waiting {
+                    self.send_queue();
+                }
+                if self.connecting == Some(user) {
+                    // `connected` then discards the co-stream being set up.
+                    self.connecting = None;
+                }
+                if self
+                    .co_stream
+                    .as_ref()
+                    .is_some_and(|c| c.guest.user_id == user.0)
+                {
+                    self.end_co_stream();
+                }
+            }
+            BanScope::Stream if user.0 == self.host.user_id => {
+                self.send_to_user(user, &notice);
+                if matches!(self.phase, RoomPhase::Live | RoomPhase::CoStreaming) {
+                    self.close("the host is banned from streaming", false);
+                }
+            }
+            BanScope::Stream => {}
+        }
     }
 
     // ---- live sessions ----
@@ -725,25 +828,8 @@ impl RoomActor {
                 tracing::error!(error = %e, "cannot record the end of a live session");
             }
             tokio::time::sleep(delay).await;
-            match call(&shared, shared.media.recording(&host_live)).await {
-                Ok(Some(recording)) => {
-                    let session = live.session;
-                    let listed = shared
-                        .store
-                        .run(move |s| {
-                            s.add_record(&session, recording.duration_secs, recording.url)
-                        })
-                        .await;
-                    match listed {
-                        Ok(record) => tracing::info!(record = %record.id, "recording listed"),
-                        Err(e) => tracing::error!(error = %e, "cannot list a recording"),
-                    }
-                }
-                Ok(None) => tracing::warn!(live = %host_live, "the media plane has no recording"),
-                Err(e) => {
-                    tracing::warn!(live = %host_live, error = %e, "cannot fetch the recording")
-                }
-            }
+            let limit = Duration::from_secs(shared.config.media_timeout_secs);
+            list_recording(&shared, live.session, limit).await;
         }))
     }
 
@@ -892,9 +978,9 @@ impl RoomActor {
 
     fn connected(&mut self, guest: UserId, result: Result<CoStream, MediaError>) {
         if self.connecting != Some(guest) {
-            // The live session ended meanwhile: undo the mix.
+            // The live session ended, or the applicant left, meanwhile.
             if let Ok(co) = result {
-                self.undo_mix(co);
+                self.discard_co_stream(co);
             }
             return;
         }
@@ -938,7 +1024,7 @@ impl RoomActor {
                 self.co_stream = Some(co);
                 self.publish();
             }
-            Ok(co) => self.undo_mix(co),
+            Ok(co) => self.discard_co_stream(co),
             Err(e) => {
                 self.send_to_user(
                     guest,
@@ -1018,6 +1104,16 @@ impl RoomActor {
                 (_, Err(e)) => Some(Internal::MediaFailed("stop the mixed stream", e)),
                 _ => None,
             }
+        });
+    }
+
+    /// A co-stream that came up when nobody wanted it any more: the mix is closed and both
+    /// one-off streams are revoked, with nobody to tell.
+    fn discard_co_stream(&self, co: CoStream) {
+        let shared = self.shared.clone();
+        self.shared.tasks.spawn(async move {
+            let _ = call(&shared, shared.media.close_mix(&co.mixed)).await;
+            revoke(&shared, [&co.mixed, &co.guest_stream.live_id]).await;
         });
     }
 
@@ -1111,7 +1207,7 @@ impl RoomActor {
             watch_url,
             title: self.live.as_ref().map(|l| l.session.title.clone()),
             live_started_at: self.live.as_ref().map(|l| l.session.started_at),
-            audience: self.members.len(),
+            audience: self.audience(),
             top_givers,
             recent_danmaku: self.recent.iter().cloned().collect(),
             co_stream: self.co_stream.as_ref().map(|c| c.guest.clone()),
@@ -1130,7 +1226,7 @@ impl RoomActor {
             title: self.live.as_ref().map(|l| l.session.title.clone()),
             cover_url: self.room.cover.as_deref().map(|c| ImageKind::Cover.url(c)),
             state: self.phase,
-            audience: self.members.len(),
+            audience: self.audience(),
             started_at: self.live.as_ref().map(|l| l.session.started_at),
         };
         self.shared
@@ -1214,6 +1310,35 @@ where
     Err(MediaError::Timeout)
 }
 
+/// Asks the media plane for a live session's recording, waiting at most `limit`, and lists it
+/// for replay; a session the media plane has no recording of is settled as such. A failure
+/// leaves the session unsettled, to be tried again at the next start.
+pub(super) async fn list_recording(shared: &Shared, session: LiveSession, limit: Duration) {
+    let live = LiveId(session.stream.clone());
+    let found = tokio::time::timeout(limit, shared.media.recording(&live))
+        .await
+        .unwrap_or(Err(MediaError::Timeout));
+    let id = session.id;
+    let stored = match found {
+        Ok(Some(recording)) => shared
+            .store
+            .run(move |s| s.add_record(&session, recording.duration_secs, recording.url))
+            .await
+            .map(|record| tracing::info!(record = %record.id, live = %live, "recording listed")),
+        Ok(None) => {
+            tracing::warn!(live = %live, "the media plane has no recording");
+            shared.store.run(move |s| s.settle_live_session(id)).await
+        }
+        Err(e) => {
+            tracing::warn!(live = %live, error = %e, "cannot fetch the recording; tried again at the next start");
+            Ok(())
+        }
+    };
+    if let Err(e) = stored {
+        tracing::error!(session = %id, error = %e, "cannot list a recording");
+    }
+}
+
 /// Credentials from the rtp role, distribution from the distributor, then the live session in
 /// the store. A failure after the distributor started stops it again, so nothing half-open stays.
 async fn start_sequence(
@@ -1254,7 +1379,8 @@ async fn start_sequence(
 }
 
 /// Guest credentials and a mixed stream id from the rtp role, the mix from the processor, and
-/// the mixed stream from the distributor. Undoes what it started if a later step fails.
+/// the mixed stream from the distributor. If a later step fails, it undoes what it started and
+/// revokes the one-off credentials it was given before it returns, so nobody can push to them.
 async fn connect_sequence(
     shared: &Shared,
     room: u64,
@@ -1263,21 +1389,25 @@ async fn connect_sequence(
     guest: Person,
 ) -> Result<CoStream, MediaError> {
     let guest_stream = call(shared, shared.media.new_stream(room, "guest")).await?;
-    let mixed = call(shared, shared.media.new_stream(room, "mix"))
-        .await?
-        .live_id;
+    let guest_live = guest_stream.live_id.clone();
+    let mixed = match call(shared, shared.media.new_stream(room, "mix")).await {
+        Ok(credentials) => credentials.live_id,
+        Err(e) => {
+            revoke(shared, [&guest_live]).await;
+            return Err(e);
+        }
+    };
     let spec = MixSpec {
         host,
-        guest: guest_stream.live_id.clone(),
+        guest: guest_live.clone(),
         mixed: mixed.clone(),
         layout,
     };
-    if let Err(e) = call(shared, shared.media.start_mix(&spec)).await {
-        // A timeout may mean the mix did start: close it to be sure.
-        let _ = call(shared, shared.media.close_mix(&mixed)).await;
-        return Err(e);
-    }
-    match call(shared, shared.media.start_distribution(&mixed)).await {
+    let started = match call(shared, shared.media.start_mix(&spec)).await {
+        Ok(()) => call(shared, shared.media.start_distribution(&mixed)).await,
+        Err(e) => Err(e),
+    };
+    match started {
         Ok(watch_url) => Ok(CoStream {
             guest,
             guest_stream,
@@ -1285,9 +1415,20 @@ async fn connect_sequence(
             watch_url,
         }),
         Err(e) => {
+            // A timeout may mean the mix did start: close it to be sure.
             let _ = call(shared, shared.media.close_mix(&mixed)).await;
-            let _ = call(shared, shared.media.stop_distribution(&mixed)).await;
+            revoke(shared, [&mixed, &guest_live]).await;
             Err(e)
+        }
+    }
+}
+
+/// Ends one-off streams (a co-stream's guest and mix) at the media plane, which makes their
+/// credentials stop working. Each is tried; a failure is logged.
+async fn revoke<'a>(shared: &Shared, streams: impl IntoIterator<Item = &'a LiveId>) {
+    for live in streams {
+        if let Err(e) = call(shared, shared.media.stop_distribution(live)).await {
+            tracing::warn!(live = %live, error = %e, "cannot revoke a one-off stream");
         }
     }
 }

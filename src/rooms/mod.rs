@@ -2,15 +2,18 @@
 //! and [`Rooms`] is the registry that finds or starts them.
 //!
 //! Owns: the registry (room id → [`RoomHandle`]), the room actors (`actor.rs`), the WebSocket
-//! protocol's messages (`protocol.rs`), the directory of live rooms, and the chat ledger writer.
+//! protocol's messages (`protocol.rs`), the directory of live rooms, the chat ledger writer,
+//! bans applied to running rooms, and the registry of open connections (`connections.rs`).
 //! Calls: store (rooms' records, bans, live sessions, ledgers), media (the media plane trait).
 //! The outside talks to a room only through its handle's command channel; replies go back on a
 //! oneshot or, for a client, into that client's bounded outgoing queue.
 
 mod actor;
+pub mod connections;
 pub mod protocol;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -20,12 +23,18 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{GiftConfig, RoomsConfig};
 use crate::media::MediaPlane;
-use crate::model::{Ban, BanScope, Room, RoomId, UserId, UserKind};
+use crate::model::{Ban, BanScope, LiveSession, Room, RoomId, UserId, UserKind};
 use crate::store::{unix_now, ChatEntry, Store, StoreError};
 use protocol::{ClientMessage, Frame, RoomPhase};
 
 /// Commands waiting for a room task; beyond this, senders wait (back-pressure on clients).
 const COMMAND_QUEUE: usize = 1024;
+/// Tries at handing a command to a room: one that ended meanwhile is followed by one opened
+/// again, which takes it unless a concurrent opener's room ended too.
+const DELIVERY_ATTEMPTS: usize = 4;
+/// How long a leftover session's recording may take: the rtmp backend first turns the FLV
+/// files a stopped server left into MP4 (it waits up to 90 s for that).
+const LEFTOVER_WAIT: Duration = Duration::from_secs(120);
 /// How long shutdown waits for the rooms to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 
@@ -48,7 +57,8 @@ pub struct ClientId(pub u64);
 pub struct ClientLink {
     frames: mpsc::Sender<Frame>,
     closed: CancellationToken,
-    reason: Arc<OnceLock<String>>,
+    /// The close frame's code and reason; the first close wins.
+    reason: Arc<OnceLock<(u16, String)>>,
 }
 
 impl ClientLink {
@@ -69,9 +79,21 @@ impl ClientLink {
         self.frames.try_send(frame).is_ok()
     }
 
-    /// Asks the connection to close, telling the client why.
+    /// Asks the connection to close, telling the client why: code 1008 for a client that
+    /// cannot keep up (`too_slow`), 1000 otherwise.
     pub fn close(&self, reason: &str) {
-        let _ = self.reason.set(reason.to_owned());
+        // Policy violations (a client too slow to read, or silent past its pings) are 1008.
+        let code = if matches!(reason, "too_slow" | "ping_timeout") {
+            1008
+        } else {
+            1000
+        };
+        self.close_with(code, reason);
+    }
+
+    /// Asks the connection to close with this close code and reason.
+    pub fn close_with(&self, code: u16, reason: &str) {
+        let _ = self.reason.set((code, reason.to_owned()));
         self.closed.cancel();
     }
 
@@ -80,8 +102,11 @@ impl ClientLink {
         self.closed.cancelled().await;
     }
 
-    pub fn close_reason(&self) -> Option<&str> {
-        self.reason.get().map(String::as_str)
+    /// The close frame's code and reason, once someone asked for the close.
+    pub fn close_frame(&self) -> Option<(u16, &str)> {
+        self.reason
+            .get()
+            .map(|(code, reason)| (*code, reason.as_str()))
     }
 }
 
@@ -92,11 +117,33 @@ pub struct Member {
     pub user: UserId,
     pub nickname: String,
     pub kind: UserKind,
-    /// A chat ban in force when the member joined (rooms re-check its expiry on use).
-    pub chat_ban: Option<Ban>,
+    /// The user's chat ban: read at the join, replaced when a ban is given while the member is
+    /// in the room (rooms re-check its expiry on use).
+    chat_ban: Option<Ban>,
     pub link: ClientLink,
     /// The host for this member's push URLs (the name its connection reached the server by).
     pub rtmp_host: Arc<str>,
+}
+
+impl Member {
+    pub fn new(
+        client: ClientId,
+        user: UserId,
+        nickname: String,
+        kind: UserKind,
+        link: ClientLink,
+        rtmp_host: Arc<str>,
+    ) -> Member {
+        Member {
+            client,
+            user,
+            nickname,
+            kind,
+            chat_ban: None,
+            link,
+            rtmp_host,
+        }
+    }
 }
 
 /// A live room as the directory lists it.
@@ -114,7 +161,8 @@ pub struct RoomSummary {
 }
 
 enum Command {
-    Join(Member),
+    /// A client enters; the `&str` is the message that asked for it (for a refusal's `about`).
+    Join(Member, &'static str),
     Leave(ClientId),
     /// A room message from a client; the link lets the room answer one that is not a member
     /// (for instance after the room it was in closed).
@@ -125,18 +173,44 @@ enum Command {
         live_id: String,
         on_air: bool,
     },
+    /// A ban was given to a user: it applies at once to their members and, for a stream ban
+    /// of the host, to the live session.
+    Banned(UserId, Ban),
     Shutdown(oneshot::Sender<()>),
+}
+
+/// A command on its way to a room, with a way to learn that the room took it.
+struct Envelope {
+    command: Command,
+    taken: Option<oneshot::Sender<()>>,
 }
 
 /// The cheap, cloneable way to talk to one room's task.
 #[derive(Clone)]
 pub struct RoomHandle {
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::Sender<Envelope>,
 }
 
 impl RoomHandle {
+    /// Sends without waiting for the room to take it: for news a room that ends meanwhile
+    /// does not need.
     async fn send(&self, command: Command) -> bool {
-        self.commands.send(command).await.is_ok()
+        let envelope = Envelope {
+            command,
+            taken: None,
+        };
+        self.commands.send(envelope).await.is_ok()
+    }
+
+    /// Sends and waits until the room took the command; `false` when the room ended first
+    /// (then it never will).
+    async fn deliver(&self, command: Command) -> bool {
+        let (taken, took) = oneshot::channel();
+        let envelope = Envelope {
+            command,
+            taken: Some(taken),
+        };
+        self.commands.send(envelope).await.is_ok() && took.await.is_ok()
     }
 }
 
@@ -150,40 +224,50 @@ struct Shared {
     /// std mutexes: each held only for a map update, never across an `.await`.
     registry: Mutex<HashMap<RoomId, (u64, RoomHandle)>>,
     directory: Mutex<HashMap<RoomId, RoomSummary>>,
+    /// Counts the bans given; a join that sees it change re-checks its member's chat ban.
+    bans_given: AtomicU64,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
 
 pub struct Rooms {
     shared: Arc<Shared>,
-    next_task: std::sync::atomic::AtomicU64,
+    next_task: AtomicU64,
 }
 
 impl Rooms {
-    /// Starts the chat ledger writer; rooms start on demand.
+    /// Starts the chat ledger writer and the finishing of `leftovers`, the live sessions a
+    /// stopped server left unsettled (read before anyone could go live again); rooms start on
+    /// demand.
     pub fn new(
         store: Store,
         media: Arc<dyn MediaPlane>,
         config: RoomsConfig,
         gifts: Vec<GiftConfig>,
+        leftovers: Vec<LiveSession>,
         tasks: TaskTracker,
         app_shutdown: CancellationToken,
     ) -> Rooms {
         let (chat, ledger) = mpsc::unbounded_channel();
-        tasks.spawn(write_chat(store.clone(), ledger, app_shutdown));
+        tasks.spawn(write_chat(store.clone(), ledger, app_shutdown.clone()));
+        let shared = Arc::new(Shared {
+            store,
+            media,
+            config,
+            gifts,
+            chat,
+            registry: Mutex::new(HashMap::new()),
+            directory: Mutex::new(HashMap::new()),
+            bans_given: AtomicU64::new(0),
+            tasks,
+            shutdown: CancellationToken::new(),
+        });
+        shared
+            .tasks
+            .spawn(finish_leftovers(shared.clone(), leftovers, app_shutdown));
         Rooms {
-            shared: Arc::new(Shared {
-                store,
-                media,
-                config,
-                gifts,
-                chat,
-                registry: Mutex::new(HashMap::new()),
-                directory: Mutex::new(HashMap::new()),
-                tasks,
-                shutdown: CancellationToken::new(),
-            }),
-            next_task: std::sync::atomic::AtomicU64::new(1),
+            shared,
+            next_task: AtomicU64::new(1),
         }
     }
 
@@ -217,9 +301,7 @@ impl Rooms {
         }
         let (commands, inbox) = mpsc::channel(COMMAND_QUEUE);
         let handle = RoomHandle { commands };
-        let generation = self
-            .next_task
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let generation = self.next_task.fetch_add(1, Ordering::Relaxed);
         registry.insert(room_id, (generation, handle.clone()));
         let actor = actor::RoomActor::new(self.shared.clone(), room, owner, generation);
         self.shared.tasks.spawn(actor.run(inbox));
@@ -233,20 +315,42 @@ impl Rooms {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Sends a command to `room`, starting its task if needed; retries once if the task ended
-    /// between lookup and send.
+    /// Delivers a command to `room`, starting its task if needed. A room that ends while the
+    /// command is on its way (an idle room closing) never takes it; the command then goes to
+    /// the room opened again. A new room cannot end before it took its first command, so a
+    /// retry lands unless the server is shutting down.
     async fn command(&self, room: RoomId, make: impl Fn() -> Command) -> Result<(), RoomsError> {
-        for _ in 0..2 {
+        for _ in 0..DELIVERY_ATTEMPTS {
             let handle = self.open(room).await?;
-            if handle.send(make()).await {
+            if handle.deliver(make()).await {
                 return Ok(());
             }
         }
         Err(RoomsError::ShuttingDown)
     }
 
-    pub async fn join(&self, room: RoomId, member: Member) -> Result<(), RoomsError> {
-        self.command(room, || Command::Join(member.clone())).await
+    /// Sends `member` into `room`, with the user's chat ban. The room answers the client
+    /// itself: `room_info`, or an `error` about `about` when it refuses (too many connections
+    /// of that user).
+    pub async fn join(
+        &self,
+        room: RoomId,
+        mut member: Member,
+        about: &'static str,
+    ) -> Result<(), RoomsError> {
+        let bans_before = self.shared.bans_given.load(Ordering::SeqCst);
+        let user = member.user;
+        member.chat_ban = self.chat_ban(user).await?;
+        self.command(room, || Command::Join(member.clone(), about))
+            .await?;
+        // A ban given after the read above may have reached the room before this member did;
+        // one given after this check reaches the room after it (the room took the join).
+        if self.shared.bans_given.load(Ordering::SeqCst) != bans_before {
+            if let Some(ban) = self.chat_ban(user).await? {
+                self.tell_if_open(room, Command::Banned(user, ban)).await;
+            }
+        }
+        Ok(())
     }
 
     /// Tells an open room that a client left (or disconnected); a closed room needs no word.
@@ -286,8 +390,27 @@ impl Rooms {
     }
 
     /// A chat ban of `user` in force now, if any.
-    pub async fn chat_ban(&self, user: UserId) -> Result<Option<Ban>, RoomsError> {
+    async fn chat_ban(&self, user: UserId) -> Result<Option<Ban>, RoomsError> {
         self.ban(user, BanScope::Chat).await
+    }
+
+    /// Gives `user` a ban and applies it at once. A chat ban reaches every open room: the
+    /// user's members there get `banned` and their next danmaku, gift, like or co-stream
+    /// request is refused (a co-stream of theirs ends); their connections stay. A stream ban
+    /// closes the user's room if it is live (the media plane drops the push) and refuses
+    /// going live from then on.
+    pub async fn add_ban(&self, user: UserId, ban: Ban) -> Result<(), RoomsError> {
+        let stored = ban.clone();
+        self.shared
+            .store
+            .run(move |s| s.add_ban(user, stored))
+            .await?;
+        self.shared.bans_given.fetch_add(1, Ordering::SeqCst);
+        let handles: Vec<RoomHandle> = self.registry().values().map(|(_, h)| h.clone()).collect();
+        for handle in handles {
+            handle.send(Command::Banned(user, ban.clone())).await;
+        }
+        Ok(())
     }
 
     pub async fn ban(&self, user: UserId, scope: BanScope) -> Result<Option<Ban>, RoomsError> {
@@ -346,6 +469,39 @@ impl Rooms {
         if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
             tracing::warn!("some rooms did not finish closing in time");
         }
+    }
+}
+
+/// Finishes the live sessions a stopped server left unsettled: one stopped while live is
+/// ended at its last sign of life, then each one's recording is asked for and listed, as if its
+/// room had just closed. Runs once, at start, one session after the other; what shutdown
+/// interrupts is left for the next start.
+async fn finish_leftovers(
+    shared: Arc<Shared>,
+    sessions: Vec<LiveSession>,
+    shutdown: CancellationToken,
+) {
+    let work = async {
+        for session in sessions {
+            let id = session.id;
+            tracing::info!(session = %id, "finishing a live session an earlier run left unfinished");
+            let ended = match shared
+                .store
+                .run(move |s| s.end_abandoned_live_session(id))
+                .await
+            {
+                Ok(Some(ended)) => ended,
+                Ok(None) => continue,
+                Err(e) => {
+                    return tracing::error!(error = %e, "cannot end an unfinished live session")
+                }
+            };
+            actor::list_recording(&shared, ended, LEFTOVER_WAIT).await;
+        }
+    };
+    tokio::select! {
+        () = work => {}
+        () = shutdown.cancelled() => {}
     }
 }
 

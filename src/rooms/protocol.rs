@@ -133,6 +133,8 @@ pub struct Person {
 pub struct DanmakuView {
     pub user_id: u64,
     pub nickname: String,
+    /// Sent by the room's host: anyone may take the host's nickname, nobody this mark.
+    pub is_host: bool,
     pub text: String,
     /// Milliseconds since the live session started.
     pub offset_ms: u64,

@@ -440,9 +440,15 @@ impl Store {
         Ok(Some(updated))
     }
 
-    /// Deletes expired sessions, and guests last seen before `guest_cutoff` with all their
-    /// sessions. Returns the deleted guests (the caller removes their files).
-    pub fn purge(&self, now: u64, guest_cutoff: u64) -> Result<Vec<User>, StoreError> {
+    /// Deletes expired sessions, and guests last seen before `guest_cutoff` (except those in
+    /// `spare`) with all their sessions. Returns the deleted guests (the caller removes their
+    /// files).
+    pub fn purge(
+        &self,
+        now: u64,
+        guest_cutoff: u64,
+        spare: &std::collections::HashSet<UserId>,
+    ) -> Result<Vec<User>, StoreError> {
         let txn = self.db.begin_write()?;
         let purged = {
             let mut users = txn.open_table(USERS)?;
@@ -450,7 +456,10 @@ impl Store {
             for entry in users.iter()? {
                 let (_, value) = entry?;
                 let user: User = decode(value.value(), "user")?;
-                if user.kind == UserKind::Guest && user.last_seen < guest_cutoff {
+                if user.kind == UserKind::Guest
+                    && user.last_seen < guest_cutoff
+                    && !spare.contains(&user.id)
+                {
                     idle_guests.push(user);
                 }
             }

@@ -35,6 +35,7 @@ impl Store {
             started_at: now,
             ended_at: None,
             stream,
+            settled: false,
         };
         txn.open_table(LIVES)?
             .insert(session.id.0, encode(&session).as_slice())?;
@@ -55,6 +56,77 @@ impl Store {
                 lives.insert(id.0, encode(&session).as_slice())?;
             }
         }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn live_session(&self, id: LiveSessionId) -> Result<Option<LiveSession>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let session = txn.open_table(LIVES)?.get(id.0)?;
+        session
+            .map(|v| decode(v.value(), "live session"))
+            .transpose()
+    }
+
+    /// Live sessions whose recording was never settled (listed, or known to be missing), oldest
+    /// first: what a server stopped while live, or before it listed the recording, left.
+    pub fn unsettled_live_sessions(&self) -> Result<Vec<LiveSession>, StoreError> {
+        let txn = self.db.begin_read()?;
+        // Sessions stored before `settled` existed read as unsettled: their records tell.
+        let mut recorded = std::collections::HashSet::new();
+        for entry in txn.open_table(RECORDS)?.iter()? {
+            let record: Record = decode(entry?.1.value(), "record")?;
+            recorded.insert(record.live);
+        }
+        let mut out = Vec::new();
+        for entry in txn.open_table(LIVES)?.iter()? {
+            let session: LiveSession = decode(entry?.1.value(), "live session")?;
+            if !session.settled && !recorded.contains(&session.id) {
+                out.push(session);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ends a live session that a stopped server left running, at its last sign of life (its
+    /// start, or its last danmaku or gift), and returns it; one already ended stays as it is.
+    pub fn end_abandoned_live_session(
+        &self,
+        id: LiveSessionId,
+    ) -> Result<Option<LiveSession>, StoreError> {
+        let txn = self.db.begin_write()?;
+        let session = {
+            let mut lives = txn.open_table(LIVES)?;
+            let found = lives
+                .get(id.0)?
+                .map(|v| decode::<LiveSession>(v.value(), "live session"))
+                .transpose()?;
+            let Some(mut session) = found else {
+                return Ok(None);
+            };
+            if session.ended_at.is_none() {
+                let chat = (id.0, 0)..=(id.0, u64::MAX);
+                let last_danmaku = match txn.open_table(DANMAKU)?.range(chat.clone())?.next_back() {
+                    Some(entry) => decode::<StoredDanmaku>(entry?.1.value(), "danmaku")?.at,
+                    None => 0,
+                };
+                let last_gift = match txn.open_table(GIFTS)?.range(chat)?.next_back() {
+                    Some(entry) => decode::<GiftEntry>(entry?.1.value(), "gift")?.at,
+                    None => 0,
+                };
+                session.ended_at = Some(session.started_at.max(last_danmaku).max(last_gift));
+                lives.insert(id.0, encode(&session).as_slice())?;
+            }
+            session
+        };
+        txn.commit()?;
+        Ok(Some(session))
+    }
+
+    /// Marks a live session's recording as settled without a record: the media plane had none.
+    pub fn settle_live_session(&self, id: LiveSessionId) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        settle(&txn, id)?;
         txn.commit()?;
         Ok(())
     }
@@ -128,7 +200,7 @@ impl Store {
         Ok(())
     }
 
-    /// Lists a live session's recording for replay.
+    /// Lists a live session's recording for replay, and marks the session settled.
     pub fn add_record(
         &self,
         session: &LiveSession,
@@ -148,6 +220,7 @@ impl Store {
         };
         txn.open_table(RECORDS)?
             .insert(record.id.0, encode(&record).as_slice())?;
+        settle(&txn, session.id)?;
         txn.commit()?;
         Ok(record)
     }
@@ -162,4 +235,17 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+fn settle(txn: &redb::WriteTransaction, id: LiveSessionId) -> Result<(), StoreError> {
+    let mut lives = txn.open_table(LIVES)?;
+    let found = lives
+        .get(id.0)?
+        .map(|v| decode::<LiveSession>(v.value(), "live session"))
+        .transpose()?;
+    if let Some(mut session) = found {
+        session.settled = true;
+        lives.insert(id.0, encode(&session).as_slice())?;
+    }
+    Ok(())
 }

@@ -2,7 +2,9 @@
 //! them to the room it is in; a writer task drains the client's bounded queue of outgoing frames
 //! (filled by the rooms) and flushes once per batch. When either ends, the other is stopped, and
 //! the connection leaves its room once. The writer pings every `rooms.ws_ping_secs`; the reader
-//! closes a connection that has sent nothing for `rooms.ws_idle_secs`.
+//! closes a connection that has sent nothing for `rooms.ws_idle_secs`. Each connection is in the
+//! app's connection registry for its lifetime, so the end of its session (logout, expiry, the
+//! account's deletion) closes it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::accounts::{AccountsError, SignedIn};
 use crate::app::App;
 use crate::model::{BanScope, RoomId, UserKind};
+use crate::rooms::connections::SESSION_ENDED;
 use crate::rooms::protocol::{ClientMessage, Frame, ServerMessage};
 use crate::rooms::{ClientId, ClientLink, Member, RoomsError};
 
@@ -91,6 +94,16 @@ async fn connection(app: Arc<App>, who: SignedIn, rtmp_host: Arc<str>, socket: W
     app.metrics.ws_opened();
     let ping = Duration::from_secs(app.config.rooms.ws_ping_secs);
     let writer = tokio::spawn(write(sink, frames, link.clone(), ping));
+    let registration = app
+        .sockets
+        .register(client, who.user.id, who.session.clone(), link.clone());
+    // The session was checked at the handshake; an end announced since then missed this
+    // connection, which was not registered yet.
+    match app.accounts.session_end(&who.session).await {
+        Ok(Some(end)) => link.close_with(SESSION_ENDED, end.reason()),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot re-check a new connection's session"),
+    }
     let mut session = Session {
         app: app.clone(),
         who,
@@ -104,6 +117,7 @@ async fn connection(app: Arc<App>, who: SignedIn, rtmp_host: Arc<str>, socket: W
         app.rooms.leave(room, client).await;
     }
     link.close("bye");
+    drop(registration);
     let _ = writer.await;
     app.metrics.ws_closed();
 }
@@ -148,16 +162,11 @@ async fn write(
             }
         }
     }
-    let reason = link.close_reason().unwrap_or("bye").to_owned();
-    let code = if matches!(reason.as_str(), "too_slow" | "ping_timeout") {
-        1008
-    } else {
-        1000
-    };
+    let (code, reason) = link.close_frame().unwrap_or((1000, "bye"));
     let close = async {
         let ours = sink.send(Message::Close(Some(CloseFrame {
             code,
-            reason: Utf8Bytes::from(reason),
+            reason: Utf8Bytes::from(reason.to_owned()),
         })));
         if ours.await.is_err() {
             // The client closed first: the WebSocket layer has queued the reply the protocol
@@ -325,27 +334,19 @@ impl Session {
     }
 
     /// Joins `room`; `false` (after telling the client why) if that failed.
-    async fn join(&mut self, room: RoomId, about: &str) -> bool {
+    async fn join(&mut self, room: RoomId, about: &'static str) -> bool {
         if let Some(current) = self.room.take() {
             self.app.rooms.leave(current, self.client).await;
         }
-        let chat_ban = match self.app.rooms.chat_ban(self.who.user.id).await {
-            Ok(ban) => ban,
-            Err(e) => {
-                self.refuse_rooms(e, about);
-                return false;
-            }
-        };
-        let member = Member {
-            client: self.client,
-            user: self.who.user.id,
-            nickname: self.who.user.nickname.clone(),
-            kind: self.who.user.kind,
-            chat_ban,
-            link: self.link.clone(),
-            rtmp_host: self.rtmp_host.clone(),
-        };
-        match self.app.rooms.join(room, member).await {
+        let member = Member::new(
+            self.client,
+            self.who.user.id,
+            self.who.user.nickname.clone(),
+            self.who.user.kind,
+            self.link.clone(),
+            self.rtmp_host.clone(),
+        );
+        match self.app.rooms.join(room, member, about).await {
             Ok(()) => {
                 self.room = Some(room);
                 true
@@ -358,7 +359,7 @@ impl Session {
     }
 
     /// Going live: only a registered host without a stream ban, in their own room.
-    async fn start_live(&mut self, message: ClientMessage, about: &str) {
+    async fn start_live(&mut self, message: ClientMessage, about: &'static str) {
         let user = &self.who.user;
         if user.kind == UserKind::Guest {
             return self.refuse("registered_only", "register to go live", about);

@@ -20,6 +20,7 @@ const VIEWER: &str = "fan30";
 const TITLE: &str = "Friday jam 星期五";
 const HELLO: &str = "hello from the fan 你好";
 const HTML: &str = "<img src=x onerror=alert(1)>";
+const WELCOME: &str = "welcome 欢迎";
 const HOST_SHOT: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/rm-room-host.png");
 const VIEWER_SHOT: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/rm-room-viewer.png");
 
@@ -157,6 +158,28 @@ async fn the_room_page_works_for_a_host_a_guest_and_a_viewer_in_real_browsers() 
             .execute("return document.querySelectorAll('#danmaku img').length")
             .await;
         assert_eq!(images, 0, "the danmaku is shown as text, not as an element");
+    }
+    // The host's danmaku carries the host mark (from the server, not the nickname); the
+    // viewer's does not.
+    send_danmaku(&a, WELCOME).await;
+    for browser in [&a, &b] {
+        wait_for_line(browser, HOST, WELCOME).await;
+        let marks = browser
+            .execute(
+                "return [...document.querySelectorAll('#danmaku li:not(.gift-line)')] \
+                 .map(l => [l.querySelector('.who').textContent, \
+                            l.querySelector('.host-badge')?.textContent ?? null]);",
+            )
+            .await;
+        let marks = marks.as_array().expect("a list of lines");
+        assert!(
+            marks.contains(&serde_json::json!([HOST, "Host"])),
+            "{marks:?}"
+        );
+        assert!(
+            marks.contains(&serde_json::json!([VIEWER, null])),
+            "{marks:?}"
+        );
     }
 
     // 4. A gift: a gift line in the host's list.

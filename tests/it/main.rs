@@ -20,6 +20,7 @@ mod media_rtmp;
 mod metrics;
 mod protocol;
 mod rooms;
+mod rooms_abuse;
 mod store;
 mod uploads;
 mod web_hardening;

@@ -45,6 +45,19 @@ impl Site {
         Site { server, media }
     }
 
+    /// Stops the server (as on SIGTERM) and starts it again on the same data, with a fresh
+    /// scripted media plane.
+    pub(crate) async fn restart(self, adjust: impl FnOnce(&mut Config)) -> Site {
+        let data = self.server.stop_keep_data().await;
+        let media = Arc::new(ScriptedMedia::default());
+        let server = TestServer::start_in_with_media(data, media.clone(), |c| {
+            quick(c);
+            adjust(c);
+        })
+        .await;
+        Site { server, media }
+    }
+
     /// A registered, verified user; returns (user id, session token).
     pub(crate) async fn user(&self, name: &str) -> (u64, String) {
         verified_user(&self.server, name).await
@@ -75,7 +88,7 @@ impl Site {
     }
 }
 
-async fn join(client: &mut WsClient, room: u64) -> Value {
+pub(crate) async fn join(client: &mut WsClient, room: u64) -> Value {
     client
         .send(json!({"type": "join_room", "room_id": room}))
         .await;
@@ -472,18 +485,20 @@ async fn banned_users_cannot_chat_or_go_live() {
     };
     let (muted_id, muted_token) = site.user("muted11").await;
     let (streamer_id, streamer_token) = site.user("nostream11").await;
-    let store = &site.server.app().store;
+    let rooms = &site.server.app().rooms;
     let ban = |scope| Ban {
         scope,
         reason: "rude".into(),
         created_at: 0,
         expires_at: None,
     };
-    store
+    rooms
         .add_ban(UserId(muted_id), ban(BanScope::Chat))
+        .await
         .unwrap();
-    store
+    rooms
         .add_ban(UserId(streamer_id), ban(BanScope::Stream))
+        .await
         .unwrap();
 
     let mut muted = site.ws(&muted_token).await;

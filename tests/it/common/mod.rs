@@ -78,6 +78,15 @@ impl TestServer {
         Self::start_full(data, Some(media), "127.0.0.1:0", adjust).await
     }
 
+    /// Like [`TestServer::start_in`], with the given media plane instead of the default.
+    pub async fn start_in_with_media(
+        data: tempfile::TempDir,
+        media: Arc<dyn MediaPlane>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
+        Self::start_full(data, Some(media), "127.0.0.1:0", adjust).await
+    }
+
     async fn start_full(
         data: tempfile::TempDir,
         media: Option<Arc<dyn MediaPlane>>,
