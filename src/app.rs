@@ -1,7 +1,8 @@
 //! App: the running RoomManager's parts, wired together once at start.
 //!
 //! Owns: the validated config, the store handle, the domain services and the background tasks
-//! (mail delivery, guest purge), with the cancellation token and task tracker that shutdown uses.
+//! (mail delivery, guest purge, the rate limiters' sweep), with the cancellation token
+//! and task tracker that shutdown uses.
 //! Calls: config, store, metrics, mail, files, accounts. The web layer receives an `Arc<App>` and
 //! reaches every domain part through it.
 
@@ -126,6 +127,7 @@ impl App {
         };
         tasks.spawn(mailer.run(shutdown.clone()));
         tasks.spawn(accounts.clone().run_purge(shutdown.clone()));
+        tasks.spawn(accounts.clone().run_limiter_sweep(shutdown.clone()));
         let rooms = Arc::new(Rooms::new(
             store.clone(),
             media,

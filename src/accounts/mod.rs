@@ -15,13 +15,16 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::files::{Files, FilesError, ImageKind};
-use crate::limits::{RateLimiter, RetryAfter};
+use crate::limits::{Backoff, BackoffRule, Key, RateLimiter, RetryAfter};
 use crate::mail::Mailer;
 use crate::model::{LoginKind, Room, Session, TokenHash, User, UserKind};
 use crate::store::{
     unix_now, MailDraft, NewAccount, NewToken, RegisterOutcome, ResendOutcome, Store, StoreError,
     VerifyOutcome,
 };
+
+/// How often the rate limiters forget the keys whose time is over.
+const LIMITER_SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountsError {
@@ -37,6 +40,8 @@ pub enum AccountsError {
     InvalidRoomName(String),
     #[error("{0}")]
     InvalidDescription(String),
+    #[error("{0}")]
+    InvalidLogin(String),
     #[error("That username is taken.")]
     UsernameTaken,
     #[error("An account with that email exists already.")]
@@ -109,10 +114,49 @@ pub enum Verification {
 }
 
 struct Limits {
-    login_account: RateLimiter,
+    /// Failed logins per (account, client).
+    login_failures: Backoff,
     login_ip: RateLimiter,
     register_ip: RateLimiter,
+    resend_ip: RateLimiter,
     email_address: RateLimiter,
+    guest_ip: RateLimiter,
+}
+
+impl Limits {
+    fn new(l: &crate::config::LimitsConfig) -> Self {
+        let keys = l.max_tracked_keys;
+        let limiter = |n, secs| RateLimiter::new(n, Duration::from_secs(secs), keys);
+        let rule = BackoffRule {
+            free: l.login_free_failures,
+            first: Duration::from_secs(l.login_backoff_secs),
+            max: Duration::from_secs(l.login_backoff_max_secs),
+            forget: Duration::from_secs(l.login_window_secs),
+        };
+        Limits {
+            login_failures: Backoff::new(rule, keys),
+            login_ip: limiter(l.login_per_ip, l.login_window_secs),
+            register_ip: limiter(l.register_per_ip, l.register_window_secs),
+            resend_ip: limiter(l.resend_per_ip, l.resend_window_secs),
+            email_address: limiter(l.email_per_address, l.email_window_secs),
+            guest_ip: limiter(l.guest_per_ip, l.guest_window_secs),
+        }
+    }
+
+    fn limiters(&self) -> [&RateLimiter; 5] {
+        [
+            &self.login_ip,
+            &self.register_ip,
+            &self.resend_ip,
+            &self.email_address,
+            &self.guest_ip,
+        ]
+    }
+}
+
+/// The key under which mails to `email` are counted.
+fn address_key(email: &str) -> Key {
+    Key::of(&[email.to_lowercase().as_bytes()])
 }
 
 pub struct Accounts {
@@ -128,18 +172,11 @@ pub struct Accounts {
 
 impl Accounts {
     pub fn new(config: &Config, store: Store, mailer: Arc<Mailer>, files: Arc<Files>) -> Self {
-        let l = &config.limits;
-        let limiter = |n, secs| RateLimiter::new(n, Duration::from_secs(secs));
         Accounts {
             store,
             mailer,
             files,
-            limits: Limits {
-                login_account: limiter(l.login_per_account, l.login_window_secs),
-                login_ip: limiter(l.login_per_ip, l.login_window_secs),
-                register_ip: limiter(l.register_per_ip, l.register_window_secs),
-                email_address: limiter(l.email_per_address, l.email_window_secs),
-            },
+            limits: Limits::new(&config.limits),
             public_url: config.server.public_url.trim_end_matches('/').to_owned(),
             verification_ttl: config.accounts.verification_ttl_secs,
             session_ttl: config.accounts.session_ttl_secs,
@@ -158,8 +195,8 @@ impl Accounts {
         validate::username(username).map_err(AccountsError::InvalidUsername)?;
         validate::email(email).map_err(AccountsError::InvalidEmail)?;
         validate::password(password).map_err(AccountsError::InvalidPassword)?;
-        self.limits.register_ip.check(&client.to_string())?;
-        self.limits.email_address.check(&email.to_lowercase())?;
+        self.limits.register_ip.check(Key::client(client))?;
+        self.limits.email_address.check(address_key(email))?;
         let password_hash = hash_password(password).await?;
         let now = unix_now();
         let (token, link) = self.verification_link();
@@ -186,9 +223,10 @@ impl Accounts {
     }
 
     /// Sends a fresh verification link; earlier links of the account stop working.
-    pub async fn resend_verification(&self, email: &str) -> Result<()> {
+    pub async fn resend_verification(&self, email: &str, client: IpAddr) -> Result<()> {
         validate::email(email).map_err(AccountsError::InvalidEmail)?;
-        self.limits.email_address.check(&email.to_lowercase())?;
+        self.limits.resend_ip.check(Key::client(client))?;
+        self.limits.email_address.check(address_key(email))?;
         let (token, link) = self.verification_link();
         let mail = self.verification_mail(email, "", &token);
         let email = email.to_owned();
@@ -227,13 +265,24 @@ impl Accounts {
     }
 
     /// Checks a username-or-email and password and starts a session.
+    ///
+    /// Failures count per account and client: after a few, that client waits longer after each
+    /// further one, while the owner elsewhere logs in as usual. All attempts of a client count
+    /// towards its overall limit too.
     pub async fn login(&self, login: &str, password: &str, client: IpAddr) -> Result<NewSession> {
-        self.limits.login_ip.check(&client.to_string())?;
-        self.limits
-            .login_account
-            .check(&login.trim().to_lowercase())?;
-        let lookup = login.trim().to_owned();
+        let login = login.trim();
+        validate::login(login).map_err(AccountsError::InvalidLogin)?;
+        let client = Key::client(client);
+        self.limits.login_ip.check(client)?;
+        let lookup = login.to_owned();
         let user = self.store.run(move |s| s.find_by_login(&lookup)).await?;
+        // A known account counts as one whether it is named by username or email.
+        let account = match &user {
+            Some(user) => Key::of(&[b"user", &user.id.0.to_le_bytes()]),
+            None => Key::of(&[b"name", login.to_lowercase().as_bytes()]),
+        };
+        let attempt = account.and(client);
+        self.limits.login_failures.check(attempt)?;
         let password = password.to_owned();
         let (user, password_ok) = tokio::task::spawn_blocking(move || match user {
             Some(user) => {
@@ -252,8 +301,12 @@ impl Accounts {
         .map_err(|_| AccountsError::Store(StoreError::TaskFailed))?;
         let user = match user {
             Some(user) if password_ok => user,
-            _ => return Err(AccountsError::InvalidCredentials),
+            _ => {
+                self.limits.login_failures.failed(attempt);
+                return Err(AccountsError::InvalidCredentials);
+            }
         };
+        self.limits.login_failures.succeeded(attempt);
         if !user.is_verified() {
             return Err(AccountsError::EmailNotVerified);
         }
@@ -276,7 +329,8 @@ impl Accounts {
     }
 
     /// Creates a guest user with a generated nickname and a session.
-    pub async fn create_guest(&self) -> Result<NewSession> {
+    pub async fn create_guest(&self, client: IpAddr) -> Result<NewSession> {
+        self.limits.guest_ip.check(Key::client(client))?;
         let (token, hash) = secrets::new_token();
         let now = unix_now();
         let expires_at = now + self.session_ttl;
@@ -451,6 +505,32 @@ impl Accounts {
                 Err(e) => tracing::error!(error = %e, "purging idle guests failed"),
             }
         }
+    }
+
+    /// The rate limiters' sweep loop: forgets expired keys every minute until `shutdown`.
+    pub async fn run_limiter_sweep(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(LIMITER_SWEEP_EVERY) => {}
+            }
+            self.limits.login_failures.sweep();
+            for limiter in self.limits.limiters() {
+                limiter.sweep();
+            }
+        }
+    }
+
+    /// How many keys (clients, accounts, addresses) the rate limiters track now, all together:
+    /// what they cost in memory.
+    pub fn limiter_keys(&self) -> usize {
+        let windows: usize = self
+            .limits
+            .limiters()
+            .iter()
+            .map(|l| l.tracked_keys())
+            .sum();
+        windows + self.limits.login_failures.tracked_keys()
     }
 
     fn verification_link(&self) -> (String, NewToken) {

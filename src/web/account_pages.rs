@@ -249,11 +249,12 @@ pub struct ResendForm {
 
 pub async fn resend_submit(
     State(app): State<Arc<App>>,
+    ClientIp(ip): ClientIp,
     csrf: Csrf,
     PageForm(form): PageForm<ResendForm>,
 ) -> Result<Response, PageError> {
     csrf.verify(&form.csrf)?;
-    let notice = match app.accounts.resend_verification(&form.email).await {
+    let notice = match app.accounts.resend_verification(&form.email, ip).await {
         Ok(()) => (
             StatusCode::ACCEPTED,
             NoticePage::new(
@@ -355,11 +356,16 @@ pub struct CsrfOnlyForm {
 
 pub async fn guest_submit(
     State(app): State<Arc<App>>,
+    ClientIp(ip): ClientIp,
     csrf: Csrf,
     PageForm(form): PageForm<CsrfOnlyForm>,
 ) -> Result<Response, PageError> {
     csrf.verify(&form.csrf)?;
-    let session = app.accounts.create_guest().await.map_err(ApiError::from)?;
+    let session = app
+        .accounts
+        .create_guest(ip)
+        .await
+        .map_err(ApiError::from)?;
     Ok(see_other(
         "/",
         Some(session_cookie(&app, &session.token, session.expires_at)),

@@ -111,9 +111,10 @@ pub struct ResendBody {
 
 pub async fn resend(
     State(app): State<Arc<App>>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<ResendBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    app.accounts.resend_verification(&body.email).await?;
+    app.accounts.resend_verification(&body.email, ip).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "status": "sent" })),
@@ -168,8 +169,11 @@ pub async fn logout(
     ))
 }
 
-pub async fn guest(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
-    let session = app.accounts.create_guest().await?;
+pub async fn guest(
+    State(app): State<Arc<App>>,
+    ClientIp(ip): ClientIp,
+) -> Result<Response, ApiError> {
+    let session = app.accounts.create_guest(ip).await?;
     Ok(session_response(&app, StatusCode::CREATED, session))
 }
 

@@ -97,6 +97,7 @@ impl From<AccountsError> for ApiError {
             E::InvalidNickname(_) => (StatusCode::BAD_REQUEST, "invalid_nickname"),
             E::InvalidRoomName(_) => (StatusCode::BAD_REQUEST, "invalid_room_name"),
             E::InvalidDescription(_) => (StatusCode::BAD_REQUEST, "invalid_description"),
+            E::InvalidLogin(_) => (StatusCode::BAD_REQUEST, "invalid_login"),
             E::UsernameTaken => (StatusCode::CONFLICT, "username_taken"),
             E::EmailTaken => (StatusCode::CONFLICT, "email_taken"),
             E::UnknownEmail => (StatusCode::NOT_FOUND, "unknown_email"),

@@ -173,10 +173,12 @@ pub async fn post_raw(
 /// Limits high enough that only the limit a test sets on purpose can trip (all test requests
 /// come from 127.0.0.1), and quick mail retries.
 pub fn relaxed(c: &mut Config) {
-    c.limits.login_per_account = 1000;
+    c.limits.login_free_failures = 1000;
     c.limits.login_per_ip = 1000;
     c.limits.register_per_ip = 1000;
+    c.limits.resend_per_ip = 1000;
     c.limits.email_per_address = 1000;
+    c.limits.guest_per_ip = 1000;
     c.email.retry_min_secs = 1;
     c.email.retry_max_secs = 2;
 }

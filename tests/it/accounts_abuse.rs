@@ -1,0 +1,303 @@
+//! Accounts under abuse: giant login names, strangers guessing passwords, floods of guests and
+//! resends.
+//! Each test shows the bad input refused and a well-behaved client still served. Two clients
+//! are told apart by their source address: 127.0.0.1 and 127.0.0.2, both loopback on Linux.
+
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use reqwest::StatusCode;
+use roommanager::model::LoginKind;
+use serde_json::{json, Value};
+
+use crate::accounts::{
+    get_auth, login, outbox_links, register, register_and_verify, relaxed, resend, send, Reply,
+    PASSWORD,
+};
+use crate::common::{Process, TestServer};
+
+const STRANGER: [u8; 4] = [127, 0, 0, 2];
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+/// A client whose connections come from `ip`.
+fn client_from(ip: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(IpAddr::from(ip))
+        .build()
+        .expect("a client bound to a loopback address")
+}
+
+async fn post_from(
+    client: &reqwest::Client,
+    server: &TestServer,
+    path: &str,
+    body: &Value,
+) -> Reply {
+    send(client.post(server.url(path)).json(body)).await
+}
+
+async fn login_from(
+    client: &reqwest::Client,
+    server: &TestServer,
+    name: &str,
+    password: &str,
+) -> Reply {
+    let body = json!({"login": name, "password": password});
+    post_from(client, server, "/api/v1/login", &body).await
+}
+
+/// Asserts a 429 `rate_limited` answer with a `Retry-After` of 1 to `max_secs` seconds.
+#[track_caller]
+fn assert_waits(reply: &Reply, max_secs: u64) {
+    assert_eq!(
+        reply.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        reply.text
+    );
+    assert_eq!(reply.code(), "rate_limited");
+    let retry_after: u64 = reply
+        .header("retry-after")
+        .expect("a Retry-After header")
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!(
+        (1..=max_secs).contains(&retry_after),
+        "Retry-After {retry_after} within 1..={max_secs}"
+    );
+}
+
+// ----- giant login names -----------------------------------------------------------------------
+
+#[tokio::test]
+async fn login_names_longer_than_any_account_are_refused_before_they_cost_anything() {
+    let server = TestServer::start_with(relaxed).await;
+    register_and_verify(&server, "olga").await;
+    let keys_before = server.app().accounts.limiter_keys();
+    let longest_email = format!("{}@{}.example", "a".repeat(64), "b".repeat(181));
+    let giant = "x".repeat(1_000_000);
+    for body in [
+        json!({"login": giant, "password": PASSWORD}),
+        json!({"login": format!("a@{giant}"), "password": PASSWORD}),
+        json!({"username": giant, "password": PASSWORD}),
+        json!({"login": "x".repeat(33), "password": PASSWORD}),
+        json!({"login": format!("a{longest_email}"), "password": PASSWORD}),
+    ] {
+        let reply = crate::accounts::post_json(&server, "/api/v1/login", &body, None).await;
+        reply.expect_error(StatusCode::BAD_REQUEST, "invalid_login");
+    }
+    let reply = login(&server, &"名".repeat(33), PASSWORD).await;
+    assert!(reply.contains("at most 32 characters"), "{}", reply.text);
+    assert_eq!(
+        server.app().accounts.limiter_keys(),
+        keys_before,
+        "refused names are not remembered by any limiter"
+    );
+    // Names as long as registration allows still get the ordinary answer.
+    login(&server, &longest_email, PASSWORD)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    login(&server, &"y".repeat(32), PASSWORD)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    login(&server, "olga", PASSWORD)
+        .await
+        .expect(StatusCode::OK);
+}
+
+/// The resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .expect("a VmRSS line in KiB")
+}
+
+/// 155 one-megabyte login names used to cost the server ~490 MB of resident memory (each was
+/// kept as a limiter key). The real binary in a child process, so its memory is its own.
+#[tokio::test]
+async fn a_flood_of_megabyte_login_names_leaves_the_servers_memory_alone() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let process = Process::serve(data.path(), "");
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/v1/login", process.base);
+    let warm_up = client
+        .post(&url)
+        .json(&json!({"login": "nobody", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(warm_up.status(), StatusCode::UNAUTHORIZED);
+    let before = rss_kib(process.pid());
+    let giant = "x".repeat(1_000_000);
+    for i in 0..155 {
+        // A different name each time, as each would have been a new key.
+        let body = json!({"login": format!("{i}{giant}"), "password": PASSWORD});
+        let reply = client
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(reply.status(), StatusCode::BAD_REQUEST);
+        let answer: Value = reply.json().await.expect("a JSON error");
+        assert_eq!(answer["error"]["code"], "invalid_login");
+    }
+    let after = rss_kib(process.pid());
+    let grown_mib = after.saturating_sub(before) / 1024;
+    println!("RSS {before} KiB before, {after} KiB after 155 MB of login names (+{grown_mib} MiB)");
+    assert!(grown_mib < 32, "the server grew by {grown_mib} MiB");
+    let healthy = client
+        .get(format!("{}/healthz", process.base))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(healthy.status(), StatusCode::OK);
+}
+
+// ----- login lockout ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_strangers_wrong_passwords_do_not_lock_the_owner_out() {
+    // The default limits: five free failures, then waits from 5 s doubling to 15 minutes.
+    let server = TestServer::start().await;
+    register_and_verify(&server, "olga").await;
+    let stranger = client_from(STRANGER);
+    let mut answers = Vec::new();
+    for _ in 0..10 {
+        answers.push(login_from(&stranger, &server, "olga", "guess").await);
+    }
+    for reply in answers.drain(..6) {
+        reply.expect_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    }
+    for reply in &answers {
+        assert_waits(reply, 5);
+    }
+    // The stranger's address waits even with the right password, under any name of the account.
+    assert_waits(&login_from(&stranger, &server, "olga", PASSWORD).await, 5);
+    assert_waits(
+        &login_from(&stranger, &server, "OLGA@example.com", PASSWORD).await,
+        5,
+    );
+
+    // The owner, from another address, logs in at once, by username or email.
+    login(&server, "olga", PASSWORD)
+        .await
+        .expect(StatusCode::OK);
+    login(&server, "olga@example.com", PASSWORD)
+        .await
+        .expect(StatusCode::OK);
+}
+
+#[tokio::test]
+async fn one_address_trying_many_accounts_is_stopped_while_others_log_in() {
+    let server = TestServer::start_with(|c| {
+        relaxed(c);
+        c.limits.login_per_ip = 5;
+        c.limits.login_window_secs = 300;
+    })
+    .await;
+    register_and_verify(&server, "pia").await;
+    let stranger = client_from(STRANGER);
+    for i in 0..5 {
+        login_from(&stranger, &server, &format!("user{i}"), PASSWORD)
+            .await
+            .expect_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    }
+    assert_waits(&login_from(&stranger, &server, "pia", PASSWORD).await, 300);
+    login(&server, "pia", PASSWORD).await.expect(StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_limiters_memory_is_bounded_whatever_names_arrive() {
+    let server = TestServer::start_with(|c| {
+        relaxed(c);
+        c.limits.login_free_failures = 0;
+        c.limits.max_tracked_keys = 16;
+    })
+    .await;
+    register_and_verify(&server, "quinn").await;
+    // Every failure under a new name is a new key of the failed-logins limiter.
+    for i in 0..60 {
+        login(&server, &format!("nobody{i}"), PASSWORD)
+            .await
+            .expect_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    }
+    let keys = server.app().accounts.limiter_keys();
+    // 16 failed-login keys at most, plus one client for logins and the registration's two.
+    assert!(keys <= 16 + 3, "{keys} keys tracked");
+    login(&server, "quinn", PASSWORD)
+        .await
+        .expect(StatusCode::OK);
+}
+
+// ----- guests and resends ----------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_guest_flood_from_one_address_is_refused_while_another_gets_guests() {
+    let server = TestServer::start_with(|c| {
+        relaxed(c);
+        c.limits.guest_per_ip = 5;
+        c.limits.guest_window_secs = 600;
+    })
+    .await;
+    let since = now();
+    let stranger = client_from(STRANGER);
+    for _ in 0..5 {
+        post_from(&stranger, &server, "/api/v1/guest", &json!({}))
+            .await
+            .expect(StatusCode::CREATED);
+    }
+    for _ in 0..20 {
+        let reply = post_from(&stranger, &server, "/api/v1/guest", &json!({})).await;
+        assert_waits(&reply, 600);
+    }
+    let guest = send(server.client.post(server.url("/api/v1/guest")))
+        .await
+        .expect(StatusCode::CREATED);
+    let token = guest.json()["token"].as_str().expect("token").to_owned();
+    get_auth(&server, "/api/v1/me", &token)
+        .await
+        .expect(StatusCode::OK);
+    let events = server.app().store.logins_since(since).expect("read logins");
+    let guests = events.iter().filter(|e| e.kind == LoginKind::Guest).count();
+    assert_eq!(guests, 6, "refused guests are neither created nor recorded");
+}
+
+#[tokio::test]
+async fn resend_requests_are_limited_per_address() {
+    let server = TestServer::start_with(|c| {
+        relaxed(c);
+        c.limits.resend_per_ip = 2;
+        c.limits.resend_window_secs = 1200;
+    })
+    .await;
+    for name in ["rosa", "sven", "tara"] {
+        register(&server, name, &format!("{name}@example.com"))
+            .await
+            .expect(StatusCode::CREATED);
+    }
+    let stranger = client_from(STRANGER);
+    let body = |name: &str| json!({"email": format!("{name}@example.com")});
+    for name in ["rosa", "sven"] {
+        post_from(&stranger, &server, "/api/v1/register/resend", &body(name))
+            .await
+            .expect(StatusCode::ACCEPTED);
+    }
+    let refused = post_from(&stranger, &server, "/api/v1/register/resend", &body("tara")).await;
+    assert_waits(&refused, 1200);
+    resend(&server, "tara@example.com")
+        .await
+        .expect(StatusCode::ACCEPTED);
+    // tara got her registration mail and the one resend from the well-behaved address.
+    assert_eq!(outbox_links(&server, "tara@example.com", 2).await.len(), 2);
+}
