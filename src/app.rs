@@ -1,7 +1,7 @@
 //! App: the running RoomManager's parts, wired together once at start.
 //!
 //! Owns: the validated config, the store handle, the domain services and the background tasks
-//! (mail delivery, guest purge, the rate limiters' sweep), with the cancellation token
+//! (mail delivery, the accounts purge, the rate limiters' sweep), with the cancellation token
 //! and task tracker that shutdown uses.
 //! Calls: config, store, metrics, mail, files, accounts. The web layer receives an `Arc<App>` and
 //! reaches every domain part through it.

@@ -83,6 +83,7 @@ impl Default for StorageConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct AccountsConfig {
     pub verification_ttl_secs: u64,
+    pub unverified_grace_secs: u64,
     pub session_ttl_secs: u64,
     pub guest_idle_secs: u64,
 }
@@ -91,6 +92,7 @@ impl Default for AccountsConfig {
     fn default() -> Self {
         Self {
             verification_ttl_secs: 24 * 3600,
+            unverified_grace_secs: 24 * 3600,
             session_ttl_secs: 30 * 24 * 3600,
             guest_idle_secs: 24 * 3600,
         }
@@ -525,6 +527,7 @@ impl Config {
         const CENTURY_SECS: u64 = 100 * 365 * 24 * 3600;
         for (key, secs) in [
             ("accounts.verification_ttl_secs", a.verification_ttl_secs),
+            ("accounts.unverified_grace_secs", a.unverified_grace_secs),
             ("accounts.session_ttl_secs", a.session_ttl_secs),
             ("accounts.guest_idle_secs", a.guest_idle_secs),
             ("limits.login_backoff_max_secs", l.login_backoff_max_secs),
@@ -724,9 +727,9 @@ mod tests {
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("limits.max_tracked_keys"), "{err}");
         let mut config = Config::default();
-        config.limits.login_window_secs = u64::MAX;
+        config.accounts.unverified_grace_secs = u64::MAX;
         let err = config.validate().unwrap_err().to_string();
-        assert!(err.contains("limits.login_window_secs"), "{err}");
+        assert!(err.contains("accounts.unverified_grace_secs"), "{err}");
         let mut config = Config::default();
         config.limits.guest_per_ip = 0;
         let err = config.validate().unwrap_err().to_string();

@@ -19,12 +19,14 @@ use crate::limits::{Backoff, BackoffRule, Key, RateLimiter, RetryAfter};
 use crate::mail::Mailer;
 use crate::model::{LoginKind, Room, Session, TokenHash, User, UserKind};
 use crate::store::{
-    unix_now, MailDraft, NewAccount, NewToken, RegisterOutcome, ResendOutcome, Store, StoreError,
-    VerifyOutcome,
+    unix_now, MailDraft, NewAccount, NewToken, PurgeRules, RegisterOutcome, ResendOutcome, Store,
+    StoreError, VerifyOutcome,
 };
 
 /// How often the rate limiters forget the keys whose time is over.
 const LIMITER_SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// The purge runs at least this often.
+const PURGE_AT_LEAST_EVERY: u64 = 600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountsError {
@@ -46,8 +48,21 @@ pub enum AccountsError {
     UsernameTaken,
     #[error("An account with that email exists already.")]
     EmailTaken,
-    #[error("No account has that email.")]
-    UnknownEmail,
+    #[error(
+        "That username belongs to an account whose email is not verified yet. Unless it is \
+         verified, the username becomes free in {}.",
+        in_words(*.0)
+    )]
+    UsernamePending(Duration),
+    #[error(
+        "An account whose email is not verified yet holds this email for another {}. If you \
+         registered it, open the link we mailed you or ask for a new one; if not, do not open \
+         that link, and register again after that time.",
+        in_words(*.0)
+    )]
+    EmailPending(Duration),
+    #[error("No account with this username and email is waiting for verification.")]
+    UnknownAccount,
     #[error("This account is verified already; just log in.")]
     AlreadyVerified,
     #[error("Wrong username, email or password.")]
@@ -108,8 +123,8 @@ pub struct NewSession {
 pub enum Verification {
     Verified { nickname: String },
     AlreadyVerified,
-    Expired { email: String },
-    Superseded { email: String },
+    Expired { username: String, email: String },
+    Superseded { username: String, email: String },
     Unknown,
 }
 
@@ -166,25 +181,29 @@ pub struct Accounts {
     limits: Limits,
     public_url: String,
     verification_ttl: u64,
+    unverified_grace: u64,
     session_ttl: u64,
     guest_idle: u64,
 }
 
 impl Accounts {
     pub fn new(config: &Config, store: Store, mailer: Arc<Mailer>, files: Arc<Files>) -> Self {
+        let a = &config.accounts;
         Accounts {
             store,
             mailer,
             files,
             limits: Limits::new(&config.limits),
             public_url: config.server.public_url.trim_end_matches('/').to_owned(),
-            verification_ttl: config.accounts.verification_ttl_secs,
-            session_ttl: config.accounts.session_ttl_secs,
-            guest_idle: config.accounts.guest_idle_secs,
+            verification_ttl: a.verification_ttl_secs,
+            unverified_grace: a.unverified_grace_secs,
+            session_ttl: a.session_ttl_secs,
+            guest_idle: a.guest_idle_secs,
         }
     }
 
-    /// Creates an unverified account and queues its verification mail.
+    /// Creates an unverified account and queues its verification mail. An unverified account
+    /// that has held the username or email for its verification time gives way to this one.
     pub async fn register(
         &self,
         username: &str,
@@ -206,11 +225,13 @@ impl Accounts {
             password_hash,
             now,
         };
-        let mail = self.verification_mail(email, username, &token);
+        let mail = self.mail_writer().write(email, username, &token, false);
+        let hold = self.verification_ttl;
         let outcome = self
             .store
-            .run(move |s| s.register(account, link, mail))
+            .run(move |s| s.register(account, link, mail, hold))
             .await?;
+        let wait = |until: u64| Duration::from_secs(until.saturating_sub(now));
         match outcome {
             RegisterOutcome::Created(user) => {
                 self.mailer.wake();
@@ -219,27 +240,48 @@ impl Accounts {
             }
             RegisterOutcome::UsernameTaken => Err(AccountsError::UsernameTaken),
             RegisterOutcome::EmailTaken => Err(AccountsError::EmailTaken),
+            RegisterOutcome::UsernamePending { until } => {
+                Err(AccountsError::UsernamePending(wait(until)))
+            }
+            RegisterOutcome::EmailPending { until } => {
+                Err(AccountsError::EmailPending(wait(until)))
+            }
         }
     }
 
-    /// Sends a fresh verification link; earlier links of the account stop working.
-    pub async fn resend_verification(&self, email: &str, client: IpAddr) -> Result<()> {
+    /// Sends a fresh verification link for the unverified account with this username and
+    /// email; its earlier links stop working. Both are needed, so a person who asks for a link
+    /// for their address never gets one for someone else's account registered with it.
+    pub async fn resend_verification(
+        &self,
+        username: &str,
+        email: &str,
+        client: IpAddr,
+    ) -> Result<()> {
+        validate::username(username).map_err(AccountsError::InvalidUsername)?;
         validate::email(email).map_err(AccountsError::InvalidEmail)?;
         self.limits.resend_ip.check(Key::client(client))?;
         self.limits.email_address.check(address_key(email))?;
         let (token, link) = self.verification_link();
-        let mail = self.verification_mail(email, "", &token);
-        let email = email.to_owned();
+        let mail = {
+            let this = self.mail_writer();
+            move |user: &User| {
+                let to = user.email.as_deref().unwrap_or_default();
+                let name = user.username.as_deref().unwrap_or_default();
+                this.write(to, name, &token, true)
+            }
+        };
+        let (username, email) = (username.to_owned(), email.to_owned());
         let outcome = self
             .store
-            .run(move |s| s.resend_verification(&email, link, mail, unix_now()))
+            .run(move |s| s.resend_verification(&username, &email, link, mail, unix_now()))
             .await?;
         match outcome {
             ResendOutcome::Queued => {
                 self.mailer.wake();
                 Ok(())
             }
-            ResendOutcome::UnknownEmail => Err(AccountsError::UnknownEmail),
+            ResendOutcome::UnknownAccount => Err(AccountsError::UnknownAccount),
             ResendOutcome::AlreadyVerified => Err(AccountsError::AlreadyVerified),
         }
     }
@@ -258,8 +300,10 @@ impl Accounts {
                 }
             }
             VerifyOutcome::AlreadyVerified => Verification::AlreadyVerified,
-            VerifyOutcome::Expired { email } => Verification::Expired { email },
-            VerifyOutcome::Superseded { email } => Verification::Superseded { email },
+            VerifyOutcome::Expired { username, email } => Verification::Expired { username, email },
+            VerifyOutcome::Superseded { username, email } => {
+                Verification::Superseded { username, email }
+            }
             VerifyOutcome::Unknown => Verification::Unknown,
         })
     }
@@ -478,31 +522,42 @@ impl Accounts {
         Ok(updated)
     }
 
-    /// Deletes expired sessions and idle guests. Run periodically by [`Accounts::run_purge`].
-    pub async fn purge(&self) -> Result<usize> {
+    /// Deletes idle guests, expired sessions and unverified accounts whose link expired (after
+    /// the grace period). Run by [`Accounts::run_purge`].
+    pub async fn purge(&self) -> Result<()> {
         let now = unix_now();
-        let cutoff = now.saturating_sub(self.guest_idle);
-        let purged = self.store.run(move |s| s.purge(now, cutoff)).await?;
-        for guest in &purged {
+        let rules = PurgeRules {
+            now,
+            guests_seen_before: now.saturating_sub(self.guest_idle),
+            links_expired_before: now.saturating_sub(self.unverified_grace),
+        };
+        let purged = self.store.run(move |s| s.purge(rules)).await?;
+        for guest in &purged.guests {
             if let Some(avatar) = &guest.avatar {
                 self.files.remove(ImageKind::Avatar, avatar);
             }
         }
-        Ok(purged.len())
+        let guests = purged.guests.len();
+        if guests + purged.unverified > 0 {
+            tracing::info!(guests, unverified = purged.unverified, "purged");
+        }
+        Ok(())
     }
 
-    /// The purge loop: runs until `shutdown` is cancelled.
+    /// The purge loop: once at start, then periodically, until `shutdown` is cancelled. It runs
+    /// twice within the shortest time it acts on, so nothing outlives its rule by much.
     pub async fn run_purge(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
-        let every = Duration::from_secs((self.guest_idle / 2).clamp(1, 600));
+        let shortest = self
+            .guest_idle
+            .min(self.verification_ttl.saturating_add(self.unverified_grace));
+        let every = Duration::from_secs((shortest / 2).clamp(1, PURGE_AT_LEAST_EVERY));
         loop {
+            if let Err(e) = self.purge().await {
+                tracing::error!(error = %e, "the purge failed");
+            }
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(every) => {}
-            }
-            match self.purge().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(guests = n, "purged idle guests"),
-                Err(e) => tracing::error!(error = %e, "purging idle guests failed"),
             }
         }
     }
@@ -542,22 +597,10 @@ impl Accounts {
         (token, link)
     }
 
-    fn verification_mail(&self, to: &str, username: &str, token: &str) -> MailDraft {
-        let greeting = if username.is_empty() {
-            "Hello,".to_owned()
-        } else {
-            format!("Hello {username},")
-        };
-        let hours = self.verification_ttl.div_ceil(3600);
-        MailDraft {
-            to: to.to_owned(),
-            subject: "Verify your email for RoomManager".to_owned(),
-            text: format!(
-                "{greeting}\n\nplease confirm this email address by opening the link below:\n\n\
-                 {}/verify?token={token}\n\n\
-                 The link works for {hours} hours. If you did not register, ignore this mail.\n",
-                self.public_url
-            ),
+    fn mail_writer(&self) -> MailWriter {
+        MailWriter {
+            public_url: self.public_url.clone(),
+            verification_ttl: self.verification_ttl,
         }
     }
 
@@ -570,10 +613,86 @@ impl Accounts {
     }
 }
 
+/// Writes verification mails; owned, so a store transaction can write one for the account it
+/// finds.
+struct MailWriter {
+    public_url: String,
+    verification_ttl: u64,
+}
+
+impl MailWriter {
+    /// The mail names the account it verifies: a link opened for an account someone else
+    /// registered with your address gives that account your address.
+    fn write(&self, to: &str, username: &str, token: &str, resent: bool) -> MailDraft {
+        let why = if resent {
+            format!(
+                "someone asked for a new verification link for the RoomManager account \
+                 \"{username}\", registered with this email address ({to})."
+            )
+        } else {
+            format!(
+                "someone registered the RoomManager account \"{username}\" with this email \
+                 address ({to})."
+            )
+        };
+        let lifetime = in_words(Duration::from_secs(self.verification_ttl));
+        MailDraft {
+            to: to.to_owned(),
+            subject: format!("Verify your email for the RoomManager account \"{username}\""),
+            text: format!(
+                "Hello,\n\n\
+                 {why} If \"{username}\" is your account, confirm the address by opening \
+                 this link:\n\n\
+                 {url}/verify?token={token}\n\n\
+                 The link works for {lifetime}.\n\n\
+                 Opening it gives the account \"{username}\" this email address, so open it \
+                 only if you registered \"{username}\" yourself. If you did not, ignore this \
+                 mail: the account is deleted after its link has expired, and you can then \
+                 register your own account with this address.\n",
+                url = self.public_url,
+            ),
+        }
+    }
+}
+
 async fn hash_password(password: &str) -> Result<String> {
     let password = password.to_owned();
     tokio::task::spawn_blocking(move || secrets::hash_password(&password))
         .await
         .map_err(|_| AccountsError::Store(StoreError::TaskFailed))?
         .map_err(AccountsError::Hashing)
+}
+
+/// A duration as a person reads it: "40 seconds", "12 minutes", "3 hours", "2 days" (rounded
+/// up, so a wait is never longer than said).
+fn in_words(wait: Duration) -> String {
+    let secs = wait.as_secs().max(1);
+    let (n, unit) = match secs {
+        0..120 => (secs, "second"),
+        120..7200 => (secs.div_ceil(60), "minute"),
+        7200..172_800 => (secs.div_ceil(3600), "hour"),
+        _ => (secs.div_ceil(86_400), "day"),
+    };
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_are_said_in_words_rounded_up() {
+        let said = |secs| in_words(Duration::from_secs(secs));
+        assert_eq!(said(0), "1 second");
+        assert_eq!(said(59), "59 seconds");
+        assert_eq!(said(121), "3 minutes");
+        assert_eq!(said(3600), "60 minutes");
+        assert_eq!(said(7200), "2 hours");
+        assert_eq!(said(86_400), "24 hours");
+        assert_eq!(said(172_800), "2 days");
+    }
 }

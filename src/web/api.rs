@@ -106,6 +106,7 @@ pub async fn register(
 
 #[derive(Deserialize)]
 pub struct ResendBody {
+    username: String,
     email: String,
 }
 
@@ -114,7 +115,9 @@ pub async fn resend(
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<ResendBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    app.accounts.resend_verification(&body.email, ip).await?;
+    app.accounts
+        .resend_verification(&body.username, &body.email, ip)
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "status": "sent" })),

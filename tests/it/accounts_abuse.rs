@@ -1,5 +1,5 @@
 //! Accounts under abuse: giant login names, strangers guessing passwords, floods of guests and
-//! resends.
+//! resends, and squatting on someone else's email.
 //! Each test shows the bad input refused and a well-behaved client still served. Two clients
 //! are told apart by their source address: 127.0.0.1 and 127.0.0.2, both loopback on Linux.
 
@@ -11,10 +11,10 @@ use roommanager::model::LoginKind;
 use serde_json::{json, Value};
 
 use crate::accounts::{
-    get_auth, login, outbox_links, register, register_and_verify, relaxed, resend, send, Reply,
-    PASSWORD,
+    assert_first_verification, click, get_auth, login, outbox_links, outbox_texts, register,
+    register_and_verify, relaxed, resend, send, Reply, PASSWORD,
 };
-use crate::common::{Process, TestServer};
+use crate::common::{wait_for, Process, TestServer};
 
 const STRANGER: [u8; 4] = [127, 0, 0, 2];
 
@@ -287,7 +287,7 @@ async fn resend_requests_are_limited_per_address() {
             .expect(StatusCode::CREATED);
     }
     let stranger = client_from(STRANGER);
-    let body = |name: &str| json!({"email": format!("{name}@example.com")});
+    let body = |name: &str| json!({"username": name, "email": format!("{name}@example.com")});
     for name in ["rosa", "sven"] {
         post_from(&stranger, &server, "/api/v1/register/resend", &body(name))
             .await
@@ -295,9 +295,159 @@ async fn resend_requests_are_limited_per_address() {
     }
     let refused = post_from(&stranger, &server, "/api/v1/register/resend", &body("tara")).await;
     assert_waits(&refused, 1200);
-    resend(&server, "tara@example.com")
+    resend(&server, "tara", "tara@example.com")
         .await
         .expect(StatusCode::ACCEPTED);
     // tara got her registration mail and the one resend from the well-behaved address.
     assert_eq!(outbox_links(&server, "tara@example.com", 2).await.len(), 2);
+}
+
+// ----- unverified accounts ---------------------------------------------------------------------
+
+#[tokio::test]
+async fn expired_unverified_accounts_are_purged_and_free_their_name_and_email() {
+    // A verified account and its room first, under the default link lifetime.
+    let server = TestServer::start_with(relaxed).await;
+    register_and_verify(&server, "uma").await;
+    let data = server.stop_keep_data().await;
+
+    let server = TestServer::start_in(data, |c| {
+        relaxed(c);
+        c.accounts.verification_ttl_secs = 1;
+        c.accounts.unverified_grace_secs = 1;
+    })
+    .await;
+    register(&server, "sam", "sam@example.com")
+        .await
+        .expect(StatusCode::CREATED);
+    let link = outbox_links(&server, "sam@example.com", 1).await.remove(0);
+    // Gone once its link has expired and the grace period passed: the right password no
+    // longer finds an account waiting for verification.
+    wait_for(|| async {
+        let reply = login(&server, "sam", PASSWORD).await;
+        match reply.code().as_str() {
+            "email_not_verified" => None,
+            "invalid_credentials" => Some(()),
+            other => panic!("unexpected answer {other}: {}", reply.text),
+        }
+    })
+    .await;
+    let page = click(&server, &link).await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND, "{}", page.text);
+    assert!(page.contains("unknown link"), "{}", page.text);
+
+    // The name and the address are free again, for anyone.
+    register(&server, "sam", "sam2@example.com")
+        .await
+        .expect(StatusCode::CREATED);
+    register(&server, "sasha", "sam@example.com")
+        .await
+        .expect(StatusCode::CREATED);
+    // The verified account was left alone.
+    login(&server, "uma", PASSWORD).await.expect(StatusCode::OK);
+}
+
+/// An attacker registers the victim's email first. The victim is told the address is held and
+/// for how long, cannot get a link to the attacker's account by asking for one, and once the
+/// attacker's hold is over registers and verifies her own account with her email; the
+/// attacker's links then verify nothing.
+#[tokio::test]
+async fn the_squatting_sequence_ends_with_the_victim_owning_the_verified_email() {
+    let victim_email = "vera@example.com";
+    let server = TestServer::start_with(relaxed).await;
+
+    // 1. The attacker registers "mallory" with the victim's address.
+    register(&server, "mallory", victim_email)
+        .await
+        .expect(StatusCode::CREATED);
+    outbox_links(&server, victim_email, 1).await;
+    let mail = outbox_texts(server.data.path(), victim_email).remove(0);
+    assert!(
+        mail.contains("\"mallory\"") && mail.contains("only if you registered \"mallory\""),
+        "the mail names the account it verifies:\n{mail}"
+    );
+
+    // 2. The victim registers while the attacker's hold lasts: a clear answer, no account.
+    let reply = register(&server, "vera", victim_email)
+        .await
+        .expect_error(StatusCode::CONFLICT, "email_pending");
+    assert!(
+        reply.contains("not verified yet") && reply.contains("hours"),
+        "{}",
+        reply.text
+    );
+    // The attacker's username is held as well.
+    register(&server, "mallory", "other@example.com")
+        .await
+        .expect_error(StatusCode::CONFLICT, "username_pending");
+
+    // 3. The victim asks for a new link for her own account: no link for someone else's.
+    resend(&server, "vera", victim_email)
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "unknown_account");
+    // The attacker may ask for one; it reaches the victim, naming "mallory".
+    resend(&server, "mallory", victim_email)
+        .await
+        .expect(StatusCode::ACCEPTED);
+    let mallory_links = outbox_links(&server, victim_email, 2).await;
+    let resent = outbox_texts(server.data.path(), victim_email).remove(1);
+    assert!(resent.contains("\"mallory\""), "{resent}");
+
+    // 4. The attacker's hold is over (a restart with a one-second link lifetime stands in for a
+    //    day passing): the victim's registration replaces the unverified squatter.
+    let data = server.stop_keep_data().await;
+    let server = TestServer::start_in(data, |c| {
+        relaxed(c);
+        c.accounts.verification_ttl_secs = 1;
+    })
+    .await;
+    let created = wait_for(|| async {
+        let reply = register(&server, "vera", victim_email).await;
+        match reply.status {
+            StatusCode::CREATED => Some(reply.json()),
+            // Within the second the hold ends in.
+            StatusCode::CONFLICT if reply.code() == "email_pending" => None,
+            _ => panic!("unexpected answer: {}", reply.text),
+        }
+    })
+    .await;
+    // The attacker's links now lead nowhere.
+    for link in &mallory_links {
+        let page = click(&server, link).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{}", page.text);
+    }
+    login(&server, "mallory", PASSWORD)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+
+    // 5. Back to the usual lifetime, the victim asks for a link for her account and clicks it:
+    //    her account, with her address, verified.
+    let data = server.stop_keep_data().await;
+    let server = TestServer::start_in(data, relaxed).await;
+    resend(&server, "vera", victim_email)
+        .await
+        .expect(StatusCode::ACCEPTED);
+    let vera_link = outbox_links(&server, victim_email, 4).await.remove(3);
+    let vera_mail = outbox_texts(server.data.path(), victim_email).remove(3);
+    assert!(vera_mail.contains("\"vera\""), "{vera_mail}");
+    assert_first_verification(&click(&server, &vera_link).await);
+    let me = login(&server, victim_email, PASSWORD)
+        .await
+        .expect(StatusCode::OK)
+        .json()["user"]
+        .clone();
+    assert_eq!(me["user_id"], created["user_id"]);
+    assert_eq!(me["username"], "vera");
+    assert_eq!(me["email"], victim_email);
+    assert_eq!(me["verified"], true);
+    for link in &mallory_links {
+        assert_eq!(click(&server, link).await.status, StatusCode::NOT_FOUND);
+    }
+    // The address is hers for good; the squatter's username is free for anyone.
+    register(&server, "mallory", victim_email)
+        .await
+        .expect_error(StatusCode::CONFLICT, "email_taken");
+    register(&server, "mallory", "mallory@example.com")
+        .await
+        .expect(StatusCode::CREATED);
 }
