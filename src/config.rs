@@ -86,6 +86,7 @@ pub struct AccountsConfig {
     pub unverified_grace_secs: u64,
     pub session_ttl_secs: u64,
     pub guest_idle_secs: u64,
+    pub login_events_days: u64,
 }
 
 impl Default for AccountsConfig {
@@ -95,6 +96,7 @@ impl Default for AccountsConfig {
             unverified_grace_secs: 24 * 3600,
             session_ttl_secs: 30 * 24 * 3600,
             guest_idle_secs: 24 * 3600,
+            login_events_days: 400,
         }
     }
 }
@@ -487,7 +489,7 @@ impl Config {
         let m = &self.media;
         let a = &self.accounts;
         let l = &self.limits;
-        let positive: [(&'static str, u64); 27] = [
+        let positive: [(&'static str, u64); 28] = [
             ("media.rtmp.hls_fragment_secs", m.rtmp.hls_fragment_secs),
             ("media.rtmp.hls_playlist_secs", m.rtmp.hls_playlist_secs),
             ("media.http.timeout_secs", m.http.timeout_secs),
@@ -501,6 +503,7 @@ impl Config {
             ("accounts.verification_ttl_secs", a.verification_ttl_secs),
             ("accounts.session_ttl_secs", a.session_ttl_secs),
             ("accounts.guest_idle_secs", a.guest_idle_secs),
+            ("accounts.login_events_days", a.login_events_days),
             ("limits.login_backoff_secs", l.login_backoff_secs),
             ("limits.login_per_ip", l.login_per_ip.into()),
             ("limits.login_window_secs", l.login_window_secs),
@@ -530,6 +533,10 @@ impl Config {
             ("accounts.unverified_grace_secs", a.unverified_grace_secs),
             ("accounts.session_ttl_secs", a.session_ttl_secs),
             ("accounts.guest_idle_secs", a.guest_idle_secs),
+            (
+                "accounts.login_events_days",
+                a.login_events_days.saturating_mul(86400),
+            ),
             ("limits.login_backoff_max_secs", l.login_backoff_max_secs),
             ("limits.login_window_secs", l.login_window_secs),
             ("limits.register_window_secs", l.register_window_secs),
@@ -727,9 +734,9 @@ mod tests {
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("limits.max_tracked_keys"), "{err}");
         let mut config = Config::default();
-        config.accounts.unverified_grace_secs = u64::MAX;
+        config.accounts.login_events_days = u64::MAX;
         let err = config.validate().unwrap_err().to_string();
-        assert!(err.contains("accounts.unverified_grace_secs"), "{err}");
+        assert!(err.contains("accounts.login_events_days"), "{err}");
         let mut config = Config::default();
         config.limits.guest_per_ip = 0;
         let err = config.validate().unwrap_err().to_string();

@@ -184,6 +184,7 @@ pub struct Accounts {
     unverified_grace: u64,
     session_ttl: u64,
     guest_idle: u64,
+    login_events_secs: u64,
 }
 
 impl Accounts {
@@ -199,6 +200,7 @@ impl Accounts {
             unverified_grace: a.unverified_grace_secs,
             session_ttl: a.session_ttl_secs,
             guest_idle: a.guest_idle_secs,
+            login_events_secs: a.login_events_days.saturating_mul(24 * 3600),
         }
     }
 
@@ -522,14 +524,15 @@ impl Accounts {
         Ok(updated)
     }
 
-    /// Deletes idle guests, expired sessions and unverified accounts whose link expired (after
-    /// the grace period). Run by [`Accounts::run_purge`].
+    /// Deletes idle guests, expired sessions, unverified accounts whose link expired (after the
+    /// grace period), forgotten links and old login events. Run by [`Accounts::run_purge`].
     pub async fn purge(&self) -> Result<()> {
         let now = unix_now();
         let rules = PurgeRules {
             now,
             guests_seen_before: now.saturating_sub(self.guest_idle),
             links_expired_before: now.saturating_sub(self.unverified_grace),
+            logins_before: now.saturating_sub(self.login_events_secs),
         };
         let purged = self.store.run(move |s| s.purge(rules)).await?;
         for guest in &purged.guests {
@@ -538,8 +541,14 @@ impl Accounts {
             }
         }
         let guests = purged.guests.len();
-        if guests + purged.unverified > 0 {
-            tracing::info!(guests, unverified = purged.unverified, "purged");
+        if guests + purged.unverified + purged.links + purged.login_events > 0 {
+            tracing::info!(
+                guests,
+                unverified = purged.unverified,
+                links = purged.links,
+                login_events = purged.login_events,
+                "purged"
+            );
         }
         Ok(())
     }

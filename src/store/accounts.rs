@@ -3,7 +3,7 @@
 //! with a change (uniqueness, token state) happen inside it. Rules about what is valid live in
 //! `crate::accounts`, not here.
 
-use redb::{ReadableDatabase, ReadableTable, Table, WriteTransaction};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 
 use super::codec::{decode, encode};
 use super::tables::*;
@@ -85,8 +85,11 @@ pub struct PurgeRules {
     pub now: u64,
     /// Guests last seen before this are deleted.
     pub guests_seen_before: u64,
-    /// Unverified accounts whose newest link expired before this are deleted.
+    /// Verification links (and the unverified accounts whose newest link it is) that expired
+    /// before this are deleted.
     pub links_expired_before: u64,
+    /// Login events before this are deleted.
+    pub logins_before: u64,
 }
 
 /// What one purge deleted.
@@ -95,6 +98,8 @@ pub struct Purged {
     /// The deleted guests (the caller removes their files).
     pub guests: Vec<User>,
     pub unverified: usize,
+    pub links: usize,
+    pub login_events: usize,
 }
 
 /// Who holds a username or an email that a registration asks for.
@@ -171,6 +176,17 @@ fn record_login(txn: &WriteTransaction, event: &LoginEvent) -> Result<(), StoreE
     txn.open_table(LOGINS)?
         .insert((event.at, seq), encode(event).as_slice())?;
     Ok(())
+}
+
+/// How many entries `remove` took out of `table`.
+fn removed_count<K: redb::Key + 'static, V: redb::Value + 'static>(
+    table: &mut Table<K, V>,
+    remove: impl FnOnce(&mut Table<K, V>) -> Result<(), redb::StorageError>,
+) -> Result<usize, StoreError> {
+    let before = table.len()?;
+    remove(table)?;
+    let removed = before.saturating_sub(table.len()?);
+    Ok(usize::try_from(removed).unwrap_or(usize::MAX))
 }
 
 /// Deletes an unverified account with its index entries and its newest link, inside the
@@ -548,8 +564,9 @@ impl Store {
     }
 
     /// Deletes what has outlived its use, in one transaction: guests last seen before the
-    /// cut-off with all their sessions, expired sessions (after a week), and unverified
-    /// accounts whose newest link expired before the cut-off.
+    /// cut-off with all their sessions, expired sessions (after a week), verification links
+    /// expired before the cut-off with the unverified accounts whose newest link they are, and
+    /// old login events.
     pub fn purge(&self, rules: PurgeRules) -> Result<Purged, StoreError> {
         let txn = self.db.begin_write()?;
         let mut purged = Purged::default();
@@ -588,6 +605,12 @@ impl Store {
                 remove_unverified(&txn, user)?;
             }
             purged.unverified = unverified.len();
+            purged.links = removed_count(&mut txn.open_table(VERIFY_TOKENS)?, |table| {
+                table.retain(|_, value| {
+                    decode::<VerificationToken>(value, "verification token")
+                        .is_ok_and(|t| t.expires_at >= rules.links_expired_before)
+                })
+            })?;
 
             let gone: std::collections::HashSet<UserId> =
                 purged.guests.iter().map(|g| g.id).collect();
@@ -599,6 +622,10 @@ impl Store {
                     Ok(s) => s.expires_at > forget_before && !gone.contains(&s.user_id),
                     Err(_) => false,
                 }
+            })?;
+
+            purged.login_events = removed_count(&mut txn.open_table(LOGINS)?, |table| {
+                table.retain_in(..(rules.logins_before, 0), |_, _| false)
             })?;
         }
         txn.commit()?;

@@ -1,5 +1,5 @@
 //! Accounts under abuse: giant login names, strangers guessing passwords, floods of guests and
-//! resends, and squatting on someone else's email.
+//! resends, squatting on someone else's email, and tables that must not grow without bound.
 //! Each test shows the bad input refused and a well-behaved client still served. Two clients
 //! are told apart by their source address: 127.0.0.1 and 127.0.0.2, both loopback on Linux.
 
@@ -7,12 +7,13 @@ use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use reqwest::StatusCode;
-use roommanager::model::LoginKind;
+use roommanager::model::{LoginKind, TokenHash};
+use roommanager::store::{MailDraft, NewAccount, NewToken, Store, VerifyOutcome};
 use serde_json::{json, Value};
 
 use crate::accounts::{
-    assert_first_verification, click, get_auth, login, outbox_links, outbox_texts, register,
-    register_and_verify, relaxed, resend, send, Reply, PASSWORD,
+    assert_already_verified, assert_first_verification, click, get, get_auth, login, outbox_links,
+    outbox_texts, register, register_and_verify, relaxed, resend, send, Reply, PASSWORD,
 };
 use crate::common::{wait_for, Process, TestServer};
 
@@ -450,4 +451,103 @@ async fn the_squatting_sequence_ends_with_the_victim_owning_the_verified_email()
     register(&server, "mallory", "mallory@example.com")
         .await
         .expect(StatusCode::CREATED);
+}
+
+// ----- append-only tables ----------------------------------------------------------------------
+
+#[tokio::test]
+async fn login_events_are_kept_for_the_retention_only() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let day = 24 * 3600;
+    let old = now() - 10 * day;
+    let recent = now() - 3 * day;
+    {
+        let store = Store::open(data.path()).expect("a fresh store");
+        for (at, tag) in [(old, "a"), (recent, "b")] {
+            let hash = TokenHash(tag.repeat(64));
+            store
+                .create_guest(format!("Guest-{tag}"), &hash, at, at + day)
+                .expect("a guest recorded then");
+        }
+        store.close().expect("closed");
+    }
+    let server = TestServer::start_in(data, |c| {
+        relaxed(c);
+        c.accounts.login_events_days = 5;
+    })
+    .await;
+    let events = wait_for(|| async {
+        let events = server.app().store.logins_since(0).expect("read logins");
+        events.iter().all(|e| e.at != old).then_some(events)
+    })
+    .await;
+    assert_eq!(
+        events.iter().map(|e| e.at).collect::<Vec<_>>(),
+        [recent],
+        "the event within the retention is kept"
+    );
+    // New visits are still recorded.
+    let since = now();
+    send(server.client.post(server.url("/api/v1/guest")))
+        .await
+        .expect(StatusCode::CREATED);
+    let events = server.app().store.logins_since(since).expect("read logins");
+    assert_eq!(events.len(), 1);
+}
+
+/// The token of a link, as the server stores it: the SHA-256 of its text, in hex.
+fn stored_hash(token: &str) -> TokenHash {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(token.as_bytes());
+    TokenHash(digest.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[tokio::test]
+async fn used_links_are_forgotten_after_the_grace_period_and_their_accounts_stay() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let day = 24 * 3600;
+    let registered = now() - 10 * day;
+    let old_token = "ab".repeat(32);
+    {
+        let store = Store::open(data.path()).expect("a fresh store");
+        let account = NewAccount {
+            username: "wanda".to_owned(),
+            email: "wanda@example.com".to_owned(),
+            password_hash: "not needed here".to_owned(),
+            now: registered,
+        };
+        let link = NewToken {
+            hash: stored_hash(&old_token),
+            expires_at: registered + day,
+        };
+        let mail = MailDraft {
+            to: "wanda@example.com".to_owned(),
+            subject: "Verify".to_owned(),
+            text: "the link".to_owned(),
+        };
+        store
+            .register(account, link, mail, day)
+            .expect("registered ten days ago");
+        let clicked = store
+            .verify(&stored_hash(&old_token), registered + 60)
+            .expect("verified then");
+        assert!(matches!(clicked, VerifyOutcome::Verified(_)), "{clicked:?}");
+        store.close().expect("closed");
+    }
+    let server = TestServer::start_in(data, relaxed).await;
+    let old_link = format!("/verify?token={old_token}");
+    let page = wait_for(|| async {
+        let page = get(&server, &old_link).await;
+        (page.status == StatusCode::NOT_FOUND).then_some(page)
+    })
+    .await;
+    assert!(page.contains("unknown link"), "{}", page.text);
+    // The account is not touched: still verified, its name still taken.
+    register(&server, "wanda", "other@example.com")
+        .await
+        .expect_error(StatusCode::CONFLICT, "username_taken");
+    // A link used today still says so.
+    let email = register_and_verify(&server, "xena").await;
+    let link = outbox_links(&server, &email, 1).await.remove(0);
+    assert_already_verified(&click(&server, &link).await);
 }
