@@ -41,6 +41,8 @@ pub enum AppError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot start the password hashing threads: {0}")]
+    Hashing(std::io::Error),
     #[error("cannot create the upload folders under {path}: {source}")]
     Files {
         path: std::path::PathBuf,
@@ -93,12 +95,10 @@ impl App {
             source,
         })?);
         let mailer = Arc::new(Mailer::new(&config.email, &data_dir, store.clone())?);
-        let accounts = Arc::new(Accounts::new(
-            &config,
-            store.clone(),
-            mailer.clone(),
-            files.clone(),
-        ));
+        let accounts = Arc::new(
+            Accounts::new(&config, store.clone(), mailer.clone(), files.clone())
+                .map_err(AppError::Hashing)?,
+        );
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let mut rtmp = None;

@@ -6,6 +6,7 @@
 //! Never sees HTTP: callers pass plain values (a client IP, a token string) and get
 //! [`AccountsError`] back.
 
+mod hashers;
 mod secrets;
 pub mod validate;
 
@@ -179,6 +180,7 @@ pub struct Accounts {
     mailer: Arc<Mailer>,
     files: Arc<Files>,
     limits: Limits,
+    hashers: hashers::Hashers,
     public_url: String,
     verification_ttl: u64,
     unverified_grace: u64,
@@ -188,20 +190,28 @@ pub struct Accounts {
 }
 
 impl Accounts {
-    pub fn new(config: &Config, store: Store, mailer: Arc<Mailer>, files: Arc<Files>) -> Self {
+    /// Sets up the accounts service; fails only if its hashing threads cannot be started.
+    pub fn new(
+        config: &Config,
+        store: Store,
+        mailer: Arc<Mailer>,
+        files: Arc<Files>,
+    ) -> std::io::Result<Self> {
         let a = &config.accounts;
-        Accounts {
+        let hashers = hashers::Hashers::start()?;
+        Ok(Accounts {
             store,
             mailer,
             files,
             limits: Limits::new(&config.limits),
+            hashers,
             public_url: config.server.public_url.trim_end_matches('/').to_owned(),
             verification_ttl: a.verification_ttl_secs,
             unverified_grace: a.unverified_grace_secs,
             session_ttl: a.session_ttl_secs,
             guest_idle: a.guest_idle_secs,
             login_events_secs: a.login_events_days.saturating_mul(24 * 3600),
-        }
+        })
     }
 
     /// Creates an unverified account and queues its verification mail. An unverified account
@@ -218,7 +228,11 @@ impl Accounts {
         validate::password(password).map_err(AccountsError::InvalidPassword)?;
         self.limits.register_ip.check(Key::client(client))?;
         self.limits.email_address.check(address_key(email))?;
-        let password_hash = hash_password(password).await?;
+        let password = password.to_owned();
+        let password_hash = self
+            .hashing(move || secrets::hash_password(&password))
+            .await?
+            .map_err(AccountsError::Hashing)?;
         let now = unix_now();
         let (token, link) = self.verification_link();
         let account = NewAccount {
@@ -330,21 +344,21 @@ impl Accounts {
         let attempt = account.and(client);
         self.limits.login_failures.check(attempt)?;
         let password = password.to_owned();
-        let (user, password_ok) = tokio::task::spawn_blocking(move || match user {
-            Some(user) => {
-                let ok = user
-                    .password_hash
-                    .as_deref()
-                    .is_some_and(|hash| secrets::verify_password(&password, hash));
-                (Some(user), ok)
-            }
-            None => {
-                secrets::verify_against_nobody(&password);
-                (None, false)
-            }
-        })
-        .await
-        .map_err(|_| AccountsError::Store(StoreError::TaskFailed))?;
+        let (user, password_ok) = self
+            .hashing(move || match user {
+                Some(user) => {
+                    let ok = user
+                        .password_hash
+                        .as_deref()
+                        .is_some_and(|hash| secrets::verify_password(&password, hash));
+                    (Some(user), ok)
+                }
+                None => {
+                    secrets::verify_against_nobody(&password);
+                    (None, false)
+                }
+            })
+            .await?;
         let user = match user {
             Some(user) if password_ok => user,
             _ => {
@@ -613,6 +627,17 @@ impl Accounts {
         }
     }
 
+    /// Runs password hashing (or checking) on the hashing threads.
+    async fn hashing<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T> {
+        self.hashers
+            .run(work)
+            .await
+            .ok_or(AccountsError::Store(StoreError::TaskFailed))
+    }
+
     async fn save_image(&self, kind: ImageKind, bytes: Vec<u8>) -> Result<String> {
         let files = self.files.clone();
         tokio::task::spawn_blocking(move || files.save_image(kind, &bytes))
@@ -662,14 +687,6 @@ impl MailWriter {
             ),
         }
     }
-}
-
-async fn hash_password(password: &str) -> Result<String> {
-    let password = password.to_owned();
-    tokio::task::spawn_blocking(move || secrets::hash_password(&password))
-        .await
-        .map_err(|_| AccountsError::Store(StoreError::TaskFailed))?
-        .map_err(AccountsError::Hashing)
 }
 
 /// A duration as a person reads it: "40 seconds", "12 minutes", "3 hours", "2 days" (rounded

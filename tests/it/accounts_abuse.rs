@@ -112,15 +112,19 @@ async fn login_names_longer_than_any_account_are_refused_before_they_cost_anythi
         .expect(StatusCode::OK);
 }
 
-/// The resident memory of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
+/// A memory figure of process `pid` from `/proc/PID/status` (`VmRSS`, `VmHWM`), in KiB.
+fn memory_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|kib| kib.parse().ok())
-        .expect("a VmRSS line in KiB")
+        .unwrap_or_else(|| panic!("a {field} line in KiB"))
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    memory_kib(pid, "VmRSS")
 }
 
 /// 155 one-megabyte login names used to cost the server ~490 MB of resident memory (each was
@@ -163,6 +167,41 @@ async fn a_flood_of_megabyte_login_names_leaves_the_servers_memory_alone() {
         .await
         .expect("answered");
     assert_eq!(healthy.status(), StatusCode::OK);
+}
+
+/// Each password check works in 19 MiB. 30 logins at once (what one address may send) used to
+/// leave the server ~550 MiB larger for good; now at most one working memory per core exists.
+#[tokio::test]
+async fn a_burst_of_logins_holds_one_password_hashing_memory_per_core() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let process = Process::serve(data.path(), "[limits]\nlogin_per_ip = 1000\n");
+    let url = format!("{}/api/v1/login", process.base);
+    let attempt = |name: String| {
+        let request = reqwest::Client::new()
+            .post(&url)
+            .json(&json!({"login": name, "password": PASSWORD}));
+        tokio::spawn(async move {
+            let reply = request.send().await.expect("answered");
+            assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
+        })
+    };
+    attempt("warm-up".to_owned())
+        .await
+        .expect("the warm-up login");
+    let before = rss_kib(process.pid());
+    let burst: Vec<_> = (0..100).map(|i| attempt(format!("nobody{i}"))).collect();
+    for login in burst {
+        login.await.expect("a login of the burst");
+    }
+    let peak = memory_kib(process.pid(), "VmHWM");
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as u64;
+    let grown_mib = peak.saturating_sub(before) / 1024;
+    println!("100 logins at once: RSS {before} KiB before, peak {peak} KiB (+{grown_mib} MiB)");
+    // One more 19 MiB working memory per hashing thread, and room for the connections.
+    assert!(
+        grown_mib <= cores * 20 + 32,
+        "the server grew by {grown_mib} MiB on {cores} cores"
+    );
 }
 
 // ----- login lockout ---------------------------------------------------------------------------
