@@ -1,7 +1,8 @@
 //! App: the running RoomManager's parts, wired together once at start.
 //!
 //! Owns: the validated config, the store handle, the domain services and the background tasks
-//! (mail delivery, guest purge), with the cancellation token and task tracker that shutdown uses.
+//! (mail delivery, the accounts purge, the rate limiters' sweep), with the cancellation token
+//! and task tracker that shutdown uses.
 //! Calls: config, store, metrics, mail, files, accounts, connections, rooms. The web layer
 //! receives an `Arc<App>` and reaches every domain part through it. Wires accounts to the
 //! connection registry: the end of a session closes its connections.
@@ -46,6 +47,8 @@ pub enum AppError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot start the password hashing threads: {0}")]
+    Hashing(std::io::Error),
     #[error("cannot create the upload folders under {path}: {source}")]
     Files {
         path: std::path::PathBuf,
@@ -115,13 +118,16 @@ impl App {
             );
         let mailer = Arc::new(Mailer::new(&config.email, &data_dir, store.clone())?);
         let sockets = Arc::new(Connections::default());
-        let accounts = Arc::new(Accounts::new(
-            &config,
-            store.clone(),
-            mailer.clone(),
-            files.clone(),
-            sockets.clone(),
-        ));
+        let accounts = Arc::new(
+            Accounts::new(
+                &config,
+                store.clone(),
+                mailer.clone(),
+                files.clone(),
+                sockets.clone(),
+            )
+            .map_err(AppError::Hashing)?,
+        );
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let mut rtmp = None;
@@ -152,6 +158,7 @@ impl App {
         tasks.spawn(accounts.clone().run_purge(shutdown.clone()));
         // Read before the server takes requests, so no session of this run is among them.
         let leftovers = store.unsettled_live_sessions()?;
+        tasks.spawn(accounts.clone().run_limiter_sweep(shutdown.clone()));
         let rooms = Arc::new(Rooms::new(
             store.clone(),
             media,

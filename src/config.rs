@@ -176,16 +176,20 @@ impl Default for StorageConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct AccountsConfig {
     pub verification_ttl_secs: u64,
+    pub unverified_grace_secs: u64,
     pub session_ttl_secs: u64,
     pub guest_idle_secs: u64,
+    pub login_events_days: u64,
 }
 
 impl Default for AccountsConfig {
     fn default() -> Self {
         Self {
             verification_ttl_secs: 24 * 3600,
+            unverified_grace_secs: 24 * 3600,
             session_ttl_secs: 30 * 24 * 3600,
             guest_idle_secs: 24 * 3600,
+            login_events_days: 400,
         }
     }
 }
@@ -193,25 +197,39 @@ impl Default for AccountsConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
-    pub login_per_account: u32,
+    pub login_free_failures: u32,
+    pub login_backoff_secs: u64,
+    pub login_backoff_max_secs: u64,
     pub login_per_ip: u32,
     pub login_window_secs: u64,
     pub register_per_ip: u32,
     pub register_window_secs: u64,
+    pub resend_per_ip: u32,
+    pub resend_window_secs: u64,
     pub email_per_address: u32,
     pub email_window_secs: u64,
+    pub guest_per_ip: u32,
+    pub guest_window_secs: u64,
+    pub max_tracked_keys: usize,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
-            login_per_account: 10,
+            login_free_failures: 5,
+            login_backoff_secs: 5,
+            login_backoff_max_secs: 900,
             login_per_ip: 30,
             login_window_secs: 900,
             register_per_ip: 10,
             register_window_secs: 3600,
+            resend_per_ip: 10,
+            resend_window_secs: 3600,
             email_per_address: 5,
             email_window_secs: 3600,
+            guest_per_ip: 30,
+            guest_window_secs: 600,
+            max_tracked_keys: 65536,
         }
     }
 }
@@ -619,7 +637,9 @@ impl Config {
         }
         let r = &self.rooms;
         let m = &self.media;
-        let positive: [(&'static str, u64); 23] = [
+        let a = &self.accounts;
+        let l = &self.limits;
+        let positive: [(&'static str, u64); 29] = [
             ("media.rtmp.hls_fragment_secs", m.rtmp.hls_fragment_secs),
             ("media.rtmp.hls_playlist_secs", m.rtmp.hls_playlist_secs),
             ("media.http.timeout_secs", m.http.timeout_secs),
@@ -634,28 +654,22 @@ impl Config {
                 "rooms.max_connections_per_user",
                 r.max_connections_per_user as u64,
             ),
-            (
-                "accounts.verification_ttl_secs",
-                self.accounts.verification_ttl_secs,
-            ),
-            ("accounts.session_ttl_secs", self.accounts.session_ttl_secs),
-            ("accounts.guest_idle_secs", self.accounts.guest_idle_secs),
-            (
-                "limits.login_per_account",
-                self.limits.login_per_account.into(),
-            ),
-            ("limits.login_per_ip", self.limits.login_per_ip.into()),
-            ("limits.login_window_secs", self.limits.login_window_secs),
-            ("limits.register_per_ip", self.limits.register_per_ip.into()),
-            (
-                "limits.register_window_secs",
-                self.limits.register_window_secs,
-            ),
-            (
-                "limits.email_per_address",
-                self.limits.email_per_address.into(),
-            ),
-            ("limits.email_window_secs", self.limits.email_window_secs),
+            ("accounts.verification_ttl_secs", a.verification_ttl_secs),
+            ("accounts.session_ttl_secs", a.session_ttl_secs),
+            ("accounts.guest_idle_secs", a.guest_idle_secs),
+            ("accounts.login_events_days", a.login_events_days),
+            ("limits.login_backoff_secs", l.login_backoff_secs),
+            ("limits.login_per_ip", l.login_per_ip.into()),
+            ("limits.login_window_secs", l.login_window_secs),
+            ("limits.register_per_ip", l.register_per_ip.into()),
+            ("limits.register_window_secs", l.register_window_secs),
+            ("limits.resend_per_ip", l.resend_per_ip.into()),
+            ("limits.resend_window_secs", l.resend_window_secs),
+            ("limits.email_per_address", l.email_per_address.into()),
+            ("limits.email_window_secs", l.email_window_secs),
+            ("limits.guest_per_ip", l.guest_per_ip.into()),
+            ("limits.guest_window_secs", l.guest_window_secs),
+            ("limits.max_tracked_keys", l.max_tracked_keys as u64),
             ("email.retry_min_secs", self.email.retry_min_secs),
             ("email.smtp.timeout_secs", self.email.smtp.timeout_secs),
         ];
@@ -671,6 +685,49 @@ impl Config {
                 problem: format!(
                     "must list origins such as \"http://192.168.1.20:8090\" (http or https, \
                      a host, an optional port, nothing after it), got {bad:?}"
+                ),
+            });
+        }
+        // Durations are added to clock readings; a century is more than any rule needs and
+        // keeps every sum far from overflowing.
+        const CENTURY_SECS: u64 = 100 * 365 * 24 * 3600;
+        for (key, secs) in [
+            ("accounts.verification_ttl_secs", a.verification_ttl_secs),
+            ("accounts.unverified_grace_secs", a.unverified_grace_secs),
+            ("accounts.session_ttl_secs", a.session_ttl_secs),
+            ("accounts.guest_idle_secs", a.guest_idle_secs),
+            (
+                "accounts.login_events_days",
+                a.login_events_days.saturating_mul(86400),
+            ),
+            ("limits.login_backoff_max_secs", l.login_backoff_max_secs),
+            ("limits.login_window_secs", l.login_window_secs),
+            ("limits.register_window_secs", l.register_window_secs),
+            ("limits.resend_window_secs", l.resend_window_secs),
+            ("limits.email_window_secs", l.email_window_secs),
+            ("limits.guest_window_secs", l.guest_window_secs),
+        ] {
+            if secs > CENTURY_SECS {
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: "must be at most a hundred years".to_owned(),
+                });
+            }
+        }
+        if l.login_backoff_max_secs < l.login_backoff_secs {
+            return Err(ConfigError::Invalid {
+                key: "limits.login_backoff_max_secs",
+                problem: "must not be smaller than limits.login_backoff_secs".to_owned(),
+            });
+        }
+        const MIN_KEYS: usize = 16;
+        const MAX_KEYS: usize = 16 * 1024 * 1024;
+        if !(MIN_KEYS..=MAX_KEYS).contains(&l.max_tracked_keys) {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_tracked_keys",
+                problem: format!(
+                    "must be between {MIN_KEYS} and {MAX_KEYS}, got {}",
+                    l.max_tracked_keys
                 ),
             });
         }
@@ -988,6 +1045,26 @@ mod tests {
         config.uploads.decode_wait_ms = 600_000;
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("uploads.decode_wait_ms"), "{err}");
+    }
+
+    #[test]
+    fn the_abuse_settings_are_checked_and_named() {
+        let mut config = Config::default();
+        config.limits.login_backoff_max_secs = 1;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("limits.login_backoff_max_secs"), "{err}");
+        let mut config = Config::default();
+        config.limits.max_tracked_keys = 0;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("limits.max_tracked_keys"), "{err}");
+        let mut config = Config::default();
+        config.accounts.login_events_days = u64::MAX;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("accounts.login_events_days"), "{err}");
+        let mut config = Config::default();
+        config.limits.guest_per_ip = 0;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("limits.guest_per_ip"), "{err}");
     }
 
     #[test]

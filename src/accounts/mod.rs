@@ -7,6 +7,7 @@
 //! Never sees HTTP: callers pass plain values (a client IP, a token string) and get
 //! [`AccountsError`] back.
 
+mod hashers;
 mod secrets;
 pub mod validate;
 
@@ -17,13 +18,18 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::files::{Files, FilesError, ImageKind};
-use crate::limits::{RateLimiter, RetryAfter};
+use crate::limits::{Backoff, BackoffRule, Key, RateLimiter, RetryAfter};
 use crate::mail::Mailer;
 use crate::model::{LoginKind, Room, Session, TokenHash, User, UserId, UserKind};
 use crate::store::{
-    unix_now, MailDraft, NewAccount, NewToken, RegisterOutcome, ResendOutcome, Store, StoreError,
-    VerifyOutcome,
+    unix_now, MailDraft, NewAccount, NewToken, PurgeRules, RegisterOutcome, ResendOutcome, Store,
+    StoreError, VerifyOutcome,
 };
+
+/// How often the rate limiters forget the keys whose time is over.
+const LIMITER_SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// The purge runs at least this often.
+const PURGE_AT_LEAST_EVERY: u64 = 600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountsError {
@@ -39,12 +45,27 @@ pub enum AccountsError {
     InvalidRoomName(String),
     #[error("{0}")]
     InvalidDescription(String),
+    #[error("{0}")]
+    InvalidLogin(String),
     #[error("That username is taken.")]
     UsernameTaken,
     #[error("An account with that email exists already.")]
     EmailTaken,
-    #[error("No account has that email.")]
-    UnknownEmail,
+    #[error(
+        "That username belongs to an account whose email is not verified yet. Unless it is \
+         verified, the username becomes free in {}.",
+        in_words(*.0)
+    )]
+    UsernamePending(Duration),
+    #[error(
+        "An account whose email is not verified yet holds this email for another {}. If you \
+         registered it, open the link we mailed you or ask for a new one; if not, do not open \
+         that link, and register again after that time.",
+        in_words(*.0)
+    )]
+    EmailPending(Duration),
+    #[error("No account with this username and email is waiting for verification.")]
+    UnknownAccount,
     #[error("This account is verified already; just log in.")]
     AlreadyVerified,
     #[error("Wrong username, email or password.")]
@@ -135,16 +156,55 @@ pub trait SessionEnds: Send + Sync {
 pub enum Verification {
     Verified { nickname: String },
     AlreadyVerified,
-    Expired { email: String },
-    Superseded { email: String },
+    Expired { username: String, email: String },
+    Superseded { username: String, email: String },
     Unknown,
 }
 
 struct Limits {
-    login_account: RateLimiter,
+    /// Failed logins per (account, client).
+    login_failures: Backoff,
     login_ip: RateLimiter,
     register_ip: RateLimiter,
+    resend_ip: RateLimiter,
     email_address: RateLimiter,
+    guest_ip: RateLimiter,
+}
+
+impl Limits {
+    fn new(l: &crate::config::LimitsConfig) -> Self {
+        let keys = l.max_tracked_keys;
+        let limiter = |n, secs| RateLimiter::new(n, Duration::from_secs(secs), keys);
+        let rule = BackoffRule {
+            free: l.login_free_failures,
+            first: Duration::from_secs(l.login_backoff_secs),
+            max: Duration::from_secs(l.login_backoff_max_secs),
+            forget: Duration::from_secs(l.login_window_secs),
+        };
+        Limits {
+            login_failures: Backoff::new(rule, keys),
+            login_ip: limiter(l.login_per_ip, l.login_window_secs),
+            register_ip: limiter(l.register_per_ip, l.register_window_secs),
+            resend_ip: limiter(l.resend_per_ip, l.resend_window_secs),
+            email_address: limiter(l.email_per_address, l.email_window_secs),
+            guest_ip: limiter(l.guest_per_ip, l.guest_window_secs),
+        }
+    }
+
+    fn limiters(&self) -> [&RateLimiter; 5] {
+        [
+            &self.login_ip,
+            &self.register_ip,
+            &self.resend_ip,
+            &self.email_address,
+            &self.guest_ip,
+        ]
+    }
+}
+
+/// The key under which mails to `email` are counted.
+fn address_key(email: &str) -> Key {
+    Key::of(&[email.to_lowercase().as_bytes()])
 }
 
 pub struct Accounts {
@@ -153,40 +213,43 @@ pub struct Accounts {
     files: Arc<Files>,
     ends: Arc<dyn SessionEnds>,
     limits: Limits,
+    hashers: hashers::Hashers,
     verification_ttl: u64,
+    unverified_grace: u64,
     session_ttl: u64,
     guest_idle: u64,
+    login_events_secs: u64,
 }
 
 impl Accounts {
+    /// Sets up the accounts service; fails only if its hashing threads cannot be started.
     pub fn new(
         config: &Config,
         store: Store,
         mailer: Arc<Mailer>,
         files: Arc<Files>,
         ends: Arc<dyn SessionEnds>,
-    ) -> Self {
-        let l = &config.limits;
-        let limiter = |n, secs| RateLimiter::new(n, Duration::from_secs(secs));
-        Accounts {
+    ) -> std::io::Result<Self> {
+        let a = &config.accounts;
+        let hashers = hashers::Hashers::start()?;
+        Ok(Accounts {
             store,
             mailer,
             files,
             ends,
-            limits: Limits {
-                login_account: limiter(l.login_per_account, l.login_window_secs),
-                login_ip: limiter(l.login_per_ip, l.login_window_secs),
-                register_ip: limiter(l.register_per_ip, l.register_window_secs),
-                email_address: limiter(l.email_per_address, l.email_window_secs),
-            },
-            verification_ttl: config.accounts.verification_ttl_secs,
-            session_ttl: config.accounts.session_ttl_secs,
-            guest_idle: config.accounts.guest_idle_secs,
-        }
+            limits: Limits::new(&config.limits),
+            hashers,
+            verification_ttl: a.verification_ttl_secs,
+            unverified_grace: a.unverified_grace_secs,
+            session_ttl: a.session_ttl_secs,
+            guest_idle: a.guest_idle_secs,
+            login_events_secs: a.login_events_days.saturating_mul(24 * 3600),
+        })
     }
 
     /// Creates an unverified account and queues its verification mail, whose link starts with
-    /// `link_base` (`scheme://host[:port]`, see `site::Site::link_base`).
+    /// `link_base` (`scheme://host[:port]`, see `site::Site::link_base`). An unverified account
+    /// that has held the username or email for its verification time gives way to this one.
     pub async fn register(
         &self,
         username: &str,
@@ -198,9 +261,13 @@ impl Accounts {
         validate::username(username).map_err(AccountsError::InvalidUsername)?;
         validate::email(email).map_err(AccountsError::InvalidEmail)?;
         validate::password(password).map_err(AccountsError::InvalidPassword)?;
-        self.limits.register_ip.check(&client.to_string())?;
-        self.limits.email_address.check(&email.to_lowercase())?;
-        let password_hash = hash_password(password).await?;
+        self.limits.register_ip.check(Key::client(client))?;
+        self.limits.email_address.check(address_key(email))?;
+        let password = password.to_owned();
+        let password_hash = self
+            .hashing(move || secrets::hash_password(&password))
+            .await?
+            .map_err(AccountsError::Hashing)?;
         let now = unix_now();
         let (token, link) = self.verification_link();
         let account = NewAccount {
@@ -209,11 +276,15 @@ impl Accounts {
             password_hash,
             now,
         };
-        let mail = self.verification_mail(email, username, &token, link_base);
+        let mail = self
+            .mail_writer(link_base)
+            .write(email, username, &token, false);
+        let hold = self.verification_ttl;
         let outcome = self
             .store
-            .run(move |s| s.register(account, link, mail))
+            .run(move |s| s.register(account, link, mail, hold))
             .await?;
+        let wait = |until: u64| Duration::from_secs(until.saturating_sub(now));
         match outcome {
             RegisterOutcome::Created(user) => {
                 self.mailer.wake();
@@ -222,26 +293,49 @@ impl Accounts {
             }
             RegisterOutcome::UsernameTaken => Err(AccountsError::UsernameTaken),
             RegisterOutcome::EmailTaken => Err(AccountsError::EmailTaken),
+            RegisterOutcome::UsernamePending { until } => {
+                Err(AccountsError::UsernamePending(wait(until)))
+            }
+            RegisterOutcome::EmailPending { until } => {
+                Err(AccountsError::EmailPending(wait(until)))
+            }
         }
     }
 
-    /// Sends a fresh verification link; earlier links of the account stop working.
-    pub async fn resend_verification(&self, email: &str, link_base: &str) -> Result<()> {
+    /// Sends a fresh verification link for the unverified account with this username and
+    /// email; its earlier links stop working. Both are needed, so a person who asks for a link
+    /// for their address never gets one for someone else's account registered with it.
+    pub async fn resend_verification(
+        &self,
+        username: &str,
+        email: &str,
+        client: IpAddr,
+        link_base: &str,
+    ) -> Result<()> {
+        validate::username(username).map_err(AccountsError::InvalidUsername)?;
         validate::email(email).map_err(AccountsError::InvalidEmail)?;
-        self.limits.email_address.check(&email.to_lowercase())?;
+        self.limits.resend_ip.check(Key::client(client))?;
+        self.limits.email_address.check(address_key(email))?;
         let (token, link) = self.verification_link();
-        let mail = self.verification_mail(email, "", &token, link_base);
-        let email = email.to_owned();
+        let mail = {
+            let this = self.mail_writer(link_base);
+            move |user: &User| {
+                let to = user.email.as_deref().unwrap_or_default();
+                let name = user.username.as_deref().unwrap_or_default();
+                this.write(to, name, &token, true)
+            }
+        };
+        let (username, email) = (username.to_owned(), email.to_owned());
         let outcome = self
             .store
-            .run(move |s| s.resend_verification(&email, link, mail, unix_now()))
+            .run(move |s| s.resend_verification(&username, &email, link, mail, unix_now()))
             .await?;
         match outcome {
             ResendOutcome::Queued => {
                 self.mailer.wake();
                 Ok(())
             }
-            ResendOutcome::UnknownEmail => Err(AccountsError::UnknownEmail),
+            ResendOutcome::UnknownAccount => Err(AccountsError::UnknownAccount),
             ResendOutcome::AlreadyVerified => Err(AccountsError::AlreadyVerified),
         }
     }
@@ -260,40 +354,57 @@ impl Accounts {
                 }
             }
             VerifyOutcome::AlreadyVerified => Verification::AlreadyVerified,
-            VerifyOutcome::Expired { email } => Verification::Expired { email },
-            VerifyOutcome::Superseded { email } => Verification::Superseded { email },
+            VerifyOutcome::Expired { username, email } => Verification::Expired { username, email },
+            VerifyOutcome::Superseded { username, email } => {
+                Verification::Superseded { username, email }
+            }
             VerifyOutcome::Unknown => Verification::Unknown,
         })
     }
 
     /// Checks a username-or-email and password and starts a session.
+    ///
+    /// Failures count per account and client: after a few, that client waits longer after each
+    /// further one, while the owner elsewhere logs in as usual. All attempts of a client count
+    /// towards its overall limit too.
     pub async fn login(&self, login: &str, password: &str, client: IpAddr) -> Result<NewSession> {
-        self.limits.login_ip.check(&client.to_string())?;
-        self.limits
-            .login_account
-            .check(&login.trim().to_lowercase())?;
-        let lookup = login.trim().to_owned();
+        let login = login.trim();
+        validate::login(login).map_err(AccountsError::InvalidLogin)?;
+        let client = Key::client(client);
+        self.limits.login_ip.check(client)?;
+        let lookup = login.to_owned();
         let user = self.store.run(move |s| s.find_by_login(&lookup)).await?;
+        // A known account counts as one whether it is named by username or email.
+        let account = match &user {
+            Some(user) => Key::of(&[b"user", &user.id.0.to_le_bytes()]),
+            None => Key::of(&[b"name", login.to_lowercase().as_bytes()]),
+        };
+        let attempt = account.and(client);
+        self.limits.login_failures.check(attempt)?;
         let password = password.to_owned();
-        let (user, password_ok) = tokio::task::spawn_blocking(move || match user {
-            Some(user) => {
-                let ok = user
-                    .password_hash
-                    .as_deref()
-                    .is_some_and(|hash| secrets::verify_password(&password, hash));
-                (Some(user), ok)
-            }
-            None => {
-                secrets::verify_against_nobody(&password);
-                (None, false)
-            }
-        })
-        .await
-        .map_err(|_| AccountsError::Store(StoreError::TaskFailed))?;
+        let (user, password_ok) = self
+            .hashing(move || match user {
+                Some(user) => {
+                    let ok = user
+                        .password_hash
+                        .as_deref()
+                        .is_some_and(|hash| secrets::verify_password(&password, hash));
+                    (Some(user), ok)
+                }
+                None => {
+                    secrets::verify_against_nobody(&password);
+                    (None, false)
+                }
+            })
+            .await?;
         let user = match user {
             Some(user) if password_ok => user,
-            _ => return Err(AccountsError::InvalidCredentials),
+            _ => {
+                self.limits.login_failures.failed(attempt);
+                return Err(AccountsError::InvalidCredentials);
+            }
         };
+        self.limits.login_failures.succeeded(attempt);
         if !user.is_verified() {
             return Err(AccountsError::EmailNotVerified);
         }
@@ -316,7 +427,8 @@ impl Accounts {
     }
 
     /// Creates a guest user with a generated nickname and a session.
-    pub async fn create_guest(&self) -> Result<NewSession> {
+    pub async fn create_guest(&self, client: IpAddr) -> Result<NewSession> {
+        self.limits.guest_ip.check(Key::client(client))?;
         let (token, hash) = secrets::new_token();
         let now = unix_now();
         let expires_at = now + self.session_ttl;
@@ -468,40 +580,81 @@ impl Accounts {
         .await
     }
 
-    /// Deletes expired sessions and idle guests (a guest with an open connection is not idle);
-    /// a deleted guest's connections end at once. Run periodically by [`Accounts::run_purge`].
-    pub async fn purge(&self) -> Result<usize> {
+    /// Deletes idle guests (a guest with an open connection is not idle), expired sessions,
+    /// unverified accounts whose link expired (after the grace period), forgotten links and old
+    /// login events; a deleted guest's connections end at once. Run by [`Accounts::run_purge`].
+    pub async fn purge(&self) -> Result<()> {
         let now = unix_now();
-        let cutoff = now.saturating_sub(self.guest_idle);
-        let active = self.ends.active_users();
-        let purged = self
-            .store
-            .run(move |s| s.purge(now, cutoff, &active))
-            .await?;
-        for guest in &purged {
+        let rules = PurgeRules {
+            now,
+            guests_seen_before: now.saturating_sub(self.guest_idle),
+            spare_guests: self.ends.active_users(),
+            links_expired_before: now.saturating_sub(self.unverified_grace),
+            logins_before: now.saturating_sub(self.login_events_secs),
+        };
+        let purged = self.store.run(move |s| s.purge(rules)).await?;
+        for guest in &purged.guests {
             // Only a guest that connected just as the purge ran has connections to end.
             self.ends.user_gone(guest.id, SessionEnd::AccountDeleted);
             if let Some(avatar) = &guest.avatar {
                 self.files.remove(ImageKind::Avatar, avatar);
             }
         }
-        Ok(purged.len())
+        let guests = purged.guests.len();
+        if guests + purged.unverified + purged.links + purged.login_events > 0 {
+            tracing::info!(
+                guests,
+                unverified = purged.unverified,
+                links = purged.links,
+                login_events = purged.login_events,
+                "purged"
+            );
+        }
+        Ok(())
     }
 
-    /// The purge loop: runs until `shutdown` is cancelled.
+    /// The purge loop: once at start, then periodically, until `shutdown` is cancelled. It runs
+    /// twice within the shortest time it acts on, so nothing outlives its rule by much.
     pub async fn run_purge(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
-        let every = Duration::from_secs((self.guest_idle / 2).clamp(1, 600));
+        let shortest = self
+            .guest_idle
+            .min(self.verification_ttl.saturating_add(self.unverified_grace));
+        let every = Duration::from_secs((shortest / 2).clamp(1, PURGE_AT_LEAST_EVERY));
         loop {
+            if let Err(e) = self.purge().await {
+                tracing::error!(error = %e, "the purge failed");
+            }
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(every) => {}
             }
-            match self.purge().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(guests = n, "purged idle guests"),
-                Err(e) => tracing::error!(error = %e, "purging idle guests failed"),
+        }
+    }
+
+    /// The rate limiters' sweep loop: forgets expired keys every minute until `shutdown`.
+    pub async fn run_limiter_sweep(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(LIMITER_SWEEP_EVERY) => {}
+            }
+            self.limits.login_failures.sweep();
+            for limiter in self.limits.limiters() {
+                limiter.sweep();
             }
         }
+    }
+
+    /// How many keys (clients, accounts, addresses) the rate limiters track now, all together:
+    /// what they cost in memory.
+    pub fn limiter_keys(&self) -> usize {
+        let windows: usize = self
+            .limits
+            .limiters()
+            .iter()
+            .map(|l| l.tracked_keys())
+            .sum();
+        windows + self.limits.login_failures.tracked_keys()
     }
 
     fn verification_link(&self) -> (String, NewToken) {
@@ -513,22 +666,23 @@ impl Accounts {
         (token, link)
     }
 
-    fn verification_mail(&self, to: &str, username: &str, token: &str, base: &str) -> MailDraft {
-        let greeting = if username.is_empty() {
-            "Hello,".to_owned()
-        } else {
-            format!("Hello {username},")
-        };
-        let hours = self.verification_ttl.div_ceil(3600);
-        MailDraft {
-            to: to.to_owned(),
-            subject: "Verify your email for RoomManager".to_owned(),
-            text: format!(
-                "{greeting}\n\nplease confirm this email address by opening the link below:\n\n\
-                 {base}/verify?token={token}\n\n\
-                 The link works for {hours} hours. If you did not register, ignore this mail.\n"
-            ),
+    /// Mails whose links start with `link_base` (see `site::Site::link_base`).
+    fn mail_writer(&self, link_base: &str) -> MailWriter {
+        MailWriter {
+            link_base: link_base.to_owned(),
+            verification_ttl: self.verification_ttl,
         }
+    }
+
+    /// Runs password hashing (or checking) on the hashing threads.
+    async fn hashing<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T> {
+        self.hashers
+            .run(work)
+            .await
+            .ok_or(AccountsError::Store(StoreError::TaskFailed))
     }
 
     /// Decodes and stores an uploaded image, then `point`s a record at its name in one
@@ -570,10 +724,78 @@ impl Accounts {
     }
 }
 
-async fn hash_password(password: &str) -> Result<String> {
-    let password = password.to_owned();
-    tokio::task::spawn_blocking(move || secrets::hash_password(&password))
-        .await
-        .map_err(|_| AccountsError::Store(StoreError::TaskFailed))?
-        .map_err(AccountsError::Hashing)
+/// Writes verification mails; owned, so a store transaction can write one for the account it
+/// finds.
+struct MailWriter {
+    link_base: String,
+    verification_ttl: u64,
+}
+
+impl MailWriter {
+    /// The mail names the account it verifies: a link opened for an account someone else
+    /// registered with your address gives that account your address.
+    fn write(&self, to: &str, username: &str, token: &str, resent: bool) -> MailDraft {
+        let why = if resent {
+            format!(
+                "someone asked for a new verification link for the RoomManager account \
+                 \"{username}\", registered with this email address ({to})."
+            )
+        } else {
+            format!(
+                "someone registered the RoomManager account \"{username}\" with this email \
+                 address ({to})."
+            )
+        };
+        let lifetime = in_words(Duration::from_secs(self.verification_ttl));
+        MailDraft {
+            to: to.to_owned(),
+            subject: format!("Verify your email for the RoomManager account \"{username}\""),
+            text: format!(
+                "Hello,\n\n\
+                 {why} If \"{username}\" is your account, confirm the address by opening \
+                 this link:\n\n\
+                 {url}/verify?token={token}\n\n\
+                 The link works for {lifetime}.\n\n\
+                 Opening it gives the account \"{username}\" this email address, so open it \
+                 only if you registered \"{username}\" yourself. If you did not, ignore this \
+                 mail: the account is deleted after its link has expired, and you can then \
+                 register your own account with this address.\n",
+                url = self.link_base,
+            ),
+        }
+    }
+}
+
+/// A duration as a person reads it: "40 seconds", "12 minutes", "3 hours", "2 days" (rounded
+/// up, so a wait is never longer than said).
+fn in_words(wait: Duration) -> String {
+    let secs = wait.as_secs().max(1);
+    let (n, unit) = match secs {
+        0..120 => (secs, "second"),
+        120..7200 => (secs.div_ceil(60), "minute"),
+        7200..172_800 => (secs.div_ceil(3600), "hour"),
+        _ => (secs.div_ceil(86_400), "day"),
+    };
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_are_said_in_words_rounded_up() {
+        let said = |secs| in_words(Duration::from_secs(secs));
+        assert_eq!(said(0), "1 second");
+        assert_eq!(said(59), "59 seconds");
+        assert_eq!(said(121), "3 minutes");
+        assert_eq!(said(3600), "60 minutes");
+        assert_eq!(said(7200), "2 hours");
+        assert_eq!(said(86_400), "24 hours");
+        assert_eq!(said(172_800), "2 days");
+    }
 }

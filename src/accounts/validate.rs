@@ -4,11 +4,16 @@
 
 use crate::text::disguise;
 
+/// The longest username, in characters.
+const USERNAME_MAX_CHARS: usize = 32;
+/// The longest email address, in bytes (RFC 5321's limit on a path).
+const EMAIL_MAX_BYTES: usize = 254;
+
 pub fn username(value: &str) -> Result<(), String> {
     let count = value.chars().count();
-    if !(3..=32).contains(&count) {
+    if !(3..=USERNAME_MAX_CHARS).contains(&count) {
         return Err(format!(
-            "A username has 3 to 32 characters; this one has {count}."
+            "A username has 3 to {USERNAME_MAX_CHARS} characters; this one has {count}."
         ));
     }
     if let Some(bad) = value
@@ -28,7 +33,7 @@ pub fn email(value: &str) -> Result<(), String> {
             "{value:?} is not an email address like name@example.com."
         ))
     };
-    if value.len() > 254 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if value.len() > EMAIL_MAX_BYTES || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return invalid();
     }
     let Some((local, domain)) = value.split_once('@') else {
@@ -42,6 +47,22 @@ pub fn email(value: &str) -> Result<(), String> {
         return invalid();
     }
     Ok(())
+}
+
+/// What a login form's name field may hold: a username or an email address, no longer than
+/// registration allows either, so an oversized name is refused before it costs anything. The
+/// byte length is looked at first, so a huge value is never scanned.
+pub fn login(value: &str) -> Result<(), String> {
+    let fits = value.len() <= EMAIL_MAX_BYTES
+        && (value.contains('@') || value.chars().count() <= USERNAME_MAX_CHARS);
+    if fits {
+        Ok(())
+    } else {
+        Err(format!(
+            "Log in with a username (at most {USERNAME_MAX_CHARS} characters) or an email \
+             address (at most {EMAIL_MAX_BYTES} characters)."
+        ))
+    }
 }
 
 pub fn password(value: &str) -> Result<(), String> {
@@ -129,6 +150,30 @@ mod tests {
             "", "a", "a@", "@b.co", "a@b", "a@@b.co", "a b@c.de", "a@b..co", "a@.b.co", "a@b.co\n",
         ] {
             assert!(email(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn logins_are_no_longer_than_a_username_or_an_email() {
+        let longest_email = format!("{}@{}.example", "a".repeat(64), "b".repeat(181));
+        assert_eq!(longest_email.len(), 254);
+        for ok in [
+            "",
+            "x",
+            &"名".repeat(32),
+            &longest_email,
+            "alice@example.com",
+        ] {
+            assert!(login(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "x".repeat(33),
+            "名".repeat(33),
+            format!("a{longest_email}"),
+            "@".repeat(255),
+            "x".repeat(1_000_000),
+        ] {
+            assert!(login(&bad).is_err(), "{} bytes", bad.len());
         }
     }
 

@@ -3,7 +3,7 @@
 //! with a change (uniqueness, token state) happen inside it. Rules about what is valid live in
 //! `crate::accounts`, not here.
 
-use redb::{ReadableDatabase, ReadableTable, Table, WriteTransaction};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 
 use super::codec::{decode, encode};
 use super::tables::*;
@@ -45,6 +45,14 @@ pub enum RegisterOutcome {
     Created(Box<User>),
     UsernameTaken,
     EmailTaken,
+    /// An unverified account holds the username until `until` (unix seconds).
+    UsernamePending {
+        until: u64,
+    },
+    /// An unverified account holds the email until `until` (unix seconds).
+    EmailPending {
+        until: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -53,9 +61,11 @@ pub enum VerifyOutcome {
     Verified(User),
     AlreadyVerified,
     Expired {
+        username: String,
         email: String,
     },
     Superseded {
+        username: String,
         email: String,
     },
     Unknown,
@@ -64,8 +74,46 @@ pub enum VerifyOutcome {
 #[derive(Debug)]
 pub enum ResendOutcome {
     Queued,
-    UnknownEmail,
+    /// No account has both this username and this email.
+    UnknownAccount,
     AlreadyVerified,
+}
+
+/// What the purge deletes: the caller's rules, as cut-off times in unix seconds.
+#[derive(Debug, Clone)]
+pub struct PurgeRules {
+    pub now: u64,
+    /// Guests last seen before this are deleted, unless they are in `spare_guests`.
+    pub guests_seen_before: u64,
+    /// Guests with an open connection: not idle, however long ago they were last seen.
+    pub spare_guests: std::collections::HashSet<UserId>,
+    /// Verification links (and the unverified accounts whose newest link it is) that expired
+    /// before this are deleted.
+    pub links_expired_before: u64,
+    /// Login events before this are deleted.
+    pub logins_before: u64,
+}
+
+/// What one purge deleted.
+#[derive(Debug, Default)]
+pub struct Purged {
+    /// The deleted guests (the caller removes their files).
+    pub guests: Vec<User>,
+    pub unverified: usize,
+    pub links: usize,
+    pub login_events: usize,
+}
+
+/// Who holds a username or an email that a registration asks for.
+enum Holder {
+    Nobody,
+    Verified,
+    /// An unverified account, still within its hold.
+    Waiting {
+        until: u64,
+    },
+    /// An unverified account whose hold is over: a new registration replaces it.
+    Lapsed(User),
 }
 
 /// The lower-case key under which usernames and emails are unique.
@@ -132,27 +180,93 @@ fn record_login(txn: &WriteTransaction, event: &LoginEvent) -> Result<(), StoreE
     Ok(())
 }
 
+/// How many entries `remove` took out of `table`.
+fn removed_count<K: redb::Key + 'static, V: redb::Value + 'static>(
+    table: &mut Table<K, V>,
+    remove: impl FnOnce(&mut Table<K, V>) -> Result<(), redb::StorageError>,
+) -> Result<usize, StoreError> {
+    let before = table.len()?;
+    remove(table)?;
+    let removed = before.saturating_sub(table.len()?);
+    Ok(usize::try_from(removed).unwrap_or(usize::MAX))
+}
+
+/// Deletes an unverified account with its index entries and its newest link, inside the
+/// caller's transaction (its older links then lead nowhere and read as unknown). Returns false
+/// if it was gone already. An unverified account has no session, room or files to clean up.
+fn remove_unverified(txn: &WriteTransaction, user: &User) -> Result<bool, StoreError> {
+    if txn.open_table(USERS)?.remove(user.id.0)?.is_none() {
+        return Ok(false);
+    }
+    for (index, value) in [(USERNAMES, &user.username), (EMAILS, &user.email)] {
+        let Some(key) = value.as_deref().map(index_key) else {
+            continue;
+        };
+        let mut table = txn.open_table(index)?;
+        if table.get(key.as_str())?.map(|v| v.value()) == Some(user.id.0) {
+            table.remove(key.as_str())?;
+        }
+    }
+    if let Some(link) = &user.pending_verification {
+        txn.open_table(VERIFY_TOKENS)?.remove(link.0.as_str())?;
+    }
+    Ok(true)
+}
+
 impl Store {
     /// Creates an unverified account, its first verification token and the mail carrying it,
-    /// all in one transaction.
+    /// all in one transaction. An unverified account holds its username and email for
+    /// `hold_secs` after it registered; past that, this registration replaces it.
     pub fn register(
         &self,
         account: NewAccount,
         token: NewToken,
         mail: MailDraft,
+        hold_secs: u64,
     ) -> Result<RegisterOutcome, StoreError> {
         let txn = self.db.begin_write()?;
         let user = {
-            let mut usernames = txn.open_table(USERNAMES)?;
-            let mut emails = txn.open_table(EMAILS)?;
             let username_key = index_key(&account.username);
             let email_key = index_key(&account.email);
-            if usernames.get(username_key.as_str())?.is_some() {
-                return Ok(RegisterOutcome::UsernameTaken);
+            let hold = |index, key: &str| -> Result<Holder, StoreError> {
+                let id = txn.open_table(index)?.get(key)?.map(|v| v.value());
+                let Some(id) = id else {
+                    return Ok(Holder::Nobody);
+                };
+                let user = user_or_missing(read_user(&txn.open_table(USERS)?, id)?, id)?;
+                let until = user.created_at.saturating_add(hold_secs);
+                Ok(if user.is_verified() {
+                    Holder::Verified
+                } else if account.now < until {
+                    Holder::Waiting { until }
+                } else {
+                    Holder::Lapsed(user)
+                })
+            };
+            let by_name = hold(USERNAMES, &username_key)?;
+            let by_email = hold(EMAILS, &email_key)?;
+            match by_name {
+                Holder::Verified => return Ok(RegisterOutcome::UsernameTaken),
+                Holder::Waiting { until } => return Ok(RegisterOutcome::UsernamePending { until }),
+                Holder::Nobody | Holder::Lapsed(_) => {}
             }
-            if emails.get(email_key.as_str())?.is_some() {
-                return Ok(RegisterOutcome::EmailTaken);
+            match by_email {
+                Holder::Verified => return Ok(RegisterOutcome::EmailTaken),
+                Holder::Waiting { until } => return Ok(RegisterOutcome::EmailPending { until }),
+                Holder::Nobody | Holder::Lapsed(_) => {}
             }
+            for holder in [by_name, by_email] {
+                if let Holder::Lapsed(lapsed) = holder {
+                    if remove_unverified(&txn, &lapsed)? {
+                        tracing::info!(
+                            user = %lapsed.id,
+                            "an unverified account past its hold gave way to a new registration"
+                        );
+                    }
+                }
+            }
+            let mut usernames = txn.open_table(USERNAMES)?;
+            let mut emails = txn.open_table(EMAILS)?;
             let id = UserId(next_id(&txn, SEQ_USER)?);
             let user = User {
                 id,
@@ -204,12 +318,13 @@ impl Store {
                 return Ok(VerifyOutcome::Unknown);
             };
             let email = user.email.clone().unwrap_or_default();
+            let username = user.username.clone().unwrap_or_default();
             match token.state {
                 TokenState::Used => return Ok(VerifyOutcome::AlreadyVerified),
                 _ if user.is_verified() => return Ok(VerifyOutcome::AlreadyVerified),
-                TokenState::Superseded => return Ok(VerifyOutcome::Superseded { email }),
+                TokenState::Superseded => return Ok(VerifyOutcome::Superseded { username, email }),
                 TokenState::Pending if now >= token.expires_at => {
-                    return Ok(VerifyOutcome::Expired { email })
+                    return Ok(VerifyOutcome::Expired { username, email })
                 }
                 TokenState::Pending => {}
             }
@@ -234,13 +349,16 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Replaces an unverified account's link with a new one and queues its mail; the old link
-    /// is marked superseded in the same transaction.
+    /// Replaces the link of the unverified account that has both `username` and `email` (any
+    /// letter case) with a new one and queues the mail that `mail` writes for that account; the
+    /// old link is marked superseded in the same transaction. Naming the account as well as the
+    /// address means nobody can ask for a link to an account they do not know is theirs.
     pub fn resend_verification(
         &self,
+        username: &str,
         email: &str,
         token: NewToken,
-        mail: MailDraft,
+        mail: impl FnOnce(&User) -> MailDraft,
         now: u64,
     ) -> Result<ResendOutcome, StoreError> {
         let txn = self.db.begin_write()?;
@@ -250,10 +368,17 @@ impl Store {
                 .get(index_key(email).as_str())?
                 .map(|v| v.value())
             else {
-                return Ok(ResendOutcome::UnknownEmail);
+                return Ok(ResendOutcome::UnknownAccount);
             };
             let mut users = txn.open_table(USERS)?;
             let mut user = user_or_missing(read_user(&users, id)?, id)?;
+            let named = user
+                .username
+                .as_deref()
+                .is_some_and(|u| index_key(u) == index_key(username));
+            if !named {
+                return Ok(ResendOutcome::UnknownAccount);
+            }
             if user.is_verified() {
                 return Ok(ResendOutcome::AlreadyVerified);
             }
@@ -277,7 +402,7 @@ impl Store {
             tokens.insert(token.hash.0.as_str(), encode(&record).as_slice())?;
             user.pending_verification = Some(token.hash);
             write_user(&mut users, &user)?;
-            enqueue_mail_in(&txn, mail, now)?;
+            enqueue_mail_in(&txn, mail(&user), now)?;
         }
         txn.commit()?;
         Ok(ResendOutcome::Queued)
@@ -440,44 +565,74 @@ impl Store {
         Ok(Some(updated))
     }
 
-    /// Deletes expired sessions, and guests last seen before `guest_cutoff` (except those in
-    /// `spare`) with all their sessions. Returns the deleted guests (the caller removes their
-    /// files).
-    pub fn purge(
-        &self,
-        now: u64,
-        guest_cutoff: u64,
-        spare: &std::collections::HashSet<UserId>,
-    ) -> Result<Vec<User>, StoreError> {
+    /// Deletes what has outlived its use, in one transaction: guests last seen before the
+    /// cut-off with all their sessions, expired sessions (after a week), verification links
+    /// expired before the cut-off with the unverified accounts whose newest link they are, and
+    /// old login events.
+    pub fn purge(&self, rules: PurgeRules) -> Result<Purged, StoreError> {
         let txn = self.db.begin_write()?;
-        let purged = {
-            let mut users = txn.open_table(USERS)?;
-            let mut idle_guests = Vec::new();
-            for entry in users.iter()? {
-                let (_, value) = entry?;
-                let user: User = decode(value.value(), "user")?;
-                if user.kind == UserKind::Guest
-                    && user.last_seen < guest_cutoff
-                    && !spare.contains(&user.id)
-                {
-                    idle_guests.push(user);
+        let mut purged = Purged::default();
+        {
+            let mut unverified = Vec::new();
+            {
+                let users = txn.open_table(USERS)?;
+                let tokens = txn.open_table(VERIFY_TOKENS)?;
+                for entry in users.iter()? {
+                    let (_, value) = entry?;
+                    let user: User = decode(value.value(), "user")?;
+                    if user.kind == UserKind::Guest
+                        && user.last_seen < rules.guests_seen_before
+                        && !rules.spare_guests.contains(&user.id)
+                    {
+                        purged.guests.push(user);
+                    } else if user.kind == UserKind::Registered && !user.is_verified() {
+                        let link = match &user.pending_verification {
+                            Some(hash) => tokens
+                                .get(hash.0.as_str())?
+                                .map(|v| decode::<VerificationToken>(v.value(), "token"))
+                                .transpose()?,
+                            None => None,
+                        };
+                        let expired_at = link.map_or(user.created_at, |l| l.expires_at);
+                        if expired_at < rules.links_expired_before {
+                            unverified.push(user);
+                        }
+                    }
                 }
             }
-            for guest in &idle_guests {
-                users.remove(guest.id.0)?;
+            {
+                let mut users = txn.open_table(USERS)?;
+                for guest in &purged.guests {
+                    users.remove(guest.id.0)?;
+                }
             }
+            for user in &unverified {
+                remove_unverified(&txn, user)?;
+            }
+            purged.unverified = unverified.len();
+            purged.links = removed_count(&mut txn.open_table(VERIFY_TOKENS)?, |table| {
+                table.retain(|_, value| {
+                    decode::<VerificationToken>(value, "verification token")
+                        .is_ok_and(|t| t.expires_at >= rules.links_expired_before)
+                })
+            })?;
+
             let gone: std::collections::HashSet<UserId> =
-                idle_guests.iter().map(|g| g.id).collect();
-            let mut sessions = txn.open_table(SESSIONS)?;
+                purged.guests.iter().map(|g| g.id).collect();
             // Expired sessions are kept a week, so their tokens still answer "session expired"
             // rather than "not logged in".
-            let forget_before = now.saturating_sub(EXPIRED_SESSION_MEMORY);
-            sessions.retain(|_, value| match decode::<Session>(value, "session") {
-                Ok(s) => s.expires_at > forget_before && !gone.contains(&s.user_id),
-                Err(_) => false,
+            let forget_before = rules.now.saturating_sub(EXPIRED_SESSION_MEMORY);
+            txn.open_table(SESSIONS)?.retain(|_, value| {
+                match decode::<Session>(value, "session") {
+                    Ok(s) => s.expires_at > forget_before && !gone.contains(&s.user_id),
+                    Err(_) => false,
+                }
             })?;
-            idle_guests
-        };
+
+            purged.login_events = removed_count(&mut txn.open_table(LOGINS)?, |table| {
+                table.retain_in(..(rules.logins_before, 0), |_, _| false)
+            })?;
+        }
         txn.commit()?;
         Ok(purged)
     }

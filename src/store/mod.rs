@@ -22,7 +22,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use redb::{Database, ReadableDatabase};
 
 pub use accounts::{
-    index_key, MailDraft, NewAccount, NewToken, RegisterOutcome, ResendOutcome, VerifyOutcome,
+    index_key, MailDraft, NewAccount, NewToken, PurgeRules, Purged, RegisterOutcome, ResendOutcome,
+    VerifyOutcome,
 };
 pub use migrations::CURRENT as SCHEMA_VERSION;
 pub use rooms::ChatEntry;

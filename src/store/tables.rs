@@ -30,7 +30,8 @@ pub const USERNAMES: TableDefinition<&str, u64> = TableDefinition::new("username
 /// Lower-cased email → user id (registered users only).
 pub const EMAILS: TableDefinition<&str, u64> = TableDefinition::new("emails_v1");
 /// Verification token hash → `model::VerificationToken` (kept after use, so a second click
-/// can say "already verified").
+/// can say "already verified", until the purge forgets it `accounts.unverified_grace_secs`
+/// after it expired).
 pub const VERIFY_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("verify_tokens_v1");
 /// Session token hash → `model::Session`.
 pub const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions_v1");
@@ -38,7 +39,8 @@ pub const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("session
 pub const ROOMS: TableDefinition<u64, &[u8]> = TableDefinition::new("rooms_v1");
 /// Mail id → `model::QueuedMail`: messages not yet delivered.
 pub const MAIL_QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("mail_queue_v1");
-/// (unix seconds, sequence) → `model::LoginEvent`, in time order.
+/// (unix seconds, sequence) → `model::LoginEvent`, in time order; kept for
+/// `accounts.login_events_days`, then purged.
 pub const LOGINS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("logins_v1");
 /// Live session id → `model::LiveSession`.
 pub const LIVES: TableDefinition<u64, &[u8]> = TableDefinition::new("lives_v1");

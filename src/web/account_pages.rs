@@ -165,21 +165,32 @@ struct NoticePage {
     layout: Layout,
     message: String,
     csrf: String,
-    /// Show a "send a new link" form, pre-filled with this address.
+    /// Show a "send a new link" form, pre-filled with this account.
     offer_resend: bool,
+    username: String,
     email: String,
     next_href: &'static str,
     next_label: &'static str,
 }
 
+/// The account a "send a new link" form is pre-filled with (either part may be empty).
+#[derive(Default)]
+struct ResendTo {
+    username: String,
+    email: String,
+}
+
 impl NoticePage {
-    fn new(title: &str, message: String, csrf: &Csrf, resend_to: Option<String>) -> Self {
+    fn new(title: &str, message: String, csrf: &Csrf, resend_to: Option<ResendTo>) -> Self {
+        let offer_resend = resend_to.is_some();
+        let ResendTo { username, email } = resend_to.unwrap_or_default();
         NoticePage {
             layout: Layout::new(title),
             message,
             csrf: csrf.token.clone(),
-            offer_resend: resend_to.is_some(),
-            email: resend_to.unwrap_or_default(),
+            offer_resend,
+            username,
+            email,
             next_href: "/login",
             next_label: "Go to the login page",
         }
@@ -215,19 +226,19 @@ pub async fn verify_page(
             "This email address is already verified. You can log in.".to_owned(),
             None,
         ),
-        Verification::Expired { email } => (
+        Verification::Expired { username, email } => (
             StatusCode::GONE,
             "This link has expired",
             "Verification links only work for a while. Send yourself a new one:".to_owned(),
-            Some(email),
+            Some(ResendTo { username, email }),
         ),
-        Verification::Superseded { email } => (
+        Verification::Superseded { username, email } => (
             StatusCode::GONE,
             "This link was replaced",
             "A newer link was sent for this account; only the newest one works. Use it, or \
              send yourself another:"
                 .to_owned(),
-            Some(email),
+            Some(ResendTo { username, email }),
         ),
         Verification::Unknown => (
             StatusCode::NOT_FOUND,
@@ -235,7 +246,7 @@ pub async fn verify_page(
             "This verification link is not valid. Check that it was copied completely, or \
              send yourself a new one:"
                 .to_owned(),
-            Some(String::new()),
+            Some(ResendTo::default()),
         ),
     };
     let notice = NoticePage::new(title, message, &csrf, resend_to);
@@ -247,22 +258,25 @@ pub struct ResendForm {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
+    username: String,
+    #[serde(default)]
     email: String,
 }
 
 pub async fn resend_submit(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    ClientIp(ip): ClientIp,
     csrf: Csrf,
     PageForm(form): PageForm<ResendForm>,
 ) -> Result<Response, PageError> {
     csrf.verify(&form.csrf)?;
     let link_base = app.site.link_base(request_host(&headers));
-    let notice = match app
+    let sent = app
         .accounts
-        .resend_verification(&form.email, &link_base)
-        .await
-    {
+        .resend_verification(&form.username, &form.email, ip, &link_base)
+        .await;
+    let notice = match sent {
         Ok(()) => (
             StatusCode::ACCEPTED,
             NoticePage::new(
@@ -283,9 +297,13 @@ pub async fn resend_submit(
         ),
         Err(e) => {
             let (status, message) = problem(e);
+            let again = ResendTo {
+                username: form.username,
+                email: form.email,
+            };
             (
                 status,
-                NoticePage::new("No link sent", message, &csrf, Some(form.email)),
+                NoticePage::new("No link sent", message, &csrf, Some(again)),
             )
         }
     };
@@ -302,6 +320,9 @@ struct LoginPage {
     error: Option<String>,
     login: String,
     offer_resend: bool,
+    /// The resend form is pre-filled with what the login named.
+    resend_username: String,
+    resend_email: String,
 }
 
 #[derive(Deserialize)]
@@ -325,6 +346,8 @@ pub async fn login_page(
         error: None,
         login: String::new(),
         offer_resend: false,
+        resend_username: String::new(),
+        resend_email: String::new(),
     };
     page(&app, &csrf, StatusCode::OK, &form)
 }
@@ -344,12 +367,19 @@ pub async fn login_submit(
         Err(e) => {
             let offer_resend = matches!(e, AccountsError::EmailNotVerified);
             let (status, error) = problem(e);
+            let (resend_username, resend_email) = if form.login.contains('@') {
+                (String::new(), form.login.clone())
+            } else {
+                (form.login.clone(), String::new())
+            };
             let form = LoginPage {
                 layout: Layout::new("Log in"),
                 csrf: csrf.token.clone(),
                 error: Some(error),
                 login: form.login,
                 offer_resend,
+                resend_username,
+                resend_email,
             };
             Ok(page(&app, &csrf, status, &form))
         }
@@ -364,11 +394,16 @@ pub struct CsrfOnlyForm {
 
 pub async fn guest_submit(
     State(app): State<Arc<App>>,
+    ClientIp(ip): ClientIp,
     csrf: Csrf,
     PageForm(form): PageForm<CsrfOnlyForm>,
 ) -> Result<Response, PageError> {
     csrf.verify(&form.csrf)?;
-    let session = app.accounts.create_guest().await.map_err(ApiError::from)?;
+    let session = app
+        .accounts
+        .create_guest(ip)
+        .await
+        .map_err(ApiError::from)?;
     Ok(see_other(
         "/",
         Some(session_cookie(&app, &session.token, session.expires_at)),

@@ -113,17 +113,19 @@ pub async fn register(
 
 #[derive(Deserialize)]
 pub struct ResendBody {
+    username: String,
     email: String,
 }
 
 pub async fn resend(
     State(app): State<Arc<App>>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     ApiJson(body): ApiJson<ResendBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let link_base = app.site.link_base(request_host(&headers));
     app.accounts
-        .resend_verification(&body.email, &link_base)
+        .resend_verification(&body.username, &body.email, ip, &link_base)
         .await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -183,6 +185,7 @@ pub async fn logout(
 /// asks to replace its session: a page that wants to watch must not log its visitor out.
 pub async fn guest(
     State(app): State<Arc<App>>,
+    ClientIp(ip): ClientIp,
     _: NotCrossSite,
     MaybeSigned(who): MaybeSigned,
     RawQuery(query): RawQuery,
@@ -197,7 +200,7 @@ pub async fn guest(
              ask for POST /api/v1/guest?replace=true",
         ));
     }
-    let session = app.accounts.create_guest().await?;
+    let session = app.accounts.create_guest(ip).await?;
     Ok(session_response(&app, StatusCode::CREATED, session))
 }
 

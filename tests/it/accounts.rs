@@ -173,10 +173,12 @@ pub async fn post_raw(
 /// Limits high enough that only the limit a test sets on purpose can trip (all test requests
 /// come from 127.0.0.1), and quick mail retries.
 pub fn relaxed(c: &mut Config) {
-    c.limits.login_per_account = 1000;
+    c.limits.login_free_failures = 1000;
     c.limits.login_per_ip = 1000;
     c.limits.register_per_ip = 1000;
+    c.limits.resend_per_ip = 1000;
     c.limits.email_per_address = 1000;
+    c.limits.guest_per_ip = 1000;
     c.email.retry_min_secs = 1;
     c.email.retry_max_secs = 2;
 }
@@ -204,11 +206,12 @@ pub async fn register(server: &TestServer, username: &str, email: &str) -> Reply
     .await
 }
 
-pub async fn resend(server: &TestServer, email: &str) -> Reply {
+/// Asks for a new verification link for the account `username` with `email`.
+pub async fn resend(server: &TestServer, username: &str, email: &str) -> Reply {
     post_json(
         server,
         "/api/v1/register/resend",
-        &json!({ "email": email }),
+        &json!({ "username": username, "email": email }),
         None,
     )
     .await
@@ -764,9 +767,7 @@ async fn relaxed_server() -> TestServer {
 #[tokio::test]
 async fn duplicate_usernames_and_emails_are_refused_in_any_letter_case() {
     let server = relaxed_server().await;
-    register(&server, "alice", "alice@example.com")
-        .await
-        .expect(StatusCode::CREATED);
+    register_and_verify(&server, "alice").await;
     for (username, email, code) in [
         ("alice", "other1@example.com", "username_taken"),
         ("ALICE", "other2@example.com", "username_taken"),
@@ -785,12 +786,16 @@ async fn duplicate_usernames_and_emails_are_refused_in_any_letter_case() {
         assert_eq!(reply.code(), code, "{username} {email}");
     }
 
+    // An account still waiting for verification holds its names the same way.
     register(&server, "Émile", "emile@example.com")
         .await
         .expect(StatusCode::CREATED);
     register(&server, "émile", "emile2@example.com")
         .await
-        .expect_error(StatusCode::CONFLICT, "username_taken");
+        .expect_error(StatusCode::CONFLICT, "username_pending");
+    register(&server, "emil", "EMILE@example.com")
+        .await
+        .expect_error(StatusCode::CONFLICT, "email_pending");
 
     // The refused attempts created nothing: the names are still free for their owner only.
     register(&server, "bob", "bob@example.com")
@@ -1018,7 +1023,7 @@ async fn an_expired_link_says_so_and_offers_a_resend() {
 
     // The offered resend sends a fresh link (that it verifies is checked with a longer lifetime
     // in `a_resend_replaces_the_old_link`; one second is too short to click it reliably).
-    resend(&server, "gina@example.com")
+    resend(&server, "gina", "gina@example.com")
         .await
         .expect(StatusCode::ACCEPTED);
     let fresh = outbox_links(&server, "gina@example.com", 2).await.remove(1);
@@ -1051,7 +1056,7 @@ async fn a_resend_replaces_the_old_link() {
         .await
         .expect(StatusCode::CREATED);
     let old = outbox_link(&server, "hank@example.com").await;
-    let reply = resend(&server, "hank@example.com")
+    let reply = resend(&server, "hank", "hank@example.com")
         .await
         .expect(StatusCode::ACCEPTED);
     assert_eq!(reply.json(), json!({"status": "sent"}));
@@ -1076,30 +1081,48 @@ async fn a_resend_replaces_the_old_link() {
 }
 
 #[tokio::test]
-async fn resend_refuses_verified_unknown_and_invalid_addresses() {
+async fn resend_refuses_verified_unknown_and_invalid_accounts() {
     let server = relaxed_server().await;
     let email = register_and_verify(&server, "ivan").await;
-    resend(&server, &email)
+    resend(&server, "IVAN", &email)
         .await
         .expect_error(StatusCode::CONFLICT, "already_verified");
-    resend(&server, "nobody@example.com")
+    resend(&server, "nobody", "nobody@example.com")
         .await
-        .expect_error(StatusCode::NOT_FOUND, "unknown_email");
-    resend(&server, "not-an-email")
+        .expect_error(StatusCode::NOT_FOUND, "unknown_account");
+    register(&server, "jana", "jana@example.com")
+        .await
+        .expect(StatusCode::CREATED);
+    // Both must name the same account: the address alone gets no link.
+    resend(&server, "ivan", "jana@example.com")
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "unknown_account");
+    resend(&server, "jana", "ivan@example.com")
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "unknown_account");
+    resend(&server, "jana", "not-an-email")
         .await
         .expect_error(StatusCode::BAD_REQUEST, "invalid_email");
-    post_json(
-        &server,
-        "/api/v1/register/resend",
-        &json!({"email": 7}),
-        None,
-    )
-    .await
-    .expect_error(StatusCode::BAD_REQUEST, "bad_json");
+    resend(&server, "no such user!", "jana@example.com")
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_username");
+    for body in [
+        json!({"username": "jana", "email": 7}),
+        json!({"email": "jana@example.com"}),
+    ] {
+        post_json(&server, "/api/v1/register/resend", &body, None)
+            .await
+            .expect_error(StatusCode::BAD_REQUEST, "bad_json");
+    }
     assert_eq!(
         outbox_texts(server.data.path(), &email).len(),
         1,
         "no mail for a refused resend"
+    );
+    assert_eq!(
+        outbox_texts(server.data.path(), "jana@example.com").len(),
+        1,
+        "only the registration's mail"
     );
 }
 

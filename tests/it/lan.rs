@@ -234,7 +234,7 @@ async fn email_links_name_this_machine_and_never_a_forged_host() {
     let res = client
         .post(format!("{}/api/v1/register/resend", server.base))
         .header("host", "evil.example")
-        .json(&json!({"email": "forged1@example.com"}))
+        .json(&json!({"username": "forged1", "email": "forged1@example.com"}))
         .send()
         .await
         .unwrap();

@@ -4,6 +4,7 @@
 mod common;
 
 mod accounts;
+mod accounts_abuse;
 mod accounts_login;
 mod accounts_profile;
 mod browser;
