@@ -53,6 +53,34 @@ pub fn method_label(method: &str) -> &'static str {
         .unwrap_or("OTHER")
 }
 
+/// A counter per label value, the values being a fixed set of static strings (so the series stay
+/// bounded whatever clients do).
+#[derive(Default)]
+struct LabelledCounter {
+    /// A std mutex: held only for an increment or a copy, never while rendering.
+    counts: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl LabelledCounter {
+    fn add(&self, label: &'static str) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        *counts.entry(label).or_default() += 1;
+    }
+
+    /// Appends the counter family `name`, one series per label value under `label`.
+    fn render(&self, out: &mut String, name: &str, help: &str, label: &str) {
+        let counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (value, count) in &counts {
+            let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {count}", escape(value));
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Metrics {
     /// A std mutex, which every request takes once when it ends: held only for a map update or
@@ -60,14 +88,12 @@ pub struct Metrics {
     http: Mutex<HttpSeries>,
     ws_connections: AtomicI64,
     ws_received: AtomicU64,
-    /// Publish decisions of the rtmp backend: outcome ("accepted" or the refusal's reason) →
-    /// count. The outcomes are a fixed set of static strings, so the series stay bounded.
-    publishes: Mutex<BTreeMap<&'static str, u64>>,
+    /// Publish decisions of the rtmp backend, by outcome ("accepted" or the refusal's reason).
+    publishes: LabelledCounter,
     /// Open TCP connections to the HTTP server, WebSockets included.
     connections: AtomicI64,
-    /// Connections the server ended or refused to protect itself: reason → count. The reasons
-    /// are a fixed set of static strings.
-    dropped: Mutex<BTreeMap<&'static str, u64>>,
+    /// Connections the server ended or refused to protect itself, by reason.
+    dropped: LabelledCounter,
 }
 
 /// Gauges owned by other parts, read when `/metrics` is rendered.
@@ -106,8 +132,7 @@ impl Metrics {
 
     /// Counts one publish decision: "accepted" or why it was refused.
     pub fn publish_decided(&self, outcome: &'static str) {
-        let mut publishes = self.publishes.lock().unwrap_or_else(|p| p.into_inner());
-        *publishes.entry(outcome).or_default() += 1;
+        self.publishes.add(outcome);
     }
 
     pub fn connection_opened(&self) {
@@ -120,8 +145,7 @@ impl Metrics {
 
     /// Counts one connection ended or refused by a limit: `reason` names the limit.
     pub fn connection_dropped(&self, reason: &'static str) {
-        let mut dropped = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
-        *dropped.entry(reason).or_default() += 1;
+        self.dropped.add(reason);
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -167,36 +191,18 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
         }
-        out.push_str(
-            "# HELP roommanager_rtmp_publishes_total RTMP publishes decided, by outcome.\n",
+        self.publishes.render(
+            &mut out,
+            "roommanager_rtmp_publishes_total",
+            "RTMP publishes decided, by outcome.",
+            "outcome",
         );
-        out.push_str("# TYPE roommanager_rtmp_publishes_total counter\n");
-        let publishes = self
-            .publishes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        for (outcome, count) in &publishes {
-            let _ = writeln!(
-                out,
-                "roommanager_rtmp_publishes_total{{outcome=\"{}\"}} {count}",
-                escape(outcome)
-            );
-        }
-        drop(publishes);
-        out.push_str(
-            "# HELP roommanager_connections_dropped_total Connections closed or refused by a limit, by reason.\n",
+        self.dropped.render(
+            &mut out,
+            "roommanager_connections_dropped_total",
+            "Connections closed or refused by a limit, by reason.",
+            "reason",
         );
-        out.push_str("# TYPE roommanager_connections_dropped_total counter\n");
-        let dropped = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
-        for (reason, count) in dropped.iter() {
-            let _ = writeln!(
-                out,
-                "roommanager_connections_dropped_total{{reason=\"{}\"}} {count}",
-                escape(reason)
-            );
-        }
-        drop(dropped);
         out.push_str("# HELP roommanager_http_requests_total HTTP requests answered.\n");
         out.push_str("# TYPE roommanager_http_requests_total counter\n");
         for ((method, route, status), count) in &http.requests {
