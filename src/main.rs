@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use roommanager::config::{Config, Overrides};
 use roommanager::media::nginx::MediaPaths;
 use roommanager::media::rtmp;
+use roommanager::site::Site;
 
 /// RoomManager: a self-hosted live-streaming site in one binary.
 ///
@@ -57,16 +58,14 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => {
             println!("# config OK, from {source}");
-            if config.server.public_url.is_empty() {
-                println!(
+            match Site::new(&config, config.server.listen).public_url() {
+                None => println!(
                     "# URLs: derived from each request (server.public_url is empty): links are \
                      relative, push URLs use the host the page was opened with"
-                );
-            } else {
-                println!(
-                    "# URLs: every link and push URL uses server.public_url = {}",
-                    config.server.public_url
-                );
+                ),
+                Some(url) => {
+                    println!("# URLs: every link and push URL uses server.public_url = {url}")
+                }
             }
             print!("{}", config.to_toml());
             ExitCode::SUCCESS
