@@ -530,14 +530,19 @@ async fn smtp_server_and_app(adjust: impl FnOnce(&mut Config)) -> Option<(SmtpSe
         return None;
     }
     let mail = SmtpServer::start();
-    let port = mail.port;
-    let server = TestServer::start_with(|c| {
+    let server = app_mailing_to(mail.port, adjust).await;
+    Some((mail, server))
+}
+
+/// A relaxed server that sends its mail through the SMTP server on 127.0.0.1:`port`, changed
+/// by `adjust`.
+pub async fn app_mailing_to(port: u16, adjust: impl FnOnce(&mut Config)) -> TestServer {
+    TestServer::start_with(|c| {
         relaxed(c);
         smtp_on(c, port);
         adjust(c);
     })
-    .await;
-    Some((mail, server))
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -645,12 +650,7 @@ async fn smtp_down_then_up_the_registration_is_kept_and_the_mail_arrives_after_a
         return;
     }
     let mail = SmtpServer::start_down(); // holds its port, refuses connections
-    let port = mail.port;
-    let server = TestServer::start_with(|c| {
-        relaxed(c);
-        smtp_on(c, port);
-    })
-    .await;
+    let server = app_mailing_to(mail.port, |_| {}).await;
     register(&server, "dave", "dave@example.com")
         .await
         .expect(StatusCode::CREATED);

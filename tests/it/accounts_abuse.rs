@@ -15,6 +15,7 @@ use crate::accounts::{
     assert_already_verified, assert_first_verification, click, get, get_auth, login, outbox_links,
     outbox_texts, register, register_and_verify, relaxed, resend, send, Reply, PASSWORD,
 };
+use crate::accounts_login::assert_rate_limited;
 use crate::common::{wait_for, Process, TestServer};
 
 const STRANGER: [u8; 4] = [127, 0, 0, 2];
@@ -51,27 +52,6 @@ async fn login_from(
 ) -> Reply {
     let body = json!({"login": name, "password": password});
     post_from(client, server, "/api/v1/login", &body).await
-}
-
-/// Asserts a 429 `rate_limited` answer with a `Retry-After` of 1 to `max_secs` seconds.
-#[track_caller]
-fn assert_waits(reply: &Reply, max_secs: u64) {
-    assert_eq!(
-        reply.status,
-        StatusCode::TOO_MANY_REQUESTS,
-        "{}",
-        reply.text
-    );
-    assert_eq!(reply.code(), "rate_limited");
-    let retry_after: u64 = reply
-        .header("retry-after")
-        .expect("a Retry-After header")
-        .parse()
-        .expect("Retry-After in seconds");
-    assert!(
-        (1..=max_secs).contains(&retry_after),
-        "Retry-After {retry_after} within 1..={max_secs}"
-    );
 }
 
 // ----- giant login names -----------------------------------------------------------------------
@@ -223,11 +203,11 @@ async fn a_strangers_wrong_passwords_do_not_lock_the_owner_out() {
         reply.expect_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
     }
     for reply in &answers {
-        assert_waits(reply, 5);
+        assert_rate_limited(reply, 5);
     }
     // The stranger's address waits even with the right password, under any name of the account.
-    assert_waits(&login_from(&stranger, &server, "olga", PASSWORD).await, 5);
-    assert_waits(
+    assert_rate_limited(&login_from(&stranger, &server, "olga", PASSWORD).await, 5);
+    assert_rate_limited(
         &login_from(&stranger, &server, "OLGA@example.com", PASSWORD).await,
         5,
     );
@@ -256,7 +236,7 @@ async fn one_address_trying_many_accounts_is_stopped_while_others_log_in() {
             .await
             .expect_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
     }
-    assert_waits(&login_from(&stranger, &server, "pia", PASSWORD).await, 300);
+    assert_rate_limited(&login_from(&stranger, &server, "pia", PASSWORD).await, 300);
     login(&server, "pia", PASSWORD).await.expect(StatusCode::OK);
 }
 
@@ -302,7 +282,7 @@ async fn a_guest_flood_from_one_address_is_refused_while_another_gets_guests() {
     }
     for _ in 0..20 {
         let reply = post_from(&stranger, &server, "/api/v1/guest", &json!({})).await;
-        assert_waits(&reply, 600);
+        assert_rate_limited(&reply, 600);
     }
     let guest = send(
         server
@@ -342,7 +322,7 @@ async fn resend_requests_are_limited_per_address() {
             .expect(StatusCode::ACCEPTED);
     }
     let refused = post_from(&stranger, &server, "/api/v1/register/resend", &body("tara")).await;
-    assert_waits(&refused, 1200);
+    assert_rate_limited(&refused, 1200);
     resend(&server, "tara", "tara@example.com")
         .await
         .expect(StatusCode::ACCEPTED);

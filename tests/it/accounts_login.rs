@@ -404,8 +404,9 @@ async fn idle_guests_are_purged() {
 
 // ----- rate limits -----------------------------------------------------------------------------
 
+/// Asserts a 429 `rate_limited` answer with a `Retry-After` of 1 to `window_secs` seconds.
 #[track_caller]
-fn assert_rate_limited(reply: &Reply, window_secs: u64) {
+pub(crate) fn assert_rate_limited(reply: &Reply, window_secs: u64) {
     assert_eq!(
         reply.status,
         StatusCode::TOO_MANY_REQUESTS,

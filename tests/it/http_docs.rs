@@ -136,7 +136,7 @@ async fn get_bytes(server: &TestServer, path: &str, range: Option<&str>) -> (Rep
 }
 
 /// The host's standing stream id (`live_id`), from `GET /api/v1/me/push`.
-async fn live_id_of(server: &TestServer, token: &str) -> String {
+pub(crate) async fn live_id_of(server: &TestServer, token: &str) -> String {
     get_auth(server, "/api/v1/me/push", token)
         .await
         .expect(StatusCode::OK)
@@ -144,6 +144,21 @@ async fn live_id_of(server: &TestServer, token: &str) -> String {
         .as_str()
         .expect("live_id")
         .to_owned()
+}
+
+/// Puts `content` where the rtmp backend keeps a finished recording of `live_id`
+/// (`DATA_DIR/media/records/<live id>/`, claimed by a session as `session_<time>.mp4`, its
+/// record's `url`); returns the path it is served at.
+pub(crate) fn put_recording(server: &TestServer, live_id: &str, content: &[u8]) -> String {
+    let dir = server
+        .data
+        .path()
+        .join("media")
+        .join("records")
+        .join(live_id);
+    std::fs::create_dir_all(&dir).expect("create the records folder");
+    std::fs::write(dir.join("session_1795714121.mp4"), content).expect("write a recording");
+    format!("/records/files/{live_id}/session_1795714121.mp4")
 }
 
 /// Where nginx writes a stream's HLS files (`DATA_DIR/media/hls/<app>/<live id>/`).
@@ -248,19 +263,9 @@ async fn recordings_are_served_whole_and_by_byte_range() {
     let server = TestServer::start_with(relaxed).await;
     let (_, token) = verified_user(&server, "recorder").await;
     let live_id = live_id_of(&server, &token).await;
-    // Where the rtmp backend keeps finished recordings: `DATA_DIR/media/records/<live id>/`,
-    // claimed by a session as `session_<time>.mp4` (its record's `url`).
-    let dir = server
-        .data
-        .path()
-        .join("media")
-        .join("records")
-        .join(&live_id);
-    std::fs::create_dir_all(&dir).expect("create the records folder");
     let content: Vec<u8> = (0..10_000u32).map(|i| (i * 31 % 251) as u8).collect();
     let len = content.len();
-    std::fs::write(dir.join("session_1795714121.mp4"), &content).expect("write a recording");
-    let path = format!("/records/files/{live_id}/session_1795714121.mp4");
+    let path = put_recording(&server, &live_id, &content);
 
     // The whole file.
     let (reply, body) = get_bytes(&server, &path, None).await;

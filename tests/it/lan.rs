@@ -7,45 +7,16 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tokio::process::Command;
 
 use crate::accounts::{outbox_link, outbox_links, relaxed, verified_user, PASSWORD};
 use crate::common::tools::{self, Tool};
 use crate::common::ws::WsClient;
 use crate::common::{spare_port, TestServer};
+use crate::media_rtmp::push;
 
 /// The server as seen from `ip` (both are this machine; the server listens on 0.0.0.0).
 fn base_at(server: &TestServer, ip: &str) -> String {
     server.base.replacen("127.0.0.1", ip, 1)
-}
-
-/// A real ffmpeg pushing a test pattern to `url` for `seconds`.
-fn push(url: &str, seconds: u64) -> tokio::process::Child {
-    Command::new("ffmpeg")
-        .args(["-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i"])
-        .arg("testsrc=size=320x180:rate=30")
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args(["-t", &seconds.to_string()])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "30",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-f",
-            "flv",
-            url,
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run ffmpeg")
 }
 
 async fn push_view(base: &str, token: &str) -> Value {
@@ -143,7 +114,7 @@ async fn every_url_works_from_the_address_it_was_asked_from_and_recordings_outli
         watch_url.as_str(),
         "every viewer gets the same path"
     );
-    let mut ffmpeg = push(&push_url, 8);
+    let mut ffmpeg = push(&push_url, 8, 320, 180, 440);
     for base in [&one, &two] {
         assert_playable(base, &watch_url).await;
     }
@@ -351,7 +322,7 @@ async fn a_server_listening_on_ipv6_any_accepts_pushes() {
         .unwrap()
         .to_owned();
     assert!(push_url.starts_with("rtmp://127.0.0.1:"), "{push_url}");
-    let mut ffmpeg = push(&push_url, 30);
+    let mut ffmpeg = push(&push_url, 30, 320, 180, 440);
     assert_eq!(host.expect("on_air").await["on_air"], true);
     let _ = ffmpeg.kill().await;
     host.send(json!({"type": "close_room"})).await;

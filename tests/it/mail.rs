@@ -20,7 +20,8 @@ use roommanager::config::{Config, SmtpSecurity};
 use serde_json::json;
 
 use crate::accounts::{
-    assert_first_verification, click, login, register, relaxed, send, smtp_on, PASSWORD,
+    app_mailing_to, assert_first_verification, click, login, register, relaxed, send, smtp_on,
+    PASSWORD,
 };
 use crate::common::smtp::{
     self, Event, SmtpServer, TlsMode, AUTH_INVALID, AUTH_INVALID_TEXT, DATA_REFUSED,
@@ -89,6 +90,17 @@ async fn register_at(app: &Process, username: &str, email: &str) {
 async fn click_at(app: &Process, link: &str) -> crate::accounts::Reply {
     let path = &link[link.find("/verify?").expect("a verification link")..];
     send(reqwest::Client::new().get(format!("{}{path}", app.base))).await
+}
+
+/// Asserts that `mail` refused `to` at least twice (the first try and a retry), each time at
+/// `command` with `code`.
+#[track_caller]
+fn assert_refused_each_time(mail: &SmtpServer, to: &str, command: &str, code: u16) {
+    let refusals = mail.refusals_to(to);
+    assert!(
+        refusals.len() >= 2 && refusals.iter().all(|(c, n)| c == command && *n == code),
+        "{refusals:?}"
+    );
 }
 
 fn smtp_config(port: u16, security: &str, password: &str) -> String {
@@ -349,12 +361,7 @@ async fn a_recipient_refused_550_is_retried_without_holding_up_other_mail() {
         return;
     }
     let mail = SmtpServer::options().reject_rcpt("bounce").start();
-    let port = mail.port;
-    let server = TestServer::start_with(|c| {
-        relaxed(c);
-        smtp_on(c, port);
-    })
-    .await;
+    let server = app_mailing_to(mail.port, |_| {}).await;
     // Queued first, so each round of delivery tries it before the other one.
     register(&server, "bounce", "bounce@example.com")
         .await
@@ -366,14 +373,7 @@ async fn a_recipient_refused_550_is_retried_without_holding_up_other_mail() {
     let queued = smtp::wait_for_failed_attempts(&server, "bounce@example.com", 2).await;
     let error = last_error(&queued);
     assert_reports_reply(&error, RCPT_REFUSED, RCPT_REFUSED_TEXT);
-    let refusals = mail.refusals_to("bounce@example.com");
-    assert!(
-        refusals.len() >= 2
-            && refusals
-                .iter()
-                .all(|(command, code)| command == "RCPT" && *code == RCPT_REFUSED),
-        "{refusals:?}"
-    );
+    assert_refused_each_time(&mail, "bounce@example.com", "RCPT", RCPT_REFUSED);
     assert_eq!(mail.mails_to("bounce@example.com").len(), 0);
     // The other mail goes out meanwhile, once, and leaves the queue.
     mail.wait_for_mail("fine@example.com", WAIT).await;
@@ -403,12 +403,7 @@ async fn a_message_refused_554_at_data_is_retried_and_delivered_once_accepted() 
         return;
     }
     let mail = SmtpServer::options().reject_data("").start();
-    let port = mail.port;
-    let server = TestServer::start_with(|c| {
-        relaxed(c);
-        smtp_on(c, port);
-    })
-    .await;
+    let server = app_mailing_to(mail.port, |_| {}).await;
     register(&server, "dora", "dora@example.com")
         .await
         .expect(StatusCode::CREATED);
@@ -416,14 +411,7 @@ async fn a_message_refused_554_at_data_is_retried_and_delivered_once_accepted() 
     let queued = smtp::wait_for_failed_attempts(&server, "dora@example.com", 2).await;
     let error = last_error(&queued);
     assert_reports_reply(&error, DATA_REFUSED, DATA_REFUSED_TEXT);
-    let refusals = mail.refusals_to("dora@example.com");
-    assert!(
-        refusals.len() >= 2
-            && refusals
-                .iter()
-                .all(|(command, code)| command == "DATA" && *code == DATA_REFUSED),
-        "{refusals:?}"
-    );
+    assert_refused_each_time(&mail, "dora@example.com", "DATA", DATA_REFUSED);
     assert_eq!(mail.mails().len(), 0);
 
     mail.accept_all();

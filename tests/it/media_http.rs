@@ -25,6 +25,7 @@ use serde_json::{json, Value};
 use crate::accounts::{guest_token, relaxed, verified_user};
 use crate::common::ws::WsClient;
 use crate::common::{wait_for, TestServer};
+use crate::rooms::join;
 
 /// The client's timeout (`media.http.timeout_secs`) is 1 s; a hanging service answers after this.
 const HANG: Duration = Duration::from_secs(4);
@@ -448,13 +449,6 @@ impl Site {
     fn records(&self) -> Vec<roommanager::model::Record> {
         self.server.app().store.records().expect("records")
     }
-}
-
-async fn join(client: &mut WsClient, room: u64) -> Value {
-    client
-        .send(json!({"type": "join_room", "room_id": room}))
-        .await;
-    client.expect("room_info").await
 }
 
 /// Waits for an `error` message with this code; returns it whole.

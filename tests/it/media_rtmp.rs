@@ -27,7 +27,7 @@ fn media_tools_present() -> bool {
 
 /// An ffmpeg pushing a test pattern with a tone, `width`x`height` at 30 fps with a keyframe
 /// every second, for `seconds`.
-fn push(url: &str, seconds: u64, width: u32, height: u32, tone_hz: u32) -> Child {
+pub(crate) fn push(url: &str, seconds: u64, width: u32, height: u32, tone_hz: u32) -> Child {
     Command::new("ffmpeg")
         .args(["-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i"])
         .arg(format!("testsrc=size={width}x{height}:rate=30"))

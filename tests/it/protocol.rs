@@ -24,37 +24,16 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::accounts::{email_of, register, send, Reply};
 use crate::common::wait_for;
 use crate::common::ws::WsClient;
-use crate::rooms::Site;
+use crate::rooms::{join, Site};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// Joins `room`; returns the `room_info` answer.
-async fn join(client: &mut WsClient, room: u64) -> Value {
-    client
-        .send(json!({"type": "join_room", "room_id": room}))
-        .await;
-    client.expect("room_info").await
-}
-
-/// The room a verified user owns.
-fn room_of(site: &Site, user: u64) -> u64 {
-    site.server
-        .app()
-        .store
-        .user(UserId(user))
-        .expect("the store answers")
-        .expect("the user exists")
-        .room_id
-        .expect("a verified user has a room")
-        .0
-}
-
 /// A verified user and the room they own: (user id, token, room id).
 async fn owner(site: &Site, name: &str) -> (u64, String, u64) {
     let (id, token) = site.user(name).await;
-    let room = room_of(site, id);
+    let room = site.room_of(id);
     (id, token, room)
 }
 

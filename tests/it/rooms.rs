@@ -76,6 +76,33 @@ impl Site {
         body["rooms"].as_array().cloned().unwrap_or_default()
     }
 
+    /// The id of the room a verified user owns.
+    pub(crate) fn room_of(&self, user: u64) -> u64 {
+        self.server
+            .app()
+            .store
+            .user(UserId(user))
+            .expect("the store answers")
+            .expect("the user exists")
+            .room_id
+            .expect("a verified user has a room")
+            .0
+    }
+
+    /// A host whose room is starting, and stays so until the returned gate opens (the media
+    /// plane's `start_distribution` waits at it); with the room id.
+    async fn starting_host(&self, name: &str) -> (WsClient, u64, Gate) {
+        let gate = Gate::default();
+        self.media
+            .script(Call::StartDistribution, [Behaviour::Gated(gate.clone())]);
+        let (host_id, token) = self.user(name).await;
+        let room = self.room_of(host_id);
+        let mut host = self.ws(&token).await;
+        host.send(json!({"type": "start_live"})).await;
+        gate.arrived().await;
+        (host, room, gate)
+    }
+
     /// A host who is live, with the room id.
     pub(crate) async fn live_host(&self, name: &str) -> (WsClient, u64) {
         let (_, token) = self.user(name).await;
@@ -223,27 +250,12 @@ async fn stop_live_then_start_again() {
 #[tokio::test]
 async fn room_info_asked_while_starting_waits_for_the_whole_answer() {
     let site = Site::start().await;
-    let gate = Gate::default();
-    site.media
-        .script(Call::StartDistribution, [Behaviour::Gated(gate.clone())]);
-    let (host_id, token) = site.user("host03").await;
-    let room = site
-        .server
-        .app()
-        .store
-        .user(UserId(host_id))
-        .unwrap()
-        .unwrap()
-        .room_id
-        .unwrap();
-    let mut host = site.ws(&token).await;
-    host.send(json!({"type": "start_live"})).await;
-    gate.arrived().await;
+    let (mut host, room, gate) = site.starting_host("host03").await;
     // The room is starting: the join reaches it (the pong comes after the reader handed the join
     // on) and waits for the start to be decided.
     let mut viewer = site.ws(&site.guest().await).await;
     viewer
-        .send(json!({"type": "join_room", "room_id": room.0}))
+        .send(json!({"type": "join_room", "room_id": room}))
         .await;
     let before = viewer.sync().await;
     assert!(
@@ -666,29 +678,14 @@ async fn a_crowd_joining_is_announced_in_a_few_audience_events() {
 #[tokio::test]
 async fn a_crowd_joining_within_a_tick_is_one_audience_event() {
     let site = Site::start().await;
-    let gate = Gate::default();
-    site.media
-        .script(Call::StartDistribution, [Behaviour::Gated(gate.clone())]);
-    let (host_id, token) = site.user("host20").await;
-    let room = site
-        .server
-        .app()
-        .store
-        .user(UserId(host_id))
-        .unwrap()
-        .unwrap()
-        .room_id
-        .unwrap();
-    let mut host = site.ws(&token).await;
-    host.send(json!({"type": "start_live"})).await;
-    gate.arrived().await;
+    let (mut host, room, gate) = site.starting_host("host20").await;
     // The host's own arrival is announced first, on its own tick.
     assert_eq!(host.expect("audience").await["count"], 1);
     let mut crowd = Vec::new();
     for _ in 0..30 {
         let mut viewer = site.ws(&site.guest().await).await;
         viewer
-            .send(json!({"type": "join_room", "room_id": room.0}))
+            .send(json!({"type": "join_room", "room_id": room}))
             .await;
         assert!(viewer.sync().await.is_empty());
         crowd.push(viewer);

@@ -98,7 +98,7 @@ async fn joins_racing_an_idle_rooms_end_are_never_lost() {
     const CLIENTS: usize = 4;
     let site = Site::start_with(|c| c.rooms.idle_close_secs = 0).await;
     let (host_id, _) = site.user("idle01").await;
-    let room = room_of(&site, host_id);
+    let room = site.room_of(host_id);
     // Counts the room's ends as the registry shows them (a lower bound: ends between two looks
     // are missed).
     let app = site.server.app().clone();
@@ -145,19 +145,6 @@ async fn joins_racing_an_idle_rooms_end_are_never_lost() {
     // And a room that stays in use is served as usual.
     let mut viewer = site.ws(&site.guest().await).await;
     assert_eq!(join(&mut viewer, room).await["state"], "idle");
-}
-
-/// The id of `user`'s room.
-fn room_of(site: &Site, user: u64) -> u64 {
-    site.server
-        .app()
-        .store
-        .user(UserId(user))
-        .expect("the store answers")
-        .expect("the user exists")
-        .room_id
-        .expect("a verified user has a room")
-        .0
 }
 
 /// The scripted media plane's calls from the `from`-th on.
@@ -309,7 +296,7 @@ async fn sessions_a_stopped_server_left_without_a_recording_are_listed_at_the_ne
     let store = site.server.app().store.clone();
     let crashed = store
         .start_live_session(
-            RoomId(room_of(&site, crashed_host)),
+            RoomId(site.room_of(crashed_host)),
             UserId(crashed_host),
             "crashed".into(),
             "r-crashed".into(),

@@ -14,6 +14,7 @@ use crate::accounts::{
 };
 use crate::accounts_profile::png;
 use crate::common::{run_command, write_file, TestServer};
+use crate::http_docs::{live_id_of, put_recording};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
@@ -596,22 +597,10 @@ async fn ranged(server: &TestServer, path: &str, range: &[u8]) -> (Reply, Vec<u8
 async fn byte_ranges_follow_rfc_9110() {
     let server = TestServer::start_with(relaxed).await;
     let (_, token) = verified_user(&server, "ranger").await;
-    let live_id = get_auth(&server, "/api/v1/me/push", &token).await.json()["live_id"]
-        .as_str()
-        .expect("live_id")
-        .to_owned();
-    // Where the rtmp backend keeps a finished recording (as in `http_docs`).
-    let dir = server
-        .data
-        .path()
-        .join("media")
-        .join("records")
-        .join(&live_id);
-    std::fs::create_dir_all(&dir).expect("create the records folder");
+    let live_id = live_id_of(&server, &token).await;
     let content: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 253) as u8).collect();
     let len = content.len();
-    std::fs::write(dir.join("session_1795714121.mp4"), &content).expect("write a recording");
-    let path = format!("/records/files/{live_id}/session_1795714121.mp4");
+    let path = put_recording(&server, &live_id, &content);
 
     // Ignored: the whole file, 200, no Content-Range.
     let ignored: [&[u8]; 13] = [
