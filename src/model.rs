@@ -221,6 +221,20 @@ pub struct Record {
     pub started_at: u64,
     pub duration_secs: u64,
     pub url: String,
+    /// The host stream's id at the media plane (the session's `stream`), to delete its media.
+    #[serde(default)]
+    pub stream: String,
+    #[serde(default)]
+    pub thumbnail_url: Option<String>,
+    /// Counted views (once per viewer per `records.view_window_secs`).
+    #[serde(default)]
+    pub views: u64,
+    #[serde(default)]
+    pub unique_viewers: u64,
+    #[serde(default)]
+    pub watch_secs_total: u64,
+    #[serde(default)]
+    pub comments_count: u64,
 }
 
 /// A host's standing push credentials for the rtmp backend: OBS keeps them between sessions.

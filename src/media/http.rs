@@ -13,8 +13,7 @@
 //!
 //! Every call is one `POST {base}/{endpoint}` with a JSON body and a JSON answer:
 //! - rtp: `getLiveInfo`;
-//! - distributor: `startPull`, `finishPull`, `checkStream`, `seekRecord`, and `removeRecords`
-//!   ([`HttpMedia::remove_recordings`], not in [`MediaPlane`] yet: used by the records issue);
+//! - distributor: `startPull`, `finishPull`, `checkStream`, `seekRecord`, `removeRecords`;
 //! - processor: `newConnect`, `updateRoomInfo`, `closeRoom`.
 //!
 //! Failures: no connection (refused, unknown host) → [`MediaError::Unavailable`]; no answer
@@ -85,20 +84,6 @@ impl HttpMedia {
             processor_url: base(&config.processor_url),
             agent,
         }
-    }
-
-    /// distributor `removeRecords`: deletes the recordings of these live streams. Not part of
-    /// [`MediaPlane`] yet; the records issue wires it in.
-    pub async fn remove_recordings(&self, live: &[LiveId]) -> Result<(), MediaError> {
-        let live_ids: Vec<&str> = live.iter().map(|l| l.0.as_str()).collect();
-        let _: Empty = self
-            .post(
-                Service::Distributor,
-                "removeRecords",
-                json!({ "live_ids": live_ids }),
-            )
-            .await?;
-        Ok(())
     }
 
     /// One call: `POST {base}/{endpoint}` with `body`, answered with an `A`.
@@ -339,6 +324,22 @@ impl MediaPlane for HttpMedia {
             }
             None => Ok(None),
         }
+    }
+
+    async fn remove_recording(
+        &self,
+        stream: &LiveId,
+        _recording: &Recording,
+    ) -> Result<(), MediaError> {
+        // The distributor keeps one recording per stream id, and a host's id is new each session.
+        let _: Empty = self
+            .post(
+                Service::Distributor,
+                "removeRecords",
+                json!({ "live_ids": [stream.0] }),
+            )
+            .await?;
+        Ok(())
     }
 
     async fn start_mix(&self, spec: &MixSpec) -> Result<(), MediaError> {

@@ -92,6 +92,10 @@ pub enum StreamStatus {
 pub struct Recording {
     pub url: String,
     pub duration_secs: u64,
+    /// One frame of it, as a picture (a path on this server or a URL); `None` when the media
+    /// plane has none.
+    #[serde(default)]
+    pub thumbnail_url: Option<String>,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -120,6 +124,13 @@ pub trait MediaPlane: Send + Sync {
     async fn check_stream(&self, live: &LiveId) -> Result<StreamStatus, MediaError>;
     /// distributor: the recording of everything pushed to `live`, once it is ready.
     async fn recording(&self, live: &LiveId) -> Result<Option<Recording>, MediaError>;
+    /// distributor: delete a recording of `stream` (its video and its thumbnail). One already
+    /// gone is not an error, so a removal can be retried until it succeeds.
+    async fn remove_recording(
+        &self,
+        stream: &LiveId,
+        recording: &Recording,
+    ) -> Result<(), MediaError>;
     /// processor: start mixing `spec.host` and `spec.guest` into `spec.mixed`.
     async fn start_mix(&self, spec: &MixSpec) -> Result<(), MediaError>;
     /// processor: change the layout of a running mix.

@@ -402,9 +402,11 @@ impl RtmpMedia {
         Some((self.paths.hls.join(app).join(name).join(file), content_type))
     }
 
-    /// A finished recording file.
+    /// A finished recording file: its video (`.mp4`) or its thumbnail (`.jpg`).
     pub fn record_path(&self, stream: &str, file: &str) -> Option<PathBuf> {
-        let stem = file.strip_suffix(".mp4")?;
+        let stem = file
+            .strip_suffix(".mp4")
+            .or_else(|| file.strip_suffix(".jpg"))?;
         let valid = is_stream_name(stream)
             && !stem.is_empty()
             && stem.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
@@ -642,7 +644,37 @@ impl MediaPlane for RtmpMedia {
             // A path, never a host: the record outlives any address the server is reached by.
             url: format!("/records/files/{live}/{name}"),
             duration_secs: duration.round() as u64,
+            thumbnail_url: None,
         }))
+    }
+
+    async fn remove_recording(
+        &self,
+        stream: &LiveId,
+        recording: &Recording,
+    ) -> Result<(), MediaError> {
+        let files = std::iter::once(&recording.url).chain(&recording.thumbnail_url);
+        for url in files {
+            // Only this backend's own files, by the same checks that serve them.
+            let path = url
+                .strip_prefix(&format!("/records/files/{stream}/"))
+                .and_then(|file| self.record_path(&stream.0, file));
+            let Some(path) = path else {
+                tracing::warn!(url, "not a recording file of this server; left alone");
+                continue;
+            };
+            match tokio::fs::remove_file(&path).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(MediaError::Unavailable(format!(
+                        "cannot remove {}: {e}",
+                        path.display()
+                    )))
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn start_mix(&self, spec: &MixSpec) -> Result<(), MediaError> {

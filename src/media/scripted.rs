@@ -23,6 +23,7 @@ pub enum Call {
     StopDistribution,
     CheckStream,
     Recording,
+    RemoveRecording,
     StartMix,
     UpdateMix,
     CloseMix,
@@ -169,7 +170,17 @@ impl MediaPlane for ScriptedMedia {
         Ok(Some(Recording {
             url: format!("http://scripted/records/{live}.mp4"),
             duration_secs: 0,
+            thumbnail_url: None,
         }))
+    }
+
+    async fn remove_recording(
+        &self,
+        stream: &LiveId,
+        recording: &Recording,
+    ) -> Result<(), MediaError> {
+        self.enter(Call::RemoveRecording, format!("{stream}:{}", recording.url))
+            .await
     }
 
     async fn start_mix(&self, spec: &MixSpec) -> Result<(), MediaError> {

@@ -1322,7 +1322,14 @@ pub(super) async fn list_recording(shared: &Shared, session: LiveSession, limit:
     let stored = match found {
         Ok(Some(recording)) => shared
             .store
-            .run(move |s| s.add_record(&session, recording.duration_secs, recording.url))
+            .run(move |s| {
+                s.add_record(
+                    &session,
+                    recording.duration_secs,
+                    recording.url,
+                    recording.thumbnail_url,
+                )
+            })
             .await
             .map(|record| tracing::info!(record = %record.id, live = %live, "recording listed")),
         Ok(None) => {

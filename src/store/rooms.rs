@@ -206,6 +206,7 @@ impl Store {
         session: &LiveSession,
         duration_secs: u64,
         url: String,
+        thumbnail_url: Option<String>,
     ) -> Result<Record, StoreError> {
         let txn = self.db.begin_write()?;
         let record = Record {
@@ -217,6 +218,12 @@ impl Store {
             started_at: session.started_at,
             duration_secs,
             url,
+            stream: session.stream.clone(),
+            thumbnail_url,
+            views: 0,
+            unique_viewers: 0,
+            watch_secs_total: 0,
+            comments_count: 0,
         };
         txn.open_table(RECORDS)?
             .insert(record.id.0, encode(&record).as_slice())?;

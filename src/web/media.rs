@@ -207,7 +207,8 @@ pub async fn hls(
         .into_response())
 }
 
-/// `GET /records/files/{stream}/{file}`: a recording, with `Range` support for seeking.
+/// `GET /records/files/{stream}/{file}`: a recording, with `Range` support for seeking, or its
+/// thumbnail.
 pub async fn record_file(
     State(app): State<Arc<App>>,
     ApiPath((stream, file)): ApiPath<(String, String)>,
@@ -216,7 +217,12 @@ pub async fn record_file(
     let path = rtmp(&app)?
         .record_path(&stream, &file)
         .ok_or_else(ApiError::not_found)?;
-    serve_ranged(path, "video/mp4", &headers).await
+    let content_type = if file.ends_with(".jpg") {
+        "image/jpeg"
+    } else {
+        "video/mp4"
+    };
+    serve_ranged(path, content_type, &headers).await
 }
 
 /// Serves a file whole (200) or one byte range of it (206), streaming from disk.

@@ -18,7 +18,9 @@ use axum::routing::post;
 use axum::Router;
 use roommanager::config::{Config, HttpMediaConfig, MediaBackend};
 use roommanager::media::http::HttpMedia;
-use roommanager::media::{LiveId, MediaError, MediaPlane, MixLayout, MixSpec, StreamStatus};
+use roommanager::media::{
+    LiveId, MediaError, MediaPlane, MixLayout, MixSpec, Recording, StreamStatus,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -997,12 +999,11 @@ async fn the_client_maps_every_endpoint_and_every_failure() {
         (record.url.as_str(), record.duration_secs),
         (record_url("host-7-1").as_str(), 42)
     );
-    let gone = [host.live_id.clone(), live("host-7-0")];
-    assert_eq!(media.remove_recordings(&gone).await, Ok(()));
+    assert_eq!(media.remove_recording(&host.live_id, &record).await, Ok(()));
     assert!(media.recording(&host.live_id).await.unwrap().is_none());
     assert_eq!(
         fake.bodies("removeRecords"),
-        [json!({"live_ids": ["host-7-1", "host-7-0"]})]
+        [json!({"live_ids": ["host-7-1"]})]
     );
     assert_eq!(
         fake.bodies("newConnect"),
@@ -1049,7 +1050,14 @@ async fn the_client_maps_every_endpoint_and_every_failure() {
                     "finishPull" => media.stop_distribution(&id).await,
                     "checkStream" => media.check_stream(&id).await.map(|_| ()),
                     "seekRecord" => media.recording(&id).await.map(|_| ()),
-                    "removeRecords" => media.remove_recordings(&[id]).await,
+                    "removeRecords" => {
+                        let gone = Recording {
+                            url: record_url("host-7-1"),
+                            duration_secs: 1,
+                            thumbnail_url: None,
+                        };
+                        media.remove_recording(&id, &gone).await
+                    }
                     "newConnect" => media.start_mix(&spec).await,
                     "updateRoomInfo" => media.update_mix(&spec.mixed, spec.layout).await,
                     _ => media.close_mix(&spec.mixed).await,
