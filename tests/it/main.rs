@@ -20,6 +20,8 @@ mod media_http;
 mod media_rtmp;
 mod metrics;
 mod protocol;
+mod records;
+mod records_comments;
 mod rooms;
 mod rooms_abuse;
 mod store;
