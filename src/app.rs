@@ -26,6 +26,7 @@ use crate::media::rtmp::RtmpMedia;
 use crate::media::MediaPlane;
 use crate::metrics::Metrics;
 use crate::model::{TokenHash, UserId};
+use crate::records::watch::Watching;
 use crate::rooms::connections::Connections;
 use crate::rooms::Rooms;
 use crate::site::Site;
@@ -69,6 +70,7 @@ pub struct App {
     pub metrics: Metrics,
     pub accounts: Arc<Accounts>,
     pub rooms: Arc<Rooms>,
+    pub watching: Arc<Watching>,
     /// Every open WebSocket connection, by session and by user.
     pub sockets: Arc<Connections>,
     /// The rtmp backend, when it is the media plane (its callbacks and files need it).
@@ -168,6 +170,8 @@ impl App {
             tasks.clone(),
             shutdown.clone(),
         ));
+        let watching = Watching::new(config.records.clone(), store.clone());
+        tasks.spawn(watching.clone().run(shutdown.clone()));
         let connections = ConnectionCounts::new(config.server.max_connections_per_ip);
         Ok(Arc::new(App {
             connections,
@@ -176,6 +180,7 @@ impl App {
             metrics: Metrics::default(),
             accounts,
             rooms,
+            watching,
             sockets,
             rtmp,
             files,

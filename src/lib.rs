@@ -31,6 +31,7 @@ pub mod mail;
 pub mod media;
 pub mod metrics;
 pub mod model;
+pub mod records;
 pub mod rooms;
 pub mod server;
 pub mod site;

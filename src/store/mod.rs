@@ -14,6 +14,7 @@ mod migrations;
 mod push;
 mod rooms;
 mod tables;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub use accounts::{
 pub use migrations::CURRENT as SCHEMA_VERSION;
 pub use rooms::ChatEntry;
 use tables::*;
+pub use watch::{WatchDelta, WatchStats};
 
 /// The database file's name inside the data dir.
 pub const DB_FILE: &str = "roommanager.redb";
@@ -234,6 +236,8 @@ fn open_all_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(RECORDS)?;
     txn.open_table(PUSH_KEYS)?;
     txn.open_table(PUSH_IDS)?;
+    txn.open_table(RECORD_VIEWERS)?;
+    txn.open_table(RECORD_DAYS)?;
     Ok(())
 }
 

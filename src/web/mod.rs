@@ -17,6 +17,7 @@ mod media;
 mod ops;
 mod pages;
 mod path;
+mod watch;
 mod ws;
 
 use std::sync::Arc;
@@ -93,6 +94,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/me/push/rotate", post(media::rotate_push))
         .route("/hls/{app}/{name}/{file}", get(media::hls))
         .route("/records/files/{stream}/{file}", get(media::record_file))
+        .route("/api/v1/records/{id}/watch", post(watch::start))
+        .route(
+            "/api/v1/records/{id}/watch/{view_id}",
+            post(watch::heartbeat),
+        )
+        .route("/api/v1/records/{id}/stats", get(watch::stats))
         .route("/api/v1/rooms", get(api::rooms))
         .route("/api/v1/rooms/{room_id}", get(api::room))
         .route("/healthz", get(ops::healthz))

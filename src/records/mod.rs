@@ -1,0 +1,2 @@
+//! Records: recordings after the live, as replays.
+pub mod watch;
