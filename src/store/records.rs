@@ -167,7 +167,10 @@ pub(super) fn write_record(txn: &WriteTransaction, record: &Record) -> Result<()
     Ok(())
 }
 
-fn read_record(txn: &WriteTransaction, id: RecordId) -> Result<Option<Record>, StoreError> {
+pub(super) fn read_record(
+    txn: &WriteTransaction,
+    id: RecordId,
+) -> Result<Option<Record>, StoreError> {
     let table = txn.open_table(RECORDS)?;
     let found = table.get(id.0)?;
     found.map(|v| decode(v.value(), "record")).transpose()
@@ -208,6 +211,7 @@ impl Store {
             views: 0,
             unique_viewers: 0,
             watch_secs_total: 0,
+            watch_ms_total: 0,
             comments_count: 0,
         };
         write_record(&txn, &record)?;
@@ -332,6 +336,7 @@ impl Store {
                 comments.remove(key)?;
             }
         }
+        super::watch::remove_watching(&txn, id)?;
         let removal = RecordRemoval {
             record: id,
             stream: record.stream.clone(),

@@ -22,6 +22,7 @@ mod metrics;
 mod protocol;
 mod records;
 mod records_comments;
+mod records_watch;
 mod rooms;
 mod rooms_abuse;
 mod store;
