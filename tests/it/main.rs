@@ -22,6 +22,7 @@ mod metrics;
 mod protocol;
 mod rooms;
 mod rooms_abuse;
+mod session_end;
 mod store;
 mod uploads;
 mod web_hardening;
