@@ -11,7 +11,7 @@ use tokio::process::Command;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::process::{die_with_parent, stop, SIGTERM};
+use super::process::{die_with_parent, low_priority, stop, SIGTERM};
 use super::MixLayout;
 
 /// Copies the streams of `input` into an MP4 with its index up front (playable while
@@ -140,6 +140,7 @@ pub async fn join_cuts(
 ) -> Result<(), String> {
     let partial = output.with_extension("partial.mp4");
     let mut command = Command::new(ffmpeg);
+    low_priority(&mut command);
     command.args(["-nostdin", "-y", "-loglevel", "error"]);
     let mut filter = String::new();
     let mut inputs = String::new();

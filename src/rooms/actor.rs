@@ -877,8 +877,10 @@ impl RoomActor {
         self.members.clear();
         self.connections.clear();
         self.host_client = None;
-        self.unlist();
+        // The stop is registered before the room leaves the registry, so a start in the room
+        // opened again always finds it.
         let stopped = self.finish_live();
+        self.unlist();
         let internal = self.internal_tx.clone();
         tracing::info!(room = %self.room.id, reason, "room closing");
         self.shared.tasks.spawn(async move {
