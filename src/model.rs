@@ -164,6 +164,34 @@ pub struct LiveSession {
     /// A session a stopped server left unsettled is finished at the next start.
     #[serde(default)]
     pub settled: bool,
+    /// The stretches viewers watched a co-stream's mix instead of the host, in time order; the
+    /// recording shows the mix there.
+    #[serde(default)]
+    pub co_streams: Vec<CoStreamSpan>,
+}
+
+impl LiveSession {
+    /// Adds a co-stream, or ends the one with the same mixed stream (notes of a start and its
+    /// end may come in either order); keeps them in time order.
+    pub fn note_co_stream(&mut self, span: CoStreamSpan) {
+        match self.co_streams.iter_mut().find(|s| s.mixed == span.mixed) {
+            Some(known) => known.to = known.to.or(span.to),
+            None => {
+                self.co_streams.push(span);
+                self.co_streams.sort_by_key(|s| s.from);
+            }
+        }
+    }
+}
+
+/// A co-stream of a live session: its mixed stream's id at the media plane and when viewers
+/// were switched to it and back (unix seconds; `to` is `None` until it ends, or for one the
+/// session's end ended).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoStreamSpan {
+    pub mixed: String,
+    pub from: u64,
+    pub to: Option<u64>,
 }
 
 /// A danmaku as stored for replay.

@@ -1,4 +1,5 @@
-//! ffmpeg for the `rtmp` backend: turning recorded FLV into MP4, reading a file's duration, and
+//! ffmpeg for the `rtmp` backend: turning recorded FLV into MP4, probing and joining recordings,
+//! thumbnails, and
 //! the co-stream mixer (host + guest in, one mixed stream out), supervised while the co-stream
 //! lasts.
 
@@ -10,7 +11,7 @@ use tokio::process::Command;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::process::{die_with_parent, stop, SIGTERM};
+use super::process::{die_with_parent, low_priority, stop, SIGTERM};
 use super::MixLayout;
 
 /// Copies the streams of `input` into an MP4 with its index up front (playable while
@@ -69,23 +70,160 @@ pub async fn concat(ffmpeg: &Path, parts: &[PathBuf], output: &Path) -> Result<(
         .map_err(|e| format!("cannot move the MP4 into place: {e}"))
 }
 
-/// A media file's duration in seconds, read with ffprobe.
-pub async fn duration_secs(ffprobe: &Path, file: &Path) -> Result<f64, String> {
+/// What a recording part holds, as ffprobe reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Probe {
+    pub duration: f64,
+    /// The first video stream's frame size; `(0, 0)` without video.
+    pub width: u32,
+    pub height: u32,
+    pub audio: bool,
+}
+
+/// Reads a media file's duration, frame size and whether it has sound.
+pub async fn probe(ffprobe: &Path, file: &Path) -> Result<Probe, String> {
     let mut command = Command::new(ffprobe);
     command
         .args([
             "-v",
             "error",
             "-show_entries",
-            "format=duration",
+            "stream=codec_type,width,height:format=duration",
             "-of",
-            "csv=p=0",
+            "json",
         ])
         .arg(file);
     let out = run(command).await?;
-    out.trim()
-        .parse::<f64>()
-        .map_err(|_| format!("ffprobe gave no duration for {}: {out:?}", file.display()))
+    let bad = || {
+        format!(
+            "ffprobe gave nothing usable for {}: {out:?}",
+            file.display()
+        )
+    };
+    let answer: serde_json::Value = serde_json::from_str(&out).map_err(|_| bad())?;
+    let duration = answer["format"]["duration"]
+        .as_str()
+        .and_then(|d| d.parse::<f64>().ok())
+        .ok_or_else(bad)?;
+    let streams = answer["streams"].as_array().cloned().unwrap_or_default();
+    let video = streams.iter().find(|s| s["codec_type"] == "video");
+    let size = |key: &str| {
+        video
+            .and_then(|v| v[key].as_u64())
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0)
+    };
+    Ok(Probe {
+        duration,
+        width: size("width"),
+        height: size("height"),
+        audio: streams.iter().any(|s| s["codec_type"] == "audio"),
+    })
+}
+
+/// A stretch of a file for a joined recording: `length` seconds from second `from`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cut {
+    pub file: PathBuf,
+    pub from: f64,
+    pub length: f64,
+}
+
+/// Joins `cuts`, in order, into one MP4 of `width`x`height` (each picture scaled to fit and
+/// centred on black), re-encoded with x264; with sound when `audio` (every cut has some).
+pub async fn join_cuts(
+    ffmpeg: &Path,
+    cuts: &[Cut],
+    (width, height): (u32, u32),
+    audio: bool,
+    output: &Path,
+) -> Result<(), String> {
+    let partial = output.with_extension("partial.mp4");
+    let mut command = Command::new(ffmpeg);
+    low_priority(&mut command);
+    command.args(["-nostdin", "-y", "-loglevel", "error"]);
+    let mut filter = String::new();
+    let mut inputs = String::new();
+    for (i, cut) in cuts.iter().enumerate() {
+        // Seeking at the input decodes from the keyframe before and drops up to `from`.
+        command
+            .args(["-ss", &format!("{:.3}", cut.from)])
+            .args(["-t", &format!("{:.3}", cut.length)])
+            .arg("-i")
+            .arg(&cut.file);
+        filter.push_str(&format!(
+            "[{i}:v]setpts=PTS-STARTPTS,scale={width}:{height}:force_original_aspect_ratio=decrease,\
+             pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,setsar=1,fps=30,format=yuv420p[v{i}];"
+        ));
+        inputs.push_str(&format!("[v{i}]"));
+        if audio {
+            filter.push_str(&format!(
+                "[{i}:a]asetpts=PTS-STARTPTS,aresample=44100:async=1[a{i}];"
+            ));
+            inputs.push_str(&format!("[a{i}]"));
+        }
+    }
+    let n = cuts.len();
+    let a = u8::from(audio);
+    filter.push_str(&format!("{inputs}concat=n={n}:v=1:a={a}[v]"));
+    if audio {
+        filter.push_str("[a]");
+    }
+    command
+        .args(["-filter_complex", &filter, "-map", "[v]"])
+        .args(if audio {
+            &["-map", "[a]", "-c:a", "aac", "-b:a", "128k"][..]
+        } else {
+            &[]
+        })
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            "23",
+            "-movflags",
+            "+faststart",
+        ])
+        .arg(&partial);
+    run(command).await?;
+    tokio::fs::rename(&partial, output)
+        .await
+        .map_err(|e| format!("cannot move the MP4 into place: {e}"))
+}
+
+/// One frame of `video`, `at` seconds in, scaled to 320 pixels wide, as a JPEG at `output`
+/// (whole or absent).
+pub async fn thumbnail(ffmpeg: &Path, video: &Path, at: f64, output: &Path) -> Result<(), String> {
+    let partial = output.with_extension("partial.jpg");
+    let mut command = Command::new(ffmpeg);
+    command
+        .args([
+            "-nostdin",
+            "-y",
+            "-loglevel",
+            "error",
+            "-ss",
+            &format!("{at:.3}"),
+            "-i",
+        ])
+        .arg(video)
+        .args([
+            "-frames:v",
+            "1",
+            "-vf",
+            "scale=320:-2",
+            "-q:v",
+            "4",
+            "-update",
+            "1",
+        ])
+        .arg(&partial);
+    run(command).await?;
+    tokio::fs::rename(&partial, output)
+        .await
+        .map_err(|e| format!("cannot move the thumbnail into place: {e}"))
 }
 
 /// Runs a short ffmpeg/ffprobe job; returns its stdout, or its error output.

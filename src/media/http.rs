@@ -29,8 +29,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    LiveCode, LiveId, MediaError, MediaPlane, MixLayout, MixSpec, Recording, StreamCredentials,
-    StreamStatus,
+    LiveCode, LiveId, MediaError, MediaPlane, MixLayout, MixSpec, Recording, SessionMedia,
+    StreamCredentials, StreamStatus,
 };
 use crate::config::HttpMediaConfig;
 
@@ -309,12 +309,17 @@ impl MediaPlane for HttpMedia {
         Ok(check.status)
     }
 
-    async fn recording(&self, live: &LiveId) -> Result<Option<Recording>, MediaError> {
+    async fn recording(&self, session: &SessionMedia) -> Result<Option<Recording>, MediaError> {
+        let mixes: Vec<_> = session
+            .mixes
+            .iter()
+            .map(|m| json!({ "live_id": m.mixed.0, "from": m.from, "to": m.to }))
+            .collect();
         let seek: Seek = self
             .post(
                 Service::Distributor,
                 "seekRecord",
-                json!({ "live_id": live.0 }),
+                json!({ "live_id": session.host.0, "mixes": mixes }),
             )
             .await?;
         match seek.record {

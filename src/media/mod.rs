@@ -87,6 +87,28 @@ pub enum StreamStatus {
     Waiting,
 }
 
+/// What the media plane needs to find a live session's recording: the host's stream, the
+/// session's window in unix seconds, and the stretches viewers watched a co-stream's mix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionMedia {
+    pub host: LiveId,
+    pub started_at: u64,
+    /// Nothing that starts at or after this instant belongs to the session (a host's stream id
+    /// may be used again by the next session).
+    pub ended_at: u64,
+    /// In time order.
+    pub mixes: Vec<MixSpan>,
+}
+
+/// A stretch of a live session during which viewers watched the mixed stream `mixed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MixSpan {
+    pub mixed: LiveId,
+    /// Unix seconds.
+    pub from: u64,
+    pub to: u64,
+}
+
 /// A finished recording of a live session.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Recording {
@@ -122,8 +144,10 @@ pub trait MediaPlane: Send + Sync {
     async fn stop_distribution(&self, live: &LiveId) -> Result<(), MediaError>;
     /// distributor: whether `live` is being pushed.
     async fn check_stream(&self, live: &LiveId) -> Result<StreamStatus, MediaError>;
-    /// distributor: the recording of everything pushed to `live`, once it is ready.
-    async fn recording(&self, live: &LiveId) -> Result<Option<Recording>, MediaError>;
+    /// distributor: a live session's recording as viewers saw it (the mix while co-streaming),
+    /// once it is ready. May take long (the rtmp backend waits for nginx's files and may
+    /// re-encode): each backend bounds its own waits.
+    async fn recording(&self, session: &SessionMedia) -> Result<Option<Recording>, MediaError>;
     /// distributor: delete a recording of `stream` (its video and its thumbnail). One already
     /// gone is not an error, so a removal can be retried until it succeeds.
     async fn remove_recording(

@@ -23,7 +23,9 @@ pub struct MediaPaths {
     pub hls: PathBuf,
     /// FLV files as nginx records them, waiting to become MP4.
     pub flv: PathBuf,
-    /// Finished MP4 recordings, `records/<live id>/<unix time>.mp4`.
+    /// Finished MP4 recordings: parts `records/<live id>/<unix time>.mp4` (host and mixed
+    /// streams), and the sessions' recordings joined from them, `records/<host live id>/
+    /// session_<start>.mp4` with a `.jpg` thumbnail.
     pub records: PathBuf,
 }
 
@@ -125,12 +127,17 @@ rtmp {{
             on_publish {hooks}/on_publish{secret};
             on_publish_done {hooks}/on_publish_done{secret};
         }}
-        # The co-stream mixer publishes the mixed picture here (not recorded).
+        # The co-stream mixer publishes the mixed picture here. Recorded too: a session's
+        # recording shows the mix where viewers watched it.
         application mix {{
             live on;
             idle_streams off;
             on_publish {hooks}/on_publish{secret};
             on_publish_done {hooks}/on_publish_done{secret};
+            on_record_done {hooks}/on_record_done{secret};
+            record all;
+            record_path {flv};
+            record_unique on;
             hls on;
             hls_path {hls}/mix;
             hls_nested on;

@@ -24,6 +24,21 @@ pub fn die_with_parent(command: &mut Command) {
     }
 }
 
+/// Runs the child at a lower CPU priority (nice 10): batch work such as re-encoding a
+/// recording must not slow the live mixers and nginx.
+pub fn low_priority(command: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and only calls setpriority,
+    // which is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setpriority(libc::PRIO_PROCESS, 0, 10) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Sends `signal`, waits up to `grace` for the child to exit, then kills it.
 pub async fn stop(child: &mut Child, signal: i32, grace: Duration) {
     if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {

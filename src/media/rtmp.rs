@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,8 +26,8 @@ use tokio_util::task::TaskTracker;
 use super::ffmpeg::{self, MixJob};
 use super::nginx::{self, MediaPaths};
 use super::{
-    complete_push_url, LiveCode, LiveId, MediaError, MediaPlane, MixLayout, MixSpec, Recording,
-    StreamCredentials, StreamStatus,
+    complete_push_url, LiveCode, LiveId, MediaError, MediaPlane, MixLayout, MixSpan, MixSpec,
+    Recording, SessionMedia, StreamCredentials, StreamStatus,
 };
 use crate::config::RtmpConfig;
 use crate::model::{BanScope, PushKey, RoomId, UserId};
@@ -35,6 +36,8 @@ use crate::store::{unix_now, Store, StoreError};
 
 /// How long `recording` waits for nginx to close the files and for the MP4 to be ready.
 const RECORDING_WAIT: Duration = Duration::from_secs(90);
+/// A recording's thumbnail is taken a third of the way in, but at most this many seconds.
+const THUMBNAIL_AT_MOST: f64 = 5.0;
 /// Attempts at turning one FLV into MP4 before it is left for the next start.
 const REMUX_ATTEMPTS: u32 = 3;
 
@@ -481,50 +484,199 @@ impl RtmpMedia {
         format!("/hls/{}/{}/index.m3u8", kind.app(), live)
     }
 
-    /// The MP4 files of a stream, waiting (bounded) until nginx closed its recordings and they
-    /// were remuxed.
-    async fn finished_parts(&self, live: &LiveId) -> Vec<PathBuf> {
-        let prefix = format!("{live}-");
+    /// The MP4 parts of `live` that started within `window` (unix seconds, as nginx names
+    /// them), oldest first, waiting (bounded) until nginx closed those recordings and they were
+    /// remuxed. Parts outside the window (another session of the same stream) are not waited for.
+    async fn finished_parts(&self, live: &LiveId, window: Range<u64>) -> Vec<Part> {
+        let ours = |name: &str| {
+            flv_stream_name(name).is_some_and(|(stream, stamp)| {
+                stream == live.0 && stamp.parse().is_ok_and(|t| window.contains(&t))
+            })
+        };
         let deadline = tokio::time::Instant::now() + RECORDING_WAIT;
         loop {
             let pending_flv = std::fs::read_dir(&self.paths.flv)
                 .map(|entries| {
-                    entries.filter_map(Result::ok).any(|e| {
-                        e.file_name().to_str().is_some_and(|n| {
-                            n.starts_with(&prefix)
-                                && flv_stream_name(n).is_some_and(|(s, _)| s == live.0)
-                        })
-                    })
+                    entries
+                        .filter_map(Result::ok)
+                        .any(|e| e.file_name().to_str().is_some_and(ours))
                 })
                 .unwrap_or(false);
-            let busy = self.remuxing_list().iter().any(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(&prefix))
-            });
+            let busy = self
+                .remuxing_list()
+                .iter()
+                .any(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(ours));
             if (!pending_flv && !busy) || tokio::time::Instant::now() >= deadline {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let dir = self.paths.records.join(&live.0);
-        let mut parts: Vec<PathBuf> = std::fs::read_dir(&dir)
+        let mut parts: Vec<Part> = std::fs::read_dir(&dir)
             .map(|entries| {
                 entries
                     .filter_map(Result::ok)
                     .map(|e| e.path())
-                    .filter(|p| {
-                        p.file_stem()
-                            .and_then(|s| s.to_str())
-                            .is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit()))
-                            && p.extension().is_some_and(|x| x == "mp4")
+                    .filter(|p| p.extension().is_some_and(|x| x == "mp4"))
+                    .filter_map(|path| {
+                        let stamp = path.file_stem()?.to_str()?.parse::<u64>().ok()?;
+                        window.contains(&stamp).then_some(Part { stamp, path })
                     })
                     .collect()
             })
             .unwrap_or_default();
-        parts.sort();
+        parts.sort_by_key(|p| p.stamp);
         parts
     }
+
+    /// The host's parts and the mixes' parts joined in time order (the mix where viewers
+    /// watched it), re-encoded to one frame size, into `output`.
+    async fn join_with_mixes(
+        &self,
+        session: &SessionMedia,
+        host: &[Part],
+        mixes: &[(&MixSpan, Part)],
+        output: &Path,
+    ) -> Result<(), MediaError> {
+        let mut probed = Vec::new();
+        for part in host.iter().chain(mixes.iter().map(|(_, p)| p)) {
+            let probe = ffmpeg::probe(&self.ffprobe, &part.path)
+                .await
+                .map_err(MediaError::BadAnswer)?;
+            probed.push(probe);
+        }
+        let (host_probes, mix_probes) = probed.split_at(host.len());
+        let covered = |part: &Part, probe: &ffmpeg::Probe| Covered {
+            file: part.path.clone(),
+            origin: part.stamp as f64,
+            start: part.stamp as f64,
+            end: part.stamp as f64 + probe.duration,
+        };
+        let host_cover: Vec<Covered> = host
+            .iter()
+            .zip(host_probes)
+            .map(|(p, probe)| covered(p, probe))
+            .collect();
+        let mix_cover: Vec<Covered> = mixes
+            .iter()
+            .zip(mix_probes)
+            .map(|((span, p), probe)| {
+                let mut c = covered(p, probe);
+                c.start = c.start.max(span.from as f64);
+                c.end = c.end.min(span.to as f64);
+                c
+            })
+            .collect();
+        let cuts = timeline(&host_cover, mix_cover);
+        if cuts.is_empty() {
+            return Err(MediaError::BadAnswer(format!(
+                "nothing to join for the session of {} at {}",
+                session.host, session.started_at
+            )));
+        }
+        let even = |n: u32| (n + 1) & !1;
+        let width = probed.iter().map(|p| p.width).max().unwrap_or(0);
+        let height = probed.iter().map(|p| p.height).max().unwrap_or(0);
+        let audio = probed.iter().all(|p| p.audio);
+        ffmpeg::join_cuts(
+            &self.config.ffmpeg_binary,
+            &cuts,
+            (even(width.max(2)), even(height.max(2))),
+            audio,
+            output,
+        )
+        .await
+        .map_err(MediaError::Unavailable)
+    }
+
+    /// A finished recording file as listed: its length, and a thumbnail next to it (a failed
+    /// thumbnail is logged, and the recording listed without one).
+    async fn listed(&self, host: &LiveId, file: &Path) -> Result<Recording, MediaError> {
+        let probe = ffmpeg::probe(&self.ffprobe, file)
+            .await
+            .map_err(MediaError::BadAnswer)?;
+        let name = |path: &Path| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let jpg = file.with_extension("jpg");
+        let at = (probe.duration / 3.0).min(THUMBNAIL_AT_MOST);
+        let thumbnail_url = match ffmpeg::thumbnail(&self.config.ffmpeg_binary, file, at, &jpg)
+            .await
+        {
+            Ok(()) => Some(format!("/records/files/{host}/{}", name(&jpg))),
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %e, "no thumbnail for a recording");
+                None
+            }
+        };
+        Ok(Recording {
+            // A path, never a host: the record outlives any address the server is reached by.
+            url: format!("/records/files/{host}/{}", name(file)),
+            duration_secs: probe.duration.round() as u64,
+            thumbnail_url,
+        })
+    }
+}
+
+/// One MP4 part of a stream's recording: when nginx started it (unix seconds) and the file.
+#[derive(Debug)]
+struct Part {
+    stamp: u64,
+    path: PathBuf,
+}
+
+/// A stretch of wall time (unix seconds) a file shows; the file's second 0 is at `origin`.
+#[derive(Debug, Clone, PartialEq)]
+struct Covered {
+    file: PathBuf,
+    origin: f64,
+    start: f64,
+    end: f64,
+}
+
+/// What the recording of a session shows, in order: the host's parts, except where a mix
+/// covers the same time (viewers watched the mix then). Mixes are taken in time order and
+/// never overlap each other (a later one starts where the earlier ends); slivers under 50 ms
+/// are dropped.
+fn timeline(host: &[Covered], mut mixes: Vec<Covered>) -> Vec<ffmpeg::Cut> {
+    const SLIVER: f64 = 0.05;
+    mixes.sort_by(|a, b| a.start.total_cmp(&b.start));
+    let mut last_end = f64::MIN;
+    for mix in &mut mixes {
+        mix.start = mix.start.max(last_end);
+        last_end = last_end.max(mix.end);
+    }
+    mixes.retain(|m| m.end - m.start >= SLIVER);
+    let mut pieces: Vec<(f64, ffmpeg::Cut)> = Vec::new();
+    let mut cut = |source: &Covered, start: f64, end: f64| {
+        if end - start >= SLIVER {
+            let cut = ffmpeg::Cut {
+                file: source.file.clone(),
+                from: start - source.origin,
+                length: end - start,
+            };
+            pieces.push((start, cut));
+        }
+    };
+    for part in host {
+        let mut at = part.start;
+        for mix in mixes
+            .iter()
+            .filter(|m| m.end > part.start && m.start < part.end)
+        {
+            cut(part, at, mix.start.max(at));
+            at = at.max(mix.end);
+        }
+        cut(part, at, part.end);
+    }
+    for mix in &mixes {
+        cut(mix, mix.start, mix.end);
+    }
+    pieces.sort_by(|a, b| a.0.total_cmp(&b.0));
+    pieces.into_iter().map(|(_, cut)| cut).collect()
 }
 
 #[async_trait]
@@ -606,46 +758,58 @@ impl MediaPlane for RtmpMedia {
         })
     }
 
-    async fn recording(&self, live: &LiveId) -> Result<Option<Recording>, MediaError> {
-        // A host's stream id stays the same from session to session: each recording claims
-        // the parts it uses (renamed `session_*`), so the next session starts from none.
-        let parts = self.finished_parts(live).await;
-        let dir = self.paths.records.join(&live.0);
-        let file = match parts.as_slice() {
-            [] => return Ok(None),
-            [one] => {
-                let stem = one.file_stem().and_then(|s| s.to_str()).unwrap_or("0");
-                let claimed = dir.join(format!("session_{stem}.mp4"));
-                tokio::fs::rename(one, &claimed).await.map_err(|e| {
-                    MediaError::Unavailable(format!("cannot claim the recording: {e}"))
-                })?;
-                claimed
+    async fn recording(&self, session: &SessionMedia) -> Result<Option<Recording>, MediaError> {
+        // A host's stream id stays the same from session to session: a session's parts are
+        // those nginx started within its window, and its recording claims them (they become
+        // `session_<start>.mp4`, and are gone as parts), so no other session takes them.
+        let window = session.started_at..session.ended_at;
+        if window.is_empty() {
+            return Ok(None);
+        }
+        let host = &session.host;
+        let parts = self.finished_parts(host, window).await;
+        let mut mix_parts = Vec::new();
+        for span in &session.mixes {
+            // A mixed stream is one co-stream's only: all of its parts are this session's.
+            for part in self.finished_parts(&span.mixed, 0..u64::MAX).await {
+                mix_parts.push((span, part));
             }
-            many => {
-                let joined = dir.join(format!("session_{}.mp4", unix_now()));
-                ffmpeg::concat(&self.config.ffmpeg_binary, many, &joined)
+        }
+        let dir = self.paths.records.join(&host.0);
+        let file = dir.join(format!("session_{}.mp4", session.started_at));
+        if parts.is_empty() && mix_parts.is_empty() {
+            // An earlier try may have claimed the parts and stopped before they were listed.
+            return match tokio::fs::try_exists(&file).await {
+                Ok(true) => self.listed(host, &file).await.map(Some),
+                _ => Ok(None),
+            };
+        }
+        tokio::fs::create_dir_all(&dir).await.map_err(|e| {
+            MediaError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+        })?;
+        match (parts.as_slice(), mix_parts.is_empty()) {
+            ([one], true) => tokio::fs::rename(&one.path, &file)
+                .await
+                .map_err(|e| MediaError::Unavailable(format!("cannot claim the recording: {e}")))?,
+            (many, true) => {
+                let paths: Vec<PathBuf> = many.iter().map(|p| p.path.clone()).collect();
+                ffmpeg::concat(&self.config.ffmpeg_binary, &paths, &file)
                     .await
                     .map_err(MediaError::Unavailable)?;
-                for part in many {
-                    let _ = tokio::fs::remove_file(part).await;
-                }
-                joined
             }
-        };
-        let duration = ffmpeg::duration_secs(&self.ffprobe, &file)
-            .await
-            .map_err(MediaError::BadAnswer)?;
-        let name = file
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_owned();
-        Ok(Some(Recording {
-            // A path, never a host: the record outlives any address the server is reached by.
-            url: format!("/records/files/{live}/{name}"),
-            duration_secs: duration.round() as u64,
-            thumbnail_url: None,
-        }))
+            (host_parts, false) => {
+                self.join_with_mixes(session, host_parts, &mix_parts, &file)
+                    .await?;
+            }
+        }
+        for part in parts.iter().chain(mix_parts.iter().map(|(_, p)| p)) {
+            let _ = tokio::fs::remove_file(&part.path).await;
+        }
+        for span in &session.mixes {
+            // Empty by now; one that is not (a part still being written) is left alone.
+            let _ = tokio::fs::remove_dir(self.paths.records.join(&span.mixed.0)).await;
+        }
+        self.listed(host, &file).await.map(Some)
     }
 
     async fn remove_recording(
@@ -833,6 +997,40 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_co_streamed_session_shows_the_host_then_the_mix_then_the_host() {
+        let covered = |file: &str, start: f64, end: f64| Covered {
+            file: file.into(),
+            origin: start,
+            start,
+            end,
+        };
+        let cut = |file: &str, from: f64, length: f64| ffmpeg::Cut {
+            file: file.into(),
+            from,
+            length,
+        };
+        // The host pushes 100..160 in one part; the mixer ran 110..130 and, restarted (its
+        // second part named a second early), 129..140.
+        let host = [covered("h", 100.0, 160.0)];
+        let mixes = vec![covered("m2", 129.0, 140.0), covered("m1", 110.0, 130.0)];
+        assert_eq!(
+            timeline(&host, mixes),
+            [
+                cut("h", 0.0, 10.0),
+                cut("m1", 0.0, 20.0),
+                cut("m2", 1.0, 10.0),
+                cut("h", 40.0, 20.0),
+            ]
+        );
+        // Without a mix, the host's parts as they are.
+        let host = [covered("a", 10.0, 20.0), covered("b", 30.0, 35.0)];
+        assert_eq!(
+            timeline(&host, Vec::new()),
+            [cut("a", 0.0, 10.0), cut("b", 0.0, 5.0)]
+        );
+    }
 
     #[test]
     fn recorded_file_names_are_parsed_strictly() {

@@ -12,8 +12,8 @@ use tokio::sync::Semaphore;
 use async_trait::async_trait;
 
 use super::{
-    LiveCode, LiveId, MediaError, MediaPlane, MixLayout, MixSpec, Recording, StreamCredentials,
-    StreamStatus,
+    LiveCode, LiveId, MediaError, MediaPlane, MixLayout, MixSpec, Recording, SessionMedia,
+    StreamCredentials, StreamStatus,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -165,10 +165,11 @@ impl MediaPlane for ScriptedMedia {
         Ok(StreamStatus::OnAir)
     }
 
-    async fn recording(&self, live: &LiveId) -> Result<Option<Recording>, MediaError> {
+    async fn recording(&self, session: &SessionMedia) -> Result<Option<Recording>, MediaError> {
+        let live = &session.host;
         self.enter(Call::Recording, live.0.clone()).await?;
         Ok(Some(Recording {
-            url: format!("http://scripted/records/{live}.mp4"),
+            url: format!("http://scripted/records/{live}-{}.mp4", session.started_at),
             duration_secs: 0,
             thumbnail_url: None,
         }))

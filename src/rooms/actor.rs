@@ -12,15 +12,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use super::protocol::{
     ClientMessage, DanmakuView, Frame, Person, RoomPhase, ServerMessage, TopGiver,
 };
 use super::{ClientId, ClientLink, Command, Envelope, Member, RoomSummary, Shared};
 use crate::files::ImageKind;
-use crate::media::{complete_push_url, LiveId, MediaError, MixLayout, MixSpec, StreamCredentials};
+use crate::media::{
+    complete_push_url, LiveId, MediaError, MixLayout, MixSpan, MixSpec, SessionMedia,
+    StreamCredentials,
+};
 use crate::model::{
-    Ban, BanScope, GiftEntry, LiveSession, Room, StoredDanmaku, User, UserId, UserKind,
+    Ban, BanScope, CoStreamSpan, GiftEntry, LiveSession, Room, StoredDanmaku, User, UserId,
+    UserKind,
 };
 use crate::store::{unix_now, ChatEntry};
 use crate::text::LineProblem;
@@ -230,7 +235,7 @@ impl RoomActor {
             Command::Shutdown(reply) => {
                 self.shutdown_reply = Some(reply);
                 if self.phase != RoomPhase::Closing {
-                    self.close("the server is shutting down", true);
+                    self.close("the server is shutting down");
                 }
             }
         }
@@ -279,7 +284,7 @@ impl RoomActor {
                 .is_some_and(|since| since.elapsed() >= grace)
         {
             self.host_gone_since = None;
-            self.close("the host left", false);
+            self.close("the host left");
         }
     }
 
@@ -456,7 +461,7 @@ impl RoomActor {
             ClientMessage::Like { count } => self.like(&member, count),
             ClientMessage::StartLive { title } if is_host => self.start_live(client, title),
             ClientMessage::StopLive if is_host => self.stop_live(client),
-            ClientMessage::CloseRoom if is_host => self.close("the host closed the room", false),
+            ClientMessage::CloseRoom if is_host => self.close("the host closed the room"),
             ClientMessage::UpdateRoom { layout, .. } if is_host => self.update_layout(layout),
             ClientMessage::AnswerConnect { user_id, accept } if is_host => {
                 self.answer_connect(client, UserId(user_id), accept)
@@ -688,7 +693,7 @@ impl RoomActor {
             BanScope::Stream if user.0 == self.host.user_id => {
                 self.send_to_user(user, &notice);
                 if matches!(self.phase, RoomPhase::Live | RoomPhase::CoStreaming) {
-                    self.close("the host is banned from streaming", false);
+                    self.close("the host is banned from streaming");
                 }
             }
             BanScope::Stream => {}
@@ -734,9 +739,15 @@ impl RoomActor {
         let shared = self.shared.clone();
         let room = self.room.id;
         let host = UserId(self.host.user_id);
-        self.spawn(
-            async move { Internal::Started(start_sequence(&shared, room.0, host, title).await) },
-        );
+        let previous = self.shared.previous_stop(room);
+        self.spawn(async move {
+            // A host's stream id may be the same as last session's (the rtmp backend's standing
+            // key): the last session's stop must not deactivate this one's stream.
+            if let Some(previous) = previous {
+                previous.cancelled().await;
+            }
+            Internal::Started(start_sequence(&shared, room.0, host, title).await)
+        });
     }
 
     fn started(&mut self, result: Result<Started, MediaError>) {
@@ -802,16 +813,24 @@ impl RoomActor {
         self.publish();
     }
 
-    /// Ends the co-stream and the live session at the media plane and in the store, and asks
-    /// for the recording after the configured delay. The returned task's end means all is done.
-    fn finish_live(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+    /// Ends the live session in two parts, in the background. The stop part closes the mix,
+    /// stops the distributions and stores the end (the instant the host stopped); the next start
+    /// in this room waits for it (`Shared::previous_stop`). The recording part then waits the
+    /// configured delay and asks for the recording, however long the media plane takes; nothing
+    /// waits for it but a shutdown (bounded). Returns the token the stop part's end cancels.
+    fn finish_live(&mut self) -> Option<CancellationToken> {
         let co_stream = self.co_stream.take();
         self.connect_queue.clear();
         self.connecting = None;
-        let live = self.live.take()?;
+        let mut live = self.live.take()?;
+        let ended_at = unix_now();
+        live.session.ended_at = Some(ended_at);
+        let stopped = self.shared.stopping(self.room.id, live.session.id);
         let shared = self.shared.clone();
+        let done = stopped.clone();
         let delay = Duration::from_secs(shared.config.record_delay_secs);
-        Some(shared.tasks.clone().spawn(async move {
+        self.shared.finishing.spawn(async move {
+            let stop_done = done.drop_guard();
             if let Some(co) = co_stream {
                 let _ = call(&shared, shared.media.close_mix(&co.mixed)).await;
                 let _ = call(&shared, shared.media.stop_distribution(&co.mixed)).await;
@@ -823,20 +842,31 @@ impl RoomActor {
             let id = live.session.id;
             if let Err(e) = shared
                 .store
-                .run(move |s| s.end_live_session(id, unix_now()))
+                .run(move |s| s.end_live_session(id, ended_at))
                 .await
             {
                 tracing::error!(error = %e, "cannot record the end of a live session");
             }
-            tokio::time::sleep(delay).await;
-            let limit = Duration::from_secs(shared.config.media_timeout_secs);
-            list_recording(&shared, live.session, limit).await;
-        }))
+            shared.stopped(live.session.room, id);
+            drop(stop_done);
+            let recording = async {
+                tokio::time::sleep(delay).await;
+                list_recording(&shared, live.session, ended_at).await;
+            };
+            tokio::select! {
+                () = recording => {}
+                () = shared.abandon_recordings.cancelled() => {
+                    tracing::warn!(session = %id, "shutdown came first; the recording is fetched at the next start");
+                }
+            }
+        });
+        Some(stopped)
     }
 
-    /// Closes the room: everyone is told, the live session ends, the recording is asked for;
-    /// the task ends when that is done.
-    fn close(&mut self, reason: &str, shutting_down: bool) {
+    /// Closes the room: everyone is told, the room leaves the registry at once (so the host can
+    /// open it again and go live), and the task ends when the live session's stop part is done.
+    /// The recording goes on in the background.
+    fn close(&mut self, reason: &str) {
         if self.phase == RoomPhase::Closing {
             return;
         }
@@ -848,18 +878,15 @@ impl RoomActor {
         self.members.clear();
         self.connections.clear();
         self.host_client = None;
-        self.publish();
-        let finished = self.finish_live();
+        // The stop is registered before the room leaves the registry, so a start in the room
+        // opened again always finds it.
+        let stopped = self.finish_live();
+        self.unlist();
         let internal = self.internal_tx.clone();
         tracing::info!(room = %self.room.id, reason, "room closing");
         self.shared.tasks.spawn(async move {
-            if let Some(task) = finished {
-                if shutting_down {
-                    // Shutdown is bounded: the recording request gets a few seconds at most.
-                    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-                } else {
-                    let _ = task.await;
-                }
+            if let Some(stopped) = stopped {
+                stopped.cancelled().await;
             }
             let _ = internal.send(Internal::Closed);
         });
@@ -1022,6 +1049,7 @@ impl RoomActor {
                 self.broadcast(&ServerMessage::WatchUrl {
                     watch_url: co.watch_url.clone(),
                 });
+                self.note_co_stream(&co.mixed, None);
                 self.co_stream = Some(co);
                 self.publish();
             }
@@ -1090,8 +1118,34 @@ impl RoomActor {
             });
             self.broadcast(&ServerMessage::WatchUrl { watch_url });
         }
+        self.note_co_stream(&co.mixed, Some(unix_now()));
         self.undo_mix(co);
         self.publish();
+    }
+
+    /// Notes in the live session, here and in the store (so a crash keeps it too), that
+    /// viewers watch the mix `mixed` from now on (`to` is `None`), or stopped at `to`.
+    fn note_co_stream(&mut self, mixed: &LiveId, to: Option<u64>) {
+        let Some(live) = &mut self.live else { return };
+        let from = live
+            .session
+            .co_streams
+            .iter()
+            .find(|s| s.mixed == mixed.0)
+            .map_or_else(unix_now, |s| s.from);
+        let span = CoStreamSpan {
+            mixed: mixed.0.clone(),
+            from,
+            to,
+        };
+        live.session.note_co_stream(span.clone());
+        let id = live.session.id;
+        let store = self.shared.store.clone();
+        self.shared.tasks.spawn(async move {
+            if let Err(e) = store.run(move |s| s.note_co_stream(id, span)).await {
+                tracing::error!(session = %id, error = %e, "cannot note a co-stream");
+            }
+        });
     }
 
     fn undo_mix(&mut self, co: CoStream) {
@@ -1217,8 +1271,11 @@ impl RoomActor {
         }
     }
 
-    /// Updates this room's entry in the directory.
+    /// Updates this room's entry in the directory (a closing room has none: it left it).
     fn publish(&self) {
+        if self.phase == RoomPhase::Closing {
+            return;
+        }
         let summary = RoomSummary {
             room_id: self.room.id.0,
             name: self.room.name.clone(),
@@ -1237,12 +1294,9 @@ impl RoomActor {
             .insert(self.room.id, summary);
     }
 
-    fn end(mut self) {
-        self.shared
-            .directory
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.room.id);
+    /// Takes the room out of the registry and the directory, unless a newer task of the same
+    /// room took its place already.
+    fn unlist(&self) {
         let mut registry = self
             .shared
             .registry
@@ -1253,8 +1307,16 @@ impl RoomActor {
             .is_some_and(|(g, _)| *g == self.generation)
         {
             registry.remove(&self.room.id);
+            self.shared
+                .directory
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&self.room.id);
         }
-        drop(registry);
+    }
+
+    fn end(mut self) {
+        self.unlist();
         if let Some(reply) = self.shutdown_reply.take() {
             let _ = reply.send(());
         }
@@ -1311,14 +1373,33 @@ where
     Err(MediaError::Timeout)
 }
 
-/// Asks the media plane for a live session's recording, waiting at most `limit`, and lists it
-/// for replay; a session the media plane has no recording of is settled as such. A failure
-/// leaves the session unsettled, to be tried again at the next start.
-pub(super) async fn list_recording(shared: &Shared, session: LiveSession, limit: Duration) {
-    let live = LiveId(session.stream.clone());
-    let found = tokio::time::timeout(limit, shared.media.recording(&live))
-        .await
-        .unwrap_or(Err(MediaError::Timeout));
+/// What the media plane needs to find `session`'s recording; `until` ends its window (and a
+/// co-stream still open in the record).
+fn session_media(session: &LiveSession, until: u64) -> SessionMedia {
+    SessionMedia {
+        host: LiveId(session.stream.clone()),
+        started_at: session.started_at,
+        ended_at: until,
+        mixes: session
+            .co_streams
+            .iter()
+            .map(|span| MixSpan {
+                mixed: LiveId(span.mixed.clone()),
+                from: span.from,
+                to: span.to.unwrap_or(until).min(until),
+            })
+            .collect(),
+    }
+}
+
+/// Asks the media plane for a live session's recording (the parts of the host's stream that
+/// start before `until`, and its co-streams' mixes) and lists it for replay; a session the
+/// media plane has no recording of is settled as such. A failure leaves the session unsettled,
+/// to be tried again at the next start.
+pub(super) async fn list_recording(shared: &Shared, session: LiveSession, until: u64) {
+    let media = session_media(&session, until);
+    let live = media.host.clone();
+    let found = shared.media.recording(&media).await;
     let id = session.id;
     let stored = match found {
         Ok(Some(recording)) => shared
@@ -1355,6 +1436,8 @@ async fn start_sequence(
     host: UserId,
     title: String,
 ) -> Result<Started, MediaError> {
+    // Taken before the stream is activated, so every part of the recording starts after it.
+    let started_at = unix_now();
     let host_stream = with_retries(shared, "new_stream", || {
         shared.media.new_stream(room, "host")
     })
@@ -1368,7 +1451,7 @@ async fn start_sequence(
     let stored = shared
         .store
         .run(move |s| {
-            s.start_live_session(crate::model::RoomId(room), host, title, stream, unix_now())
+            s.start_live_session(crate::model::RoomId(room), host, title, stream, started_at)
         })
         .await;
     match stored {

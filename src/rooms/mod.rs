@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{GiftConfig, RoomsConfig};
 use crate::media::MediaPlane;
-use crate::model::{Ban, BanScope, LiveSession, Room, RoomId, UserId, UserKind};
+use crate::model::{Ban, BanScope, LiveSession, LiveSessionId, Room, RoomId, UserId, UserKind};
 use crate::store::{unix_now, ChatEntry, Store, StoreError};
 use protocol::{ClientMessage, Frame, RoomPhase};
 
@@ -32,11 +32,11 @@ const COMMAND_QUEUE: usize = 1024;
 /// Tries at handing a command to a room: one that ended meanwhile is followed by one opened
 /// again, which takes it unless a concurrent opener's room ended too.
 const DELIVERY_ATTEMPTS: usize = 4;
-/// How long a leftover session's recording may take: the rtmp backend first turns the FLV
-/// files a stopped server left into MP4 (it waits up to 90 s for that).
-const LEFTOVER_WAIT: Duration = Duration::from_secs(120);
 /// How long shutdown waits for the rooms to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+/// How long shutdown waits, after that, for the recordings still being fetched; the rest are
+/// fetched at the next start.
+const RECORDINGS_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RoomsError {
@@ -228,6 +228,41 @@ struct Shared {
     bans_given: AtomicU64,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    /// The ends of live sessions: each stop part, then its recording.
+    finishing: TaskTracker,
+    /// Cancelled when shutdown stops waiting for recordings.
+    abandon_recordings: CancellationToken,
+    /// Per room, the live session whose stop part is running and the token its end cancels.
+    /// A std mutex: held only for a map update, never across an `.await`.
+    stops: Mutex<HashMap<RoomId, (LiveSessionId, CancellationToken)>>,
+}
+
+impl Shared {
+    /// Registers the stop part of `session` in `room`; returns the token its end cancels.
+    fn stopping(&self, room: RoomId, session: LiveSessionId) -> CancellationToken {
+        let done = CancellationToken::new();
+        self.stops_map().insert(room, (session, done.clone()));
+        done
+    }
+
+    /// The stop part of `session` is done.
+    fn stopped(&self, room: RoomId, session: LiveSessionId) {
+        let mut stops = self.stops_map();
+        if stops.get(&room).is_some_and(|(s, _)| *s == session) {
+            stops.remove(&room);
+        }
+    }
+
+    /// The stop part still running in `room`, if any: a new start waits for it.
+    fn previous_stop(&self, room: RoomId) -> Option<CancellationToken> {
+        self.stops_map().get(&room).map(|(_, done)| done.clone())
+    }
+
+    fn stops_map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<RoomId, (LiveSessionId, CancellationToken)>> {
+        self.stops.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 pub struct Rooms {
@@ -261,6 +296,9 @@ impl Rooms {
             bans_given: AtomicU64::new(0),
             tasks,
             shutdown: CancellationToken::new(),
+            finishing: TaskTracker::new(),
+            abandon_recordings: CancellationToken::new(),
+            stops: Mutex::new(HashMap::new()),
         });
         shared
             .tasks
@@ -450,7 +488,13 @@ impl Rooms {
         self.registry().len()
     }
 
-    /// Closes every room (live sessions end, recordings are asked for), within a bound.
+    /// Live sessions whose end is still being worked on (stopping, or fetching the recording).
+    pub fn sessions_finishing(&self) -> usize {
+        self.shared.finishing.len()
+    }
+
+    /// Closes every room (live sessions end, recordings are asked for), within a bound; the
+    /// recordings not fetched by then are left for the next start.
     pub async fn shutdown(&self) {
         self.shared.shutdown.cancel();
         let handles: Vec<RoomHandle> = self.registry().values().map(|(_, h)| h.clone()).collect();
@@ -469,6 +513,15 @@ impl Rooms {
         if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
             tracing::warn!("some rooms did not finish closing in time");
         }
+        self.shared.finishing.close();
+        let recordings = self.shared.finishing.wait();
+        if tokio::time::timeout(RECORDINGS_GRACE, recordings)
+            .await
+            .is_err()
+        {
+            tracing::warn!("some recordings were not fetched in time");
+        }
+        self.shared.abandon_recordings.cancel();
     }
 }
 
@@ -481,9 +534,18 @@ async fn finish_leftovers(
     sessions: Vec<LiveSession>,
     shutdown: CancellationToken,
 ) {
+    // The window of a session that never stored its end reaches to the next session of its
+    // stream, at the latest to this start (what comes after belongs to sessions of this run).
+    let boot = unix_now();
     let work = async {
-        for session in sessions {
+        for (n, session) in sessions.iter().enumerate() {
             let id = session.id;
+            let until = session.ended_at.unwrap_or_else(|| {
+                sessions[n + 1..]
+                    .iter()
+                    .find(|later| later.stream == session.stream)
+                    .map_or(boot, |later| later.started_at)
+            });
             tracing::info!(session = %id, "finishing a live session an earlier run left unfinished");
             let ended = match shared
                 .store
@@ -496,7 +558,7 @@ async fn finish_leftovers(
                     return tracing::error!(error = %e, "cannot end an unfinished live session")
                 }
             };
-            actor::list_recording(&shared, ended, LEFTOVER_WAIT).await;
+            actor::list_recording(&shared, ended, until).await;
         }
     };
     tokio::select! {

@@ -8,7 +8,8 @@ use super::codec::{decode, encode};
 use super::tables::*;
 use super::{Store, StoreError};
 use crate::model::{
-    Ban, GiftEntry, LiveSession, LiveSessionId, Record, Room, RoomId, StoredDanmaku, UserId,
+    Ban, CoStreamSpan, GiftEntry, LiveSession, LiveSessionId, Record, Room, RoomId, StoredDanmaku,
+    UserId,
 };
 
 /// One line for the chat ledgers, written in batches.
@@ -42,6 +43,7 @@ impl Store {
             stream,
             room_name,
             settled: false,
+            co_streams: Vec::new(),
         };
         txn.open_table(LIVES)?
             .insert(session.id.0, encode(&session).as_slice())?;
@@ -59,6 +61,25 @@ impl Store {
                 .transpose()?;
             if let Some(mut session) = session {
                 session.ended_at.get_or_insert(now);
+                lives.insert(id.0, encode(&session).as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Notes a co-stream of a live session: a new one, or the end of one noted before (a span
+    /// is known by its mixed stream; notes may arrive in either order).
+    pub fn note_co_stream(&self, id: LiveSessionId, span: CoStreamSpan) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut lives = txn.open_table(LIVES)?;
+            let session = lives
+                .get(id.0)?
+                .map(|v| decode::<LiveSession>(v.value(), "live session"))
+                .transpose()?;
+            if let Some(mut session) = session {
+                session.note_co_stream(span);
                 lives.insert(id.0, encode(&session).as_slice())?;
             }
         }

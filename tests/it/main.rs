@@ -25,6 +25,7 @@ mod records_comments;
 mod records_watch;
 mod rooms;
 mod rooms_abuse;
+mod session_end;
 mod store;
 mod uploads;
 mod web_hardening;

@@ -19,7 +19,8 @@ use axum::Router;
 use roommanager::config::{Config, HttpMediaConfig, MediaBackend};
 use roommanager::media::http::HttpMedia;
 use roommanager::media::{
-    LiveId, MediaError, MediaPlane, MixLayout, MixSpec, Recording, StreamStatus,
+    LiveId, MediaError, MediaPlane, MixLayout, MixSpan, MixSpec, Recording, SessionMedia,
+    StreamStatus,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -192,6 +193,21 @@ struct ForLive {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct SeekRecord {
+    live_id: String,
+    mixes: Vec<SeekMix>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeekMix {
+    live_id: String,
+    from: u64,
+    to: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RemoveRecords {
     live_ids: Vec<String>,
 }
@@ -345,11 +361,21 @@ impl FakeState {
                 json!({"status": if on_air { "on_air" } else { "waiting" }})
             }
             "seekRecord" => {
-                let request: ForLive = decode(body)?;
+                let request: SeekRecord = decode(body)?;
+                let spans_valid = request.mixes.iter().all(|m| m.from <= m.to)
+                    && request.mixes.iter().all(|m| !m.live_id.is_empty());
+                if !spans_valid {
+                    let problem = "a mix span without an id, or ending before it starts";
+                    return Err((StatusCode::BAD_REQUEST, "bad_request", problem.to_owned()));
+                }
                 if self.removed.lock().unwrap().contains(&request.live_id) {
                     json!({"record": null})
                 } else {
-                    json!({"record": {"url": record_url(&request.live_id), "duration_secs": 42}})
+                    json!({"record": {
+                        "url": record_url(&request.live_id),
+                        "duration_secs": 42,
+                        "thumbnail_url": thumbnail_url(&request.live_id),
+                    }})
                 }
             }
             "removeRecords" => {
@@ -386,6 +412,23 @@ fn watch_url(live_id: &str) -> String {
 
 fn record_url(live_id: &str) -> String {
     format!("http://fake.lan/records/{live_id}.mp4")
+}
+
+/// A request body with the times of its mix spans left out (the fake checked them), to compare
+/// with what a test expects.
+fn without_times(mut body: Value) -> Value {
+    let mixes = body.get_mut("mixes").and_then(Value::as_array_mut);
+    for mix in mixes.into_iter().flatten() {
+        if let Some(span) = mix.as_object_mut() {
+            span.remove("from");
+            span.remove("to");
+        }
+    }
+    body
+}
+
+fn thumbnail_url(live_id: &str) -> String {
+    format!("http://fake.lan/records/{live_id}.jpg")
 }
 
 fn push_url_of(live_id: &str) -> String {
@@ -444,8 +487,14 @@ impl Site {
     }
 
     /// Waits until no room task is left (a closed room's media calls are all done).
-    pub(crate) async fn wait_rooms_closed(&self) {
-        wait_for(|| async { (self.server.app().rooms.open_rooms() == 0).then_some(()) }).await;
+    /// Waits until every room closed and every ended session's recording was asked for (and
+    /// listed, when there was one): that part goes on in the background after a room closes.
+    pub(crate) async fn wait_sessions_finished(&self) {
+        let rooms = &self.server.app().rooms;
+        wait_for(|| async {
+            (rooms.open_rooms() == 0 && rooms.sessions_finishing() == 0).then_some(())
+        })
+        .await;
     }
 
     pub(crate) fn records(&self) -> Vec<roommanager::model::Record> {
@@ -601,7 +650,7 @@ async fn a_live_session_with_a_co_stream_runs_over_the_three_services() {
     host.send(json!({"type": "close_room"})).await;
     viewer.expect("room_closed").await;
     fan.expect("room_closed").await;
-    site.wait_rooms_closed().await;
+    site.wait_sessions_finished().await;
     assert_eq!(
         site.fake.steps_since(before),
         ["closeRoom", "finishPull", "finishPull", "seekRecord"]
@@ -613,18 +662,21 @@ async fn a_live_session_with_a_co_stream_runs_over_the_three_services() {
         .skip(before)
         .map(|r| r.body)
         .collect();
+    let mixes = json!([{"live_id": mixed}, {"live_id": mixed2}]);
     assert_eq!(
-        closing,
+        closing.into_iter().map(without_times).collect::<Vec<_>>(),
         [
             json!({"mixed": mixed2}),
             json!({"live_id": mixed2}),
             json!({"live_id": host_live}),
-            json!({"live_id": host_live}),
-        ]
+            json!({"live_id": host_live, "mixes": mixes}),
+        ],
+        "the recording is asked for with both co-streams, in order"
     );
     let records = site.records();
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].url, record_url(&host_live));
+    assert_eq!(records[0].thumbnail_url, Some(thumbnail_url(&host_live)));
     assert_eq!(records[0].duration_secs, 42);
     assert_eq!(records[0].title, "hhost1's room · over http");
     assert!(site.live_rooms().await.is_empty());
@@ -928,13 +980,13 @@ async fn closing_survives_failures_at_each_step_and_lists_the_recording_when_it_
         site.fake.fail(step, [fault]);
         host.send(json!({"type": "close_room"})).await;
         fan.expect("room_closed").await;
-        site.wait_rooms_closed().await;
+        site.wait_sessions_finished().await;
         let closing: Vec<(String, Value)> = site
             .fake
             .received()
             .into_iter()
             .skip(before)
-            .map(|r| (r.step, r.body))
+            .map(|r| (r.step, without_times(r.body)))
             .collect();
         let mut expected = Vec::new();
         if let Some(mixed) = &mixed {
@@ -942,7 +994,11 @@ async fn closing_survives_failures_at_each_step_and_lists_the_recording_when_it_
             expected.push(("finishPull".to_owned(), json!({ "live_id": mixed })));
         }
         expected.push(("finishPull".to_owned(), json!({ "live_id": host_live })));
-        expected.push(("seekRecord".to_owned(), json!({ "live_id": host_live })));
+        let mixes: Vec<Value> = mixed.iter().map(|m| json!({ "live_id": m })).collect();
+        expected.push((
+            "seekRecord".to_owned(),
+            json!({ "live_id": host_live, "mixes": mixes }),
+        ));
         assert_eq!(
             closing, expected,
             "{step} {fault:?}: every step is still taken"
@@ -993,14 +1049,31 @@ async fn the_client_maps_every_endpoint_and_every_failure() {
     );
     assert_eq!(media.close_mix(&spec.mixed).await, Ok(()));
     assert_eq!(media.stop_distribution(&host.live_id).await, Ok(()));
-    let record = media.recording(&host.live_id).await.expect("seekRecord");
+    let session = SessionMedia {
+        host: host.live_id.clone(),
+        started_at: 1_795_700_000,
+        ended_at: 1_795_700_060,
+        mixes: vec![MixSpan {
+            mixed: spec.mixed.clone(),
+            from: 1_795_700_010,
+            to: 1_795_700_050,
+        }],
+    };
+    let record = media.recording(&session).await.expect("seekRecord");
     let record = record.expect("a recording");
     assert_eq!(
         (record.url.as_str(), record.duration_secs),
         (record_url("host-7-1").as_str(), 42)
     );
+    assert_eq!(record.thumbnail_url, Some(thumbnail_url("host-7-1")));
+    assert_eq!(
+        fake.bodies("seekRecord")[0],
+        json!({"live_id": "host-7-1", "mixes": [
+            {"live_id": "mix-7-3", "from": 1_795_700_010_u64, "to": 1_795_700_050_u64}
+        ]})
+    );
     assert_eq!(media.remove_recording(&host.live_id, &record).await, Ok(()));
-    assert!(media.recording(&host.live_id).await.unwrap().is_none());
+    assert!(media.recording(&session).await.unwrap().is_none());
     assert_eq!(
         fake.bodies("removeRecords"),
         [json!({"live_ids": ["host-7-1"]})]
@@ -1042,6 +1115,7 @@ async fn the_client_maps_every_endpoint_and_every_failure() {
         for step in steps {
             let media = media.clone();
             let spec = spec.clone();
+            let session = session.clone();
             calls.push(tokio::spawn(async move {
                 let id = LiveId("host-7-1".to_owned());
                 let outcome = match step {
@@ -1049,7 +1123,7 @@ async fn the_client_maps_every_endpoint_and_every_failure() {
                     "startPull" => media.start_distribution(&id).await.map(|_| ()),
                     "finishPull" => media.stop_distribution(&id).await,
                     "checkStream" => media.check_stream(&id).await.map(|_| ()),
-                    "seekRecord" => media.recording(&id).await.map(|_| ()),
+                    "seekRecord" => media.recording(&session).await.map(|_| ()),
                     "removeRecords" => {
                         let gone = Recording {
                             url: record_url("host-7-1"),
@@ -1107,7 +1181,7 @@ async fn the_client_maps_every_endpoint_and_every_failure() {
         Err(MediaError::BadAnswer(_))
     ));
     assert!(matches!(
-        media.recording(&id).await,
+        media.recording(&session).await,
         Err(MediaError::BadAnswer(_))
     ));
 

@@ -21,16 +21,23 @@ use crate::common::TestServer;
 const HOST_PUSH_SECS: u64 = 50;
 
 /// Whether nginx with the RTMP module, ffmpeg and ffprobe are here (see [`tools::require`]).
-fn media_tools_present() -> bool {
+pub(crate) fn media_tools_present() -> bool {
     tools::require(&[Tool::Nginx, Tool::RtmpModule, Tool::Ffmpeg, Tool::Ffprobe])
 }
 
 /// An ffmpeg pushing a test pattern with a tone, `width`x`height` at 30 fps with a keyframe
 /// every second, for `seconds`.
 pub(crate) fn push(url: &str, seconds: u64, width: u32, height: u32, tone_hz: u32) -> Child {
+    let pattern = format!("testsrc=size={width}x{height}:rate=30");
+    push_picture(url, seconds, &pattern, tone_hz)
+}
+
+/// An ffmpeg pushing `picture` (an ffmpeg lavfi source, e.g. `color=c=red:size=320x240:rate=30`)
+/// with a tone, with a keyframe every second, for `seconds`.
+pub(crate) fn push_picture(url: &str, seconds: u64, picture: &str, tone_hz: u32) -> Child {
     Command::new("ffmpeg")
         .args(["-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc=size={width}x{height}:rate=30"))
+        .arg(picture)
         .args(["-f", "lavfi", "-i"])
         .arg(format!("sine=frequency={tone_hz}:sample_rate=44100"))
         .args(["-t", &seconds.to_string()])
@@ -62,7 +69,7 @@ pub(crate) fn push(url: &str, seconds: u64, width: u32, height: u32, tone_hz: u3
 }
 
 /// ffprobe's answer about a file: `entries` like "stream=width" or "format=duration".
-fn probe(file: &Path, select: &[&str], entries: &str) -> String {
+pub(crate) fn probe(file: &Path, select: &[&str], entries: &str) -> String {
     let out = std::process::Command::new("ffprobe")
         .args(["-v", "error"])
         .args(select)
@@ -80,7 +87,12 @@ fn probe(file: &Path, select: &[&str], entries: &str) -> String {
 
 /// Waits until the newest segment of `watch_url`'s playlist decodes to a picture of `size`
 /// (width, height); fails with what it last saw if that does not happen within 40 s.
-async fn wait_for_picture(server: &TestServer, watch_url: &str, dir: &Path, size: (u32, u32)) {
+pub(crate) async fn wait_for_picture(
+    server: &TestServer,
+    watch_url: &str,
+    dir: &Path,
+    size: (u32, u32),
+) {
     assert!(
         watch_url.starts_with("/hls/"),
         "a path, not a URL with a host: {watch_url}"

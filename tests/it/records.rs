@@ -551,7 +551,7 @@ async fn a_refused_media_removal_is_retried_and_the_record_stays_gone() {
     let (_, live) = go_live(&site, &mut host).await;
     host.send(json!({"type": "close_room"})).await;
     host.expect("room_closed").await;
-    site.wait_rooms_closed().await;
+    site.wait_sessions_finished().await;
     let record = site
         .records()
         .into_iter()
