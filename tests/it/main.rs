@@ -20,6 +20,7 @@ mod media_http;
 mod media_rtmp;
 mod metrics;
 mod protocol;
+mod record_pages;
 mod rooms;
 mod rooms_abuse;
 mod store;
