@@ -89,6 +89,7 @@
     const travel = overlay.clientWidth + item.offsetWidth;
     item.style.setProperty("--travel", `-${travel}px`);
     item.style.animationDuration = `${FLY_MS}ms`;
+    item.classList.add("go");
     // The row is free again once the tail of this one has come in from the right.
     laneFree[lane] = nowMs + (FLY_MS * item.offsetWidth) / Math.max(travel, 1);
     item.addEventListener("animationend", () => item.remove());
