@@ -1,9 +1,9 @@
 //! App: the running RoomManager's parts, wired together once at start.
 //!
 //! Owns: the validated config, the store handle, the domain services and the background tasks
-//! (mail delivery, the accounts purge, the rate limiters' sweep), with the cancellation token
+//! (mail delivery, the accounts purge, the rate limiters' sweep, the recordings' media removal), with the cancellation token
 //! and task tracker that shutdown uses.
-//! Calls: config, store, metrics, mail, files, accounts, connections, rooms. The web layer
+//! Calls: config, store, metrics, mail, files, accounts, connections, rooms, records. The web layer
 //! receives an `Arc<App>` and reaches every domain part through it. Wires accounts to the
 //! connection registry: the end of a session closes its connections.
 
@@ -26,6 +26,7 @@ use crate::media::rtmp::RtmpMedia;
 use crate::media::MediaPlane;
 use crate::metrics::Metrics;
 use crate::model::{TokenHash, UserId};
+use crate::records::Records;
 use crate::rooms::connections::Connections;
 use crate::rooms::Rooms;
 use crate::site::Site;
@@ -69,6 +70,7 @@ pub struct App {
     pub metrics: Metrics,
     pub accounts: Arc<Accounts>,
     pub rooms: Arc<Rooms>,
+    pub records: Arc<Records>,
     /// Every open WebSocket connection, by session and by user.
     pub sockets: Arc<Connections>,
     /// The rtmp backend, when it is the media plane (its callbacks and files need it).
@@ -159,6 +161,8 @@ impl App {
         // Read before the server takes requests, so no session of this run is among them.
         let leftovers = store.unsettled_live_sessions()?;
         tasks.spawn(accounts.clone().run_limiter_sweep(shutdown.clone()));
+        let records = Arc::new(Records::new(&config, store.clone(), media.clone()));
+        tasks.spawn(records.clone().run(shutdown.clone()));
         let rooms = Arc::new(Rooms::new(
             store.clone(),
             media,
@@ -176,6 +180,7 @@ impl App {
             metrics: Metrics::default(),
             accounts,
             rooms,
+            records,
             sockets,
             rtmp,
             files,
@@ -236,6 +241,7 @@ impl App {
                 // The services hold store handles too; drop them first so the close is the last.
                 drop(app.accounts);
                 drop(app.rooms);
+                drop(app.records);
                 drop(app.rtmp);
                 match app.store.close() {
                     Ok(()) => tracing::info!("store closed"),

@@ -12,6 +12,8 @@
 //! - [`files`]: uploaded images — checked, re-encoded, stored, served.
 //! - [`accounts`]: registration and verification, login, sessions, guests, profiles, rooms' records.
 //! - [`media`]: the media plane trait (rtp, distributor, processor roles) and its backends.
+//! - [`records`]: the catalogue of recordings, search, renaming, deleting (and removing their
+//!   media), comments.
 //! - [`rooms`]: the room registry and one actor task per open room; the WebSocket protocol.
 //! - [`metrics`]: operational counters and histograms for `/metrics`.
 //! - [`app`]: the running parts wired together; what the web layer holds.
@@ -31,6 +33,7 @@ pub mod mail;
 pub mod media;
 pub mod metrics;
 pub mod model;
+pub mod records;
 pub mod rooms;
 pub mod server;
 pub mod site;

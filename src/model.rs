@@ -156,6 +156,10 @@ pub struct LiveSession {
     pub ended_at: Option<u64>,
     /// The host stream's id at the media plane, to find its recording.
     pub stream: String,
+    /// The room's name when the session started (a record's default title starts with it);
+    /// empty for sessions stored before it was kept.
+    #[serde(default)]
+    pub room_name: String,
     /// The end-of-session work is done: the recording was listed, or the media plane had none.
     /// A session a stopped server left unsettled is finished at the next start.
     #[serde(default)]
@@ -235,6 +239,40 @@ pub struct Record {
     pub watch_secs_total: u64,
     #[serde(default)]
     pub comments_count: u64,
+}
+
+id_type!(
+    /// A comment on a recording.
+    CommentId
+);
+
+/// A comment on a recording, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordComment {
+    pub id: CommentId,
+    pub record: RecordId,
+    pub author: UserId,
+    /// The author's nickname when they wrote it (as danmaku keep theirs).
+    pub nickname: String,
+    pub text: String,
+    /// Where in the video it refers to, in milliseconds from the start.
+    pub position_ms: Option<u64>,
+    pub created_at: u64,
+}
+
+/// A deleted recording whose media is still to be removed from the media plane.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordRemoval {
+    pub record: RecordId,
+    /// The host stream's id at the media plane.
+    pub stream: String,
+    pub url: String,
+    pub thumbnail_url: Option<String>,
+    pub duration_secs: u64,
+    pub attempts: u32,
+    /// Unix seconds; the worker does not try before.
+    pub next_attempt_at: u64,
+    pub last_error: Option<String>,
 }
 
 /// A host's standing push credentials for the rtmp backend: OBS keeps them between sessions.

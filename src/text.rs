@@ -1,7 +1,7 @@
 //! Text that people show each other (nicknames, room names and descriptions, danmaku): the
 //! characters that disguise it or hide it. One rule, shared by accounts and rooms.
 //!
-//! Owns: [`disguise`]. Calls: nothing.
+//! Owns: [`disguise`], [`chat_line`]. Calls: nothing.
 //!
 //! Refused everywhere: bidirectional overrides, embeddings, isolates and marks (they reorder
 //! what follows, so `"evil\u{202E}gpj.exe"` reads as something else), invisible spaces and
@@ -132,6 +132,33 @@ pub fn disguise(text: &str) -> Option<char> {
         return text.chars().next();
     }
     None
+}
+
+/// Why a chat line (a danmaku, a comment on a recording) is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineProblem {
+    Empty,
+    /// Longer than this many characters.
+    TooLong(usize),
+    /// This character disguises the text (see [`disguise`]).
+    Disguised(char),
+}
+
+/// A chat line as it is kept: control characters dropped, then trimmed; refused when nothing is
+/// left, when it is longer than `max` characters, or when it is disguised.
+pub fn chat_line(text: &str, max: usize) -> Result<String, LineProblem> {
+    let text: String = text.chars().filter(|c| !c.is_control()).collect();
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(LineProblem::Empty);
+    }
+    if text.chars().count() > max {
+        return Err(LineProblem::TooLong(max));
+    }
+    if let Some(c) = disguise(text) {
+        return Err(LineProblem::Disguised(c));
+    }
+    Ok(text.to_owned())
 }
 
 fn is_visible(c: char) -> bool {

@@ -87,6 +87,15 @@ pub fn room_name(value: &str) -> Result<String, String> {
     single_line(value, 64, "A room name")
 }
 
+/// The longest title a recording may be given, in characters (a default title, the room's name
+/// and the live title, is at most 64 + 3 + 100).
+pub const RECORD_TITLE_MAX_CHARS: usize = 200;
+
+/// Returns a recording's new title as it will be stored (trimmed).
+pub fn record_title(value: &str) -> Result<String, String> {
+    single_line(value, RECORD_TITLE_MAX_CHARS, "A recording's title")
+}
+
 /// Returns the description as it will be stored (trimmed, line ends as `\n`).
 pub fn description(value: &str) -> Result<String, String> {
     let text = value.trim().replace("\r\n", "\n");

@@ -23,6 +23,7 @@ use crate::model::{
     Ban, BanScope, GiftEntry, LiveSession, Room, StoredDanmaku, User, UserId, UserKind,
 };
 use crate::store::{unix_now, ChatEntry};
+use crate::text::LineProblem;
 
 /// Audience changes are announced at most this often (a crowd joining is one event, not many).
 const AUDIENCE_EVERY: Duration = Duration::from_millis(500);
@@ -535,28 +536,28 @@ impl RoomActor {
         if !self.may_chat(member, "danmaku") {
             return;
         }
-        let text: String = text.chars().filter(|c| !c.is_control()).collect();
-        let text = text.trim().to_owned();
-        let max = self.shared.config.danmaku_max_chars;
-        if text.is_empty() {
-            return self.error(
-                member.client,
-                "empty_danmaku",
-                "a danmaku needs some text",
-                "danmaku",
-            );
-        }
-        if text.chars().count() > max {
-            let message = format!("a danmaku has at most {max} characters");
-            return self.error(member.client, "danmaku_too_long", &message, "danmaku");
-        }
-        if let Some(c) = crate::text::disguise(&text) {
-            let message = format!(
-                "a danmaku may not hide or reorder its text; U+{:04X} is not allowed here",
-                u32::from(c)
-            );
-            return self.error(member.client, "invisible_characters", &message, "danmaku");
-        }
+        let text = match crate::text::chat_line(&text, self.shared.config.danmaku_max_chars) {
+            Ok(text) => text,
+            Err(LineProblem::Empty) => {
+                return self.error(
+                    member.client,
+                    "empty_danmaku",
+                    "a danmaku needs some text",
+                    "danmaku",
+                )
+            }
+            Err(LineProblem::TooLong(max)) => {
+                let message = format!("a danmaku has at most {max} characters");
+                return self.error(member.client, "danmaku_too_long", &message, "danmaku");
+            }
+            Err(LineProblem::Disguised(c)) => {
+                let message = format!(
+                    "a danmaku may not hide or reorder its text; U+{:04X} is not allowed here",
+                    u32::from(c)
+                );
+                return self.error(member.client, "invisible_characters", &message, "danmaku");
+            }
+        };
         let Some(live) = &self.live else { return };
         let offset_ms = live.started.elapsed().as_millis() as u64;
         let view = DanmakuView {

@@ -7,16 +7,16 @@
 use redb::{ReadableTable, WriteTransaction};
 
 use super::codec::{decode, encode};
-use super::tables::RECORDS;
+use super::tables::{LIVES, RECORDS};
 use super::StoreError;
-use crate::model::Record;
+use crate::model::{LiveSession, Record};
 
 /// The schema version this build of RoomManager reads and writes.
-pub const CURRENT: u64 = 2;
+pub const CURRENT: u64 = 3;
 
 /// `STEPS[i]` upgrades a store from version `i + 1` to `i + 2`.
 type Step = fn(&WriteTransaction) -> Result<(), StoreError>;
-const STEPS: &[Step] = &[records_keep_paths];
+const STEPS: &[Step] = &[records_keep_paths, records_keep_streams];
 const _: () = assert!(STEPS.len() as u64 == CURRENT - 1, "one step per version");
 
 /// Runs every step from `from` (at least 1, at most [`CURRENT`]) up to [`CURRENT`].
@@ -50,6 +50,30 @@ fn records_keep_paths(txn: &WriteTransaction) -> Result<(), StoreError> {
     }
     for (id, record) in changed {
         table.insert(id, encode(&record).as_slice())?;
+    }
+    Ok(())
+}
+
+/// 2 → 3: a record keeps its host stream's id (its session's `stream`), so deleting it can
+/// remove its media without looking for the session.
+fn records_keep_streams(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut records = txn.open_table(RECORDS)?;
+    let lives = txn.open_table(LIVES)?;
+    let mut changed = Vec::new();
+    for entry in records.iter()? {
+        let (id, bytes) = entry?;
+        let mut record: Record = decode(bytes.value(), "record")?;
+        if !record.stream.is_empty() {
+            continue;
+        }
+        if let Some(session) = lives.get(record.live.0)? {
+            let session: LiveSession = decode(session.value(), "live session")?;
+            record.stream = session.stream;
+            changed.push((id.value(), record));
+        }
+    }
+    for (id, record) in changed {
+        records.insert(id, encode(&record).as_slice())?;
     }
     Ok(())
 }

@@ -12,11 +12,12 @@ mod codec;
 mod mail;
 mod migrations;
 mod push;
+mod records;
 mod rooms;
 mod tables;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableDatabase};
@@ -26,6 +27,7 @@ pub use accounts::{
     VerifyOutcome,
 };
 pub use migrations::CURRENT as SCHEMA_VERSION;
+pub use records::{CataloguePage, CatalogueQuery, Listed, RecordOrder};
 pub use rooms::ChatEntry;
 use tables::*;
 
@@ -95,6 +97,9 @@ pub struct StoreHealth {
 pub struct Store {
     db: Arc<Database>,
     path: Arc<PathBuf>,
+    /// The catalogue's index (`records.rs`). A std lock: store calls are blocking code, and it
+    /// is held only while the index is read or updated, never across an `.await`.
+    catalogue: Arc<RwLock<records::Catalogue>>,
 }
 
 impl Store {
@@ -116,8 +121,14 @@ impl Store {
         let store = Store {
             db: Arc::new(db),
             path: Arc::new(path),
+            catalogue: Arc::default(),
         };
         store.prepare()?;
+        let catalogue = records::Catalogue::load(&store)?;
+        *store
+            .catalogue
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = catalogue;
         Ok(store)
     }
 
@@ -232,6 +243,8 @@ fn open_all_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(GIFTS)?;
     txn.open_table(BANS)?;
     txn.open_table(RECORDS)?;
+    txn.open_table(RECORD_COMMENTS)?;
+    txn.open_table(RECORD_REMOVALS)?;
     txn.open_table(PUSH_KEYS)?;
     txn.open_table(PUSH_IDS)?;
     Ok(())

@@ -1,4 +1,5 @@
-//! Rooms in the store: live sessions, the danmaku and gift ledgers, bans and recordings.
+//! Rooms in the store: live sessions, the danmaku and gift ledgers, and bans. Recordings are
+//! in `records.rs`.
 
 use redb::{ReadableDatabase, ReadableTable};
 
@@ -7,7 +8,7 @@ use super::codec::{decode, encode};
 use super::tables::*;
 use super::{Store, StoreError};
 use crate::model::{
-    Ban, GiftEntry, LiveSession, LiveSessionId, Record, RecordId, RoomId, StoredDanmaku, UserId,
+    Ban, GiftEntry, LiveSession, LiveSessionId, Record, Room, RoomId, StoredDanmaku, UserId,
 };
 
 /// One line for the chat ledgers, written in batches.
@@ -27,6 +28,10 @@ impl Store {
         now: u64,
     ) -> Result<LiveSession, StoreError> {
         let txn = self.db.begin_write()?;
+        let room_name = match txn.open_table(ROOMS)?.get(room.0)? {
+            Some(row) => decode::<Room>(row.value(), "room")?.name,
+            None => String::new(),
+        };
         let session = LiveSession {
             id: LiveSessionId(next_id(&txn, SEQ_LIVE)?),
             room,
@@ -35,6 +40,7 @@ impl Store {
             started_at: now,
             ended_at: None,
             stream,
+            room_name,
             settled: false,
         };
         txn.open_table(LIVES)?
@@ -199,52 +205,10 @@ impl Store {
         txn.commit()?;
         Ok(())
     }
-
-    /// Lists a live session's recording for replay, and marks the session settled.
-    pub fn add_record(
-        &self,
-        session: &LiveSession,
-        duration_secs: u64,
-        url: String,
-        thumbnail_url: Option<String>,
-    ) -> Result<Record, StoreError> {
-        let txn = self.db.begin_write()?;
-        let record = Record {
-            id: RecordId(next_id(&txn, SEQ_RECORD)?),
-            room: session.room,
-            host: session.host,
-            live: session.id,
-            title: session.title.clone(),
-            started_at: session.started_at,
-            duration_secs,
-            url,
-            stream: session.stream.clone(),
-            thumbnail_url,
-            views: 0,
-            unique_viewers: 0,
-            watch_secs_total: 0,
-            comments_count: 0,
-        };
-        txn.open_table(RECORDS)?
-            .insert(record.id.0, encode(&record).as_slice())?;
-        settle(&txn, session.id)?;
-        txn.commit()?;
-        Ok(record)
-    }
-
-    /// Every record, oldest first.
-    pub fn records(&self) -> Result<Vec<Record>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(RECORDS)?;
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            out.push(decode(entry?.1.value(), "record")?);
-        }
-        Ok(out)
-    }
 }
 
-fn settle(txn: &redb::WriteTransaction, id: LiveSessionId) -> Result<(), StoreError> {
+/// Marks a live session's recording as settled (listed, or known to be missing).
+pub(super) fn settle(txn: &redb::WriteTransaction, id: LiveSessionId) -> Result<(), StoreError> {
     let mut lives = txn.open_table(LIVES)?;
     let found = lives
         .get(id.0)?

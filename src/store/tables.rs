@@ -9,7 +9,8 @@
 use redb::TableDefinition;
 
 /// Store-wide facts and id sequences, key → value: `schema_version`, `created_at` (unix
-/// seconds), `instance_id`, `next_user_id`, `next_room_id`, `next_mail_id`, `next_login_seq`, `next_live_id`, `next_chat_seq`, `next_record_id`.
+/// seconds), `instance_id`, `next_user_id`, `next_room_id`, `next_mail_id`, `next_login_seq`, `next_live_id`, `next_chat_seq`, `next_record_id`,
+/// `next_comment_id`.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 pub const META_SCHEMA_VERSION: &str = "schema_version";
@@ -22,6 +23,7 @@ pub const SEQ_LOGIN: &str = "next_login_seq";
 pub const SEQ_LIVE: &str = "next_live_id";
 pub const SEQ_CHAT: &str = "next_chat_seq";
 pub const SEQ_RECORD: &str = "next_record_id";
+pub const SEQ_COMMENT: &str = "next_comment_id";
 
 /// User id → `model::User`.
 pub const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users_v1");
@@ -52,6 +54,11 @@ pub const GIFTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("gift
 pub const BANS: TableDefinition<u64, &[u8]> = TableDefinition::new("bans_v1");
 /// Record id → `model::Record`.
 pub const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records_v1");
+/// (record id, comment id) → `model::RecordComment`, oldest first.
+pub const RECORD_COMMENTS: TableDefinition<(u64, u64), &[u8]> =
+    TableDefinition::new("record_comments_v1");
+/// Record id → `model::RecordRemoval`: deleted records whose media is still to be removed.
+pub const RECORD_REMOVALS: TableDefinition<u64, &[u8]> = TableDefinition::new("record_removals_v1");
 /// User id → `model::PushKey`: a host's push credentials (rtmp backend).
 pub const PUSH_KEYS: TableDefinition<u64, &[u8]> = TableDefinition::new("push_keys_v1");
 /// Push `live_id` → user id, to find the host of a publish.

@@ -12,6 +12,7 @@ use axum::Json;
 
 use crate::accounts::AccountsError;
 use crate::files::FilesError;
+use crate::records::RecordsError;
 use crate::store::StoreError;
 
 use super::pages::{ErrorPage, Layout};
@@ -145,6 +146,37 @@ impl From<AccountsError> for ApiError {
             E::Image(FilesError::NotFound) => return ApiError::not_found(),
             E::Image(FilesError::Io(io)) => return ApiError::internal(&io),
             E::Hashing(detail) => return ApiError::internal(&detail),
+            E::Store(store) => return store.into(),
+        };
+        ApiError::new(status, code, message)
+    }
+}
+
+impl From<RecordsError> for ApiError {
+    fn from(e: RecordsError) -> Self {
+        use RecordsError as E;
+        let message = e.to_string();
+        let (status, code) = match e {
+            E::NotFound => (StatusCode::NOT_FOUND, "record_not_found"),
+            E::UserNotFound => (StatusCode::NOT_FOUND, "user_not_found"),
+            E::CommentNotFound => (StatusCode::NOT_FOUND, "comment_not_found"),
+            E::NotYourRecord => (StatusCode::FORBIDDEN, "not_your_record"),
+            E::NotYourComment => (StatusCode::FORBIDDEN, "not_your_comment"),
+            E::RegisteredOnly => (StatusCode::FORBIDDEN, "registered_only"),
+            E::NotVerified => (StatusCode::FORBIDDEN, "email_not_verified"),
+            E::ChatBanned => (StatusCode::FORBIDDEN, "chat_banned"),
+            E::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
+            E::InvalidTitle(_) => (StatusCode::BAD_REQUEST, "invalid_title"),
+            E::EmptyComment => (StatusCode::BAD_REQUEST, "empty_comment"),
+            E::CommentTooLong(_) => (StatusCode::BAD_REQUEST, "comment_too_long"),
+            E::InvisibleCharacters(_) => (StatusCode::BAD_REQUEST, "invisible_characters"),
+            E::InvalidPosition(_) => (StatusCode::BAD_REQUEST, "invalid_position"),
+            E::RateLimited(wait) => {
+                let mut error =
+                    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+                error.retry_after = Some(wait.as_secs().max(1));
+                return error;
+            }
             E::Store(store) => return store.into(),
         };
         ApiError::new(status, code, message)

@@ -18,6 +18,7 @@ mod ops;
 mod pages;
 mod path;
 mod record_pages;
+mod records;
 mod ws;
 
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 use crate::app::App;
@@ -97,6 +98,25 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/me/push/rotate", post(media::rotate_push))
         .route("/hls/{app}/{name}/{file}", get(media::hls))
         .route("/records/files/{stream}/{file}", get(media::record_file))
+        .route("/api/v1/records", get(records::list))
+        .route("/api/v1/records/search", get(records::search))
+        .route(
+            "/api/v1/records/{id}",
+            get(records::get)
+                .patch(records::patch)
+                .delete(records::delete),
+        )
+        .route("/api/v1/records/{id}/danmaku", get(records::danmaku))
+        .route(
+            "/api/v1/records/{id}/comments",
+            get(records::comments).post(records::post_comment),
+        )
+        .route(
+            "/api/v1/records/{id}/comments/{comment_id}",
+            delete(records::delete_comment),
+        )
+        .route("/api/v1/users/{id}/records", get(records::of_user))
+        .route("/api/v1/me/records", get(records::mine))
         .route("/api/v1/rooms", get(api::rooms))
         .route("/api/v1/rooms/{room_id}", get(api::room))
         .route("/healthz", get(ops::healthz))

@@ -118,7 +118,11 @@ async fn get_json(server: &TestServer, path: &str, range: Option<&str>) -> Reply
 }
 
 /// The bytes of a GET, with its status and headers.
-async fn get_bytes(server: &TestServer, path: &str, range: Option<&str>) -> (Reply, Vec<u8>) {
+pub(crate) async fn get_bytes(
+    server: &TestServer,
+    path: &str,
+    range: Option<&str>,
+) -> (Reply, Vec<u8>) {
     let mut request = server.client.get(server.url(path));
     if let Some(range) = range {
         request = request.header("range", range);

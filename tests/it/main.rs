@@ -21,6 +21,8 @@ mod media_rtmp;
 mod metrics;
 mod protocol;
 mod record_pages;
+mod records;
+mod records_comments;
 mod rooms;
 mod rooms_abuse;
 mod store;

@@ -36,7 +36,7 @@ const HANG: Duration = Duration::from_secs(4);
 
 /// What the next call of a step does instead of answering normally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fault {
+pub(crate) enum Fault {
     /// 500 with `{"error": {"code", "message"}}`.
     Refuse,
     /// Answers only after [`HANG`].
@@ -66,10 +66,10 @@ impl Fault {
 /// One request the fake got: its step (`getLiveInfo/{purpose}` or the endpoint), its service,
 /// its body, and whether it met the protocol.
 #[derive(Debug, Clone)]
-struct Received {
-    step: String,
+pub(crate) struct Received {
+    pub(crate) step: String,
     service: String,
-    body: Value,
+    pub(crate) body: Value,
     valid: bool,
 }
 
@@ -82,7 +82,7 @@ struct FakeState {
     removed: Mutex<HashSet<String>>,
 }
 
-struct Fake {
+pub(crate) struct Fake {
     base: String,
     state: Arc<FakeState>,
 }
@@ -114,7 +114,7 @@ impl Fake {
     }
 
     /// Makes the next calls of `step` fail as listed, in order.
-    fn fail(&self, step: &str, faults: impl IntoIterator<Item = Fault>) {
+    pub(crate) fn fail(&self, step: &str, faults: impl IntoIterator<Item = Fault>) {
         self.state
             .faults
             .lock()
@@ -124,12 +124,12 @@ impl Fake {
             .extend(faults);
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         self.state.received.lock().unwrap().clone()
     }
 
     /// The bodies of every call of `step`, in order.
-    fn bodies(&self, step: &str) -> Vec<Value> {
+    pub(crate) fn bodies(&self, step: &str) -> Vec<Value> {
         self.received()
             .into_iter()
             .filter(|r| r.step == step)
@@ -137,7 +137,7 @@ impl Fake {
             .collect()
     }
 
-    fn count(&self, step: &str) -> usize {
+    pub(crate) fn count(&self, step: &str) -> usize {
         self.bodies(step).len()
     }
 
@@ -158,7 +158,7 @@ impl Fake {
     }
 
     /// Waits until `step` has been called `n` times; returns its bodies.
-    async fn wait_calls(&self, step: &str, n: usize) -> Vec<Value> {
+    pub(crate) async fn wait_calls(&self, step: &str, n: usize) -> Vec<Value> {
         wait_for(|| async {
             let bodies = self.bodies(step);
             (bodies.len() >= n).then_some(bodies)
@@ -395,13 +395,13 @@ fn push_url_of(live_id: &str) -> String {
 
 // ---- RoomManager with the http backend ----
 
-struct Site {
-    server: TestServer,
-    fake: Fake,
+pub(crate) struct Site {
+    pub(crate) server: TestServer,
+    pub(crate) fake: Fake,
 }
 
 impl Site {
-    async fn start() -> Site {
+    pub(crate) async fn start() -> Site {
         let fake = Fake::start().await;
         let media = fake.config();
         let server = TestServer::start_with(|c: &mut Config| {
@@ -418,7 +418,7 @@ impl Site {
     }
 
     /// A registered, verified user; returns (user id, session token).
-    async fn user(&self, name: &str) -> (u64, String) {
+    pub(crate) async fn user(&self, name: &str) -> (u64, String) {
         verified_user(&self.server, name).await
     }
 
@@ -427,7 +427,7 @@ impl Site {
         WsClient::connect(&self.server.base, &token).await
     }
 
-    async fn ws(&self, token: &str) -> WsClient {
+    pub(crate) async fn ws(&self, token: &str) -> WsClient {
         WsClient::connect(&self.server.base, token).await
     }
 
@@ -444,11 +444,11 @@ impl Site {
     }
 
     /// Waits until no room task is left (a closed room's media calls are all done).
-    async fn wait_rooms_closed(&self) {
+    pub(crate) async fn wait_rooms_closed(&self) {
         wait_for(|| async { (self.server.app().rooms.open_rooms() == 0).then_some(()) }).await;
     }
 
-    fn records(&self) -> Vec<roommanager::model::Record> {
+    pub(crate) fn records(&self) -> Vec<roommanager::model::Record> {
         self.server.app().store.records().expect("records")
     }
 }
@@ -473,7 +473,7 @@ fn assert_says(error: &Value, fault: Fault) {
 }
 
 /// Starts a live session; returns the host's live id (checked against the fake's answers).
-async fn go_live(site: &Site, host: &mut WsClient) -> (u64, String) {
+pub(crate) async fn go_live(site: &Site, host: &mut WsClient) -> (u64, String) {
     host.send(json!({"type": "start_live", "title": "over http"}))
         .await;
     let started = host.expect("live_started").await;
@@ -626,7 +626,7 @@ async fn a_live_session_with_a_co_stream_runs_over_the_three_services() {
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].url, record_url(&host_live));
     assert_eq!(records[0].duration_secs, 42);
-    assert_eq!(records[0].title, "over http");
+    assert_eq!(records[0].title, "hhost1's room · over http");
     assert!(site.live_rooms().await.is_empty());
     site.fake.assert_all_valid();
     let services: HashSet<String> = site

@@ -410,7 +410,10 @@ async fn real_video_flows_from_push_to_hls_to_mix_to_recording() {
     let closed_at = Instant::now();
     let record = loop {
         let records = server.app().store.records().unwrap();
-        if let Some(record) = records.into_iter().find(|r| r.title == "Test pattern") {
+        if let Some(record) = records
+            .into_iter()
+            .find(|r| r.title.ends_with(" · Test pattern"))
+        {
             break record;
         }
         assert!(

@@ -48,7 +48,17 @@ impl Site {
     /// Stops the server (as on SIGTERM) and starts it again on the same data, with a fresh
     /// scripted media plane.
     pub(crate) async fn restart(self, adjust: impl FnOnce(&mut Config)) -> Site {
+        self.restart_after(|_| {}, adjust).await
+    }
+
+    /// Like [`Site::restart`], with `between` run on the data dir while the server is down.
+    pub(crate) async fn restart_after(
+        self,
+        between: impl FnOnce(&std::path::Path),
+        adjust: impl FnOnce(&mut Config),
+    ) -> Site {
         let data = self.server.stop_keep_data().await;
+        between(data.path());
         let media = Arc::new(ScriptedMedia::default());
         let server = TestServer::start_in_with_media(data, media.clone(), |c| {
             quick(c);
@@ -208,7 +218,10 @@ async fn a_host_goes_live_viewers_watch_chat_and_the_room_closes_with_a_recordin
         records.into_iter().next()
     })
     .await;
-    assert_eq!(record.title, "Friday jam");
+    assert_eq!(
+        record.title, "host01's room · Friday jam",
+        "the room's name and the live title"
+    );
     assert!(record.url.ends_with(".mp4"));
     assert!(site.live_rooms().await.is_empty());
     let danmaku = site.server.app().store.danmaku_of(record.live).unwrap();

@@ -343,7 +343,14 @@ async fn sessions_a_stopped_server_left_without_a_recording_are_listed_at_the_ne
     );
     assert_eq!(asked[1], "r-crashed");
     let titles: Vec<&str> = records.iter().map(|r| r.title.as_str()).collect();
-    assert_eq!(titles, ["Friday jam", "Friday jam", "crashed"]);
+    assert_eq!(
+        titles,
+        [
+            "left01's room · Friday jam",
+            "left02's room · Friday jam",
+            "left03's room · crashed"
+        ]
+    );
     let ended = store.live_session(crashed.id).unwrap().unwrap();
     assert_eq!(
         ended.ended_at,
