@@ -9,21 +9,19 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::Html;
 use serde::Deserialize;
 
 use crate::app::App;
 use crate::files::ImageKind;
-use crate::model::{Record, RecordId, User, UserId, UserKind};
+use crate::model::{RecordId, UserId, UserKind};
+use crate::records::{parse_order, Paging, RecordsError, DEFAULT_PER_PAGE};
+use crate::store::{CataloguePage, Listed, RecordOrder};
 
 use super::auth::MaybeSigned;
 use super::error::{ApiError, PageError};
 use super::pages::{render, Layout};
 use super::path::ApiPath;
-
-/// Cards per catalogue page: the API's default page size.
-const PER_PAGE: u64 = 24;
 
 /// One recording in a grid (`records_grid_partial.html`).
 pub struct RecordCard {
@@ -36,23 +34,23 @@ pub struct RecordCard {
     views: u64,
 }
 
-impl RecordCard {
-    fn new(record: &Record, host: &User) -> Self {
+impl From<Listed> for RecordCard {
+    fn from(Listed { record, host }: Listed) -> Self {
         RecordCard {
             id: record.id.0,
-            title: record.title.clone(),
-            host_nickname: host.nickname.clone(),
-            thumbnail_url: record.thumbnail_url.clone(),
+            host_nickname: host.map(|h| h.nickname).unwrap_or_default(),
+            thumbnail_url: record.thumbnail_url,
             date: date(record.started_at),
             duration: clock(record.duration_secs),
             views: record.views,
+            title: record.title,
         }
     }
 }
 
 /// The links between the pages of a grid; each keeps the search and the sort.
 pub struct Pager {
-    page: u64,
+    page: usize,
     pages: u64,
     prev_href: Option<String>,
     next_href: Option<String>,
@@ -60,53 +58,41 @@ pub struct Pager {
 
 impl Pager {
     fn new(path: &str, listing: &Listing, total: u64) -> Self {
-        let pages = total.div_ceil(PER_PAGE).max(1);
-        let href = |page: u64| {
+        let per_page = listing.paging.per_page as u64;
+        let pages = total.div_ceil(per_page).max(1);
+        let page = listing.paging.page;
+        let href = |page: usize| {
             let mut query = form_urlencoded::Serializer::new(String::new());
             if !listing.query.is_empty() {
                 query.append_pair("q", &listing.query);
             }
-            if listing.sort != Sort::Newest {
-                query.append_pair("sort", listing.sort.value());
+            if listing.order != RecordOrder::Newest {
+                query.append_pair("sort", order_name(listing.order));
             }
             query.append_pair("page", &page.to_string());
             format!("{path}?{}", query.finish())
         };
         Pager {
-            page: listing.page,
+            page,
             pages,
-            prev_href: (listing.page > 1).then(|| href(listing.page - 1)),
-            next_href: (listing.page < pages).then(|| href(listing.page + 1)),
+            prev_href: (page > 1).then(|| href(page - 1)),
+            next_href: ((page as u64) < pages).then(|| href(page + 1)),
         }
     }
 }
 
-/// The catalogue's orders, as the API names them.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Sort {
-    Newest,
-    MostViewed,
-    Longest,
-}
+/// The catalogue's orders as the sort selector offers them: the API's name and a label.
+const ORDERS: [(RecordOrder, &str, &str); 3] = [
+    (RecordOrder::Newest, "newest", "Newest"),
+    (RecordOrder::MostViewed, "most_viewed", "Most viewed"),
+    (RecordOrder::Longest, "longest", "Longest"),
+];
 
-impl Sort {
-    const ALL: [Sort; 3] = [Sort::Newest, Sort::MostViewed, Sort::Longest];
-
-    fn value(self) -> &'static str {
-        match self {
-            Sort::Newest => "newest",
-            Sort::MostViewed => "most_viewed",
-            Sort::Longest => "longest",
-        }
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            Sort::Newest => "Newest",
-            Sort::MostViewed => "Most viewed",
-            Sort::Longest => "Longest",
-        }
-    }
+fn order_name(order: RecordOrder) -> &'static str {
+    ORDERS
+        .iter()
+        .find(|(o, ..)| *o == order)
+        .map_or("newest", |(_, name, _)| name)
 }
 
 /// One choice of the sort selector.
@@ -116,8 +102,8 @@ pub struct SortOption {
     selected: bool,
 }
 
-/// The query string of a grid page, as a browser sends it (every field may be missing or
-/// empty: a form sends `q=` when the box is empty).
+/// The query string of a grid page, as a browser sends it (a form sends `q=` when the box is
+/// empty, so an empty field counts as absent).
 #[derive(Deserialize)]
 pub struct GridQuery {
     #[serde(default)]
@@ -128,49 +114,44 @@ pub struct GridQuery {
     page: String,
 }
 
-/// What a grid page shows: the search (empty: all), the order and the page (from 1).
+/// What a grid page shows: the search (empty: all), the order and the page, read by the same
+/// rules as the API's.
 struct Listing {
     query: String,
-    sort: Sort,
-    page: u64,
+    order: RecordOrder,
+    paging: Paging,
 }
 
 impl Listing {
     fn parse(raw: GridQuery) -> Result<Listing, PageError> {
-        let bad = |message: String| {
-            PageError(ApiError::new(StatusCode::BAD_REQUEST, "bad_query", message))
-        };
-        let sort = match raw.sort.as_str() {
-            "" => Sort::Newest,
-            value => Sort::ALL
-                .into_iter()
-                .find(|s| s.value() == value)
-                .ok_or_else(|| {
-                    bad("sort must be one of newest, most_viewed or longest".to_owned())
-                })?,
-        };
-        let page = match raw.page.as_str() {
-            "" => 1,
-            value => value
-                .parse::<u64>()
-                .ok()
-                .filter(|p| *p >= 1)
-                .ok_or_else(|| bad("page must be a whole number from 1".to_owned()))?,
-        };
+        let given = |value: &str| Some(value.to_owned()).filter(|v| !v.is_empty());
+        let per_page = DEFAULT_PER_PAGE.to_string();
+        let sort = given(&raw.sort);
+        let page = given(&raw.page);
         Ok(Listing {
             query: raw.q.trim().to_owned(),
-            sort,
-            page,
+            order: parse_order(sort.as_deref()).map_err(ApiError::from)?,
+            paging: Paging::parse(page.as_deref(), Some(&per_page)).map_err(ApiError::from)?,
         })
     }
-}
 
-fn record_not_found() -> PageError {
-    PageError(ApiError::new(
-        StatusCode::NOT_FOUND,
-        "record_not_found",
-        "There is no such recording. It may have been deleted.",
-    ))
+    /// The cards of this page, and how many recordings there are in all: the catalogue's, one
+    /// host's, or a search's.
+    async fn find(
+        &self,
+        app: &App,
+        host: Option<UserId>,
+    ) -> Result<(Vec<RecordCard>, u64), PageError> {
+        let found = if self.query.is_empty() {
+            app.records.list(self.order, host, self.paging).await
+        } else {
+            app.records
+                .search(&self.query, self.order, self.paging)
+                .await
+        };
+        let CataloguePage { records, total } = found.map_err(ApiError::from)?;
+        Ok((records.into_iter().map(RecordCard::from).collect(), total))
+    }
 }
 
 #[derive(Template)]
@@ -192,15 +173,15 @@ pub async fn records(
     Query(raw): Query<GridQuery>,
 ) -> Result<Html<String>, PageError> {
     let listing = Listing::parse(raw)?;
-    let (records, total) = catalogue(&app, &listing, None).await?;
+    let (records, total) = listing.find(&app, None).await?;
     render(&RecordsPage {
         layout: Layout::for_user("Recordings", who.as_ref()),
-        sorts: Sort::ALL
+        sorts: ORDERS
             .into_iter()
-            .map(|s| SortOption {
-                value: s.value(),
-                label: s.label(),
-                selected: s == listing.sort,
+            .map(|(order, value, label)| SortOption {
+                value,
+                label,
+                selected: order == listing.order,
             })
             .collect(),
         total,
@@ -208,7 +189,7 @@ pub async fn records(
         pager: Pager::new("/records", &listing, total),
         empty_message: if !listing.query.is_empty() {
             "No recording matches this search."
-        } else if listing.page > 1 {
+        } else if listing.paging.page > 1 {
             "There are no more recordings."
         } else {
             "No recordings yet. Every live session is recorded and appears here when it ends."
@@ -238,7 +219,9 @@ pub async fn user(
     ApiPath(user_id): ApiPath<u64>,
     Query(raw): Query<GridQuery>,
 ) -> Result<Html<String>, PageError> {
-    let listing = Listing::parse(raw)?;
+    let mut listing = Listing::parse(raw)?;
+    // The host page lists; it does not search.
+    listing.query.clear();
     let id = UserId(user_id);
     let host = app
         .store
@@ -246,14 +229,8 @@ pub async fn user(
         .await
         .map_err(ApiError::from)?
         .filter(|u| u.kind == UserKind::Registered)
-        .ok_or_else(|| {
-            PageError(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "user_not_found",
-                "There is no such user.",
-            ))
-        })?;
-    let (records, total) = catalogue(&app, &listing, Some(id)).await?;
+        .ok_or_else(|| ApiError::from(RecordsError::UserNotFound))?;
+    let (records, total) = listing.find(&app, Some(id)).await?;
     render(&UserPage {
         layout: Layout::for_user(host.nickname.clone(), who.as_ref()),
         initial: host
@@ -299,9 +276,12 @@ pub async fn record(
     MaybeSigned(who): MaybeSigned,
     ApiPath(record_id): ApiPath<u64>,
 ) -> Result<Html<String>, PageError> {
-    let (record, host) = one_record(&app, RecordId(record_id))
-        .await?
-        .ok_or_else(record_not_found)?;
+    let detail = app
+        .records
+        .get(RecordId(record_id))
+        .await
+        .map_err(ApiError::from)?;
+    let Listed { record, host } = detail.listed;
     let user = who.as_ref().map(|w| &w.user);
     let cannot_comment = match user {
         None => Some("Log in to comment. Guests and visitors can watch."),
@@ -315,8 +295,8 @@ pub async fn record(
         layout: Layout::for_user(record.title.clone(), who.as_ref()),
         id: record.id.0,
         url: record.url.clone(),
-        host_id: host.id.0,
-        host_nickname: host.nickname,
+        host_id: record.host.0,
+        host_nickname: host.map(|h| h.nickname).unwrap_or_default(),
         date: date(record.started_at),
         duration: clock(record.duration_secs),
         duration_ms: record.duration_secs * 1000,
@@ -327,66 +307,6 @@ pub async fn record(
         cannot_comment,
         title: record.title,
     })
-}
-
-/// A page of the catalogue (one host's recordings with `host`) as the listing asks, and how
-/// many there are in all.
-async fn catalogue(
-    app: &App,
-    listing: &Listing,
-    host: Option<UserId>,
-) -> Result<(Vec<RecordCard>, u64), PageError> {
-    let query = listing.query.to_lowercase();
-    let sort = listing.sort;
-    let skip = (listing.page - 1) * PER_PAGE;
-    let found = app
-        .store
-        .run(move |s| {
-            let mut out = Vec::new();
-            for record in s.records()? {
-                if host.is_some_and(|h| h != record.host) {
-                    continue;
-                }
-                let Some(owner) = s.user(record.host)? else {
-                    continue;
-                };
-                if !query.is_empty() && !record.title.to_lowercase().contains(&query) {
-                    continue;
-                }
-                out.push((record, owner));
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(ApiError::from)?;
-    let mut found = found;
-    match sort {
-        Sort::Newest => found.sort_by_key(|r| std::cmp::Reverse(r.0.started_at)),
-        Sort::MostViewed => found.sort_by_key(|r| std::cmp::Reverse(r.0.views)),
-        Sort::Longest => found.sort_by_key(|r| std::cmp::Reverse(r.0.duration_secs)),
-    }
-    let total = found.len() as u64;
-    let cards = found
-        .iter()
-        .skip(skip as usize)
-        .take(PER_PAGE as usize)
-        .map(|(r, u)| RecordCard::new(r, u))
-        .collect();
-    Ok((cards, total))
-}
-
-async fn one_record(app: &App, id: RecordId) -> Result<Option<(Record, User)>, PageError> {
-    let found = app
-        .store
-        .run(move |s| {
-            let Some(record) = s.records()?.into_iter().find(|r| r.id == id) else {
-                return Ok(None);
-            };
-            Ok(s.user(record.host)?.map(|host| (record, host)))
-        })
-        .await
-        .map_err(ApiError::from)?;
-    Ok(found)
 }
 
 /// A length as h:mm:ss.

@@ -8,6 +8,7 @@ mod accounts_abuse;
 mod accounts_login;
 mod accounts_profile;
 mod browser;
+mod browser_records;
 mod browser_room;
 mod config;
 mod connections;

@@ -15,8 +15,8 @@ const SCRIPT_TITLE: &str = "<script>alert(1)</script> night";
 /// The same, as askama escapes it.
 const ESCAPED: &str = "&#60;script&#62;alert(1)&#60;/script&#62; night";
 
-/// Lists a recording of `host`'s room as the rooms do when a session's recording is ready: a
-/// live session started at `started_at`, ended, and its record listed.
+/// Lists a recording of `host`'s room titled `title`, as the rooms do when a session's
+/// recording is ready: a live session started at `started_at`, ended, and its record listed.
 pub(crate) fn list_record(
     server: &TestServer,
     host: u64,
@@ -44,9 +44,15 @@ pub(crate) fn list_record(
     store
         .end_live_session(session.id, started_at + duration_secs)
         .expect("end the session");
-    store
+    let record = store
         .add_record(&session, duration_secs, url.to_owned(), None)
-        .expect("list the recording")
+        .expect("list the recording");
+    // Listed under `title` alone, as if the host had renamed it (the default title starts with
+    // the room's name).
+    store
+        .rename_record(record.id, title)
+        .expect("rename the recording")
+        .expect("the recording is listed")
 }
 
 /// The record ids of the cards on a grid page, in the order shown.
@@ -183,13 +189,17 @@ async fn the_catalogue_lists_searches_sorts_and_pages_recordings_without_javascr
 
     // Bad queries are refused with a page that says why; the catalogue still answers.
     for (query, why) in [
-        ("sort=oldest", "sort must be one of"),
-        ("page=0", "page must be a whole number"),
-        ("page=-1", "page must be a whole number"),
         (
-            "page=99999999999999999999999",
-            "page must be a whole number",
+            "sort=oldest".to_owned(),
+            "is newest, most_viewed or longest",
         ),
+        ("page=0".to_owned(), "is a whole number from 1"),
+        ("page=-1".to_owned(), "is a whole number from 1"),
+        (
+            "page=99999999999999999999999".to_owned(),
+            "is a whole number from 1",
+        ),
+        (format!("q={}", "x".repeat(101)), "at most 100 characters"),
     ] {
         let refused = get(&server, &format!("/records?{query}")).await;
         assert_page(&refused, StatusCode::BAD_REQUEST, why);
