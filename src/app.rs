@@ -26,6 +26,7 @@ use crate::media::rtmp::RtmpMedia;
 use crate::media::MediaPlane;
 use crate::metrics::Metrics;
 use crate::model::{TokenHash, UserId};
+use crate::records::watch::Watching;
 use crate::records::Records;
 use crate::rooms::connections::Connections;
 use crate::rooms::Rooms;
@@ -71,6 +72,7 @@ pub struct App {
     pub accounts: Arc<Accounts>,
     pub rooms: Arc<Rooms>,
     pub records: Arc<Records>,
+    pub watching: Arc<Watching>,
     /// Every open WebSocket connection, by session and by user.
     pub sockets: Arc<Connections>,
     /// The rtmp backend, when it is the media plane (its callbacks and files need it).
@@ -172,6 +174,8 @@ impl App {
             tasks.clone(),
             shutdown.clone(),
         ));
+        let watching = Watching::new(config.records.clone(), store.clone());
+        tasks.spawn(watching.clone().run(shutdown.clone()));
         let connections = ConnectionCounts::new(config.server.max_connections_per_ip);
         Ok(Arc::new(App {
             connections,
@@ -181,6 +185,7 @@ impl App {
             accounts,
             rooms,
             records,
+            watching,
             sockets,
             rtmp,
             files,

@@ -40,6 +40,7 @@ pub struct Config {
     pub email: EmailConfig,
     pub uploads: UploadsConfig,
     pub rooms: RoomsConfig,
+    pub records: RecordsConfig,
     pub media: MediaConfig,
     pub gifts: Vec<GiftConfig>,
     pub log: LogConfig,
@@ -353,6 +354,32 @@ impl Default for RoomsConfig {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordsConfig {
+    pub view_window_secs: u64,
+    pub heartbeat_max_gap_secs: u64,
+    pub watch_flush_ms: u64,
+    pub watch_flush_batch: usize,
+    pub max_open_views: usize,
+    pub max_views_per_viewer: usize,
+    pub view_idle_secs: u64,
+}
+
+impl Default for RecordsConfig {
+    fn default() -> Self {
+        Self {
+            view_window_secs: 1800,
+            heartbeat_max_gap_secs: 60,
+            watch_flush_ms: 1000,
+            watch_flush_batch: 1000,
+            max_open_views: 100_000,
+            max_views_per_viewer: 8,
+            view_idle_secs: 600,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MediaBackend {
@@ -468,6 +495,7 @@ impl Default for Config {
             email: EmailConfig::default(),
             uploads: UploadsConfig::default(),
             rooms: RoomsConfig::default(),
+            records: RecordsConfig::default(),
             media: MediaConfig::default(),
             gifts: default_gifts(),
             log: LogConfig::default(),
@@ -593,6 +621,10 @@ impl Config {
                 self.server.keepalive_idle_secs,
             ),
             ("rooms.ws_ping_secs", self.rooms.ws_ping_secs),
+            (
+                "records.heartbeat_max_gap_secs",
+                self.records.heartbeat_max_gap_secs,
+            ),
             ("rooms.ws_idle_secs", self.rooms.ws_idle_secs),
         ] {
             if !(1..=3600).contains(&secs) {
@@ -611,6 +643,30 @@ impl Config {
                     self.rooms.ws_ping_secs, self.rooms.ws_idle_secs
                 ),
             });
+        }
+        if !(10..=60_000).contains(&self.records.watch_flush_ms) {
+            return Err(ConfigError::Invalid {
+                key: "records.watch_flush_ms",
+                problem: format!(
+                    "must be between 10 and 60000 milliseconds, got {}",
+                    self.records.watch_flush_ms
+                ),
+            });
+        }
+        for (key, count) in [
+            ("records.watch_flush_batch", self.records.watch_flush_batch),
+            ("records.max_open_views", self.records.max_open_views),
+            (
+                "records.max_views_per_viewer",
+                self.records.max_views_per_viewer,
+            ),
+        ] {
+            if count == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: "must be at least 1".to_owned(),
+                });
+            }
         }
         let token = &self.server.metrics_token;
         let token_chars_ok = token

@@ -100,6 +100,8 @@ pub struct Metrics {
 pub struct Gauges {
     pub rooms_open: usize,
     pub rooms_live: usize,
+    /// Recordings' open views, heartbeats received, statistics batches written.
+    pub watch: (usize, u64, u64),
 }
 
 impl Metrics {
@@ -165,6 +167,24 @@ impl Metrics {
                 "gauge",
                 "Rooms that are live now.",
                 gauges.rooms_live as i64,
+            ),
+            (
+                "roommanager_record_views_open",
+                "gauge",
+                "Views of recordings open now (players sending heartbeats).",
+                gauges.watch.0 as i64,
+            ),
+            (
+                "roommanager_record_heartbeats_total",
+                "counter",
+                "Heartbeats received from recording players.",
+                gauges.watch.1 as i64,
+            ),
+            (
+                "roommanager_record_watch_writes_total",
+                "counter",
+                "Write transactions of buffered watch statistics.",
+                gauges.watch.2 as i64,
             ),
             (
                 "roommanager_http_connections",
@@ -268,6 +288,7 @@ mod tests {
         let text = m.render(&Gauges {
             rooms_open: 2,
             rooms_live: 1,
+            watch: (0, 0, 0),
         });
         assert!(text.contains("roommanager_rooms_live 1"), "{text}");
         assert!(text.contains(
@@ -291,6 +312,7 @@ mod tests {
         let text = m.render(&Gauges {
             rooms_open: 0,
             rooms_live: 0,
+            watch: (0, 0, 0),
         });
         assert!(
             text.contains("method=\"OTHER\",route=\"unmatched\",status=\"405\"} 101"),

@@ -235,8 +235,11 @@ pub struct Record {
     pub views: u64,
     #[serde(default)]
     pub unique_viewers: u64,
+    /// Whole seconds of `watch_ms_total`.
     #[serde(default)]
     pub watch_secs_total: u64,
+    #[serde(default)]
+    pub watch_ms_total: u64,
     #[serde(default)]
     pub comments_count: u64,
 }
@@ -273,6 +276,21 @@ pub struct RecordRemoval {
     /// Unix seconds; the worker does not try before.
     pub next_attempt_at: u64,
     pub last_error: Option<String>,
+}
+
+/// One viewer's watching of one recording, over all their views of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordViewer {
+    pub record: RecordId,
+    pub user_id: UserId,
+    /// Views counted (at most one per `records.view_window_secs`).
+    pub views: u64,
+    pub watched_ms: u64,
+    pub first_at: u64,
+    pub last_at: u64,
+    /// Unix seconds of the last counted view: the next one counts from
+    /// `counted_at + view_window_secs` on.
+    pub counted_at: u64,
 }
 
 /// A host's standing push credentials for the rtmp backend: OBS keeps them between sessions.

@@ -9,6 +9,7 @@
 //! [`RecordsError`] back.
 
 pub mod comments;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;

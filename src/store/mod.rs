@@ -15,6 +15,7 @@ mod push;
 mod records;
 mod rooms;
 mod tables;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -30,6 +31,7 @@ pub use migrations::CURRENT as SCHEMA_VERSION;
 pub use records::{CataloguePage, CatalogueQuery, Listed, RecordOrder};
 pub use rooms::ChatEntry;
 use tables::*;
+pub use watch::{WatchDelta, WatchStats};
 
 /// The database file's name inside the data dir.
 pub const DB_FILE: &str = "roommanager.redb";
@@ -247,6 +249,8 @@ fn open_all_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(RECORD_REMOVALS)?;
     txn.open_table(PUSH_KEYS)?;
     txn.open_table(PUSH_IDS)?;
+    txn.open_table(RECORD_VIEWERS)?;
+    txn.open_table(RECORD_DAYS)?;
     Ok(())
 }
 

@@ -208,6 +208,7 @@ impl Store {
             views: 0,
             unique_viewers: 0,
             watch_secs_total: 0,
+            watch_ms_total: 0,
             comments_count: 0,
         };
         write_record(&txn, &record)?;

@@ -63,3 +63,8 @@ pub const RECORD_REMOVALS: TableDefinition<u64, &[u8]> = TableDefinition::new("r
 pub const PUSH_KEYS: TableDefinition<u64, &[u8]> = TableDefinition::new("push_keys_v1");
 /// Push `live_id` → user id, to find the host of a publish.
 pub const PUSH_IDS: TableDefinition<&str, u64> = TableDefinition::new("push_ids_v1");
+/// (record id, viewer's user id) → `model::RecordViewer`: who watched a recording, how long.
+pub const RECORD_VIEWERS: TableDefinition<(u64, u64), &[u8]> =
+    TableDefinition::new("record_viewers_v1");
+/// (record id, unix day) → views counted that day (UTC).
+pub const RECORD_DAYS: TableDefinition<(u64, u64), u64> = TableDefinition::new("record_days_v1");

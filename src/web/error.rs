@@ -12,6 +12,7 @@ use axum::Json;
 
 use crate::accounts::AccountsError;
 use crate::files::FilesError;
+use crate::records::watch::WatchError;
 use crate::records::RecordsError;
 use crate::store::StoreError;
 
@@ -98,6 +99,20 @@ impl From<StoreError> for ApiError {
             }
             other => ApiError::internal(&other),
         }
+    }
+}
+
+impl From<WatchError> for ApiError {
+    fn from(e: WatchError) -> Self {
+        let message = e.to_string();
+        let (status, code) = match e {
+            WatchError::NoSuchRecord => (StatusCode::NOT_FOUND, "no_such_record"),
+            WatchError::NoSuchView => (StatusCode::NOT_FOUND, "no_such_view"),
+            WatchError::NotYourRecord => (StatusCode::FORBIDDEN, "not_your_record"),
+            WatchError::TooManyViews => (StatusCode::SERVICE_UNAVAILABLE, "too_many_views"),
+            WatchError::Store(e) => return e.into(),
+        };
+        ApiError::new(status, code, message)
     }
 }
 

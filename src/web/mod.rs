@@ -19,6 +19,7 @@ mod pages;
 mod path;
 mod record_pages;
 mod records;
+mod watch;
 mod ws;
 
 use std::sync::Arc;
@@ -117,6 +118,12 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/api/v1/users/{id}/records", get(records::of_user))
         .route("/api/v1/me/records", get(records::mine))
+        .route("/api/v1/records/{id}/watch", post(watch::start))
+        .route(
+            "/api/v1/records/{id}/watch/{view_id}",
+            post(watch::heartbeat),
+        )
+        .route("/api/v1/records/{id}/stats", get(watch::stats))
         .route("/api/v1/rooms", get(api::rooms))
         .route("/api/v1/rooms/{room_id}", get(api::room))
         .route("/healthz", get(ops::healthz))

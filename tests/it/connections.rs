@@ -36,7 +36,7 @@ fn client_from(source: [u8; 4]) -> reqwest::Client {
 
 /// The value of one series in the server's `/metrics`, 0 when absent. Asked from an address
 /// of its own, so that no test's cap on 127.0.0.1 gets in the way.
-async fn metric(server: &TestServer, series: &str) -> u64 {
+pub(crate) async fn metric(server: &TestServer, series: &str) -> u64 {
     let res = client_from([127, 0, 0, 9])
         .get(server.url("/metrics"))
         .send()

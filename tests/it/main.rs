@@ -24,6 +24,7 @@ mod protocol;
 mod record_pages;
 mod records;
 mod records_comments;
+mod records_watch;
 mod rooms;
 mod rooms_abuse;
 mod store;
