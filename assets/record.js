@@ -327,9 +327,24 @@
     if (viewId) call("POST", `${api}/watch/${viewId}`, position()).catch(() => {});
   }
 
+  // A view is counted per viewer, so a visitor without a session gets a guest one first, as
+  // the live room does; 409 means a session started meanwhile (another tab), which is as good.
+  function session() {
+    if (viewerId !== null) return Promise.resolve();
+    return fetch("/api/v1/guest", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "X-RM-CSRF": "1" },
+    }).then((res) => {
+      if (!res.ok && res.status !== 409) throw new Error(`guest session: ${res.status}`);
+    });
+  }
+
   player.addEventListener("play", () => {
     if (!view) {
-      view = call("POST", `${api}/watch`, {}).then((data) => { viewId = data.view_id; }, () => {});
+      view = session()
+        .then(() => call("POST", `${api}/watch`, {}))
+        .then((data) => { viewId = data.view_id; }, () => {});
     }
     clearInterval(beat);
     beat = setInterval(heartbeat, HEARTBEAT_MS);

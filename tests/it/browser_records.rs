@@ -2,20 +2,23 @@
 //! recording, with danmaku stored for its live session. The catalogue lists and finds it; the
 //! replay page plays it, seeks, flies each stored danmaku over the picture at its moment (and
 //! only then: a seek does not replay what it skipped), hides them with the toggle (remembered),
-//! and takes a comment from its form that appears at once, with a time link that seeks.
+//! and takes a comment from its form that appears at once, with a time link that seeks. The
+//! watching is counted: the beacon of a page going away, the heartbeat of a pause, and a
+//! visitor without a session as a viewer of their own.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use reqwest::StatusCode;
 use roommanager::model::{RecordId, StoredDanmaku, UserId};
 use roommanager::store::ChatEntry;
 use serde_json::Value;
 
-use crate::accounts::{get_auth, relaxed, verified_user};
+use crate::accounts::{get, get_auth, relaxed, verified_user};
 use crate::browser_room::{log_in, wait_js};
 use crate::common::tools::{self, Tool};
 use crate::common::webdriver::{self, Browser, WAIT};
-use crate::common::TestServer;
+use crate::common::{wait_for, TestServer};
 use crate::http_docs::put_recording;
 use crate::record_pages::list_record;
 
@@ -49,7 +52,7 @@ async fn the_replay_page_plays_seeks_replays_danmaku_and_takes_comments_in_a_rea
     }
     let started = Instant::now();
     let server = TestServer::start_with(relaxed).await;
-    let (host, _) = verified_user(&server, HOST).await;
+    let (host, host_token) = verified_user(&server, HOST).await;
     let (fan, fan_token) = verified_user(&server, FAN).await;
 
     // A real H.264 MP4, where the rtmp backend keeps recordings, listed for the host.
@@ -174,6 +177,18 @@ async fn the_replay_page_plays_seeks_replays_danmaku_and_takes_comments_in_a_rea
     assert!(!b.displayed(&overlay).await, "still hidden after a reload");
     b.click(&toggle).await;
     assert!(b.displayed(&overlay).await);
+    // The first page was watched for 2 s and more and never paused: only its beacon, sent as
+    // the page went away, can have reported that time.
+    let beaconed = wait_for(|| async {
+        let stats = stats(&server, id, &host_token).await;
+        (stats["viewers"][0]["watched_secs"].as_u64() >= Some(1)).then_some(stats)
+    })
+    .await;
+    assert_eq!(
+        (&beaconed["views"], &beaconed["viewers"][0]["user_id"]),
+        (&Value::from(1), &Value::from(fan)),
+        "{beaconed}"
+    );
 
     // 5. Seeking (the video is fetched by byte range): to 6.5 s, which it reaches and plays
     //    on from. The early danmaku is not replayed in a burst; the late one flies at 7 s.
@@ -288,6 +303,44 @@ async fn the_replay_page_plays_seeks_replays_danmaku_and_takes_comments_in_a_rea
     .await;
     assert!(there.as_f64().expect("a time") < position_ms as f64 / 1000.0 + 2.0);
 
+    // 8. A visitor without a session: the page makes a guest session at the first play, so
+    //    the view counts for a second viewer; the pause reports the time watched.
+    let before = stats(&server, id, &host_token).await;
+    b.goto(&server.url("/logout")).await;
+    let out = b.find("form[action='/logout'] button[type='submit']").await;
+    b.click(&out).await;
+    b.wait_for_text("header nav", "Log in").await;
+    assert!(b.cookie("rm_session").await.is_none(), "signed out");
+    b.goto(&server.url(&format!("/records/{id}"))).await;
+    b.find("#comment-why").await;
+    b.execute("const v = document.getElementById('player'); v.muted = true; v.play();")
+        .await;
+    wait_js(
+        &b,
+        "return document.getElementById('player').currentTime > 1.5",
+        "the visitor's video playing",
+    )
+    .await;
+    b.execute("document.getElementById('player').pause()").await;
+    assert!(b.cookie("rm_session").await.is_some(), "a guest session");
+    let counted = wait_for(|| async {
+        let stats = stats(&server, id, &host_token).await;
+        let total = stats["watch_secs_total"].as_u64();
+        (stats["unique_viewers"] == 2 && total > before["watch_secs_total"].as_u64())
+            .then_some(stats)
+    })
+    .await;
+    assert_eq!(counted["views"], 2, "{counted}");
+    // The catalogue shows the count.
+    let catalogue = get(&server, "/records?sort=most_viewed").await;
+    assert!(
+        catalogue
+            .text
+            .contains("<span class=\"record-views\">2</span> views"),
+        "{}",
+        catalogue.text
+    );
+
     // All of it ran under the pages' Content-Security-Policy.
     assert_eq!(b.csp_violations().await, Vec::<String>::new());
     drop(b);
@@ -298,6 +351,14 @@ async fn the_replay_page_plays_seeks_replays_danmaku_and_takes_comments_in_a_rea
     );
     server.stop().await;
     eprintln!("replay browser test took {:.1?}", started.elapsed());
+}
+
+/// The host's statistics of recording `id`.
+async fn stats(server: &TestServer, id: u64, host_token: &str) -> Value {
+    get_auth(server, &format!("/api/v1/records/{id}/stats"), host_token)
+        .await
+        .expect(StatusCode::OK)
+        .json()
 }
 
 /// The video's current time and the answer of `script`, read at the same moment.
