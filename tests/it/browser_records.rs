@@ -4,13 +4,14 @@
 //! only then: a seek does not replay what it skipped), hides them with the toggle (remembered),
 //! and takes a comment from its form that appears at once, with a time link that seeks. The
 //! watching is counted: the beacon of a page going away, the heartbeat of a pause, and a
-//! visitor without a session as a viewer of their own.
+//! visitor without a session as a viewer of their own. The host renames and deletes it from
+//! the page.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use roommanager::model::{RecordId, StoredDanmaku, UserId};
+use roommanager::model::{CommentId, RecordComment, RecordId, StoredDanmaku, UserId};
 use roommanager::store::ChatEntry;
 use serde_json::Value;
 
@@ -303,7 +304,62 @@ async fn the_replay_page_plays_seeks_replays_danmaku_and_takes_comments_in_a_rea
     .await;
     assert!(there.as_f64().expect("a time") < position_ms as f64 / 1000.0 + 2.0);
 
-    // 8. A visitor without a session: the page makes a guest session at the first play, so
+    // 8. More comments than a page holds (20): "Load more" brings the rest, and the author
+    //    deletes theirs.
+    for i in 0..20 {
+        store
+            .add_record_comment(RecordComment {
+                id: CommentId(0),
+                record: RecordId(id),
+                author: UserId(host),
+                nickname: HOST.to_owned(),
+                text: format!("newer {i}"),
+                position_ms: None,
+                created_at: record.started_at + 100 + i,
+            })
+            .expect("store a comment")
+            .expect("the recording is listed");
+    }
+    b.goto(&server.url(&format!("/records/{id}"))).await;
+    b.wait_for_text("#comments-total", "21").await;
+    let count = "return document.querySelectorAll('#comments li').length";
+    wait_js(
+        &b,
+        "return document.querySelectorAll('#comments li').length === 20",
+        "20 comments",
+    )
+    .await;
+    assert!(
+        !b.text("#comments").await.contains(COMMENT),
+        "on the next page"
+    );
+    let more = b.find("#more").await;
+    assert!(b.displayed(&more).await);
+    b.click(&more).await;
+    b.wait_for_text("#comments li:last-child", COMMENT).await;
+    assert_eq!(b.execute(count).await, 21);
+    assert!(!b.displayed(&more).await, "nothing more to load");
+    let remove = b.find("#comments li:last-child .delete-comment").await;
+    b.click(&remove).await;
+    assert_eq!(b.accept_alert().await, "Delete this comment?");
+    b.wait_for_text("#comments-total", "20").await;
+    assert!(!b.text("#comments").await.contains(COMMENT));
+    let listed = get_auth(
+        &server,
+        &format!("/api/v1/records/{id}/comments"),
+        &fan_token,
+    )
+    .await
+    .json();
+    assert_eq!(listed["total"], 20, "{listed}");
+    // Only the author's own comment had a delete button (the others are the host's).
+    assert_eq!(
+        b.execute("return document.querySelectorAll('.delete-comment').length")
+            .await,
+        0
+    );
+
+    // 9. A visitor without a session: the page makes a guest session at the first play, so
     //    the view counts for a second viewer; the pause reports the time watched.
     let before = stats(&server, id, &host_token).await;
     b.goto(&server.url("/logout")).await;
@@ -341,14 +397,34 @@ async fn the_replay_page_plays_seeks_replays_danmaku_and_takes_comments_in_a_rea
         catalogue.text
     );
 
+    // 10. The host renames the recording from its page, then deletes it.
+    log_in(&b, &server, HOST).await;
+    b.goto(&server.url(&format!("/records/{id}"))).await;
+    let rename = b.find("#rename").await;
+    b.click(&rename).await;
+    let title = b.find("#rename-title").await;
+    b.clear(&title).await;
+    b.type_text(&title, "Renamed 改名").await;
+    let save = b.find("#rename-form button[type='submit']").await;
+    b.click(&save).await;
+    b.wait_for_text("#record-title", "Renamed 改名").await;
+    let renamed = get(&server, &format!("/api/v1/records/{id}")).await.json();
+    assert_eq!(renamed["title"], "Renamed 改名");
+    let delete = b.find("#delete").await;
+    b.click(&delete).await;
+    assert!(b.accept_alert().await.starts_with("Delete this recording"));
+    b.wait_for_text("h1#host-name", HOST).await;
+    assert_eq!(b.current_url().await, server.url(&format!("/users/{host}")));
+    assert!(
+        b.try_find(&card).await.is_none(),
+        "gone from the host's page"
+    );
+    let gone = get(&server, &format!("/records/{id}")).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+
     // All of it ran under the pages' Content-Security-Policy.
     assert_eq!(b.csp_violations().await, Vec::<String>::new());
     drop(b);
-    assert_eq!(
-        store.records().expect("records")[0].id,
-        RecordId(id),
-        "the recording is still listed"
-    );
     server.stop().await;
     eprintln!("replay browser test took {:.1?}", started.elapsed());
 }
