@@ -274,6 +274,13 @@ async fn the_host_page_and_the_replay_page_show_their_recording_escaped() {
     let own = get_auth(&server, &format!("/records/{}", script.id.0), &host_token).await;
     assert_page(&own, StatusCode::OK, "id=\"delete\"");
     assert!(own.text.contains("id=\"rename\""));
+    // The host finds their recordings from their profile.
+    let me = get_auth(&server, "/me", &host_token).await;
+    assert_page(
+        &me,
+        StatusCode::OK,
+        &format!("href=\"/users/{host}\">Your recordings</a>"),
+    );
     let not_own = get_auth(&server, &format!("/records/{}", theirs.id.0), &host_token).await;
     assert!(!not_own.text.contains("id=\"delete\""));
 
