@@ -113,3 +113,52 @@ fn recordings_stored_with_a_host_are_migrated_to_paths() {
     store.close().unwrap();
     assert_eq!(stored_version(dir.path()), SCHEMA_VERSION);
 }
+
+/// Records stored by schema 2 may lack their host stream's id; opening the store takes it from
+/// their live session, so deleting them can remove their media. The catalogue lists them.
+#[test]
+fn records_stored_without_their_stream_get_it_from_their_session() {
+    const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records_v1");
+    const LIVES: TableDefinition<u64, &[u8]> = TableDefinition::new("lives_v1");
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(dir.path()).unwrap().close().unwrap();
+    {
+        let db = Database::create(dir.path().join(DB_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert("schema_version", 2)
+            .unwrap();
+        let session = serde_json::json!({"id": 5, "room": 1, "host": 1, "title": "Friday",
+            "started_at": 1_790_000_000u64, "ended_at": 1_790_000_060u64, "stream": "hold5",
+            "settled": true});
+        let record = serde_json::json!({"id": 3, "room": 1, "host": 1, "live": 5,
+            "title": "Friday", "started_at": 1_790_000_000u64, "duration_secs": 60,
+            "url": "/records/files/hold5/session_1.mp4"});
+        txn.open_table(LIVES)
+            .unwrap()
+            .insert(5, session.to_string().as_bytes())
+            .unwrap();
+        txn.open_table(RECORDS)
+            .unwrap()
+            .insert(3, record.to_string().as_bytes())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let records = store.records().unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].stream, "hold5");
+    let page = store
+        .catalogue(&roommanager::store::CatalogueQuery {
+            order: roommanager::store::RecordOrder::Newest,
+            host: None,
+            text: Some("fri".into()),
+            offset: 0,
+            limit: 10,
+        })
+        .unwrap();
+    assert_eq!((page.total, page.records[0].record.id.0), (1, 3));
+    store.close().unwrap();
+    assert_eq!(stored_version(dir.path()), SCHEMA_VERSION);
+}
