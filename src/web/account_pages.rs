@@ -455,6 +455,8 @@ struct MePage {
     error: Option<String>,
     done: Option<&'static str>,
     guest: bool,
+    /// For the link to the user's own recordings, on their host page.
+    user_id: u64,
     nickname: String,
     initial: String,
     username: String,
@@ -501,6 +503,7 @@ async fn me_response(
         error,
         done,
         guest: user.kind == UserKind::Guest,
+        user_id: user.id.0,
         initial: user.nickname.chars().next().unwrap_or('?').to_string(),
         nickname: user.nickname.clone(),
         username: user.username.clone().unwrap_or_default(),

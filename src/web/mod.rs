@@ -17,6 +17,7 @@ mod media;
 mod ops;
 mod pages;
 mod path;
+mod record_pages;
 mod records;
 mod watch;
 mod ws;
@@ -45,6 +46,9 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(pages::home))
         .route("/room/{room_id}", get(pages::room))
+        .route("/records", get(record_pages::records))
+        .route("/records/{record_id}", get(record_pages::record))
+        .route("/users/{user_id}", get(record_pages::user))
         .route(
             "/register",
             get(account_pages::register_page).post(account_pages::register_submit),

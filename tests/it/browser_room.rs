@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::accounts::PASSWORD;
 use crate::common::webdriver::{self, Browser, WAIT};
+use crate::common::TestServer;
 use crate::rooms::Site;
 
 const HOST: &str = "host30";
@@ -53,7 +54,7 @@ async fn the_room_page_works_for_a_host_a_guest_and_a_viewer_in_real_browsers() 
     let (a, b) = tokio::join!(Browser::start(), Browser::start());
 
     // 1. The host logs in through the form and goes live from the host console.
-    log_in(&a, &site, HOST).await;
+    log_in(&a, &site.server, HOST).await;
     a.goto(&room_url).await;
     let console = a.find(".host-console").await;
     assert!(a.displayed(&console).await, "the host sees the console");
@@ -129,7 +130,7 @@ async fn the_room_page_works_for_a_host_a_guest_and_a_viewer_in_real_browsers() 
     }
 
     // 7. (While live.) The viewer logs in in the same browser; the home page lists the room.
-    log_in(&b, &site, VIEWER).await;
+    log_in(&b, &site.server, VIEWER).await;
     b.goto(&site.server.url("/")).await;
     let card = b.find(&format!("a.room-card[href='{room_path}']")).await;
     let card_text = b.text(&format!("a.room-card[href='{room_path}']")).await;
@@ -303,8 +304,8 @@ async fn the_room_page_works_for_a_host_a_guest_and_a_viewer_in_real_browsers() 
 }
 
 /// Logs `name` in through the login form; done when the header names them.
-async fn log_in(browser: &Browser, site: &Site, name: &str) {
-    browser.goto(&site.server.url("/login")).await;
+pub(crate) async fn log_in(browser: &Browser, server: &TestServer, name: &str) {
+    browser.goto(&server.url("/login")).await;
     let login = browser.find("form[action='/login'] [name='login']").await;
     browser.type_text(&login, name).await;
     let password = browser
@@ -371,7 +372,7 @@ async fn wait_src(browser: &Browser, url: &str) -> Value {
 }
 
 /// Polls `script` until it answers something other than null, false or ""; that answer.
-async fn wait_js(browser: &Browser, script: &str, what: &str) -> Value {
+pub(crate) async fn wait_js(browser: &Browser, script: &str, what: &str) -> Value {
     let deadline = Instant::now() + WAIT;
     loop {
         let value = browser.execute(script).await;

@@ -1,0 +1,355 @@
+//! The recordings' pages: `/records` (the catalogue: search, sort, pages), `/users/{id}` (a
+//! host and their recordings) and `/records/{id}` (the replay page). Server rendered from the
+//! same catalogue queries the JSON API uses, so the catalogue works without JavaScript; the
+//! replay page's comments, replayed danmaku and watch statistics are `assets/record.js` over the
+//! API.
+//! Calls: app → records, store lookups; pages (layout), error.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::response::Html;
+use serde::Deserialize;
+
+use crate::app::App;
+use crate::files::ImageKind;
+use crate::model::{RecordId, UserId, UserKind};
+use crate::records::{parse_order, Paging, RecordsError, DEFAULT_PER_PAGE};
+use crate::store::{CataloguePage, Listed, RecordOrder};
+
+use super::auth::MaybeSigned;
+use super::error::{ApiError, PageError};
+use super::pages::{render, Layout};
+use super::path::ApiPath;
+
+/// One recording in a grid (`records_grid_partial.html`).
+pub struct RecordCard {
+    id: u64,
+    title: String,
+    host_nickname: String,
+    thumbnail_url: Option<String>,
+    date: String,
+    duration: String,
+    views: u64,
+}
+
+impl From<Listed> for RecordCard {
+    fn from(Listed { record, host }: Listed) -> Self {
+        RecordCard {
+            id: record.id.0,
+            host_nickname: host.map(|h| h.nickname).unwrap_or_default(),
+            thumbnail_url: record.thumbnail_url,
+            date: date(record.started_at),
+            duration: clock(record.duration_secs),
+            views: record.views,
+            title: record.title,
+        }
+    }
+}
+
+/// The links between the pages of a grid; each keeps the search and the sort.
+pub struct Pager {
+    page: usize,
+    pages: u64,
+    prev_href: Option<String>,
+    next_href: Option<String>,
+}
+
+impl Pager {
+    fn new(path: &str, listing: &Listing, total: u64) -> Self {
+        let per_page = listing.paging.per_page as u64;
+        let pages = total.div_ceil(per_page).max(1);
+        let page = listing.paging.page;
+        let href = |page: usize| {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            if !listing.query.is_empty() {
+                query.append_pair("q", &listing.query);
+            }
+            if listing.order != RecordOrder::Newest {
+                query.append_pair("sort", order_name(listing.order));
+            }
+            query.append_pair("page", &page.to_string());
+            format!("{path}?{}", query.finish())
+        };
+        Pager {
+            page,
+            pages,
+            prev_href: (page > 1).then(|| href(page - 1)),
+            next_href: ((page as u64) < pages).then(|| href(page + 1)),
+        }
+    }
+}
+
+/// The catalogue's orders as the sort selector offers them: the API's name and a label.
+const ORDERS: [(RecordOrder, &str, &str); 3] = [
+    (RecordOrder::Newest, "newest", "Newest"),
+    (RecordOrder::MostViewed, "most_viewed", "Most viewed"),
+    (RecordOrder::Longest, "longest", "Longest"),
+];
+
+fn order_name(order: RecordOrder) -> &'static str {
+    ORDERS
+        .iter()
+        .find(|(o, ..)| *o == order)
+        .map_or("newest", |(_, name, _)| name)
+}
+
+/// One choice of the sort selector.
+pub struct SortOption {
+    value: &'static str,
+    label: &'static str,
+    selected: bool,
+}
+
+/// The query string of a grid page, as a browser sends it (a form sends `q=` when the box is
+/// empty, so an empty field counts as absent).
+#[derive(Deserialize)]
+pub struct GridQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    sort: String,
+    #[serde(default)]
+    page: String,
+}
+
+/// What a grid page shows: the search (empty: all), the order and the page, read by the same
+/// rules as the API's.
+struct Listing {
+    query: String,
+    order: RecordOrder,
+    paging: Paging,
+}
+
+impl Listing {
+    fn parse(raw: GridQuery) -> Result<Listing, PageError> {
+        let given = |value: &str| Some(value.to_owned()).filter(|v| !v.is_empty());
+        let per_page = DEFAULT_PER_PAGE.to_string();
+        let sort = given(&raw.sort);
+        let page = given(&raw.page);
+        Ok(Listing {
+            query: raw.q.trim().to_owned(),
+            order: parse_order(sort.as_deref()).map_err(ApiError::from)?,
+            paging: Paging::parse(page.as_deref(), Some(&per_page)).map_err(ApiError::from)?,
+        })
+    }
+
+    /// The cards of this page, and how many recordings there are in all: the catalogue's, one
+    /// host's, or a search's.
+    async fn find(
+        &self,
+        app: &App,
+        host: Option<UserId>,
+    ) -> Result<(Vec<RecordCard>, u64), PageError> {
+        let found = if self.query.is_empty() {
+            app.records.list(self.order, host, self.paging).await
+        } else {
+            app.records
+                .search(&self.query, self.order, self.paging)
+                .await
+        };
+        let CataloguePage { records, total } = found.map_err(ApiError::from)?;
+        Ok((records.into_iter().map(RecordCard::from).collect(), total))
+    }
+}
+
+#[derive(Template)]
+#[template(path = "records.html")]
+struct RecordsPage {
+    layout: Layout,
+    query: String,
+    sorts: Vec<SortOption>,
+    total: u64,
+    records: Vec<RecordCard>,
+    pager: Pager,
+    empty_message: &'static str,
+}
+
+/// `/records`: the catalogue, searched (`q`), sorted (`sort`) and paged (`page`).
+pub async fn records(
+    State(app): State<Arc<App>>,
+    MaybeSigned(who): MaybeSigned,
+    Query(raw): Query<GridQuery>,
+) -> Result<Html<String>, PageError> {
+    let listing = Listing::parse(raw)?;
+    let (records, total) = listing.find(&app, None).await?;
+    render(&RecordsPage {
+        layout: Layout::for_user("Recordings", who.as_ref()),
+        sorts: ORDERS
+            .into_iter()
+            .map(|(order, value, label)| SortOption {
+                value,
+                label,
+                selected: order == listing.order,
+            })
+            .collect(),
+        total,
+        records,
+        pager: Pager::new("/records", &listing, total),
+        empty_message: if !listing.query.is_empty() {
+            "No recording matches this search."
+        } else if listing.paging.page > 1 {
+            "There are no more recordings."
+        } else {
+            "No recordings yet. Every live session is recorded and appears here when it ends."
+        },
+        query: listing.query,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "user.html")]
+struct UserPage {
+    layout: Layout,
+    nickname: String,
+    initial: String,
+    avatar_url: Option<String>,
+    room_id: Option<u64>,
+    total: u64,
+    records: Vec<RecordCard>,
+    pager: Pager,
+    empty_message: &'static str,
+}
+
+/// `/users/{id}`: a host, their room and their recordings, newest first.
+pub async fn user(
+    State(app): State<Arc<App>>,
+    MaybeSigned(who): MaybeSigned,
+    ApiPath(user_id): ApiPath<u64>,
+    Query(raw): Query<GridQuery>,
+) -> Result<Html<String>, PageError> {
+    let mut listing = Listing::parse(raw)?;
+    // The host page lists; it does not search.
+    listing.query.clear();
+    let id = UserId(user_id);
+    let host = app
+        .store
+        .run(move |s| s.user(id))
+        .await
+        .map_err(ApiError::from)?
+        .filter(|u| u.kind == UserKind::Registered)
+        .ok_or_else(|| ApiError::from(RecordsError::UserNotFound))?;
+    let (records, total) = listing.find(&app, Some(id)).await?;
+    render(&UserPage {
+        layout: Layout::for_user(host.nickname.clone(), who.as_ref()),
+        initial: host
+            .nickname
+            .chars()
+            .next()
+            .map(|c| c.to_uppercase().collect())
+            .unwrap_or_default(),
+        avatar_url: host.avatar.as_deref().map(|a| ImageKind::Avatar.url(a)),
+        room_id: host.room_id.map(|r| r.0),
+        total,
+        records,
+        pager: Pager::new(&format!("/users/{user_id}"), &listing, total),
+        empty_message: "No recordings yet.",
+        nickname: host.nickname,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "record.html")]
+struct RecordPage {
+    layout: Layout,
+    id: u64,
+    title: String,
+    url: String,
+    host_id: u64,
+    host_nickname: String,
+    date: String,
+    duration: String,
+    duration_ms: u64,
+    views: u64,
+    comments_count: u64,
+    /// The viewer's user id, empty for a visitor without a session.
+    user_id: String,
+    is_host: bool,
+    /// Why the viewer cannot comment, if they cannot.
+    cannot_comment: Option<&'static str>,
+}
+
+/// `/records/{id}`: the replay page.
+pub async fn record(
+    State(app): State<Arc<App>>,
+    MaybeSigned(who): MaybeSigned,
+    ApiPath(record_id): ApiPath<u64>,
+) -> Result<Html<String>, PageError> {
+    let detail = app
+        .records
+        .get(RecordId(record_id))
+        .await
+        .map_err(ApiError::from)?;
+    let Listed { record, host } = detail.listed;
+    let user = who.as_ref().map(|w| &w.user);
+    let cannot_comment = match user {
+        None => Some("Log in to comment. Guests and visitors can watch."),
+        Some(u) if u.kind == UserKind::Guest => {
+            Some("You are watching as a guest: register to comment.")
+        }
+        Some(u) if !u.is_verified() => Some("Verify your email address to comment."),
+        Some(_) => None,
+    };
+    render(&RecordPage {
+        layout: Layout::for_user(record.title.clone(), who.as_ref()),
+        id: record.id.0,
+        url: record.url.clone(),
+        host_id: record.host.0,
+        host_nickname: host.map(|h| h.nickname).unwrap_or_default(),
+        date: date(record.started_at),
+        duration: clock(record.duration_secs),
+        duration_ms: record.duration_secs * 1000,
+        views: record.views,
+        comments_count: record.comments_count,
+        user_id: user.map(|u| u.id.0.to_string()).unwrap_or_default(),
+        is_host: user.is_some_and(|u| u.id == record.host),
+        cannot_comment,
+        title: record.title,
+    })
+}
+
+/// A length as h:mm:ss.
+fn clock(secs: u64) -> String {
+    format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// The UTC calendar date of unix seconds, as YYYY-MM-DD (Howard Hinnant's `civil_from_days`).
+fn date(unix: u64) -> String {
+    let days = (unix / 86_400) as i64 + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lengths_read_as_hours_minutes_seconds() {
+        assert_eq!(clock(0), "0:00:00");
+        assert_eq!(clock(59), "0:00:59");
+        assert_eq!(clock(3599), "0:59:59");
+        assert_eq!(clock(3600 * 27 + 61), "27:01:01");
+    }
+
+    #[test]
+    fn dates_are_utc_calendar_days() {
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(951_782_400), "2000-02-29");
+        assert_eq!(date(1_795_714_121), "2026-11-26");
+        assert_eq!(date(4_107_542_399), "2100-02-28");
+    }
+}
