@@ -74,7 +74,8 @@ async fn the_host_goes_live_again_while_the_last_recording_is_fetched() {
     second.open();
     let listed = records(&site, 2).await;
     let titles: Vec<&str> = listed.iter().map(|r| r.title.as_str()).collect();
-    assert_eq!(titles, ["Friday jam", "second"]);
+    // A record's title is the room's name and the session's title.
+    assert_eq!(titles, ["again01's room · Friday jam", "again01's room · second"]);
     assert_ne!(listed[0].live, listed[1].live, "one record per session");
     for record in &listed {
         let session = site
@@ -260,7 +261,7 @@ async fn back_to_back_sessions_of_one_stream_get_their_own_recordings_and_thumbn
     }
     let records = recorded(&server, 2).await;
     for (record, (title, seconds)) in records.iter().zip(pushes) {
-        assert_eq!(record.title, title);
+        assert_eq!(record.title, format!("b2bhost's room · {title}"));
         let mp4 = scratch.path().join(format!("{title}.mp4"));
         assert_eq!(download(&server, &record.url, &mp4).await, "video/mp4");
         let duration: f64 = probe(&mp4, &[], "format=duration").parse().unwrap();
