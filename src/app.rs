@@ -247,6 +247,7 @@ impl App {
                 drop(app.accounts);
                 drop(app.rooms);
                 drop(app.records);
+                drop(app.watching);
                 drop(app.rtmp);
                 match app.store.close() {
                     Ok(()) => tracing::info!("store closed"),

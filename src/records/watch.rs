@@ -27,6 +27,8 @@ use crate::store::{unix_now, Store, StoreError, WatchDelta, WatchStats};
 
 /// How often open views nobody heartbeats any more are forgotten.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// How often a full server looks for idle views to make room for a new one.
+const FULL_SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -56,11 +58,24 @@ struct OpenView {
 
 type ViewerKey = (RecordId, UserId);
 
-#[derive(Default)]
+/// What the open views of one viewer of one recording share.
+struct Watcher {
+    /// Open views of this recording by this viewer.
+    views: usize,
+    /// Watching is credited up to this instant: several views (tabs) of one viewer together
+    /// never earn more than the real time.
+    credited_until: Instant,
+}
+
 struct Buffer {
     open: HashMap<ViewId, OpenView>,
     /// Each viewer's open views, oldest first (a viewer over the cap loses the oldest).
     by_viewer: HashMap<UserId, VecDeque<ViewId>>,
+    /// Per (recording, viewer) with an open view.
+    watchers: HashMap<ViewerKey, Watcher>,
+    /// When the open views were last swept for idle ones: a full server sweeps at most once
+    /// per [`FULL_SWEEP_EVERY`], not at every refused start.
+    last_sweep: Instant,
     /// What is not in the store yet.
     pending: HashMap<ViewerKey, WatchDelta>,
     /// Views counted by the batch being written right now (taken from `pending`, not yet
@@ -68,6 +83,68 @@ struct Buffer {
     in_flight: HashMap<ViewerKey, u64>,
     /// Completed writes; a view start that read the store before one completed reads again.
     generation: u64,
+}
+
+impl Buffer {
+    fn new() -> Buffer {
+        Buffer {
+            open: HashMap::new(),
+            by_viewer: HashMap::new(),
+            watchers: HashMap::new(),
+            last_sweep: Instant::now(),
+            pending: HashMap::new(),
+            in_flight: HashMap::new(),
+            generation: 0,
+        }
+    }
+
+    fn open_view(&mut self, id: ViewId, view: OpenView) {
+        self.by_viewer
+            .entry(view.viewer)
+            .or_default()
+            .push_back(id.clone());
+        self.watchers
+            .entry((view.record, view.viewer))
+            .or_insert(Watcher {
+                views: 0,
+                credited_until: view.last_beat,
+            })
+            .views += 1;
+        self.open.insert(id, view);
+    }
+
+    fn close_view(&mut self, id: &ViewId) {
+        let Some(view) = self.open.remove(id) else {
+            return;
+        };
+        if let Some(mine) = self.by_viewer.get_mut(&view.viewer) {
+            mine.retain(|v| v != id);
+            if mine.is_empty() {
+                self.by_viewer.remove(&view.viewer);
+            }
+        }
+        let key = (view.record, view.viewer);
+        if let Some(watcher) = self.watchers.get_mut(&key) {
+            watcher.views -= 1;
+            if watcher.views == 0 {
+                self.watchers.remove(&key);
+            }
+        }
+    }
+
+    /// Closes the open views without a heartbeat for `idle`.
+    fn forget_idle(&mut self, idle: Duration) {
+        let gone: Vec<ViewId> = self
+            .open
+            .iter()
+            .filter(|(_, v)| v.last_beat.elapsed() >= idle)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &gone {
+            self.close_view(id);
+        }
+        self.last_sweep = Instant::now();
+    }
 }
 
 /// The watch statistics service.
@@ -89,7 +166,7 @@ impl Watching {
         Arc::new(Watching {
             config,
             store,
-            buffer: Mutex::new(Buffer::default()),
+            buffer: Mutex::new(Buffer::new()),
             full: Notify::new(),
             writing: tokio::sync::Mutex::new(()),
             heartbeats: AtomicU64::new(0),
@@ -121,7 +198,9 @@ impl Watching {
                 continue;
             }
             if buffer.open.len() >= self.config.max_open_views {
-                self.forget_idle(&mut buffer);
+                if buffer.last_sweep.elapsed() >= FULL_SWEEP_EVERY {
+                    buffer.forget_idle(Duration::from_secs(self.config.view_idle_secs));
+                }
                 if buffer.open.len() >= self.config.max_open_views {
                     return Err(WatchError::TooManyViews);
                 }
@@ -139,17 +218,15 @@ impl Watching {
                 delta.counted_at = Some(now);
             }
             let id = ViewId(random_id());
-            let mine = buffer.by_viewer.entry(viewer).or_default();
-            mine.push_back(id.clone());
-            let over = if mine.len() > self.config.max_views_per_viewer {
-                mine.pop_front()
-            } else {
-                None
-            };
+            let over = buffer
+                .by_viewer
+                .get(&viewer)
+                .filter(|mine| mine.len() >= self.config.max_views_per_viewer)
+                .and_then(|mine| mine.front().cloned());
             if let Some(oldest) = over {
-                buffer.open.remove(&oldest);
+                buffer.close_view(&oldest);
             }
-            buffer.open.insert(
+            buffer.open_view(
                 id.clone(),
                 OpenView {
                     record,
@@ -178,13 +255,21 @@ impl Watching {
         position_ms: u64,
     ) -> Result<u64, WatchError> {
         let now = Instant::now();
-        let mut buffer = self.buffer();
+        let mut guard = self.buffer();
+        let buffer = &mut *guard;
         let view = buffer
             .open
             .get_mut(id)
             .filter(|v| v.viewer == viewer && v.record == record)
             .ok_or(WatchError::NoSuchView)?;
-        let elapsed = now.duration_since(view.last_beat).as_millis() as u64;
+        let watcher = buffer
+            .watchers
+            .get_mut(&(record, viewer))
+            .expect("every open view has its watcher entry (open_view/close_view keep both)");
+        // Real time since this view's last heartbeat, less what another view of the same
+        // viewer was credited for meanwhile.
+        let since = view.last_beat.max(watcher.credited_until);
+        let elapsed = now.saturating_duration_since(since).as_millis() as u64;
         let forward = position_ms.saturating_sub(view.position_ms);
         let moved_back = position_ms < view.position_ms;
         // After a seek back the position says nothing; the real time still bounds it.
@@ -195,12 +280,15 @@ impl Watching {
         view.last_beat = now;
         view.position_ms = position_ms;
         view.watched_ms += added;
+        if added > 0 {
+            watcher.credited_until = now;
+        }
         let watched_secs = view.watched_ms / 1000;
         let delta = buffer.pending.entry((record, viewer)).or_default();
         delta.watched_ms += added;
         delta.last_at = unix_now();
         let wake = buffer.pending.len() >= self.config.watch_flush_batch;
-        drop(buffer);
+        drop(guard);
         self.heartbeats.fetch_add(1, Ordering::Relaxed);
         if wake {
             self.full.notify_one();
@@ -209,18 +297,23 @@ impl Watching {
     }
 
     /// The statistics of `record` for `asker`, its host, with everything buffered written
-    /// first so the figures include the last heartbeat.
+    /// first so the figures include the last heartbeat. Who asks is checked before anything
+    /// is written or read in bulk.
     pub async fn stats(&self, record: RecordId, asker: UserId) -> Result<WatchStats, WatchError> {
-        self.write().await?;
-        let stats = self
+        let host = self
             .store
-            .run(move |s| s.watch_stats(record))
+            .run(move |s| s.record(record))
             .await?
-            .ok_or(WatchError::NoSuchRecord)?;
-        if stats.record.host != asker {
+            .ok_or(WatchError::NoSuchRecord)?
+            .host;
+        if host != asker {
             return Err(WatchError::NotYourRecord);
         }
-        Ok(stats)
+        self.write().await?;
+        self.store
+            .run(move |s| s.watch_stats(record))
+            .await?
+            .ok_or(WatchError::NoSuchRecord)
     }
 
     /// Open views, heartbeats received and batches written, for `/metrics`.
@@ -250,7 +343,8 @@ impl Watching {
                 return;
             }
             if last_sweep.elapsed() >= SWEEP_EVERY {
-                self.forget_idle(&mut self.buffer());
+                self.buffer()
+                    .forget_idle(Duration::from_secs(self.config.view_idle_secs));
                 last_sweep = Instant::now();
             }
         }
@@ -294,27 +388,6 @@ impl Watching {
                     merged.counted_at = merged.counted_at.or(delta.counted_at);
                 }
                 Err(e)
-            }
-        }
-    }
-
-    /// Forgets open views without a heartbeat for `records.view_idle_secs`.
-    fn forget_idle(&self, buffer: &mut Buffer) {
-        let idle = Duration::from_secs(self.config.view_idle_secs);
-        let gone: Vec<ViewId> = buffer
-            .open
-            .iter()
-            .filter(|(_, v)| v.last_beat.elapsed() >= idle)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in gone {
-            if let Some(view) = buffer.open.remove(&id) {
-                if let Some(mine) = buffer.by_viewer.get_mut(&view.viewer) {
-                    mine.retain(|v| v != &id);
-                    if mine.is_empty() {
-                        buffer.by_viewer.remove(&view.viewer);
-                    }
-                }
             }
         }
     }

@@ -87,6 +87,8 @@ pub(super) struct Catalogue {
     entries: BTreeMap<u64, Entry>,
     /// How many records each host has: the hosts whose names a search reads.
     hosts: HashMap<UserId, usize>,
+    /// A refresh after a commit failed: the index is read again whole before it is used.
+    stale: bool,
 }
 
 impl Catalogue {
@@ -217,7 +219,7 @@ impl Store {
         write_record(&txn, &record)?;
         super::rooms::settle(&txn, session.id)?;
         txn.commit()?;
-        self.refresh_catalogue(&[record.id])?;
+        self.refresh_catalogue(&[record.id]);
         Ok(record)
     }
 
@@ -240,25 +242,51 @@ impl Store {
 
     /// Brings the catalogue's entries for `ids` in line with their committed rows (an entry
     /// whose row is gone is dropped). Reading under the index's lock orders refreshes, so the
-    /// last one to run, which follows the last commit, leaves the index as stored.
-    pub(super) fn refresh_catalogue(&self, ids: &[RecordId]) -> Result<(), StoreError> {
+    /// last one to run, which follows the last commit, leaves the index as stored. Called after
+    /// a commit, it cannot fail the write that committed: a failure marks the index stale, and
+    /// the next catalogue query reads it again whole.
+    pub(super) fn refresh_catalogue(&self, ids: &[RecordId]) {
         let mut catalogue = self
             .catalogue
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(RECORDS)?;
-        for id in ids {
-            match table.get(id.0)? {
-                Some(row) => catalogue.put(&decode(row.value(), "record")?),
-                None => catalogue.remove(*id),
+        let refreshed = (|| -> Result<(), StoreError> {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(RECORDS)?;
+            for id in ids {
+                match table.get(id.0)? {
+                    Some(row) => catalogue.put(&decode(row.value(), "record")?),
+                    None => catalogue.remove(*id),
+                }
             }
+            Ok(())
+        })();
+        if let Err(e) = refreshed {
+            tracing::error!(error = %e, "cannot update the catalogue index; it is read again whole");
+            catalogue.stale = true;
+        }
+    }
+
+    /// Reads the catalogue's index again whole if a refresh failed.
+    fn reload_stale_catalogue(&self) -> Result<(), StoreError> {
+        let stale = self
+            .catalogue
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stale;
+        if stale {
+            let fresh = Catalogue::load(self)?;
+            *self
+                .catalogue
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = fresh;
         }
         Ok(())
     }
 
     /// One page of the catalogue, from the index, with the page's records and hosts read.
     pub fn catalogue(&self, query: &CatalogueQuery) -> Result<CataloguePage, StoreError> {
+        self.reload_stale_catalogue()?;
         let txn = self.db.begin_read()?;
         let users = txn.open_table(USERS)?;
         let read_user = |id: UserId| -> Result<Option<User>, StoreError> {
@@ -314,7 +342,7 @@ impl Store {
         record.title = title.to_owned();
         write_record(&txn, &record)?;
         txn.commit()?;
-        self.refresh_catalogue(&[id])?;
+        self.refresh_catalogue(&[id]);
         Ok(Some(record))
     }
 
@@ -350,7 +378,7 @@ impl Store {
         txn.open_table(RECORD_REMOVALS)?
             .insert(id.0, encode(&removal).as_slice())?;
         txn.commit()?;
-        self.refresh_catalogue(&[id])?;
+        self.refresh_catalogue(&[id]);
         Ok(Some(record))
     }
 

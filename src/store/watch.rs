@@ -87,7 +87,7 @@ impl Store {
         }
         txn.commit()?;
         let ids: Vec<RecordId> = changed.keys().map(|id| RecordId(*id)).collect();
-        self.refresh_catalogue(&ids)?;
+        self.refresh_catalogue(&ids);
         Ok(changed.into_values().collect())
     }
 

@@ -27,10 +27,10 @@ use super::json::ApiJson;
 use super::path::ApiPath;
 
 /// The query string's parameters (the last of a repeated one counts).
-struct Query(HashMap<String, String>);
+pub(super) struct Query(HashMap<String, String>);
 
 impl Query {
-    fn of(raw: Option<String>) -> Query {
+    pub(super) fn of(raw: Option<String>) -> Query {
         Query(
             form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
                 .into_owned()
@@ -42,7 +42,7 @@ impl Query {
         self.0.get(name).map(String::as_str)
     }
 
-    fn paging(&self) -> Result<Paging, RecordsError> {
+    pub(super) fn paging(&self) -> Result<Paging, RecordsError> {
         Paging::parse(self.get("page"), self.get("per_page"))
     }
 }

@@ -4,14 +4,15 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::auth::Signed;
 use super::error::ApiError;
 use super::json::ApiJson;
 use super::path::ApiPath;
+use super::records::Query;
 use crate::app::App;
 use crate::model::{RecordId, UserId};
 use crate::records::watch::{day_label, ViewId};
@@ -31,7 +32,7 @@ pub async fn start(
     Ok(Json(Started { view_id: view.0 }))
 }
 
-#[derive(Deserialize)]
+#[derive(serde::Deserialize)]
 pub struct Heartbeat {
     position_ms: u64,
 }
@@ -52,12 +53,6 @@ pub async fn heartbeat(
         app.watching
             .heartbeat(RecordId(id), &ViewId(view), who.user.id, beat.position_ms)?;
     Ok(Json(Watched { watched_secs }))
-}
-
-#[derive(Deserialize)]
-pub struct StatsQuery {
-    page: Option<usize>,
-    per_page: Option<usize>,
 }
 
 #[derive(Serialize)]
@@ -87,32 +82,21 @@ pub struct Stats {
     views_per_day: Vec<Day>,
 }
 
-/// Most viewers one page of `/stats` lists.
-const MAX_PER_PAGE: usize = 500;
-
 /// `GET /api/v1/records/{id}/stats`: the recording's statistics, for its host.
 pub async fn stats(
     State(app): State<Arc<App>>,
     Signed(who): Signed,
     ApiPath(id): ApiPath<u64>,
-    Query(query): Query<StatsQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<Stats>, ApiError> {
-    let page = query.page.unwrap_or(1).max(1);
-    let per_page = query.per_page.unwrap_or(100);
-    if !(1..=MAX_PER_PAGE).contains(&per_page) {
-        return Err(ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "invalid_query",
-            format!("per_page must be between 1 and {MAX_PER_PAGE}"),
-        ));
-    }
+    let paging = Query::of(raw).paging()?;
     let stats = app.watching.stats(RecordId(id), who.user.id).await?;
     let viewers_total = stats.viewers.len();
     let shown: Vec<_> = stats
         .viewers
         .into_iter()
-        .skip((page - 1).saturating_mul(per_page))
-        .take(per_page)
+        .skip(paging.offset())
+        .take(paging.per_page)
         .collect();
     let ids: Vec<UserId> = shown.iter().map(|v| v.user_id).collect();
     let names = app

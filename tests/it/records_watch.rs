@@ -207,6 +207,40 @@ async fn a_heartbeat_cannot_claim_more_time_than_passed() {
 }
 
 #[tokio::test]
+async fn several_tabs_of_one_viewer_earn_no_more_than_the_real_time() {
+    let server = TestServer::start_with(relaxed).await;
+    let (host, host_token) = verified_user(&server, "tabhost").await;
+    let (_, viewer) = verified_user(&server, "tabviewer").await;
+    let record = listed_record(&server, host, "Tabs", 600);
+    let began = Instant::now();
+    let mut views = Vec::new();
+    for _ in 0..6 {
+        views.push(start_view(&server, record, &viewer).await);
+    }
+    at_least(began, 1600).await;
+    // Every tab claims the 1.5 s that passed; together they get those 1.5 s once.
+    for view in &views {
+        beat(&server, record, view, &viewer, 1500)
+            .await
+            .expect(StatusCode::OK);
+    }
+    let after = began.elapsed().as_millis() as u64;
+    let body = stats(&server, record, &host_token)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    let watched = body["viewers"][0]["watched_secs"]
+        .as_u64()
+        .expect("watched");
+    assert!(
+        watched * 1000 <= after,
+        "{watched} s credited in {after} ms"
+    );
+    assert_eq!(watched, 1, "{body}");
+    assert_eq!(body["views"], 1, "{body}");
+}
+
+#[tokio::test]
 async fn views_count_again_once_the_window_passed() {
     let server = TestServer::start_with(|c| {
         relaxed(c);
