@@ -138,14 +138,23 @@
     showDanmaku(toggle.checked);
   });
 
-  fetch(`${api}/danmaku`, { credentials: "same-origin" })
-    .then((res) => (res.ok ? res.json() : { danmaku: [] }))
-    .then((data) => {
-      danmaku = data.danmaku.slice().sort((a, b) => a.offset_ms - b.offset_ms);
+  // The danmaku come a page at a time (a long session may have very many); each page joins
+  // the replay as soon as it arrives.
+  async function loadDanmaku() {
+    let after = null;
+    for (;;) {
+      const url = after === null ? `${api}/danmaku` : `${api}/danmaku?after=${after}`;
+      const res = await fetch(url, { credentials: "same-origin" });
+      if (!res.ok) throw new Error(`danmaku: ${res.status}`);
+      const data = await res.json();
+      danmaku = danmaku.concat(data.danmaku).sort((a, b) => a.offset_ms - b.offset_ms);
       next = firstAtOrAfter(player.currentTime * 1000);
       player.dataset.danmaku = String(danmaku.length);
-    })
-    .catch(() => notice("The danmaku of this recording could not be loaded."));
+      if (data.next === null || data.next === undefined) return;
+      after = data.next;
+    }
+  }
+  loadDanmaku().catch(() => notice("The danmaku of this recording could not be loaded."));
 
   // ---- comments ----
 

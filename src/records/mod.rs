@@ -29,6 +29,8 @@ use crate::store::{
 pub const DEFAULT_PER_PAGE: usize = 24;
 /// The most items a page may hold.
 pub const MAX_PER_PAGE: usize = 100;
+/// The most danmaku one answer of a record's danmaku holds (the page asks for the rest).
+pub const MAX_DANMAKU_PAGE: usize = 1000;
 /// The longest search text, in characters.
 pub const MAX_QUERY_CHARS: usize = 100;
 /// The first retry of a failed media removal waits this long; each further one twice as long…
@@ -239,10 +241,15 @@ impl Records {
     }
 
     /// The danmaku of a record's live session, in order, to replay over the video.
-    pub async fn danmaku(&self, id: RecordId) -> Result<Vec<StoredDanmaku>> {
+    pub async fn danmaku(
+        &self,
+        id: RecordId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<StoredDanmaku>, Option<u64>)> {
         self.store
             .run(move |s| match s.record(id)? {
-                Some(record) => s.danmaku_of(record.live).map(Some),
+                Some(record) => s.danmaku_page(record.live, after, limit).map(Some),
                 None => Ok(None),
             })
             .await?

@@ -242,6 +242,7 @@ fn open_all_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(LOGINS)?;
     txn.open_table(LIVES)?;
     txn.open_table(DANMAKU)?;
+    txn.open_table(DANMAKU_COUNTS)?;
     txn.open_table(GIFTS)?;
     txn.open_table(BANS)?;
     txn.open_table(RECORDS)?;

@@ -22,8 +22,8 @@ use super::codec::{decode, encode};
 use super::tables::*;
 use super::{Store, StoreError};
 use crate::model::{
-    CommentId, LiveSession, LiveSessionId, Record, RecordComment, RecordId, RecordRemoval, User,
-    UserId,
+    CommentId, LiveSession, LiveSessionId, Record, RecordComment, RecordId, RecordRemoval,
+    StoredDanmaku, User, UserId,
 };
 
 /// The catalogue's orders; ties go to the newer record (the higher id).
@@ -412,6 +412,9 @@ impl Store {
     /// How many danmaku a live session has.
     pub fn danmaku_count(&self, live: LiveSessionId) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
+        if let Some(count) = txn.open_table(DANMAKU_COUNTS)?.get(live.0)? {
+            return Ok(count.value());
+        }
         let table = txn.open_table(DANMAKU)?;
         let mut count = 0;
         for entry in table.range((live.0, 0)..=(live.0, u64::MAX))? {
@@ -419,6 +422,30 @@ impl Store {
             count += 1;
         }
         Ok(count)
+    }
+
+    /// Up to `limit` danmaku of a live session after the cursor `after` (from an earlier page),
+    /// in the order they were sent, and the cursor of the next page when there is more.
+    pub fn danmaku_page(
+        &self,
+        live: LiveSessionId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<StoredDanmaku>, Option<u64>), StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(DANMAKU)?;
+        let first = after.map_or(0, |cursor| cursor.saturating_add(1));
+        let mut page = Vec::new();
+        let mut last = None;
+        for entry in table.range((live.0, first)..=(live.0, u64::MAX))? {
+            let (key, value) = entry?;
+            if page.len() == limit {
+                return Ok((page, last));
+            }
+            page.push(decode(value.value(), "danmaku")?);
+            last = Some(key.value().1);
+        }
+        Ok((page, None))
     }
 
     /// A page of a record's comments, newest first, and how many it has.

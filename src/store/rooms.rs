@@ -164,16 +164,23 @@ impl Store {
         {
             let mut danmaku = txn.open_table(DANMAKU)?;
             let mut gifts = txn.open_table(GIFTS)?;
+            let mut added = std::collections::HashMap::<u64, u64>::new();
             for entry in batch {
                 let seq = next_id(&txn, SEQ_CHAT)?;
                 match entry {
                     ChatEntry::Danmaku(d) => {
                         danmaku.insert((d.live.0, seq), encode(d).as_slice())?;
+                        *added.entry(d.live.0).or_default() += 1;
                     }
                     ChatEntry::Gift(g) => {
                         gifts.insert((g.live.0, seq), encode(g).as_slice())?;
                     }
                 }
+            }
+            let mut counts = txn.open_table(DANMAKU_COUNTS)?;
+            for (live, n) in added {
+                let before = counts.get(live)?.map(|v| v.value()).unwrap_or(0);
+                counts.insert(live, before + n)?;
             }
         }
         txn.commit()?;

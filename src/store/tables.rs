@@ -48,6 +48,9 @@ pub const LOGINS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("log
 pub const LIVES: TableDefinition<u64, &[u8]> = TableDefinition::new("lives_v1");
 /// (live session id, sequence) → `model::StoredDanmaku`, in the order they were sent.
 pub const DANMAKU: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("danmaku_v1");
+/// Live session id → how many danmaku the ledger holds for it, kept by the chat writer (sessions
+/// stored before this table existed have no row: their ledger is counted).
+pub const DANMAKU_COUNTS: TableDefinition<u64, u64> = TableDefinition::new("danmaku_counts_v1");
 /// (live session id, sequence) → `model::GiftEntry`: the gift ledger.
 pub const GIFTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("gifts_v1");
 /// User id → list of `model::Ban` (expired ones are kept for the record).

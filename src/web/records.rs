@@ -18,7 +18,7 @@ use crate::app::App;
 use crate::files::ImageKind;
 use crate::model::{CommentId, RecordComment, RecordId, StoredDanmaku, UserId};
 use crate::records::comments::CommentPage;
-use crate::records::{parse_order, Paging, RecordDetail, RecordsError};
+use crate::records::{parse_order, Paging, RecordDetail, RecordsError, MAX_DANMAKU_PAGE};
 use crate::store::{CataloguePage, Listed};
 
 use super::auth::Signed;
@@ -243,19 +243,40 @@ impl From<StoredDanmaku> for DanmakuView {
     }
 }
 
-/// `GET /api/v1/records/{id}/danmaku`: the live session's danmaku, in order.
+/// `GET /api/v1/records/{id}/danmaku[?after&limit]`: the live session's danmaku, in order, a
+/// page at a time; `next` is the `after` of the following page (`null` at the end).
 pub async fn danmaku(
     State(app): State<Arc<App>>,
     ApiPath(id): ApiPath<u64>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let danmaku: Vec<DanmakuView> = app
-        .records
-        .danmaku(RecordId(id))
-        .await?
-        .into_iter()
-        .map(DanmakuView::from)
-        .collect();
-    Ok(Json(serde_json::json!({ "danmaku": danmaku })))
+    let query = Query::of(raw);
+    let after = match query.get("after") {
+        None => None,
+        Some(value) => Some(value.trim().parse::<u64>().map_err(|_| {
+            RecordsError::InvalidQuery(format!(
+                "`after` is the `next` of an earlier page; {value:?} is not"
+            ))
+        })?),
+    };
+    let limit = match query.get("limit") {
+        None => MAX_DANMAKU_PAGE,
+        Some(value) => value
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_DANMAKU_PAGE).contains(n))
+            .ok_or_else(|| {
+                RecordsError::InvalidQuery(format!(
+                    "`limit` is a whole number from 1 to {MAX_DANMAKU_PAGE}; {value:?} is not"
+                ))
+            })?,
+    };
+    let (page, next) = app.records.danmaku(RecordId(id), after, limit).await?;
+    let danmaku: Vec<DanmakuView> = page.into_iter().map(DanmakuView::from).collect();
+    Ok(Json(
+        serde_json::json!({ "danmaku": danmaku, "next": next }),
+    ))
 }
 
 #[derive(Serialize)]

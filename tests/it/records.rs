@@ -359,8 +359,57 @@ async fn a_live_session_becomes_a_record_with_its_danmaku_for_the_replay() {
         json!({"danmaku": [
             {"offset_ms": 1500, "nickname": "fan05", "text": "hello 你好", "user_id": fan},
             {"offset_ms": 42000, "nickname": "fan05", "text": "encore!", "user_id": fan},
-        ]})
+        ], "next": null})
     );
+
+    // A long session's danmaku come a page at a time, in order, each page bounded.
+    let many: Vec<ChatEntry> = (0..2500u64)
+        .map(|i| said(&format!("d{i}"), 50_000 + i))
+        .collect();
+    s.app().store.append_chat(&many).unwrap();
+    let mut after: Option<u64> = None;
+    let mut seen = Vec::new();
+    let mut sizes = Vec::new();
+    loop {
+        let path = match after {
+            None => format!("/api/v1/records/{id}/danmaku"),
+            Some(cursor) => format!("/api/v1/records/{id}/danmaku?after={cursor}"),
+        };
+        let page = get(s, &path).await.expect(StatusCode::OK).json();
+        let items = page["danmaku"].as_array().expect("danmaku").clone();
+        sizes.push(items.len());
+        seen.extend(
+            items
+                .into_iter()
+                .map(|d| d["text"].as_str().unwrap().to_owned()),
+        );
+        match page["next"].as_u64() {
+            Some(cursor) => after = Some(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(sizes, [1000, 1000, 502]);
+    let expected: Vec<String> = ["hello 你好".to_owned(), "encore!".to_owned()]
+        .into_iter()
+        .chain((0..2500).map(|i| format!("d{i}")))
+        .collect();
+    assert_eq!(seen, expected);
+    let small = get(s, &format!("/api/v1/records/{id}/danmaku?limit=2"))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(small["danmaku"].as_array().map(Vec::len), Some(2));
+    assert!(small["next"].is_u64(), "{small}");
+    for bad in ["limit=0", "limit=1001", "limit=x", "after=-1", "after=soon"] {
+        get(s, &format!("/api/v1/records/{id}/danmaku?{bad}"))
+            .await
+            .expect_error(StatusCode::BAD_REQUEST, "invalid_query");
+    }
+    let detail = get(s, &format!("/api/v1/records/{id}"))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(detail["danmaku_count"], 2502);
 
     for path in ["/api/v1/records/424242", "/api/v1/records/424242/danmaku"] {
         get(s, path)
