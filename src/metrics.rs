@@ -100,6 +100,8 @@ pub struct Metrics {
 pub struct Gauges {
     pub rooms_open: usize,
     pub rooms_live: usize,
+    /// Live sessions whose end (stop, then recording) is still being done in the background.
+    pub sessions_finishing: usize,
     /// Recordings' open views, heartbeats received, statistics batches written.
     pub watch: (usize, u64, u64),
 }
@@ -167,6 +169,12 @@ impl Metrics {
                 "gauge",
                 "Rooms that are live now.",
                 gauges.rooms_live as i64,
+            ),
+            (
+                "roommanager_sessions_finishing",
+                "gauge",
+                "Ended live sessions whose stop or recording is still being done.",
+                gauges.sessions_finishing as i64,
             ),
             (
                 "roommanager_record_views_open",
@@ -288,6 +296,7 @@ mod tests {
         let text = m.render(&Gauges {
             rooms_open: 2,
             rooms_live: 1,
+            sessions_finishing: 0,
             watch: (0, 0, 0),
         });
         assert!(text.contains("roommanager_rooms_live 1"), "{text}");
@@ -312,6 +321,7 @@ mod tests {
         let text = m.render(&Gauges {
             rooms_open: 0,
             rooms_live: 0,
+            sessions_finishing: 0,
             watch: (0, 0, 0),
         });
         assert!(

@@ -86,6 +86,7 @@ pub async fn metrics(
         app.metrics.render(&Gauges {
             rooms_open: app.rooms.open_rooms(),
             rooms_live: app.rooms.live_rooms().len(),
+            sessions_finishing: app.rooms.sessions_finishing(),
             watch: app.watching.figures(),
         }),
     ))
