@@ -4,10 +4,11 @@
 //! and queries get error pages, and the pages keep answering after them.
 
 use reqwest::StatusCode;
-use roommanager::model::{Record, RoomId, UserId};
+use roommanager::model::{Record, UserId};
 
 use crate::accounts::{get, get_auth, guest_token, relaxed, verified_user, Reply};
 use crate::common::TestServer;
+use crate::records::{list_recording, Media};
 
 /// 2026-11-26, a Thursday; the recordings below start a day apart from here.
 const FIRST: u64 = 1_795_714_121;
@@ -15,8 +16,7 @@ const SCRIPT_TITLE: &str = "<script>alert(1)</script> night";
 /// The same, as askama escapes it.
 const ESCAPED: &str = "&#60;script&#62;alert(1)&#60;/script&#62; night";
 
-/// Lists a recording of `host`'s room titled `title`, as the rooms do when a session's
-/// recording is ready: a live session started at `started_at`, ended, and its record listed.
+/// Lists a recording of `host` titled `title` whose video is at `url`.
 pub(crate) fn list_record(
     server: &TestServer,
     host: u64,
@@ -25,34 +25,13 @@ pub(crate) fn list_record(
     duration_secs: u64,
     url: &str,
 ) -> Record {
-    let store = &server.app().store;
-    let room = store
-        .user(UserId(host))
-        .expect("the store answers")
-        .expect("the host exists")
-        .room_id
-        .expect("a verified user has a room");
-    let session = store
-        .start_live_session(
-            RoomId(room.0),
-            UserId(host),
-            title.to_owned(),
-            format!("h{host}-{started_at}"),
-            started_at,
-        )
-        .expect("start a session");
-    store
-        .end_live_session(session.id, started_at + duration_secs)
-        .expect("end the session");
-    let record = store
-        .add_record(&session, duration_secs, url.to_owned(), None)
-        .expect("list the recording");
-    // Listed under `title` alone, as if the host had renamed it (the default title starts with
-    // the room's name).
-    store
-        .rename_record(record.id, title)
-        .expect("rename the recording")
-        .expect("the recording is listed")
+    let stream = format!("h{host}-{started_at}");
+    let media = Media {
+        stream: &stream,
+        url,
+        thumbnail: None,
+    };
+    list_recording(server, host, title, started_at, duration_secs, Some(media))
 }
 
 /// The record ids of the cards on a grid page, in the order shown.

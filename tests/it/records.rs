@@ -11,7 +11,7 @@ use redb::{Database, ReadableTable, TableDefinition};
 use reqwest::StatusCode;
 use roommanager::media::scripted::{Behaviour, Call};
 use roommanager::media::MediaError;
-use roommanager::model::{RecordId, StoredDanmaku, UserId};
+use roommanager::model::{Record, RecordId, StoredDanmaku, UserId};
 use roommanager::store::{ChatEntry, DB_FILE};
 use serde_json::{json, Value};
 
@@ -24,27 +24,26 @@ use crate::rooms::Site;
 
 const T: u64 = 1_795_000_000;
 
-/// Lists a recording of `host` the way the rooms do when one is ready (a live session, then
-/// `add_record`) and gives it `title`; returns its id.
-pub(crate) fn listed(
-    server: &TestServer,
-    host: u64,
-    title: &str,
-    started_at: u64,
-    duration_secs: u64,
-) -> u64 {
-    listed_at(server, host, title, started_at, duration_secs, None)
+/// Where a listed recording's media is: its stream id at the media plane, its video URL and
+/// its thumbnail URL.
+pub(crate) struct Media<'a> {
+    pub stream: &'a str,
+    pub url: &'a str,
+    pub thumbnail: Option<&'a str>,
 }
 
-/// Like [`listed`], for a recording stored at `media` (stream id, video URL, thumbnail URL).
-fn listed_at(
+/// Lists a recording of `host` the way the rooms do when one is ready (a live session started
+/// at `started_at`, ended, then `add_record`), titled `title` alone as if the host had renamed
+/// it (the default title starts with the room's name). Without `media` it points at a made-up
+/// file.
+pub(crate) fn list_recording(
     server: &TestServer,
     host: u64,
     title: &str,
     started_at: u64,
     duration_secs: u64,
-    media: Option<(&str, &str, &str)>,
-) -> u64 {
+    media: Option<Media>,
+) -> Record {
     let store = &server.app().store;
     let room = store
         .user(UserId(host))
@@ -52,26 +51,45 @@ fn listed_at(
         .expect("the host exists")
         .room_id
         .expect("a verified host has a room");
-    let stream = format!("h{host}x{started_at}");
+    let made_up = format!("h{host}x{started_at}");
     let (stream, url, thumbnail) = match media {
-        Some((stream, url, thumbnail)) => (stream.to_owned(), url.to_owned(), Some(thumbnail)),
+        Some(media) => (
+            media.stream.to_owned(),
+            media.url.to_owned(),
+            media.thumbnail.map(str::to_owned),
+        ),
         None => (
-            stream.clone(),
-            format!("/records/files/{stream}/a.mp4"),
+            made_up.clone(),
+            format!("/records/files/{made_up}/a.mp4"),
             None,
         ),
     };
     let session = store
         .start_live_session(room, UserId(host), title.into(), stream, started_at)
         .expect("a live session is stored");
+    store
+        .end_live_session(session.id, started_at + duration_secs)
+        .expect("the session ends");
     let record = store
-        .add_record(&session, duration_secs, url, thumbnail.map(str::to_owned))
+        .add_record(&session, duration_secs, url, thumbnail)
         .expect("the record is listed");
     store
         .rename_record(record.id, title)
         .expect("the store answers")
-        .expect("just listed");
-    record.id.0
+        .expect("just listed")
+}
+
+/// [`list_recording`] without media; returns the record's id.
+pub(crate) fn listed(
+    server: &TestServer,
+    host: u64,
+    title: &str,
+    started_at: u64,
+    duration_secs: u64,
+) -> u64 {
+    list_recording(server, host, title, started_at, duration_secs, None)
+        .id
+        .0
 }
 
 /// Sets records' view counts in a stopped server's data dir, as the watch statistics will.
@@ -491,14 +509,14 @@ async fn a_record_plays_by_byte_range_and_its_deletion_removes_files_and_comment
         .join(&stream);
     let thumbnail = format!("/records/files/{stream}/session_1795714121.jpg");
     std::fs::write(dir.join("session_1795714121.jpg"), b"\xFF\xD8 a frame").unwrap();
-    let id = listed_at(
-        &server,
-        host,
-        "Ranged",
-        T,
-        10,
-        Some((&stream, &video, &thumbnail)),
-    );
+    let media = Media {
+        stream: &stream,
+        url: &video,
+        thumbnail: Some(&thumbnail),
+    };
+    let id = list_recording(&server, host, "Ranged", T, 10, Some(media))
+        .id
+        .0;
     let path = format!("/api/v1/records/{id}");
 
     // The record's URL answers byte ranges: the first bytes, the middle, the end, a bad one.

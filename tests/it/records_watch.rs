@@ -8,37 +8,13 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use roommanager::config::Config;
-use roommanager::model::{RecordId, UserId};
+use roommanager::model::RecordId;
 use roommanager::store::unix_now;
 
 use crate::accounts::{guest_token, relaxed, send, verified_user, Reply};
 use crate::common::{wait_for, TestServer};
 use crate::connections::metric;
-
-/// Lists a recording of `host` (a verified user) as the rooms do when a live session ends.
-fn listed_record(server: &TestServer, host: u64, title: &str, duration_secs: u64) -> u64 {
-    let store = &server.app().store;
-    let user = store.user(UserId(host)).unwrap().expect("the host exists");
-    let room = user.room_id.expect("a verified user has a room");
-    let session = store
-        .start_live_session(
-            room,
-            UserId(host),
-            title.to_owned(),
-            format!("h{host}"),
-            unix_now(),
-        )
-        .unwrap();
-    let record = store
-        .add_record(
-            &session,
-            duration_secs,
-            format!("/records/files/h{host}/session_1.mp4"),
-            None,
-        )
-        .unwrap();
-    record.id.0
-}
+use crate::records::listed;
 
 async fn post(server: &TestServer, path: &str, token: &str, body: Option<Value>) -> Reply {
     let request = server.client.post(server.url(path)).bearer_auth(token);
@@ -111,7 +87,7 @@ async fn statistics_add_up_to_a_known_answer() {
     let (host, host_token) = verified_user(&server, "wshost").await;
     let (alice, alice_token) = verified_user(&server, "wsalice").await;
     let guest = guest_token(&server).await;
-    let record = listed_record(&server, host, "Friday live", 600);
+    let record = listed(&server, host, "Friday live", unix_now(), 600);
 
     // Alice watches 1.5 s, then 1.5 s more; a second view (a reload) does not count again.
     let began = Instant::now();
@@ -174,7 +150,7 @@ async fn a_heartbeat_cannot_claim_more_time_than_passed() {
     let server = TestServer::start_with(relaxed).await;
     let (host, host_token) = verified_user(&server, "caphost").await;
     let (_, viewer) = verified_user(&server, "capviewer").await;
-    let record = listed_record(&server, host, "Long", 7200);
+    let record = listed(&server, host, "Long", unix_now(), 7200);
     let began = Instant::now();
     let view = start_view(&server, record, &viewer).await;
     at_least(began, 1100).await;
@@ -211,7 +187,7 @@ async fn several_tabs_of_one_viewer_earn_no_more_than_the_real_time() {
     let server = TestServer::start_with(relaxed).await;
     let (host, host_token) = verified_user(&server, "tabhost").await;
     let (_, viewer) = verified_user(&server, "tabviewer").await;
-    let record = listed_record(&server, host, "Tabs", 600);
+    let record = listed(&server, host, "Tabs", unix_now(), 600);
     let began = Instant::now();
     let mut views = Vec::new();
     for _ in 0..6 {
@@ -249,7 +225,7 @@ async fn views_count_again_once_the_window_passed() {
     .await;
     let (host, host_token) = verified_user(&server, "winhost").await;
     let (_, viewer) = verified_user(&server, "winviewer").await;
-    let record = listed_record(&server, host, "Window", 60);
+    let record = listed(&server, host, "Window", unix_now(), 60);
     start_view(&server, record, &viewer).await;
     let first = unix_now();
     // Two seconds on (whole seconds, so the window of 1 s has passed whatever the rounding).
@@ -274,7 +250,7 @@ async fn views_and_statistics_refuse_what_is_not_theirs() {
     let (_, alice) = verified_user(&server, "ownalice").await;
     let (_, bob) = verified_user(&server, "ownbob").await;
     let guest = guest_token(&server).await;
-    let record = listed_record(&server, host, "Mine", 60);
+    let record = listed(&server, host, "Mine", unix_now(), 60);
 
     post(&server, "/api/v1/records/999999/watch", &alice, None)
         .await
@@ -301,7 +277,7 @@ async fn views_and_statistics_refuse_what_is_not_theirs() {
     beat(&server, record, &"0".repeat(32), &alice, 1000)
         .await
         .expect_error(StatusCode::NOT_FOUND, "view_not_found");
-    let other = listed_record(&server, host, "Other", 60);
+    let other = listed(&server, host, "Other", unix_now(), 60);
     beat(&server, other, &view, &alice, 1000)
         .await
         .expect_error(StatusCode::NOT_FOUND, "view_not_found");
@@ -350,7 +326,7 @@ async fn open_views_are_bounded_per_viewer_and_in_all() {
     .await;
     let (host, host_token) = verified_user(&server, "caphost2").await;
     let (_, flooder) = verified_user(&server, "flooder").await;
-    let record = listed_record(&server, host, "Popular", 60);
+    let record = listed(&server, host, "Popular", unix_now(), 60);
 
     // A flood of views from one viewer keeps only the newest two open, and counts one view.
     let mut views = Vec::new();
@@ -398,7 +374,7 @@ async fn heartbeats_are_written_in_batches_not_one_by_one() {
     })
     .await;
     let (host, _) = verified_user(&server, "batchhost").await;
-    let record = listed_record(&server, host, "Busy", 600);
+    let record = listed(&server, host, "Busy", unix_now(), 600);
     let mut viewers = Vec::new();
     for _ in 0..20 {
         let token = guest_token(&server).await;
@@ -441,7 +417,7 @@ async fn a_full_buffer_is_written_before_its_interval() {
     })
     .await;
     let (host, _) = verified_user(&server, "fullhost").await;
-    let record = listed_record(&server, host, "Full", 600);
+    let record = listed(&server, host, "Full", unix_now(), 600);
     for _ in 0..5 {
         let token = guest_token(&server).await;
         start_view(&server, record, &token).await;
@@ -467,7 +443,7 @@ async fn acknowledged_heartbeats_survive_a_graceful_shutdown() {
     let server = TestServer::start_with(slow_writes).await;
     let (host, host_token) = verified_user(&server, "stophost").await;
     let (_, viewer) = verified_user(&server, "stopviewer").await;
-    let record = listed_record(&server, host, "Last words", 600);
+    let record = listed(&server, host, "Last words", unix_now(), 600);
     let began = Instant::now();
     let view = start_view(&server, record, &viewer).await;
     at_least(began, 2100).await;
