@@ -75,7 +75,10 @@ async fn the_host_goes_live_again_while_the_last_recording_is_fetched() {
     let listed = records(&site, 2).await;
     let titles: Vec<&str> = listed.iter().map(|r| r.title.as_str()).collect();
     // A record's title is the room's name and the session's title.
-    assert_eq!(titles, ["again01's room · Friday jam", "again01's room · second"]);
+    assert_eq!(
+        titles,
+        ["again01's room · Friday jam", "again01's room · second"]
+    );
     assert_ne!(listed[0].live, listed[1].live, "one record per session");
     for record in &listed {
         let session = site
