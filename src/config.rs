@@ -422,6 +422,7 @@ pub struct RtmpConfig {
     pub hook_secret: String,
     pub hls_fragment_secs: u64,
     pub hls_playlist_secs: u64,
+    pub max_reencodes: usize,
 }
 
 impl Default for RtmpConfig {
@@ -437,6 +438,7 @@ impl Default for RtmpConfig {
             hook_secret: String::new(),
             hls_fragment_secs: 2,
             hls_playlist_secs: 10,
+            max_reencodes: 1,
         }
     }
 }
@@ -695,9 +697,10 @@ impl Config {
         let m = &self.media;
         let a = &self.accounts;
         let l = &self.limits;
-        let positive: [(&'static str, u64); 29] = [
+        let positive: [(&'static str, u64); 30] = [
             ("media.rtmp.hls_fragment_secs", m.rtmp.hls_fragment_secs),
             ("media.rtmp.hls_playlist_secs", m.rtmp.hls_playlist_secs),
+            ("media.rtmp.max_reencodes", m.rtmp.max_reencodes as u64),
             ("media.http.timeout_secs", m.http.timeout_secs),
             ("rooms.host_grace_secs", r.host_grace_secs),
             ("rooms.recent_danmaku", r.recent_danmaku as u64),

@@ -154,8 +154,16 @@ pub struct LiveSession {
     pub title: String,
     pub started_at: u64,
     pub ended_at: Option<u64>,
+    /// `ended_at` is a guess (the last sign of life of a session a stopped server left live),
+    /// not the instant the host stopped: its recording's window does not end there.
+    #[serde(default)]
+    pub ended_estimated: bool,
     /// The host stream's id at the media plane, to find its recording.
     pub stream: String,
+    /// What the media plane filed this session's recorded parts under (a host's stream id
+    /// outlives sessions); `None` when it files none, or for sessions stored before it did.
+    #[serde(default)]
+    pub recording_tag: Option<String>,
     /// The room's name when the session started (a record's default title starts with it);
     /// empty for sessions stored before it was kept.
     #[serde(default)]
@@ -297,6 +305,10 @@ pub struct RecordRemoval {
     pub record: RecordId,
     /// The host stream's id at the media plane.
     pub stream: String,
+    /// The mixed streams of the session's co-streams: the media plane may keep recordings of
+    /// them too.
+    #[serde(default)]
+    pub mixes: Vec<String>,
     pub url: String,
     pub thumbnail_url: Option<String>,
     pub duration_secs: u64,

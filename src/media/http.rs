@@ -273,6 +273,7 @@ impl MediaPlane for HttpMedia {
             live_id: LiveId(non_empty(what, "live_id", info.live_id)?),
             live_code: LiveCode(info.live_code),
             push_url: non_empty(what, "push_url", info.push_url)?,
+            recording_tag: None,
         })
     }
 
@@ -334,14 +335,20 @@ impl MediaPlane for HttpMedia {
     async fn remove_recording(
         &self,
         stream: &LiveId,
+        mixes: &[LiveId],
         _recording: &Recording,
     ) -> Result<(), MediaError> {
-        // The distributor keeps one recording per stream id, and a host's id is new each session.
+        // The distributor keeps one recording per stream id it served (a host's id is new each
+        // session): the host's and those of the session's mixes.
+        let live_ids: Vec<&str> = std::iter::once(stream)
+            .chain(mixes)
+            .map(|l| l.0.as_str())
+            .collect();
         let _: Empty = self
             .post(
                 Service::Distributor,
                 "removeRecords",
-                json!({ "live_ids": [stream.0] }),
+                json!({ "live_ids": live_ids }),
             )
             .await?;
         Ok(())

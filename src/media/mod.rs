@@ -48,6 +48,11 @@ pub struct StreamCredentials {
     pub live_code: LiveCode,
     /// The full URL to push to (code included).
     pub push_url: String,
+    /// What the media plane files what is recorded under these credentials by, when it can
+    /// tell a stream's sessions apart that way (a host's stream id outlives sessions); given
+    /// back in [`SessionMedia::recording_tag`].
+    #[serde(default)]
+    pub recording_tag: Option<String>,
 }
 
 /// Fills in the host of a push URL that left it open (`rtmp://:1935/…`: the rtmp backend with no
@@ -92,9 +97,13 @@ pub enum StreamStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionMedia {
     pub host: LiveId,
+    /// The host credentials' [`StreamCredentials::recording_tag`]: what was recorded under it
+    /// is this session's, whenever it started. The window below is for what carries no tag.
+    #[serde(default)]
+    pub recording_tag: Option<String>,
     pub started_at: u64,
-    /// Nothing that starts at or after this instant belongs to the session (a host's stream id
-    /// may be used again by the next session).
+    /// Nothing untagged that starts at or after this instant belongs to the session (a host's
+    /// stream id may be used again by the next session).
     pub ended_at: u64,
     /// In time order.
     pub mixes: Vec<MixSpan>,
@@ -148,11 +157,13 @@ pub trait MediaPlane: Send + Sync {
     /// once it is ready. May take long (the rtmp backend waits for nginx's files and may
     /// re-encode): each backend bounds its own waits.
     async fn recording(&self, session: &SessionMedia) -> Result<Option<Recording>, MediaError>;
-    /// distributor: delete a recording of `stream` (its video and its thumbnail). One already
-    /// gone is not an error, so a removal can be retried until it succeeds.
+    /// distributor: delete a recording of `stream` (its video and its thumbnail) and whatever
+    /// is still kept of its session's co-stream `mixes`. One already gone is not an error, so
+    /// a removal can be retried until it succeeds.
     async fn remove_recording(
         &self,
         stream: &LiveId,
+        mixes: &[LiveId],
         recording: &Recording,
     ) -> Result<(), MediaError>;
     /// processor: start mixing `spec.host` and `spec.guest` into `spec.mixed`.

@@ -7,7 +7,10 @@
 //! - distributor role: viewers watch the HLS that nginx writes under the data dir, served by
 //!   RoomManager at `/hls/…`; stopping drops the publisher through nginx's control endpoint;
 //!   recordings are nginx's FLV files, remuxed to MP4 on `on_record_done` (and at start, for
-//!   files a crash left behind), served at `/records/files/…`.
+//!   files a crash left behind), served at `/records/files/…`. A host's stream id outlives its
+//!   sessions, so each activation of a host stream has a recording tag: `on_publish` notes the
+//!   publishing connection's (nginx's `clientid`) tag, `on_record_done` files that
+//!   connection's recording under it, and a session's recording takes exactly its tag's parts.
 //! - processor role: one supervised ffmpeg per co-stream (see `ffmpeg.rs`).
 
 use std::collections::HashMap;
@@ -19,7 +22,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -34,8 +37,10 @@ use crate::model::{BanScope, PushKey, RoomId, UserId};
 use crate::site::Site;
 use crate::store::{unix_now, Store, StoreError};
 
-/// How long `recording` waits for nginx to close the files and for the MP4 to be ready.
-const RECORDING_WAIT: Duration = Duration::from_secs(90);
+/// How long `recording` waits for nginx to close a session's files and for their MP4 to be
+/// ready; a part still unfinished then leaves the session to the next start, rather than list
+/// it without that part.
+const RECORDING_WAIT: Duration = Duration::from_secs(30 * 60);
 /// A recording's thumbnail is taken a third of the way in, but at most this many seconds.
 const THUMBNAIL_AT_MOST: f64 = 5.0;
 /// Attempts at turning one FLV into MP4 before it is left for the next start.
@@ -73,7 +78,41 @@ struct ActiveStream {
     room: u64,
     /// The host, for a host stream (stream bans, last-publish notes).
     owner: Option<UserId>,
+    /// What this activation's recordings are filed under: host streams only (guests are not
+    /// recorded, and a mixed stream is one co-stream's only).
+    tag: Option<String>,
     on_air: bool,
+}
+
+/// A publish being recorded: nginx has not told yet that its recording is closed.
+struct Recorder {
+    stream: String,
+    tag: Option<String>,
+}
+
+/// What a session's recording takes of one stream's parts: those filed under its tag, and the
+/// untagged ones (a crash's leftovers, or older) that nginx started within its window.
+struct Claim<'a> {
+    stream: &'a str,
+    tag: Option<&'a str>,
+    window: Range<u64>,
+}
+
+impl Claim<'_> {
+    fn takes(&self, part: &PartName) -> bool {
+        part.stream == self.stream
+            && match &part.tag {
+                Some(tag) => self.tag == Some(tag.as_str()),
+                None => self.window.contains(&part.stamp),
+            }
+    }
+
+    fn takes_flv(&self, path: &Path) -> bool {
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(flv_part_name)
+            .is_some_and(|part| self.takes(&part))
+    }
 }
 
 struct Mixer {
@@ -89,6 +128,8 @@ pub struct Publish {
     pub name: String,
     pub code: String,
     pub addr: String,
+    /// nginx's id of the publishing connection; its `on_record_done` carries it too.
+    pub client: String,
 }
 
 /// An accepted publish (or its end): which room's which stream.
@@ -129,8 +170,14 @@ pub struct RtmpMedia {
     /// std mutexes: each held only for a map update, never across an `.await`.
     streams: Mutex<HashMap<String, ActiveStream>>,
     mixers: Mutex<HashMap<String, Mixer>>,
+    /// Recorded publishes by nginx's connection id, until their recording is closed.
+    recorders: Mutex<HashMap<String, Recorder>>,
     /// FLV files being turned into MP4 right now.
     remuxing: Mutex<Vec<PathBuf>>,
+    /// FLV files that could not be turned into MP4; kept for the next start.
+    given_up: Mutex<Vec<PathBuf>>,
+    /// Re-encodes of co-streamed sessions allowed at once (`media.rtmp.max_reencodes`).
+    reencodes: Semaphore,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -191,7 +238,10 @@ impl RtmpMedia {
             problem,
             streams: Mutex::new(HashMap::new()),
             mixers: Mutex::new(HashMap::new()),
+            recorders: Mutex::new(HashMap::new()),
             remuxing: Mutex::new(Vec::new()),
+            given_up: Mutex::new(Vec::new()),
+            reencodes: Semaphore::new(config.max_reencodes),
             tasks,
             shutdown,
         });
@@ -261,7 +311,7 @@ impl RtmpMedia {
     /// Decides a publish: only a stream a room asked for, with its current code, in the right
     /// application, by a host without a stream ban. Blocks on the store.
     pub fn authorize_publish(&self, publish: &Publish) -> Result<StreamEvent, &'static str> {
-        let (event, owner) = {
+        let (event, owner, tag) = {
             let streams = self.streams();
             let active = streams.get(&publish.name).ok_or("no such live stream")?;
             if !constant_time_eq(active.code.as_bytes(), publish.code.as_bytes()) {
@@ -275,7 +325,7 @@ impl RtmpMedia {
                 live_id: LiveId(publish.name.clone()),
                 kind: active.kind,
             };
-            (event, active.owner)
+            (event, active.owner, active.tag.clone())
         };
         if let Some(owner) = owner {
             let bans = self.store.bans_of(owner).map_err(|_| "store unavailable")?;
@@ -293,6 +343,13 @@ impl RtmpMedia {
         if let Some(active) = self.streams().get_mut(&publish.name) {
             active.on_air = true;
         }
+        if event.kind != StreamKind::Guest && !publish.client.is_empty() {
+            let recorder = Recorder {
+                stream: publish.name.clone(),
+                tag,
+            };
+            self.recorders().insert(publish.client.clone(), recorder);
+        }
         Ok(event)
     }
 
@@ -308,26 +365,54 @@ impl RtmpMedia {
         })
     }
 
-    /// nginx closed a recording: turn it into MP4 in the background. Paths outside the FLV
-    /// folder, or not named as nginx names recordings, are ignored.
-    pub fn record_done(self: &Arc<Self>, path: &str) {
-        let Some(flv) = self.own_flv(Path::new(path)) else {
+    /// nginx closed the recording of the publish by connection `client`: it is filed under
+    /// that publish's tag (its name carries it from now on, so a restart keeps it) and turned
+    /// into MP4 in the background. Paths outside the FLV folder, or not named as nginx names
+    /// recordings, are ignored.
+    pub fn record_done(self: &Arc<Self>, path: &str, client: &str) {
+        let Some((flv, part)) = self.own_flv(Path::new(path)) else {
             tracing::warn!(
                 path,
                 "on_record_done for a file outside the recordings folder; ignored"
             );
             return;
         };
-        let media = self.clone();
-        self.tasks.spawn(async move { media.remux(flv).await });
+        let recorder = self.recorders().remove(client);
+        let tag = recorder
+            .filter(|r| r.stream == part.stream)
+            .and_then(|r| r.tag);
+        let flv = match tag {
+            Some(tag) if part.tag.is_none() => {
+                let tagged =
+                    flv.with_file_name(format!("{}-{}-{tag}.flv", part.stream, part.stamp));
+                match std::fs::rename(&flv, &tagged) {
+                    Ok(()) => tagged,
+                    Err(e) => {
+                        tracing::warn!(flv = %flv.display(), error = %e,
+                            "cannot tag a recording; it is claimed by its start time");
+                        flv
+                    }
+                }
+            }
+            _ => flv,
+        };
+        // Listed as being remuxed before the task starts: a recording waiting for this part
+        // never sees it neither recording nor remuxing.
+        self.start_remux(flv);
     }
 
-    fn own_flv(&self, path: &Path) -> Option<PathBuf> {
+    fn own_flv(&self, path: &Path) -> Option<(PathBuf, PartName)> {
         let name = path.file_name()?.to_str()?;
-        flv_stream_name(name)?;
+        let part = flv_part_name(name)?;
         let dir = std::fs::canonicalize(path.parent()?).ok()?;
         let ours = std::fs::canonicalize(&self.paths.flv).ok()?;
-        (dir == ours).then(|| ours.join(name))
+        (dir == ours).then(|| (ours.join(name), part))
+    }
+
+    fn start_remux(self: &Arc<Self>, flv: PathBuf) {
+        self.remuxing_list().push(flv.clone());
+        let media = self.clone();
+        self.tasks.spawn(async move { media.remux(flv).await });
     }
 
     fn remux_leftovers(self: &Arc<Self>) {
@@ -337,25 +422,25 @@ impl RtmpMedia {
         for entry in entries.filter_map(Result::ok) {
             let path = entry.path();
             let name = entry.file_name();
-            if name.to_str().and_then(flv_stream_name).is_some() {
+            if name.to_str().and_then(flv_part_name).is_some() {
                 tracing::info!(file = %path.display(), "finishing a recording left by an earlier run");
-                let media = self.clone();
-                self.tasks.spawn(async move { media.remux(path).await });
+                self.start_remux(path);
             }
         }
     }
 
+    /// Turns `flv` (listed in `remuxing` by the caller) into its MP4 part.
     async fn remux(self: Arc<Self>, flv: PathBuf) {
-        let Some((stream, stamp)) = flv
+        let Some(part) = flv
             .file_name()
             .and_then(|n| n.to_str())
-            .and_then(flv_stream_name)
+            .and_then(flv_part_name)
         else {
+            self.remuxing_list().retain(|p| p != &flv);
             return;
         };
-        self.remuxing_list().push(flv.clone());
-        let dir = self.paths.records.join(&stream);
-        let output = dir.join(format!("{stamp}.mp4"));
+        let dir = self.paths.records.join(&part.stream);
+        let output = dir.join(part.mp4_name());
         let mut pause = Duration::from_secs(2);
         for attempt in 1..=REMUX_ATTEMPTS {
             let result = match tokio::fs::create_dir_all(&dir).await {
@@ -371,6 +456,7 @@ impl RtmpMedia {
                 Err(e) if attempt == REMUX_ATTEMPTS => {
                     tracing::error!(flv = %flv.display(), error = %e,
                         "a recording could not be turned into MP4; the FLV is kept and retried at the next start");
+                    self.given_up_list().push(flv.clone());
                 }
                 Err(e) => {
                     tracing::warn!(flv = %flv.display(), attempt, error = %e, "remux failed; retrying");
@@ -426,6 +512,14 @@ impl RtmpMedia {
         self.remuxing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn given_up_list(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
+        self.given_up.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn recorders(&self) -> std::sync::MutexGuard<'_, HashMap<String, Recorder>> {
+        self.recorders.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn activate(
         &self,
         live_id: &str,
@@ -433,7 +527,8 @@ impl RtmpMedia {
         kind: StreamKind,
         room: u64,
         owner: Option<UserId>,
-    ) {
+    ) -> Option<String> {
+        let tag = (kind == StreamKind::Host).then(|| random_token(12));
         self.streams().insert(
             live_id.to_owned(),
             ActiveStream {
@@ -441,9 +536,11 @@ impl RtmpMedia {
                 kind,
                 room,
                 owner,
+                tag: tag.clone(),
                 on_air: false,
             },
         );
+        tag
     }
 
     fn kind_of(&self, live: &LiveId) -> Option<StreamKind> {
@@ -484,49 +581,54 @@ impl RtmpMedia {
         format!("/hls/{}/{}/index.m3u8", kind.app(), live)
     }
 
-    /// The MP4 parts of `live` that started within `window` (unix seconds, as nginx names
-    /// them), oldest first, waiting (bounded) until nginx closed those recordings and they were
-    /// remuxed. Parts outside the window (another session of the same stream) are not waited for.
-    async fn finished_parts(&self, live: &LiveId, window: Range<u64>) -> Vec<Part> {
-        let ours = |name: &str| {
-            flv_stream_name(name).is_some_and(|(stream, stamp)| {
-                stream == live.0 && stamp.parse().is_ok_and(|t| window.contains(&t))
-            })
-        };
+    /// The MP4 parts `claim` takes, oldest first, once nginx closed their recordings and they
+    /// were remuxed; parts of other sessions are not waited for. `Err` when one of them is not
+    /// ready within [`RECORDING_WAIT`], or could not be remuxed at all: the session is then
+    /// tried again at the next start, never listed without it.
+    async fn finished_parts(&self, claim: &Claim<'_>) -> Result<Vec<Part>, MediaError> {
         let deadline = tokio::time::Instant::now() + RECORDING_WAIT;
         loop {
-            let pending_flv = std::fs::read_dir(&self.paths.flv)
-                .map(|entries| {
-                    entries
-                        .filter_map(Result::ok)
-                        .any(|e| e.file_name().to_str().is_some_and(ours))
-                })
-                .unwrap_or(false);
-            let busy = self
-                .remuxing_list()
-                .iter()
-                .any(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(ours));
-            if (!pending_flv && !busy) || tokio::time::Instant::now() >= deadline {
+            if self.given_up_list().iter().any(|p| claim.takes_flv(p)) {
+                return Err(MediaError::Unavailable(format!(
+                    "a recorded part of {} could not be turned into MP4",
+                    claim.stream
+                )));
+            }
+            let recording = self
+                .recorders()
+                .values()
+                .any(|r| r.stream == claim.stream && r.tag.as_deref() == claim.tag);
+            let remuxing = self.remuxing_list().iter().any(|p| claim.takes_flv(p));
+            if !recording && !remuxing {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            if tokio::time::Instant::now() >= deadline {
+                return Err(MediaError::Timeout);
+            }
+            tokio::select! {
+                () = self.shutdown.cancelled() => {
+                    return Err(MediaError::Unavailable("shutting down".to_owned()));
+                }
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
         }
-        let dir = self.paths.records.join(&live.0);
+        let dir = self.paths.records.join(claim.stream);
         let mut parts: Vec<Part> = std::fs::read_dir(&dir)
             .map(|entries| {
                 entries
                     .filter_map(Result::ok)
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|x| x == "mp4"))
-                    .filter_map(|path| {
-                        let stamp = path.file_stem()?.to_str()?.parse::<u64>().ok()?;
-                        window.contains(&stamp).then_some(Part { stamp, path })
+                    .filter_map(|e| {
+                        let name = mp4_part_name(claim.stream, e.file_name().to_str()?)?;
+                        claim.takes(&name).then(|| Part {
+                            stamp: name.stamp,
+                            path: e.path(),
+                        })
                     })
                     .collect()
             })
             .unwrap_or_default();
         parts.sort_by_key(|p| p.stamp);
-        parts
+        Ok(parts)
     }
 
     /// The host's parts and the mixes' parts joined in time order (the mix where viewers
@@ -574,6 +676,7 @@ impl RtmpMedia {
                 session.host, session.started_at
             )));
         }
+        let _slot = reencode_slot(&self.reencodes, session).await;
         let even = |n: u32| (n + 1) & !1;
         let width = probed.iter().map(|p| p.width).max().unwrap_or(0);
         let height = probed.iter().map(|p| p.height).max().unwrap_or(0);
@@ -716,7 +819,7 @@ impl MediaPlane for RtmpMedia {
                 )))
             }
         };
-        self.activate(&live_id, &code, kind, room, owner);
+        let recording_tag = self.activate(&live_id, &code, kind, room, owner);
         let base = if kind == StreamKind::Mix {
             &self.local_rtmp
         } else {
@@ -726,6 +829,7 @@ impl MediaPlane for RtmpMedia {
             push_url: format!("{base}/{}/{live_id}?code={code}", kind.app()),
             live_id: LiveId(live_id),
             live_code: LiveCode(code),
+            recording_tag,
         })
     }
 
@@ -760,18 +864,25 @@ impl MediaPlane for RtmpMedia {
 
     async fn recording(&self, session: &SessionMedia) -> Result<Option<Recording>, MediaError> {
         // A host's stream id stays the same from session to session: a session's parts are
-        // those nginx started within its window, and its recording claims them (they become
-        // `session_<start>.mp4`, and are gone as parts), so no other session takes them.
-        let window = session.started_at..session.ended_at;
-        if window.is_empty() {
-            return Ok(None);
-        }
+        // those filed under its tag (and untagged ones nginx started within its window), and
+        // its recording claims them (they become `session_<start>.mp4`, and are gone as
+        // parts), so no other session takes them.
         let host = &session.host;
-        let parts = self.finished_parts(host, window).await;
+        let claim = Claim {
+            stream: &host.0,
+            tag: session.recording_tag.as_deref(),
+            window: session.started_at..session.ended_at,
+        };
+        let parts = self.finished_parts(&claim).await?;
         let mut mix_parts = Vec::new();
         for span in &session.mixes {
             // A mixed stream is one co-stream's only: all of its parts are this session's.
-            for part in self.finished_parts(&span.mixed, 0..u64::MAX).await {
+            let claim = Claim {
+                stream: &span.mixed.0,
+                tag: None,
+                window: 0..u64::MAX,
+            };
+            for part in self.finished_parts(&claim).await? {
                 mix_parts.push((span, part));
             }
         }
@@ -815,8 +926,23 @@ impl MediaPlane for RtmpMedia {
     async fn remove_recording(
         &self,
         stream: &LiveId,
+        mixes: &[LiveId],
         recording: &Recording,
     ) -> Result<(), MediaError> {
+        for mix in mixes.iter().filter(|m| is_stream_name(&m.0)) {
+            // Parts a recording could not claim; a mixed stream is its session's only.
+            let dir = self.paths.records.join(&mix.0);
+            match tokio::fs::remove_dir_all(&dir).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(MediaError::Unavailable(format!(
+                        "cannot remove {}: {e}",
+                        dir.display()
+                    )))
+                }
+            }
+        }
         let files = std::iter::once(&recording.url).chain(&recording.thumbnail_url);
         for url in files {
             // Only this backend's own files, by the same checks that serve them.
@@ -981,13 +1107,68 @@ fn is_stream_name(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-/// `<stream>-<unix time>.flv`, as nginx's `record_unique on` names files: (stream, time).
-fn flv_stream_name(file: &str) -> Option<(String, String)> {
+/// A slot for one re-encode: x264 takes every core it gets, so sessions ending together
+/// re-encode one after the other (`media.rtmp.max_reencodes` at once).
+async fn reencode_slot<'a>(gate: &'a Semaphore, session: &SessionMedia) -> SemaphorePermit<'a> {
+    if let Ok(slot) = gate.try_acquire() {
+        return slot;
+    }
+    tracing::info!(host = %session.host, started_at = session.started_at,
+        "a co-streamed recording waits for a re-encode slot (media.rtmp.max_reencodes)");
+    gate.acquire()
+        .await
+        .expect("the re-encode semaphore is never closed")
+}
+
+/// A recorded part's name: its stream, when nginx started it (unix seconds), and the tag it
+/// is filed under, if any.
+#[derive(Debug, PartialEq, Eq)]
+struct PartName {
+    stream: String,
+    stamp: u64,
+    tag: Option<String>,
+}
+
+impl PartName {
+    /// `<time>.mp4`, or `<time>_<tag>.mp4`, in its stream's folder.
+    fn mp4_name(&self) -> String {
+        match &self.tag {
+            Some(tag) => format!("{}_{tag}.mp4", self.stamp),
+            None => format!("{}.mp4", self.stamp),
+        }
+    }
+}
+
+/// `<stream>-<unix time>.flv` as nginx's `record_unique on` names files, or with `-<tag>`
+/// appended once `on_record_done` filed it under its tag.
+fn flv_part_name(file: &str) -> Option<PartName> {
     let stem = file.strip_suffix(".flv")?;
-    let (stream, stamp) = stem.rsplit_once('-')?;
-    let valid =
-        is_stream_name(stream) && !stamp.is_empty() && stamp.bytes().all(|b| b.is_ascii_digit());
-    valid.then(|| (stream.to_owned(), stamp.to_owned()))
+    let mut pieces = stem.split('-');
+    let (stream, stamp, tag) = (pieces.next()?, pieces.next()?, pieces.next());
+    let valid = pieces.next().is_none()
+        && is_stream_name(stream)
+        && tag.is_none_or(is_stream_name)
+        && stamp.bytes().all(|b| b.is_ascii_digit());
+    Some(PartName {
+        stream: stream.to_owned(),
+        stamp: stamp.parse().ok().filter(|_| valid)?,
+        tag: tag.map(str::to_owned),
+    })
+}
+
+/// A part of `stream` as named in its folder (see [`PartName::mp4_name`]).
+fn mp4_part_name(stream: &str, file: &str) -> Option<PartName> {
+    let stem = file.strip_suffix(".mp4")?;
+    let (stamp, tag) = match stem.split_once('_') {
+        Some((stamp, tag)) => (stamp, Some(tag)),
+        None => (stem, None),
+    };
+    let valid = tag.is_none_or(is_stream_name) && stamp.bytes().all(|b| b.is_ascii_digit());
+    Some(PartName {
+        stream: stream.to_owned(),
+        stamp: stamp.parse().ok().filter(|_| valid)?,
+        tag: tag.map(str::to_owned),
+    })
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -1034,10 +1215,21 @@ mod tests {
 
     #[test]
     fn recorded_file_names_are_parsed_strictly() {
+        let part = |tag: Option<&str>| PartName {
+            stream: "habc123".into(),
+            stamp: 1795714121,
+            tag: tag.map(Into::into),
+        };
+        assert_eq!(flv_part_name("habc123-1795714121.flv"), Some(part(None)));
         assert_eq!(
-            flv_stream_name("habc123-1795714121.flv"),
-            Some(("habc123".into(), "1795714121".into()))
+            flv_part_name("habc123-1795714121-t9x.flv"),
+            Some(part(Some("t9x")))
         );
+        assert_eq!(part(Some("t9x")).mp4_name(), "1795714121_t9x.mp4");
+        for name in ["1795714121.mp4", "1795714121_t9x.mp4"] {
+            let parsed = mp4_part_name("habc123", name).expect(name);
+            assert_eq!(parsed.mp4_name(), name);
+        }
         for bad in [
             "x.flv",
             "../a-1.flv",
@@ -1045,8 +1237,62 @@ mod tests {
             "a-1.mp4",
             "-1.flv",
             "a b-1.flv",
+            "a-1-t.x.flv",
+            "a-1-t-u.flv",
+            "a-1-.flv",
         ] {
-            assert_eq!(flv_stream_name(bad), None, "{bad}");
+            assert_eq!(flv_part_name(bad), None, "{bad}");
         }
+        for bad in ["session_1795714121.mp4", "1_.mp4", "x.mp4", "1_a b.mp4"] {
+            assert_eq!(mp4_part_name("a", bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_session_claims_its_tag_and_untagged_parts_in_its_window_only() {
+        let claim = Claim {
+            stream: "h1",
+            tag: Some("a"),
+            window: 100..200,
+        };
+        let part = |stream: &str, stamp, tag: Option<&str>| PartName {
+            stream: stream.into(),
+            stamp,
+            tag: tag.map(Into::into),
+        };
+        // Its own tag, whenever nginx started the part (a reconnect in its last second too).
+        assert!(claim.takes(&part("h1", 200, Some("a"))));
+        assert!(claim.takes(&part("h1", 99, Some("a"))));
+        // The next session's part, started in this session's last second, is not this one's.
+        assert!(!claim.takes(&part("h1", 150, Some("b"))));
+        // Untagged (a crash's leftovers): by the window.
+        assert!(claim.takes(&part("h1", 100, None)));
+        assert!(!claim.takes(&part("h1", 200, None)));
+        assert!(!claim.takes(&part("h2", 150, Some("a"))));
+    }
+
+    /// With one re-encode allowed, a second co-streamed session waits until the first is
+    /// done; with two, both run.
+    #[tokio::test]
+    async fn re_encodes_wait_for_a_free_slot() {
+        let session = |started_at| SessionMedia {
+            host: LiveId("h1".into()),
+            recording_tag: None,
+            started_at,
+            ended_at: started_at + 10,
+            mixes: Vec::new(),
+        };
+        let (a, b, c) = (session(1), session(2), session(3));
+        let gate = Semaphore::new(1);
+        let first = reencode_slot(&gate, &a).await;
+        let mut second = std::pin::pin!(reencode_slot(&gate, &b));
+        let waited = tokio::time::timeout(Duration::from_millis(100), second.as_mut()).await;
+        assert!(waited.is_err(), "the second re-encode must wait");
+        drop(first);
+        let _second = second.await;
+        let two = Semaphore::new(2);
+        let _a = reencode_slot(&two, &a).await;
+        let both = tokio::time::timeout(Duration::from_secs(5), reencode_slot(&two, &c)).await;
+        assert!(both.is_ok(), "two slots: both run");
     }
 }

@@ -89,6 +89,8 @@ pub struct ScriptedMedia {
     /// std mutexes: held only for a queue or log update, never across an `.await`.
     scripts: Mutex<HashMap<Call, VecDeque<Behaviour>>>,
     log: Mutex<Vec<(Call, String)>>,
+    /// What every `recording` call asked for, in order.
+    asked: Mutex<Vec<SessionMedia>>,
     next: AtomicU64,
 }
 
@@ -102,6 +104,11 @@ impl ScriptedMedia {
     /// Every call so far, with its main argument.
     pub fn calls(&self) -> Vec<(Call, String)> {
         self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The sessions `recording` was asked for so far (windows included), in order.
+    pub fn recordings_asked(&self) -> Vec<SessionMedia> {
+        self.asked.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn count(&self, call: Call) -> usize {
@@ -148,6 +155,7 @@ impl MediaPlane for ScriptedMedia {
             push_url: format!("rtmp://scripted/live/{}?code={}", live_id.0, live_code.0),
             live_id,
             live_code,
+            recording_tag: None,
         })
     }
 
@@ -167,6 +175,10 @@ impl MediaPlane for ScriptedMedia {
 
     async fn recording(&self, session: &SessionMedia) -> Result<Option<Recording>, MediaError> {
         let live = &session.host;
+        self.asked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(session.clone());
         self.enter(Call::Recording, live.0.clone()).await?;
         Ok(Some(Recording {
             url: format!("http://scripted/records/{live}-{}.mp4", session.started_at),
@@ -178,10 +190,15 @@ impl MediaPlane for ScriptedMedia {
     async fn remove_recording(
         &self,
         stream: &LiveId,
+        mixes: &[LiveId],
         recording: &Recording,
     ) -> Result<(), MediaError> {
-        self.enter(Call::RemoveRecording, format!("{stream}:{}", recording.url))
-            .await
+        let streams: Vec<&str> = std::iter::once(stream)
+            .chain(mixes)
+            .map(|l| l.0.as_str())
+            .collect();
+        let argument = format!("{}:{}", streams.join("+"), recording.url);
+        self.enter(Call::RemoveRecording, argument).await
     }
 
     async fn start_mix(&self, spec: &MixSpec) -> Result<(), MediaError> {

@@ -367,6 +367,7 @@ impl Records {
 
     async fn remove_media(&self, removal: &RecordRemoval) -> std::result::Result<(), String> {
         let stream = LiveId(removal.stream.clone());
+        let mixes: Vec<LiveId> = removal.mixes.iter().cloned().map(LiveId).collect();
         let recording = Recording {
             url: removal.url.clone(),
             duration_secs: removal.duration_secs,
@@ -374,7 +375,7 @@ impl Records {
         };
         match tokio::time::timeout(
             self.media_timeout,
-            self.media.remove_recording(&stream, &recording),
+            self.media.remove_recording(&stream, &mixes, &recording),
         )
         .await
         {

@@ -1378,6 +1378,7 @@ where
 fn session_media(session: &LiveSession, until: u64) -> SessionMedia {
     SessionMedia {
         host: LiveId(session.stream.clone()),
+        recording_tag: session.recording_tag.clone(),
         started_at: session.started_at,
         ended_at: until,
         mixes: session
@@ -1448,10 +1449,12 @@ async fn start_sequence(
     })
     .await?;
     let stream = live_id.0.clone();
+    let tag = host_stream.recording_tag.clone();
     let stored = shared
         .store
         .run(move |s| {
-            s.start_live_session(crate::model::RoomId(room), host, title, stream, started_at)
+            let room = crate::model::RoomId(room);
+            s.start_tagged_live_session(room, host, title, stream, tag, started_at)
         })
         .await;
     match stored {

@@ -528,30 +528,22 @@ impl Rooms {
 /// Finishes the live sessions a stopped server left unsettled: one stopped while live is
 /// ended at its last sign of life, then each one's recording is asked for and listed, as if its
 /// room had just closed. Runs once, at start, one session after the other; what shutdown
-/// interrupts is left for the next start.
+/// interrupts (or what fails) is left for the next start.
 async fn finish_leftovers(
     shared: Arc<Shared>,
     sessions: Vec<LiveSession>,
     shutdown: CancellationToken,
 ) {
-    // The window of a session that never stored its end reaches to the next session of its
-    // stream, at the latest to this start (what comes after belongs to sessions of this run).
     let boot = unix_now();
     let work = async {
-        for (n, session) in sessions.iter().enumerate() {
+        for session in sessions {
             let id = session.id;
-            let until = session.ended_at.unwrap_or_else(|| {
-                sessions[n + 1..]
-                    .iter()
-                    .find(|later| later.stream == session.stream)
-                    .map_or(boot, |later| later.started_at)
-            });
             tracing::info!(session = %id, "finishing a live session an earlier run left unfinished");
-            let ended = match shared
+            let ended = shared
                 .store
-                .run(move |s| s.end_abandoned_live_session(id))
-                .await
-            {
+                .run(move |s| s.end_abandoned_live_session(id, boot))
+                .await;
+            let (ended, until) = match ended {
                 Ok(Some(ended)) => ended,
                 Ok(None) => continue,
                 Err(e) => {

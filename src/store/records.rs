@@ -365,9 +365,18 @@ impl Store {
             }
         }
         super::watch::remove_watching(&txn, id)?;
+        let mixes = match txn.open_table(LIVES)?.get(record.live.0)? {
+            Some(row) => decode::<LiveSession>(row.value(), "live session")?
+                .co_streams
+                .into_iter()
+                .map(|span| span.mixed)
+                .collect(),
+            None => Vec::new(),
+        };
         let removal = RecordRemoval {
             record: id,
             stream: record.stream.clone(),
+            mixes,
             url: record.url.clone(),
             thumbnail_url: record.thumbnail_url.clone(),
             duration_secs: record.duration_secs,

@@ -20,12 +20,28 @@ pub enum ChatEntry {
 }
 
 impl Store {
+    /// A live session whose media plane files no recordings by tag (see
+    /// [`Store::start_tagged_live_session`]).
     pub fn start_live_session(
         &self,
         room: RoomId,
         host: UserId,
         title: String,
         stream: String,
+        now: u64,
+    ) -> Result<LiveSession, StoreError> {
+        self.start_tagged_live_session(room, host, title, stream, None, now)
+    }
+
+    /// Stores a new live session of `room` on the host stream `stream`, whose recorded parts
+    /// the media plane files under `recording_tag`.
+    pub fn start_tagged_live_session(
+        &self,
+        room: RoomId,
+        host: UserId,
+        title: String,
+        stream: String,
+        recording_tag: Option<String>,
         now: u64,
     ) -> Result<LiveSession, StoreError> {
         let txn = self.db.begin_write()?;
@@ -40,7 +56,9 @@ impl Store {
             title,
             started_at: now,
             ended_at: None,
+            ended_estimated: false,
             stream,
+            recording_tag,
             room_name,
             settled: false,
             co_streams: Vec::new(),
@@ -115,14 +133,18 @@ impl Store {
         Ok(out)
     }
 
-    /// Ends a live session that a stopped server left running, at its last sign of life (its
-    /// start, or its last danmaku or gift), and returns it; one already ended stays as it is.
+    /// Ends a live session that a stopped server left running, at an estimate (its last sign
+    /// of life: its start, or its last danmaku or gift), and returns it with the end of its
+    /// recording's window. That is the instant the host stopped when it was stored; after an
+    /// estimate (now or at an earlier start) it is the start of the next session of the same
+    /// stream, or, if none, `boot` (the start of this run: what comes after is this run's).
     pub fn end_abandoned_live_session(
         &self,
         id: LiveSessionId,
-    ) -> Result<Option<LiveSession>, StoreError> {
+        boot: u64,
+    ) -> Result<Option<(LiveSession, u64)>, StoreError> {
         let txn = self.db.begin_write()?;
-        let session = {
+        let ended = {
             let mut lives = txn.open_table(LIVES)?;
             let found = lives
                 .get(id.0)?
@@ -130,6 +152,20 @@ impl Store {
                 .transpose()?;
             let Some(mut session) = found else {
                 return Ok(None);
+            };
+            let until = match session.ended_at {
+                Some(ended) if !session.ended_estimated => ended,
+                _ => {
+                    let mut next = boot;
+                    for entry in lives.range(id.0 + 1..)? {
+                        let later: LiveSession = decode(entry?.1.value(), "live session")?;
+                        if later.stream == session.stream {
+                            next = next.min(later.started_at);
+                            break;
+                        }
+                    }
+                    next.max(session.started_at)
+                }
             };
             if session.ended_at.is_none() {
                 let chat = (id.0, 0)..=(id.0, u64::MAX);
@@ -142,12 +178,13 @@ impl Store {
                     None => 0,
                 };
                 session.ended_at = Some(session.started_at.max(last_danmaku).max(last_gift));
+                session.ended_estimated = true;
                 lives.insert(id.0, encode(&session).as_slice())?;
             }
-            session
+            (session, until)
         };
         txn.commit()?;
-        Ok(Some(session))
+        Ok(Some(ended))
     }
 
     /// Marks a live session's recording as settled without a record: the media plane had none.

@@ -94,6 +94,7 @@ pub async fn on_publish(
         name: hook.take("name"),
         code: hook.take("code"),
         addr: hook.take("addr"),
+        client: hook.take("clientid"),
     };
     let media = hook.media;
     let verdict = tokio::task::spawn_blocking(move || {
@@ -132,8 +133,9 @@ pub async fn on_publish_done(State(app): State<Arc<App>>, mut hook: HookCall) ->
 
 pub async fn on_record_done(mut hook: HookCall) -> StatusCode {
     let path = hook.take("path");
+    let client = hook.take("clientid");
     if !path.is_empty() {
-        hook.media.record_done(&path);
+        hook.media.record_done(&path, &client);
     }
     StatusCode::OK
 }

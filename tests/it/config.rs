@@ -65,6 +65,10 @@ fn bad_config_files_name_the_key_and_exit_non_zero() {
         ),
         ("[storage]\ndata_dir = \"\"\n", "storage.data_dir"),
         ("[log]\nlevel = \"roommanager=loud\"\n", "log.level"),
+        (
+            "[media.rtmp]\nmax_reencodes = 0\n",
+            "media.rtmp.max_reencodes",
+        ),
         ("[server\nlisten = 1\n", "server"),
     ];
     for (text, key) in cases {

@@ -228,7 +228,7 @@ async fn email_links_name_this_machine_and_never_a_forged_host() {
 }
 
 /// The live id and code of a room's host stream, from a host that just went live.
-async fn live_host(server: &TestServer, name: &str) -> (WsClient, String, String) {
+pub(crate) async fn live_host(server: &TestServer, name: &str) -> (WsClient, String, String) {
     let (_, token) = verified_user(server, name).await;
     let mut host = WsClient::connect(&server.base, &token).await;
     host.send(json!({"type": "start_live"})).await;
@@ -241,7 +241,12 @@ async fn live_host(server: &TestServer, name: &str) -> (WsClient, String, String
     (host, live_id, code.to_owned())
 }
 
-async fn hook(server: &TestServer, which: &str, secret: Option<&str>, form: &str) -> StatusCode {
+pub(crate) async fn hook(
+    server: &TestServer,
+    which: &str,
+    secret: Option<&str>,
+    form: &str,
+) -> StatusCode {
     let query = secret.map_or(String::new(), |s| format!("?secret={s}"));
     server
         .client

@@ -22,6 +22,7 @@ mod media_rtmp;
 mod metrics;
 mod protocol;
 mod record_pages;
+mod recording_parts;
 mod records;
 mod records_comments;
 mod records_watch;

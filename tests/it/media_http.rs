@@ -1051,6 +1051,7 @@ async fn the_client_maps_every_endpoint_and_every_failure() {
     assert_eq!(media.stop_distribution(&host.live_id).await, Ok(()));
     let session = SessionMedia {
         host: host.live_id.clone(),
+        recording_tag: None,
         started_at: 1_795_700_000,
         ended_at: 1_795_700_060,
         mixes: vec![MixSpan {
@@ -1072,11 +1073,16 @@ async fn the_client_maps_every_endpoint_and_every_failure() {
             {"live_id": "mix-7-3", "from": 1_795_700_010_u64, "to": 1_795_700_050_u64}
         ]})
     );
-    assert_eq!(media.remove_recording(&host.live_id, &record).await, Ok(()));
+    let mixes = [spec.mixed.clone()];
+    assert_eq!(
+        media.remove_recording(&host.live_id, &mixes, &record).await,
+        Ok(())
+    );
     assert!(media.recording(&session).await.unwrap().is_none());
+    // The distributor recorded every stream it served: the mix goes too.
     assert_eq!(
         fake.bodies("removeRecords"),
-        [json!({"live_ids": ["host-7-1"]})]
+        [json!({"live_ids": ["host-7-1", "mix-7-3"]})]
     );
     assert_eq!(
         fake.bodies("newConnect"),
@@ -1130,7 +1136,7 @@ async fn the_client_maps_every_endpoint_and_every_failure() {
                             duration_secs: 1,
                             thumbnail_url: None,
                         };
-                        media.remove_recording(&id, &gone).await
+                        media.remove_recording(&id, &[], &gone).await
                     }
                     "newConnect" => media.start_mix(&spec).await,
                     "updateRoomInfo" => media.update_mix(&spec.mixed, spec.layout).await,

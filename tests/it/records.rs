@@ -608,14 +608,26 @@ async fn a_record_plays_by_byte_range_and_its_deletion_removes_files_and_comment
 }
 
 /// http backend: the distributor refuses `removeRecords` twice; the record stays unlisted and
-/// the removal is retried until the distributor takes it.
+/// the removal is retried until the distributor takes it. The session co-streamed: the
+/// distributor recorded the mixed stream too, and is told to remove both.
 #[tokio::test]
 async fn a_refused_media_removal_is_retried_and_the_record_stays_gone() {
     use crate::media_http::{go_live, Fault, Site as HttpSite};
     let site = HttpSite::start().await;
     let (_, token) = site.user("hdel10").await;
     let mut host = site.ws(&token).await;
-    let (_, live) = go_live(&site, &mut host).await;
+    let (room, live) = go_live(&site, &mut host).await;
+    let (fan_id, fan_token) = site.user("hdelfan10").await;
+    let mut fan = site.ws(&fan_token).await;
+    crate::rooms::join(&mut fan, room).await;
+    fan.send(json!({"type": "apply_connect"})).await;
+    host.expect("connect_request").await;
+    host.send(json!({"type": "answer_connect", "user_id": fan_id, "accept": true}))
+        .await;
+    fan.expect("connect_started").await;
+    let mixed = site.fake.bodies("newConnect")[0]["mixed"].clone();
+    fan.send(json!({"type": "end_connect"})).await;
+    host.expect("connect_ended").await;
     host.send(json!({"type": "close_room"})).await;
     host.expect("room_closed").await;
     site.wait_sessions_finished().await;
@@ -645,7 +657,7 @@ async fn a_refused_media_removal_is_retried_and_the_record_stays_gone() {
             .then_some(())
     })
     .await;
-    assert_eq!(bodies, vec![json!({"live_ids": [live]}); 3]);
+    assert_eq!(bodies, vec![json!({"live_ids": [live, mixed]}); 3]);
     let media_steps: Vec<String> = site
         .fake
         .received()

@@ -57,9 +57,20 @@ impl Site {
         between: impl FnOnce(&std::path::Path),
         adjust: impl FnOnce(&mut Config),
     ) -> Site {
+        self.restart_scripted(Arc::new(ScriptedMedia::default()), between, adjust)
+            .await
+    }
+
+    /// Like [`Site::restart_after`], with `media` (scripted before the server starts, so the
+    /// start's own calls follow the script too).
+    pub(crate) async fn restart_scripted(
+        self,
+        media: Arc<ScriptedMedia>,
+        between: impl FnOnce(&std::path::Path),
+        adjust: impl FnOnce(&mut Config),
+    ) -> Site {
         let data = self.server.stop_keep_data().await;
         between(data.path());
-        let media = Arc::new(ScriptedMedia::default());
         let server = TestServer::start_in_with_media(data, media.clone(), |c| {
             quick(c);
             adjust(c);
