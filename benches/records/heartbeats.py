@@ -9,7 +9,7 @@ write transactions per second (`roommanager_record_watch_writes_total`) and the 
 (utime + stime from /proc/PID/stat) as a share of one core.
 
     benches/records/heartbeats.py BINARY DATA_DIR RECORD [--viewers 1000] [--interval 1]
-                                  [--seconds 30]
+                                  [--seconds 30] [--flush-batch 1000]
 """
 import argparse
 import asyncio
@@ -31,13 +31,14 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-def start(binary, data, viewers):
+def start(binary, data, viewers, flush_batch):
     config = os.path.join(data, "rm.toml")
     with open(config, "w") as f:
         f.write(
             "[server]\nmax_connections_per_ip = %d\n"
             "[limits]\nguest_per_ip = %d\n"
-            "[media.rtmp]\nmanage_nginx = false\n" % (viewers + 64, viewers + 64)
+            "[records]\nwatch_flush_batch = %d\n"
+            "[media.rtmp]\nmanage_nginx = false\n" % (viewers + 64, viewers + 64, flush_batch)
         )
     child = subprocess.Popen(
         [binary, "--listen", "127.0.0.1:0", "--data-dir", os.path.join(data, "d"),
@@ -165,6 +166,8 @@ def main():
     parser.add_argument("--viewers", type=int, default=1000)
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--seconds", type=float, default=30.0)
+    # records.watch_flush_batch: 1 writes as soon as one viewer waits (the unbatched case).
+    parser.add_argument("--flush-batch", type=int, default=1000)
     args = parser.parse_args()
     # A socket per viewer here and in the server (which inherits the raised limit).
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -172,7 +175,7 @@ def main():
     print(f"load average before: {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as scratch:
         shutil.copytree(args.data_dir, os.path.join(scratch, "d"))
-        child, host, port = start(args.binary, scratch, args.viewers)
+        child, host, port = start(args.binary, scratch, args.viewers, args.flush_batch)
         try:
             asyncio.run(run(host, port, child.pid, args))
         finally:

@@ -530,6 +530,7 @@ impl Store {
             user
         };
         txn.commit()?;
+        self.refresh_host_names(&updated);
         Ok(Some(updated))
     }
 

@@ -81,12 +81,31 @@ impl Entry {
     }
 }
 
+/// A host of listed records, as a search matches them.
+struct Host {
+    records: usize,
+    /// Lower-cased username and nickname, kept current by `Store::update_user`.
+    names: [String; 2],
+}
+
+impl Host {
+    fn names_of(user: Option<&User>) -> [String; 2] {
+        match user {
+            Some(user) => [
+                user.username.as_deref().unwrap_or_default().to_lowercase(),
+                user.nickname.to_lowercase(),
+            ],
+            None => Default::default(),
+        }
+    }
+}
+
 /// The in-memory index of every listed record.
 #[derive(Default)]
 pub(super) struct Catalogue {
     entries: BTreeMap<u64, Entry>,
-    /// How many records each host has: the hosts whose names a search reads.
-    hosts: HashMap<UserId, usize>,
+    /// The hosts with listed records, with their names for searches.
+    hosts: HashMap<UserId, Host>,
     /// A refresh after a commit failed: the index is read again whole before it is used.
     stale: bool,
 }
@@ -94,16 +113,37 @@ pub(super) struct Catalogue {
 impl Catalogue {
     pub(super) fn load(store: &Store) -> Result<Catalogue, StoreError> {
         let txn = store.db.begin_read()?;
+        let users = txn.open_table(USERS)?;
         let mut catalogue = Catalogue::default();
         for entry in txn.open_table(RECORDS)?.iter()? {
-            catalogue.put(&decode(entry?.1.value(), "record")?);
+            catalogue.put(&decode(entry?.1.value(), "record")?, &users)?;
         }
         Ok(catalogue)
     }
 
-    fn put(&mut self, record: &Record) {
+    /// Adds or replaces a record's entry; a host new to the index has its names read.
+    fn put(
+        &mut self,
+        record: &Record,
+        users: &impl ReadableTable<u64, &'static [u8]>,
+    ) -> Result<(), StoreError> {
         self.remove(record.id);
-        *self.hosts.entry(record.host).or_default() += 1;
+        match self.hosts.get_mut(&record.host) {
+            Some(host) => host.records += 1,
+            None => {
+                let user: Option<User> = users
+                    .get(record.host.0)?
+                    .map(|v| decode(v.value(), "user"))
+                    .transpose()?;
+                self.hosts.insert(
+                    record.host,
+                    Host {
+                        records: 1,
+                        names: Host::names_of(user.as_ref()),
+                    },
+                );
+            }
+        }
         self.entries.insert(
             record.id.0,
             Entry {
@@ -114,18 +154,28 @@ impl Catalogue {
                 views: record.views,
             },
         );
+        Ok(())
     }
 
     fn remove(&mut self, id: RecordId) {
         let Some(gone) = self.entries.remove(&id.0) else {
             return;
         };
-        if let Some(count) = self.hosts.get_mut(&gone.host) {
-            *count -= 1;
-            if *count == 0 {
+        if let Some(host) = self.hosts.get_mut(&gone.host) {
+            host.records -= 1;
+            if host.records == 0 {
                 self.hosts.remove(&gone.host);
             }
         }
+    }
+
+    /// The hosts whose username or nickname contains `text` (lower-cased).
+    fn hosts_named(&self, text: &str) -> HashSet<UserId> {
+        self.hosts
+            .iter()
+            .filter(|(_, host)| host.names.iter().any(|name| name.contains(text)))
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// The ids of the page asked for, in order, and the number of matches.
@@ -253,9 +303,10 @@ impl Store {
         let refreshed = (|| -> Result<(), StoreError> {
             let txn = self.db.begin_read()?;
             let table = txn.open_table(RECORDS)?;
+            let users = txn.open_table(USERS)?;
             for id in ids {
                 match table.get(id.0)? {
-                    Some(row) => catalogue.put(&decode(row.value(), "record")?),
+                    Some(row) => catalogue.put(&decode(row.value(), "record")?, &users)?,
                     None => catalogue.remove(*id),
                 }
             }
@@ -264,6 +315,17 @@ impl Store {
         if let Err(e) = refreshed {
             tracing::error!(error = %e, "cannot update the catalogue index; it is read again whole");
             catalogue.stale = true;
+        }
+    }
+
+    /// Brings a host's names in the index in line with their account (a nickname changed).
+    pub(super) fn refresh_host_names(&self, user: &User) {
+        let mut catalogue = self
+            .catalogue
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(host) = catalogue.hosts.get_mut(&user.id) {
+            host.names = Host::names_of(Some(user));
         }
     }
 
@@ -298,22 +360,10 @@ impl Store {
                 .catalogue
                 .read()
                 .unwrap_or_else(PoisonError::into_inner);
-            let mut named = HashSet::new();
-            if let Some(q) = &query.text {
-                for host in catalogue.hosts.keys() {
-                    let Some(user) = read_user(*host)? else {
-                        continue;
-                    };
-                    let names = [user.username.as_deref(), Some(user.nickname.as_str())];
-                    if names
-                        .into_iter()
-                        .flatten()
-                        .any(|name| name.to_lowercase().contains(q.as_str()))
-                    {
-                        named.insert(*host);
-                    }
-                }
-            }
+            let named = match &query.text {
+                Some(q) => catalogue.hosts_named(q),
+                None => HashSet::new(),
+            };
             catalogue.select(query, &named)
         };
         let records_table = txn.open_table(RECORDS)?;
