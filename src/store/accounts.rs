@@ -530,7 +530,7 @@ impl Store {
             user
         };
         txn.commit()?;
-        self.refresh_host_names(&updated);
+        self.refresh_host_names(updated.id);
         Ok(Some(updated))
     }
 

@@ -9,8 +9,9 @@
 //! reads the committed rows back into the index. Another store file that changes record rows
 //! (the watch statistics) does the same.
 //!
-//! Host names are not in the index: nicknames change, so a search reads the names of the
-//! catalogue's hosts (one point lookup per distinct host) at query time.
+//! The index also keeps each host's lower-cased username and nickname, for searches by host;
+//! `Store::update_user` refreshes them after every change of a user row, so a new nickname is
+//! found at once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::PoisonError;
@@ -319,17 +320,37 @@ impl Store {
     }
 
     /// Brings a host's names in the index in line with their account (a nickname changed).
-    pub(super) fn refresh_host_names(&self, user: &User) {
+    /// The row is read under the index's lock, so of two refreshes racing the later read wins.
+    pub(super) fn refresh_host_names(&self, user: UserId) {
         let mut catalogue = self
             .catalogue
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(host) = catalogue.hosts.get_mut(&user.id) {
-            host.names = Host::names_of(Some(user));
+        if !catalogue.hosts.contains_key(&user) {
+            return;
+        }
+        let read = (|| -> Result<Option<User>, StoreError> {
+            let txn = self.db.begin_read()?;
+            let users = txn.open_table(USERS)?;
+            let found = users.get(user.0)?;
+            found.map(|v| decode(v.value(), "user")).transpose()
+        })();
+        match read {
+            Ok(found) => {
+                if let Some(host) = catalogue.hosts.get_mut(&user) {
+                    host.names = Host::names_of(found.as_ref());
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot update a host's names in the catalogue index; it is read again whole");
+                catalogue.stale = true;
+            }
         }
     }
 
-    /// Reads the catalogue's index again whole if a refresh failed.
+    /// Reads the catalogue's index again whole if a refresh failed. The load runs under the
+    /// write lock, so no refresh of a later commit can be overwritten by an older snapshot, and
+    /// requests arriving meanwhile wait for it rather than each loading their own.
     fn reload_stale_catalogue(&self) -> Result<(), StoreError> {
         let stale = self
             .catalogue
@@ -337,11 +358,13 @@ impl Store {
             .unwrap_or_else(PoisonError::into_inner)
             .stale;
         if stale {
-            let fresh = Catalogue::load(self)?;
-            *self
+            let mut catalogue = self
                 .catalogue
                 .write()
-                .unwrap_or_else(PoisonError::into_inner) = fresh;
+                .unwrap_or_else(PoisonError::into_inner);
+            if catalogue.stale {
+                *catalogue = Catalogue::load(self)?;
+            }
         }
         Ok(())
     }
