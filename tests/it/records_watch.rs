@@ -75,6 +75,14 @@ async fn stats(server: &TestServer, record: u64, token: &str) -> Reply {
     .await
 }
 
+/// The statistics the host sees.
+async fn stats_of(server: &TestServer, record: u64, token: &str) -> Value {
+    stats(server, record, token)
+        .await
+        .expect(StatusCode::OK)
+        .json()
+}
+
 /// Waits until at least `ms` milliseconds passed since `since`.
 async fn at_least(since: Instant, ms: u64) {
     let target = since + Duration::from_millis(ms);
@@ -105,10 +113,7 @@ async fn statistics_add_up_to_a_known_answer() {
     at_least(began, 1300).await;
     assert_eq!(watched(&server, record, &guest_view, &guest, 1200).await, 1);
 
-    let body = stats(&server, record, &host_token)
-        .await
-        .expect(StatusCode::OK)
-        .json();
+    let body = stats_of(&server, record, &host_token).await;
     assert_eq!(body["views"], 2, "{body}");
     assert_eq!(body["unique_viewers"], 2, "{body}");
     // 3000 ms + 1200 ms.
@@ -175,10 +180,7 @@ async fn a_heartbeat_cannot_claim_more_time_than_passed() {
     let seek = Instant::now();
     let back = watched(&server, record, &view, &viewer, 0).await;
     assert!(back <= again + seek.elapsed().as_secs() + 1, "{back} s");
-    let body = stats(&server, record, &host_token)
-        .await
-        .expect(StatusCode::OK)
-        .json();
+    let body = stats_of(&server, record, &host_token).await;
     assert!(body["watch_secs_total"].as_u64().unwrap() <= began.elapsed().as_secs());
 }
 
@@ -201,10 +203,7 @@ async fn several_tabs_of_one_viewer_earn_no_more_than_the_real_time() {
             .expect(StatusCode::OK);
     }
     let after = began.elapsed().as_millis() as u64;
-    let body = stats(&server, record, &host_token)
-        .await
-        .expect(StatusCode::OK)
-        .json();
+    let body = stats_of(&server, record, &host_token).await;
     let watched = body["viewers"][0]["watched_secs"]
         .as_u64()
         .expect("watched");
@@ -233,10 +232,7 @@ async fn views_count_again_once_the_window_passed() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     start_view(&server, record, &viewer).await;
-    let body = stats(&server, record, &host_token)
-        .await
-        .expect(StatusCode::OK)
-        .json();
+    let body = stats_of(&server, record, &host_token).await;
     assert_eq!(
         (body["views"].as_u64(), body["unique_viewers"].as_u64()),
         (Some(2), Some(1))
@@ -359,10 +355,7 @@ async fn open_views_are_bounded_per_viewer_and_in_all() {
     beat(&server, record, &kept, &first, 0)
         .await
         .expect(StatusCode::OK);
-    let body = stats(&server, record, &host_token)
-        .await
-        .expect(StatusCode::OK)
-        .json();
+    let body = stats_of(&server, record, &host_token).await;
     assert_eq!(body["views"], 3, "{body}");
 }
 
@@ -451,10 +444,7 @@ async fn acknowledged_heartbeats_survive_a_graceful_shutdown() {
     let data = server.stop_keep_data().await;
 
     let server = TestServer::start_in(data, slow_writes).await;
-    let body = stats(&server, record, &host_token)
-        .await
-        .expect(StatusCode::OK)
-        .json();
+    let body = stats_of(&server, record, &host_token).await;
     assert_eq!(
         (body["views"].as_u64(), body["watch_secs_total"].as_u64()),
         (Some(1), Some(2))
