@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::admin::{AdminError, SignedAdmin};
 use crate::app::App;
+use crate::config::MediaBackend;
 use crate::rooms::RoomSummary;
 
 use super::account_pages::{page, see_other, CsrfOnlyForm, PageForm};
@@ -254,7 +255,7 @@ struct DashboardPage {
     recordings: String,
     disk_free: String,
     disk_total: String,
-    media_backend: String,
+    media_backend: &'static str,
     media_status: &'static str,
     media_problem: Option<String>,
     rooms: Vec<RoomSummary>,
@@ -282,10 +283,10 @@ pub async fn dashboard(
         disk_total: figures
             .disk
             .map_or_else(unknown, |d| in_units(d.total_bytes)),
-        media_backend: serde_json::to_value(figures.media.backend)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default(),
+        media_backend: match figures.media.backend {
+            MediaBackend::Rtmp => "rtmp",
+            MediaBackend::Http => "http",
+        },
         media_status: figures.media.status.unwrap_or("not checked"),
         media_problem: figures.media.problem,
         rooms: figures.live_rooms,
