@@ -3,7 +3,7 @@
 //! Owns: the validated config, the store handle, the domain services and the background tasks
 //! (mail delivery, the accounts purge, the rate limiters' sweep, the recordings' media removal), with the cancellation token
 //! and task tracker that shutdown uses.
-//! Calls: config, store, metrics, mail, files, accounts, connections, rooms, records. The web layer
+//! Calls: config, store, metrics, mail, files, accounts, admin, connections, rooms, records. The web layer
 //! receives an `Arc<App>` and reaches every domain part through it. Wires accounts to the
 //! connection registry: the end of a session closes its connections.
 
@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::accounts::hashers::Hashers;
 use crate::accounts::{Accounts, SessionEnd, SessionEnds};
+use crate::admin::Admins;
 use crate::config::Config;
 use crate::config::MediaBackend;
 use crate::connections::ConnectionCounts;
@@ -70,6 +72,7 @@ pub struct App {
     pub store: Store,
     pub metrics: Metrics,
     pub accounts: Arc<Accounts>,
+    pub admins: Arc<Admins>,
     pub rooms: Arc<Rooms>,
     pub records: Arc<Records>,
     pub watching: Arc<Watching>,
@@ -122,16 +125,16 @@ impl App {
             );
         let mailer = Arc::new(Mailer::new(&config.email, &data_dir, store.clone())?);
         let sockets = Arc::new(Connections::default());
-        let accounts = Arc::new(
-            Accounts::new(
-                &config,
-                store.clone(),
-                mailer.clone(),
-                files.clone(),
-                sockets.clone(),
-            )
-            .map_err(AppError::Hashing)?,
-        );
+        let hashers = Arc::new(Hashers::start().map_err(AppError::Hashing)?);
+        let accounts = Arc::new(Accounts::new(
+            &config,
+            store.clone(),
+            mailer.clone(),
+            files.clone(),
+            sockets.clone(),
+            hashers.clone(),
+        ));
+        let admins = Arc::new(Admins::new(&config, store.clone(), hashers));
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let mut rtmp = None;
@@ -163,6 +166,7 @@ impl App {
         // Read before the server takes requests, so no session of this run is among them.
         let leftovers = store.unsettled_live_sessions()?;
         tasks.spawn(accounts.clone().run_limiter_sweep(shutdown.clone()));
+        tasks.spawn(admins.clone().run_limiter_sweep(shutdown.clone()));
         let records = Arc::new(Records::new(&config, store.clone(), media.clone()));
         tasks.spawn(records.clone().run(shutdown.clone()));
         let rooms = Arc::new(Rooms::new(
@@ -183,6 +187,7 @@ impl App {
             store,
             metrics: Metrics::default(),
             accounts,
+            admins,
             rooms,
             records,
             watching,
@@ -245,6 +250,7 @@ impl App {
             Some(app) => {
                 // The services hold store handles too; drop them first so the close is the last.
                 drop(app.accounts);
+                drop(app.admins);
                 drop(app.rooms);
                 drop(app.records);
                 drop(app.watching);

@@ -36,6 +36,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub accounts: AccountsConfig,
+    pub admin: AdminConfig,
     pub limits: LimitsConfig,
     pub email: EmailConfig,
     pub uploads: UploadsConfig,
@@ -191,6 +192,22 @@ impl Default for AccountsConfig {
             session_ttl_secs: 30 * 24 * 3600,
             guest_idle_secs: 24 * 3600,
             login_events_days: 400,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    pub session_ttl_secs: u64,
+    pub setup_link_secs: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            session_ttl_secs: 12 * 3600,
+            setup_link_secs: 3600,
         }
     }
 }
@@ -493,6 +510,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             storage: StorageConfig::default(),
             accounts: AccountsConfig::default(),
+            admin: AdminConfig::default(),
             limits: LimitsConfig::default(),
             email: EmailConfig::default(),
             uploads: UploadsConfig::default(),
@@ -697,7 +715,9 @@ impl Config {
         let m = &self.media;
         let a = &self.accounts;
         let l = &self.limits;
-        let positive: [(&'static str, u64); 30] = [
+        let positive: [(&'static str, u64); 32] = [
+            ("admin.session_ttl_secs", self.admin.session_ttl_secs),
+            ("admin.setup_link_secs", self.admin.setup_link_secs),
             ("media.rtmp.hls_fragment_secs", m.rtmp.hls_fragment_secs),
             ("media.rtmp.hls_playlist_secs", m.rtmp.hls_playlist_secs),
             ("media.rtmp.max_reencodes", m.rtmp.max_reencodes as u64),
@@ -755,6 +775,8 @@ impl Config {
             ("accounts.unverified_grace_secs", a.unverified_grace_secs),
             ("accounts.session_ttl_secs", a.session_ttl_secs),
             ("accounts.guest_idle_secs", a.guest_idle_secs),
+            ("admin.session_ttl_secs", self.admin.session_ttl_secs),
+            ("admin.setup_link_secs", self.admin.setup_link_secs),
             (
                 "accounts.login_events_days",
                 a.login_events_days.saturating_mul(86400),

@@ -10,6 +10,8 @@
 //! - [`text`]: the characters that disguise text people show each other (names, danmaku).
 //! - [`mail`]: the mail queue's delivery loop and its transports (outbox folder, SMTP).
 //! - [`files`]: uploaded images — checked, re-encoded, stored, served.
+//! - [`admin`]: admin accounts, their logins and sessions, the first-run setup link, the audit
+//!   log's entries.
 //! - [`accounts`]: registration and verification, login, sessions, guests, profiles, rooms' records.
 //! - [`media`]: the media plane trait (rtp, distributor, processor roles) and its backends.
 //! - [`records`]: the catalogue of recordings, search, renaming, deleting (and removing their
@@ -24,6 +26,7 @@
 //! `docs/ARCHITECTURE.md` has the module map with what each part may call.
 
 pub mod accounts;
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod connections;

@@ -194,6 +194,43 @@ impl RateLimiter {
     }
 }
 
+/// The limits of a login: failures per (account, client) with back-off, and all attempts per
+/// client. Users and admins each have their own, under the same `limits.login_*` settings.
+pub struct LoginLimits {
+    pub failures: Backoff,
+    pub per_client: RateLimiter,
+}
+
+impl LoginLimits {
+    pub fn new(l: &crate::config::LimitsConfig) -> Self {
+        let rule = BackoffRule {
+            free: l.login_free_failures,
+            first: Duration::from_secs(l.login_backoff_secs),
+            max: Duration::from_secs(l.login_backoff_max_secs),
+            forget: Duration::from_secs(l.login_window_secs),
+        };
+        LoginLimits {
+            failures: Backoff::new(rule, l.max_tracked_keys),
+            per_client: RateLimiter::new(
+                l.login_per_ip,
+                Duration::from_secs(l.login_window_secs),
+                l.max_tracked_keys,
+            ),
+        }
+    }
+
+    /// Forgets the keys with nothing left to remember.
+    pub fn sweep(&self) {
+        self.failures.sweep();
+        self.per_client.sweep();
+    }
+
+    /// How many keys are tracked now.
+    pub fn tracked_keys(&self) -> usize {
+        self.failures.tracked_keys() + self.per_client.tracked_keys()
+    }
+}
+
 /// Failures per key with back-off: the first `free` failures cost nothing; after each further
 /// one the key must wait, `first` after the first of them, twice as long after each next one,
 /// at most `max`. A success, or `forget` without a failure (once any wait is over), clears it.

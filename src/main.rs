@@ -1,15 +1,17 @@
 //! The `roommanager` command: parses the command line, sets up logging and runs a subcommand.
 
-use std::io::IsTerminal;
+use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use roommanager::admin::{self, AdminError};
 use roommanager::config::{Config, Overrides};
 use roommanager::media::nginx::MediaPaths;
 use roommanager::media::rtmp;
 use roommanager::site::Site;
+use roommanager::store::{Store, StoreError};
 
 /// RoomManager: a self-hosted live-streaming site in one binary.
 ///
@@ -40,6 +42,34 @@ enum Command {
     CheckConfig,
     /// Print the nginx config that the rtmp media backend uses, for running nginx yourself.
     NginxConfig,
+    /// Manage the admin accounts (the server must not be running on the same data dir).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an admin. The password is asked for on the terminal (not shown), or read from
+    /// the first line of stdin with --password-stdin.
+    Create {
+        name: String,
+        /// Read the password from the first line of stdin (for scripts).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a new password for an admin; its sessions end.
+    Passwd {
+        name: String,
+        /// Read the password from the first line of stdin (for scripts).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List the admins.
+    List,
+    /// Delete an admin; its sessions end.
+    Delete { name: String },
 }
 
 fn main() -> ExitCode {
@@ -91,6 +121,7 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Command::Admin { command } => run_admin(&config, command),
         Command::Serve => {
             init_logging(&config.log.level);
             tracing::info!(config = %source, version = env!("CARGO_PKG_VERSION"), "starting roommanager");
@@ -114,6 +145,122 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `roommanager admin …`: works on the store directly, so the server must not hold it.
+fn run_admin(config: &Config, command: AdminCommand) -> ExitCode {
+    let store = match Store::open(&config.storage.data_dir) {
+        Ok(store) => store,
+        Err(StoreError::InUse { path }) => {
+            eprintln!(
+                "error: a running roommanager holds the database {}; stop the server first \
+                 (admin commands change the database directly), then run this again",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let done = match command {
+        AdminCommand::Create {
+            name,
+            password_stdin,
+        } => read_password(&name, password_stdin)
+            .and_then(|password| admin::create(&store, &name, &password))
+            .map(|()| println!("created the admin {name:?}; log in at /admin/login")),
+        AdminCommand::Passwd {
+            name,
+            password_stdin,
+        } => read_password(&name, password_stdin)
+            .and_then(|password| admin::change_password(&store, &name, &password))
+            .map(|()| println!("changed the password of the admin {name:?}; its sessions ended")),
+        AdminCommand::List => admin::list(&store).map(|admins| {
+            if admins.is_empty() {
+                println!("no admins yet (create one with `roommanager admin create NAME`)");
+            }
+            for a in admins {
+                let last = a.last_login_at.map_or_else(
+                    || "never logged in".to_owned(),
+                    |at| {
+                        let ip = a.last_login_ip.as_deref().unwrap_or("?");
+                        format!("last login at {at} (unix) from {ip}")
+                    },
+                );
+                println!("{}\tcreated at {} (unix)\t{last}", a.name, a.created_at);
+            }
+        }),
+        AdminCommand::Delete { name } => admin::delete(&store, &name)
+            .map(|()| println!("deleted the admin {name:?}; its sessions ended")),
+    };
+    if let Err(e) = store.close() {
+        eprintln!("warning: closing the database: {e}");
+    }
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The new password of admin `name`: the first line of stdin with `--password-stdin`, else
+/// typed twice on the terminal without being shown.
+fn read_password(name: &str, from_stdin: bool) -> Result<String, AdminError> {
+    let refuse = |why: String| AdminError::InvalidPassword(why);
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| refuse(format!("cannot read the password from stdin: {e}")))?;
+        return Ok(line.trim_end_matches(['\n', '\r']).to_owned());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(refuse(
+            "stdin is not a terminal: pass --password-stdin to read the password from it"
+                .to_owned(),
+        ));
+    }
+    let read = |prompt: &str| {
+        read_hidden_line(prompt).map_err(|e| refuse(format!("cannot read the password: {e}")))
+    };
+    let first = read(&format!("Password for the admin {name:?}: "))?;
+    let again = read("The same password again: ")?;
+    if first != again {
+        return Err(refuse(
+            "the two passwords differ; nothing was changed".to_owned(),
+        ));
+    }
+    Ok(first)
+}
+
+/// Reads a line from the terminal with echo turned off, restoring the terminal after.
+fn read_hidden_line(prompt: &str) -> std::io::Result<String> {
+    eprint!("{prompt}");
+    let fd = libc::STDIN_FILENO;
+    // SAFETY: `termios` is plain data that tcgetattr fills in; it is used only if that worked.
+    let mut term = unsafe { std::mem::zeroed::<libc::termios>() };
+    // SAFETY: `fd` is stdin and `term` a valid termios buffer.
+    let saved = (unsafe { libc::tcgetattr(fd, &mut term) } == 0).then_some(term);
+    if let Some(original) = saved {
+        let mut hidden = original;
+        hidden.c_lflag &= !libc::ECHO;
+        // SAFETY: as above; a failure only leaves echo on.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &hidden) };
+    }
+    let mut line = String::new();
+    let read = std::io::stdin().lock().read_line(&mut line);
+    if let Some(original) = saved {
+        // SAFETY: restores the settings read above.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &original) };
+    }
+    eprintln!();
+    read?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
 /// Logs go to stderr; RUST_LOG, when set, wins over the config's `log.level`.

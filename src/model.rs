@@ -342,3 +342,62 @@ pub struct PushKey {
     pub last_publish_at: Option<u64>,
     pub last_publish_addr: Option<String>,
 }
+
+/// An administrator's account: separate from users (no user session gives an admin right, and
+/// no admin session a user right). Named by `name`, unique without regard to case.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Admin {
+    pub name: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    pub created_at: u64,
+    pub last_login_at: Option<u64>,
+    pub last_login_ip: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminSession {
+    /// The admin's name as stored (its lower case is the key of `admins_v1`).
+    pub admin: String,
+    pub created_at: u64,
+    pub expires_at: u64,
+}
+
+/// What an admin did, as the audit log names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    /// An admin account was created (first-run setup or the command line).
+    CreateAdmin,
+    /// An admin's password was changed (command line).
+    ChangeAdminPassword,
+    /// An admin account was deleted (command line).
+    DeleteAdmin,
+    DeleteRecord,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::CreateAdmin => "create_admin",
+            AuditAction::ChangeAdminPassword => "change_admin_password",
+            AuditAction::DeleteAdmin => "delete_admin",
+            AuditAction::DeleteRecord => "delete_record",
+        }
+    }
+}
+
+/// One entry of the audit log: who did what to which target, why, when, from where.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Unix seconds.
+    pub at: u64,
+    /// The admin's name; `cli` for the command line on the server's machine.
+    pub admin: String,
+    pub action: AuditAction,
+    /// What was acted on, as `kind:id` (`record:12`, `admin:alice`).
+    pub target: String,
+    pub reason: String,
+    /// The client address; empty for the command line.
+    pub ip: String,
+}

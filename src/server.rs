@@ -56,9 +56,29 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
             tracing::info!("OBS and ffmpeg push to {url}");
         }
     }
+    announce_setup_link(&app).await;
     let served = serve(listener, app.clone(), stop).await;
     app.close().await;
     served.map_err(ServerError::Serve)
+}
+
+/// While no admin exists, logs a fresh one-time link that creates the first one in the browser
+/// (like Jupyter's token): whoever can read this log runs the machine. Every earlier link stops
+/// working.
+async fn announce_setup_link(app: &App) {
+    match app.admins.issue_setup_token().await {
+        Ok(Some(token)) => {
+            let minutes = app.config.admin.setup_link_secs / 60;
+            for url in app.site.reachable_urls() {
+                tracing::warn!(
+                    "no admin yet: create the first one within {minutes} minutes at \
+                     {url}/admin/setup?token={token} (or run `roommanager admin create NAME`)"
+                );
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "cannot make the first-run setup link"),
+    }
 }
 
 /// Serves `app` on an already bound listener until `shutdown` completes, then waits for

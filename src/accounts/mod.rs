@@ -7,8 +7,8 @@
 //! Never sees HTTP: callers pass plain values (a client IP, a token string) and get
 //! [`AccountsError`] back.
 
-mod hashers;
-mod secrets;
+pub(crate) mod hashers;
+pub(crate) mod secrets;
 pub mod validate;
 
 use std::collections::HashSet;
@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::files::{Files, FilesError, ImageKind};
-use crate::limits::{Backoff, BackoffRule, Key, RateLimiter, RetryAfter};
+use crate::limits::{Key, LoginLimits, RateLimiter, RetryAfter};
 use crate::mail::Mailer;
 use crate::model::{LoginKind, Room, Session, TokenHash, User, UserId, UserKind};
 use crate::store::{
@@ -162,9 +162,7 @@ pub enum Verification {
 }
 
 struct Limits {
-    /// Failed logins per (account, client).
-    login_failures: Backoff,
-    login_ip: RateLimiter,
+    login: LoginLimits,
     register_ip: RateLimiter,
     resend_ip: RateLimiter,
     email_address: RateLimiter,
@@ -175,15 +173,8 @@ impl Limits {
     fn new(l: &crate::config::LimitsConfig) -> Self {
         let keys = l.max_tracked_keys;
         let limiter = |n, secs| RateLimiter::new(n, Duration::from_secs(secs), keys);
-        let rule = BackoffRule {
-            free: l.login_free_failures,
-            first: Duration::from_secs(l.login_backoff_secs),
-            max: Duration::from_secs(l.login_backoff_max_secs),
-            forget: Duration::from_secs(l.login_window_secs),
-        };
         Limits {
-            login_failures: Backoff::new(rule, keys),
-            login_ip: limiter(l.login_per_ip, l.login_window_secs),
+            login: LoginLimits::new(l),
             register_ip: limiter(l.register_per_ip, l.register_window_secs),
             resend_ip: limiter(l.resend_per_ip, l.resend_window_secs),
             email_address: limiter(l.email_per_address, l.email_window_secs),
@@ -191,9 +182,8 @@ impl Limits {
         }
     }
 
-    fn limiters(&self) -> [&RateLimiter; 5] {
+    fn limiters(&self) -> [&RateLimiter; 4] {
         [
-            &self.login_ip,
             &self.register_ip,
             &self.resend_ip,
             &self.email_address,
@@ -213,7 +203,7 @@ pub struct Accounts {
     files: Arc<Files>,
     ends: Arc<dyn SessionEnds>,
     limits: Limits,
-    hashers: hashers::Hashers,
+    hashers: Arc<hashers::Hashers>,
     verification_ttl: u64,
     unverified_grace: u64,
     session_ttl: u64,
@@ -222,17 +212,17 @@ pub struct Accounts {
 }
 
 impl Accounts {
-    /// Sets up the accounts service; fails only if its hashing threads cannot be started.
+    /// Sets up the accounts service; password work runs on `hashers` (shared with the admins').
     pub fn new(
         config: &Config,
         store: Store,
         mailer: Arc<Mailer>,
         files: Arc<Files>,
         ends: Arc<dyn SessionEnds>,
-    ) -> std::io::Result<Self> {
+        hashers: Arc<hashers::Hashers>,
+    ) -> Self {
         let a = &config.accounts;
-        let hashers = hashers::Hashers::start()?;
-        Ok(Accounts {
+        Accounts {
             store,
             mailer,
             files,
@@ -244,7 +234,7 @@ impl Accounts {
             session_ttl: a.session_ttl_secs,
             guest_idle: a.guest_idle_secs,
             login_events_secs: a.login_events_days.saturating_mul(24 * 3600),
-        })
+        }
     }
 
     /// Creates an unverified account and queues its verification mail, whose link starts with
@@ -371,7 +361,7 @@ impl Accounts {
         let login = login.trim();
         validate::login(login).map_err(AccountsError::InvalidLogin)?;
         let client = Key::client(client);
-        self.limits.login_ip.check(client)?;
+        self.limits.login.per_client.check(client)?;
         let lookup = login.to_owned();
         let user = self.store.run(move |s| s.find_by_login(&lookup)).await?;
         // A known account counts as one whether it is named by username or email.
@@ -380,7 +370,7 @@ impl Accounts {
             None => Key::of(&[b"name", login.to_lowercase().as_bytes()]),
         };
         let attempt = account.and(client);
-        self.limits.login_failures.check(attempt)?;
+        self.limits.login.failures.check(attempt)?;
         let password = password.to_owned();
         let (user, password_ok) = self
             .hashing(move || match user {
@@ -400,11 +390,11 @@ impl Accounts {
         let user = match user {
             Some(user) if password_ok => user,
             _ => {
-                self.limits.login_failures.failed(attempt);
+                self.limits.login.failures.failed(attempt);
                 return Err(AccountsError::InvalidCredentials);
             }
         };
-        self.limits.login_failures.succeeded(attempt);
+        self.limits.login.failures.succeeded(attempt);
         if !user.is_verified() {
             return Err(AccountsError::EmailNotVerified);
         }
@@ -638,7 +628,7 @@ impl Accounts {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(LIMITER_SWEEP_EVERY) => {}
             }
-            self.limits.login_failures.sweep();
+            self.limits.login.sweep();
             for limiter in self.limits.limiters() {
                 limiter.sweep();
             }
@@ -654,7 +644,7 @@ impl Accounts {
             .iter()
             .map(|l| l.tracked_keys())
             .sum();
-        windows + self.limits.login_failures.tracked_keys()
+        windows + self.limits.login.tracked_keys()
     }
 
     fn verification_link(&self) -> (String, NewToken) {

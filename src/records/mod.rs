@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::limits::{RateLimiter, RetryAfter};
 use crate::media::{LiveId, MediaPlane, Recording};
-use crate::model::{Record, RecordId, RecordRemoval, StoredDanmaku, User, UserId};
+use crate::model::{AuditEntry, Record, RecordId, RecordRemoval, StoredDanmaku, User, UserId};
 use crate::store::{
     unix_now, CataloguePage, CatalogueQuery, Listed, RecordOrder, Store, StoreError,
 };
@@ -283,15 +283,20 @@ impl Records {
         if record.host != who.id {
             return Err(RecordsError::NotYourRecord);
         }
-        self.delete(id).await
+        self.delete(id, None).await
+    }
+
+    /// Deletes a record as an admin (who may delete any); `audit` is written in the same
+    /// transaction as the delete.
+    pub async fn delete_as_admin(&self, id: RecordId, audit: AuditEntry) -> Result<()> {
+        self.delete(id, Some(audit)).await
     }
 
     /// Deletes a record with its comments and queues the removal of its media, which the
-    /// worker carries out (and retries). Whoever calls this has checked the caller's right to:
-    /// the host through [`Records::delete_as_host`]; the admin's delete will call it too.
-    pub async fn delete(&self, id: RecordId) -> Result<()> {
+    /// worker carries out (and retries). The callers above have checked the right to.
+    async fn delete(&self, id: RecordId, audit: Option<AuditEntry>) -> Result<()> {
         self.store
-            .run(move |s| s.delete_record(id, unix_now()))
+            .run(move |s| s.delete_record(id, unix_now(), audit.as_ref()))
             .await?
             .ok_or(RecordsError::NotFound)?;
         self.removals_queued.notify_one();

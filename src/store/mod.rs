@@ -8,6 +8,7 @@
 //! onto tokio's blocking pool. Every multi-step change is one write transaction.
 
 mod accounts;
+mod admin;
 mod codec;
 mod mail;
 mod migrations;
@@ -27,6 +28,7 @@ pub use accounts::{
     index_key, MailDraft, NewAccount, NewToken, PurgeRules, Purged, RegisterOutcome, ResendOutcome,
     VerifyOutcome,
 };
+pub use admin::{AuditPage, FirstAdminOutcome, SetupState};
 pub use migrations::CURRENT as SCHEMA_VERSION;
 pub use records::{CataloguePage, CatalogueQuery, Listed, RecordOrder};
 pub use rooms::ChatEntry;
@@ -252,6 +254,10 @@ fn open_all_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(PUSH_IDS)?;
     txn.open_table(RECORD_VIEWERS)?;
     txn.open_table(RECORD_DAYS)?;
+    txn.open_table(ADMINS)?;
+    txn.open_table(ADMIN_SESSIONS)?;
+    txn.open_table(ADMIN_SETUP)?;
+    txn.open_table(AUDIT)?;
     Ok(())
 }
 

@@ -23,8 +23,8 @@ use super::codec::{decode, encode};
 use super::tables::*;
 use super::{Store, StoreError};
 use crate::model::{
-    CommentId, LiveSession, LiveSessionId, Record, RecordComment, RecordId, RecordRemoval,
-    StoredDanmaku, User, UserId,
+    AuditEntry, CommentId, LiveSession, LiveSessionId, Record, RecordComment, RecordId,
+    RecordRemoval, StoredDanmaku, User, UserId,
 };
 
 /// The catalogue's orders; ties go to the newer record (the higher id).
@@ -420,8 +420,14 @@ impl Store {
     }
 
     /// Deletes a record and its comments, and queues the removal of its media, in one
-    /// transaction; returns the record, or `None` if there was none.
-    pub fn delete_record(&self, id: RecordId, now: u64) -> Result<Option<Record>, StoreError> {
+    /// transaction with `audit` (an admin's delete); returns the record, or `None` if there was
+    /// none.
+    pub fn delete_record(
+        &self,
+        id: RecordId,
+        now: u64,
+        audit: Option<&AuditEntry>,
+    ) -> Result<Option<Record>, StoreError> {
         let txn = self.db.begin_write()?;
         let Some(record) = read_record(&txn, id)? else {
             return Ok(None);
@@ -459,6 +465,9 @@ impl Store {
         };
         txn.open_table(RECORD_REMOVALS)?
             .insert(id.0, encode(&removal).as_slice())?;
+        if let Some(entry) = audit {
+            super::admin::write_audit(&txn, entry)?;
+        }
         txn.commit()?;
         self.refresh_catalogue(&[id]);
         Ok(Some(record))

@@ -10,7 +10,7 @@ use redb::TableDefinition;
 
 /// Store-wide facts and id sequences, key → value: `schema_version`, `created_at` (unix
 /// seconds), `instance_id`, `next_user_id`, `next_room_id`, `next_mail_id`, `next_login_seq`, `next_live_id`, `next_chat_seq`, `next_record_id`,
-/// `next_comment_id`.
+/// `next_comment_id`, `next_audit_seq`.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 pub const META_SCHEMA_VERSION: &str = "schema_version";
@@ -24,6 +24,7 @@ pub const SEQ_LIVE: &str = "next_live_id";
 pub const SEQ_CHAT: &str = "next_chat_seq";
 pub const SEQ_RECORD: &str = "next_record_id";
 pub const SEQ_COMMENT: &str = "next_comment_id";
+pub const SEQ_AUDIT: &str = "next_audit_seq";
 
 /// User id → `model::User`.
 pub const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users_v1");
@@ -71,3 +72,13 @@ pub const RECORD_VIEWERS: TableDefinition<(u64, u64), &[u8]> =
     TableDefinition::new("record_viewers_v1");
 /// (record id, unix day) → views counted that day (UTC).
 pub const RECORD_DAYS: TableDefinition<(u64, u64), u64> = TableDefinition::new("record_days_v1");
+/// Lower-cased admin name → `model::Admin`.
+pub const ADMINS: TableDefinition<&str, &[u8]> = TableDefinition::new("admins_v1");
+/// Admin session token hash → `model::AdminSession` (apart from users' sessions, so neither kind
+/// of token is ever taken for the other).
+pub const ADMIN_SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("admin_sessions_v1");
+/// First-run setup token hash → unix seconds when it stops working. At most one row, and only
+/// while no admin exists.
+pub const ADMIN_SETUP: TableDefinition<&str, u64> = TableDefinition::new("admin_setup_v1");
+/// (unix seconds, sequence) → `model::AuditEntry`: every admin action, in time order.
+pub const AUDIT: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("audit_v1");

@@ -179,7 +179,7 @@ mod tests {
         let stats = store.watch_stats(record.id).expect("read").expect("stats");
         assert_eq!((stats.viewers.len(), stats.days), (1, vec![(3, 1)]));
 
-        store.delete_record(record.id, 2_000).expect("delete");
+        store.delete_record(record.id, 2_000, None).expect("delete");
         let txn = store.db.begin_read().expect("read");
         let all = (record.id.0, 0)..=(record.id.0, u64::MAX);
         let viewers = txn.open_table(RECORD_VIEWERS).expect("viewers");

@@ -26,7 +26,7 @@ use super::error::{ApiError, PageError};
 use super::pages::{render, Layout};
 
 /// A page response, with the CSRF cookie when the browser needs one.
-fn page(app: &App, csrf: &Csrf, status: StatusCode, page: &impl Template) -> Response {
+pub(super) fn page(app: &App, csrf: &Csrf, status: StatusCode, page: &impl Template) -> Response {
     match render(page) {
         Ok(html) => {
             let mut response = (status, html).into_response();
@@ -42,7 +42,7 @@ fn page(app: &App, csrf: &Csrf, status: StatusCode, page: &impl Template) -> Res
 }
 
 /// A redirect after a successful form, optionally setting a cookie.
-fn see_other(to: &str, cookie: Option<String>) -> Response {
+pub(super) fn see_other(to: &str, cookie: Option<String>) -> Response {
     let mut response = Redirect::to(to).into_response();
     if let Some(value) = cookie.and_then(|c| c.parse().ok()) {
         response.headers_mut().append(header::SET_COOKIE, value);
@@ -389,7 +389,7 @@ pub async fn login_submit(
 #[derive(Deserialize)]
 pub struct CsrfOnlyForm {
     #[serde(default)]
-    csrf: String,
+    pub(super) csrf: String,
 }
 
 pub async fn guest_submit(

@@ -1,6 +1,11 @@
 //! Who is asking: session tokens from the `Authorization: Bearer` header or the session cookie,
 //! the client's address (behind `server.trusted_proxies`, from `X-Forwarded-For`), and the
 //! cookies that carry sessions and CSRF tokens.
+//!
+//! Admins are apart: their pages (`/admin…`) read only the `rm_admin` cookie, which the browser
+//! sends only there (`Path=/admin`); their JSON API (`/api/v1/admin…`) reads only the bearer
+//! header. Each side looks its token up in its own table, so a user's token is no admin's and an
+//! admin's is no user's.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -12,11 +17,15 @@ use axum::http::{Extensions, HeaderMap, HeaderName};
 use axum::response::Redirect;
 
 use crate::accounts::{AccountsError, SignedIn};
+use crate::admin::{AdminError, SignedAdmin};
 use crate::app::App;
 
 use super::error::ApiError;
 
 pub const SESSION_COOKIE: &str = "rm_session";
+/// The admin session's cookie, sent by browsers to `/admin…` pages only.
+pub const ADMIN_COOKIE: &str = "rm_admin";
+const ADMIN_COOKIE_PATH: &str = "/admin";
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
@@ -54,8 +63,39 @@ pub fn request_host(headers: &HeaderMap) -> Option<&str> {
 
 /// A `Set-Cookie` value: HttpOnly, SameSite, Path=/, Secure when the site is served over https.
 pub fn set_cookie(app: &App, name: &str, value: &str, max_age: u64, same_site: &str) -> String {
+    set_cookie_at(app, "/", name, value, max_age, same_site)
+}
+
+/// Like [`set_cookie`], for the addresses under `path` only.
+fn set_cookie_at(
+    app: &App,
+    path: &str,
+    name: &str,
+    value: &str,
+    max_age: u64,
+    same_site: &str,
+) -> String {
     let secure = if app.site.is_https() { "; Secure" } else { "" };
-    format!("{name}={value}; Max-Age={max_age}; Path=/; HttpOnly; SameSite={same_site}{secure}")
+    format!(
+        "{name}={value}; Max-Age={max_age}; Path={path}; HttpOnly; SameSite={same_site}{secure}"
+    )
+}
+
+/// The admin session's cookie: for `/admin…` pages only, never sent with another site's request.
+pub fn admin_cookie(app: &App, token: &str, expires_at: u64) -> String {
+    let max_age = expires_at.saturating_sub(crate::store::unix_now());
+    set_cookie_at(
+        app,
+        ADMIN_COOKIE_PATH,
+        ADMIN_COOKIE,
+        token,
+        max_age,
+        "Strict",
+    )
+}
+
+pub fn clear_admin_cookie(app: &App) -> String {
+    set_cookie_at(app, ADMIN_COOKIE_PATH, ADMIN_COOKIE, "", 0, "Strict")
 }
 
 pub fn session_cookie(app: &App, token: &str, expires_at: u64) -> String {
@@ -107,6 +147,58 @@ impl FromRequestParts<Arc<App>> for PageSigned {
             .await
             .unwrap_or_else(|never| match never {});
         who.map(PageSigned).ok_or_else(|| Redirect::to("/login"))
+    }
+}
+
+/// A JSON request that must come from an admin: `Authorization: Bearer` with an admin session
+/// token; otherwise 401 `admin_required`.
+pub struct AdminApi(pub SignedAdmin);
+
+impl FromRequestParts<Arc<App>> for AdminApi {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let token = bearer_token(&parts.headers).ok_or(AdminError::AdminRequired)?;
+        Ok(AdminApi(app.admins.authenticate(token).await?))
+    }
+}
+
+/// For admin pages: the admin of the `rm_admin` cookie; anyone else is sent to the admin login.
+pub struct AdminPage(pub SignedAdmin);
+
+impl FromRequestParts<Arc<App>> for AdminPage {
+    type Rejection = Redirect;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Redirect> {
+        let to_login = || Redirect::to("/admin/login");
+        let token = cookie(&parts.headers, ADMIN_COOKIE).ok_or_else(to_login)?;
+        let admin = app
+            .admins
+            .authenticate(token)
+            .await
+            .map_err(|_| to_login())?;
+        Ok(AdminPage(admin))
+    }
+}
+
+/// For the user API's actions an admin may take too (deleting any record): an admin session's
+/// bearer token, or else a signed-in user (401 as [`Signed`] when neither).
+pub enum AdminOrUser {
+    Admin(SignedAdmin),
+    User(SignedIn),
+}
+
+impl FromRequestParts<Arc<App>> for AdminOrUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        if let Some(token) = bearer_token(&parts.headers) {
+            if let Ok(admin) = app.admins.authenticate(token).await {
+                return Ok(AdminOrUser::Admin(admin));
+            }
+        }
+        let Signed(user) = Signed::from_request_parts(parts, app).await?;
+        Ok(AdminOrUser::User(user))
     }
 }
 

@@ -1,8 +1,9 @@
 //! Cross-site request forgery: what keeps a page of another site from acting in a visitor's name.
 //!
 //! - **Page forms** carry a token bound to the browser's session: an HMAC keyed with the session
-//!   token (64 random hex digits the browser holds in an HttpOnly cookie). Before there is a
-//!   session, the key is a random pre-session cookie, `rm_csrf`. A cookie that another page on
+//!   token (64 random hex digits the browser holds in an HttpOnly cookie; on `/admin…` pages the
+//!   admin session's, never the user's). Before there is a session, the key is a random
+//!   pre-session cookie, `rm_csrf`. A cookie that another page on
 //!   the same site plants does not help it: the token is not the cookie but an HMAC keyed with
 //!   it, and once someone is signed in only their session token is the key.
 //! - **The JSON API** ([`api_guard`], [`NotCrossSite`]): a request under `/api/` that changes
@@ -23,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::App;
 
-use super::auth::{bearer_token, cookie, session_token, set_cookie, SESSION_COOKIE};
+use super::auth::{bearer_token, cookie, session_token, set_cookie, ADMIN_COOKIE, SESSION_COOKIE};
 use super::error::{ApiError, PageError};
 use super::hex;
 
@@ -48,15 +49,22 @@ impl FromRequestParts<Arc<App>> for Csrf {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &Arc<App>) -> Result<Self, Self::Rejection> {
-        Ok(Csrf::for_headers(&parts.headers))
+        let admin = parts.uri.path().starts_with("/admin");
+        Ok(Csrf::for_headers(&parts.headers, admin))
     }
 }
 
 impl Csrf {
-    fn for_headers(headers: &HeaderMap) -> Csrf {
+    /// `admin`: for an admin page, whose session is the admin cookie's.
+    fn for_headers(headers: &HeaderMap, admin: bool) -> Csrf {
+        let session = if admin {
+            cookie(headers, ADMIN_COOKIE)
+        } else {
+            session_token(headers)
+        };
         // Only a value we could have issued is a key: an empty or short planted cookie would
         // make the HMAC easy to compute for whoever planted it.
-        let key = session_token(headers)
+        let key = session
             .filter(|t| looks_like_token(t))
             .or_else(|| cookie(headers, PRE_SESSION_COOKIE).filter(|t| looks_like_token(t)));
         match key {
@@ -196,27 +204,47 @@ mod tests {
     #[test]
     fn the_token_is_an_hmac_of_the_session_not_the_cookie() {
         let session = "ab".repeat(32);
-        let csrf = Csrf::for_headers(&with_cookie(&format!("rm_session={session}")));
+        let csrf = Csrf::for_headers(&with_cookie(&format!("rm_session={session}")), false);
         assert_ne!(csrf.token, session);
         assert_eq!(csrf.token.len(), 64);
         assert!(csrf.verify(&csrf.token).is_ok());
         // Another session, or the same value as a pre-session cookie, gives another token.
-        let other = Csrf::for_headers(&with_cookie(&format!("rm_session={}", "cd".repeat(32))));
+        let other_session = format!("rm_session={}", "cd".repeat(32));
+        let other = Csrf::for_headers(&with_cookie(&other_session), false);
         assert!(other.verify(&csrf.token).is_err());
         // With a session, a pre-session cookie does not change the key.
-        let both = Csrf::for_headers(&with_cookie(&format!(
-            "rm_csrf={}; rm_session={session}",
-            "cd".repeat(32)
-        )));
+        let both = Csrf::for_headers(
+            &with_cookie(&format!(
+                "rm_csrf={}; rm_session={session}",
+                "cd".repeat(32)
+            )),
+            false,
+        );
         assert_eq!(both.token, csrf.token);
     }
 
     #[test]
+    fn admin_pages_key_forms_with_the_admin_session_never_the_users() {
+        let user = "ab".repeat(32);
+        let admin = "ef".repeat(32);
+        let as_user = Csrf::for_headers(&with_cookie(&format!("rm_session={user}")), false);
+        // A user's session alone gives an admin page no key: it needs a pre-session first.
+        let user_on_admin_page =
+            Csrf::for_headers(&with_cookie(&format!("rm_session={user}")), true);
+        assert!(user_on_admin_page.verify(&as_user.token).is_err());
+        let both = with_cookie(&format!("rm_session={user}; rm_admin={admin}"));
+        let on_admin_page = Csrf::for_headers(&both, true);
+        assert!(on_admin_page.verify(&on_admin_page.token).is_ok());
+        assert_ne!(on_admin_page.token, as_user.token);
+        assert_eq!(Csrf::for_headers(&both, false).token, as_user.token);
+    }
+
+    #[test]
     fn a_browser_without_cookies_gets_a_pre_session_and_cannot_submit_yet() {
-        let csrf = Csrf::for_headers(&HeaderMap::new());
+        let csrf = Csrf::for_headers(&HeaderMap::new(), false);
         let pre_session = csrf.new_cookie.clone().expect("a new pre-session cookie");
         assert!(csrf.verify(&csrf.token).is_err());
-        let next = Csrf::for_headers(&with_cookie(&format!("rm_csrf={pre_session}")));
+        let next = Csrf::for_headers(&with_cookie(&format!("rm_csrf={pre_session}")), false);
         assert_eq!(next.token, csrf.token);
         assert!(next.verify(&csrf.token).is_ok());
     }

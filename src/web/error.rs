@@ -11,6 +11,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 
 use crate::accounts::AccountsError;
+use crate::admin::AdminError;
 use crate::files::FilesError;
 use crate::records::watch::WatchError;
 use crate::records::RecordsError;
@@ -160,6 +161,33 @@ impl From<AccountsError> for ApiError {
             }
             E::Image(FilesError::NotFound) => return ApiError::not_found(),
             E::Image(FilesError::Io(io)) => return ApiError::internal(&io),
+            E::Hashing(detail) => return ApiError::internal(&detail),
+            E::Store(store) => return store.into(),
+        };
+        ApiError::new(status, code, message)
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        use AdminError as E;
+        let message = e.to_string();
+        let (status, code) = match e {
+            E::InvalidName(_) => (StatusCode::BAD_REQUEST, "invalid_name"),
+            E::InvalidPassword(_) => (StatusCode::BAD_REQUEST, "invalid_password"),
+            E::NameTaken => (StatusCode::CONFLICT, "admin_exists"),
+            E::NoSuchAdmin => (StatusCode::NOT_FOUND, "admin_not_found"),
+            E::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            E::AdminRequired => (StatusCode::UNAUTHORIZED, "admin_required"),
+            E::SetupInvalid => (StatusCode::FORBIDDEN, "setup_token_invalid"),
+            E::SetupDone => (StatusCode::GONE, "setup_done"),
+            E::ReasonTooLong(_) => (StatusCode::BAD_REQUEST, "invalid_reason"),
+            E::RateLimited(wait) => {
+                let mut error =
+                    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+                error.retry_after = Some(wait.as_secs().max(1));
+                return error;
+            }
             E::Hashing(detail) => return ApiError::internal(&detail),
             E::Store(store) => return store.into(),
         };

@@ -7,6 +7,8 @@
 //! Calls: app (and through it every domain part). Never calls the store's internals.
 
 mod account_pages;
+mod admin;
+mod admin_pages;
 mod api;
 mod assets;
 mod auth;
@@ -75,6 +77,20 @@ pub fn router(app: Arc<App>) -> Router {
             "/me/room/cover",
             post(account_pages::cover_submit).layer(image_limit),
         )
+        .route("/admin", get(admin_pages::dashboard))
+        .route(
+            "/admin/setup",
+            get(admin_pages::setup_page).post(admin_pages::setup_submit),
+        )
+        .route(
+            "/admin/login",
+            get(admin_pages::login_page).post(admin_pages::login_submit),
+        )
+        .route("/admin/logout", post(admin_pages::logout_submit))
+        .route("/api/v1/admin/login", post(admin::login))
+        .route("/api/v1/admin/logout", post(admin::logout))
+        .route("/api/v1/admin/dashboard", get(admin::dashboard))
+        .route("/api/v1/admin/audit", get(admin::audit))
         .route("/api/v1/register", post(api::register))
         .route("/api/v1/register/resend", post(api::resend))
         .route("/api/v1/login", post(api::login))

@@ -10,6 +10,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::app::App;
+use crate::config::MediaBackend;
 use crate::metrics::Gauges;
 
 use super::auth::{bearer_token, ClientIp};
@@ -32,15 +33,7 @@ pub async fn healthz(State(app): State<Arc<App>>) -> impl IntoResponse {
             )
         }
     };
-    let media = match (&app.rtmp, app.config.media.backend) {
-        (Some(rtmp), _) => match rtmp.status() {
-            Ok(()) => json!({ "backend": "rtmp", "status": "ok" }),
-            Err(problem) => {
-                json!({ "backend": "rtmp", "status": "unavailable", "problem": problem })
-            }
-        },
-        (None, backend) => json!({ "backend": backend }),
-    };
+    let media = MediaHealth::of(&app);
     let overall = if status.is_success() {
         "ok"
     } else {
@@ -57,6 +50,42 @@ pub async fn healthz(State(app): State<Arc<App>>) -> impl IntoResponse {
             "urls": { "mode": app.site.mode(), "public_url": app.site.public_url() },
         })),
     )
+}
+
+/// What `/healthz` (and the admin dashboard) say about the media plane: the rtmp backend's own
+/// state (nginx running or not); another backend's services are not asked.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MediaHealth {
+    pub backend: MediaBackend,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+impl MediaHealth {
+    pub fn of(app: &App) -> MediaHealth {
+        let backend = app.config.media.backend;
+        match &app.rtmp {
+            Some(rtmp) => match rtmp.status() {
+                Ok(()) => MediaHealth {
+                    backend,
+                    status: Some("ok"),
+                    problem: None,
+                },
+                Err(problem) => MediaHealth {
+                    backend,
+                    status: Some("unavailable"),
+                    problem: Some(problem.to_owned()),
+                },
+            },
+            None => MediaHealth {
+                backend,
+                status: None,
+                problem: None,
+            },
+        }
+    }
 }
 
 /// `GET /metrics`: Prometheus text exposition, for callers on this machine or with

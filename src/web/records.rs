@@ -14,14 +14,15 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
+use crate::admin;
 use crate::app::App;
 use crate::files::ImageKind;
-use crate::model::{CommentId, RecordComment, RecordId, StoredDanmaku, UserId};
+use crate::model::{AuditAction, CommentId, RecordComment, RecordId, StoredDanmaku, UserId};
 use crate::records::comments::CommentPage;
 use crate::records::{parse_order, Paging, RecordDetail, RecordsError, MAX_DANMAKU_PAGE};
 use crate::store::{CataloguePage, Listed};
 
-use super::auth::Signed;
+use super::auth::{AdminOrUser, ClientIp, Signed};
 use super::error::ApiError;
 use super::json::ApiJson;
 use super::path::ApiPath;
@@ -38,7 +39,7 @@ impl Query {
         )
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
     }
 
@@ -215,12 +216,28 @@ pub async fn patch(
 }
 
 /// `DELETE /api/v1/records/{id}`: its host deletes it.
+/// `DELETE /api/v1/records/{id}[?reason=…]`: by its host, or by an admin (bearer token of an
+/// admin session), whose delete is written to the audit log with the reason.
 pub async fn delete(
     State(app): State<Arc<App>>,
-    Signed(who): Signed,
+    ClientIp(ip): ClientIp,
+    who: AdminOrUser,
     ApiPath(id): ApiPath<u64>,
+    RawQuery(raw): RawQuery,
 ) -> Result<StatusCode, ApiError> {
-    app.records.delete_as_host(&who.user, RecordId(id)).await?;
+    match who {
+        AdminOrUser::Admin(admin) => {
+            let reason = admin::reason(Query::of(raw).get("reason").unwrap_or_default())?;
+            let audit = admin.audit(
+                AuditAction::DeleteRecord,
+                format!("record:{id}"),
+                &reason,
+                ip,
+            );
+            app.records.delete_as_admin(RecordId(id), audit).await?;
+        }
+        AdminOrUser::User(who) => app.records.delete_as_host(&who.user, RecordId(id)).await?,
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

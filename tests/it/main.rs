@@ -7,6 +7,7 @@ mod accounts;
 mod accounts_abuse;
 mod accounts_login;
 mod accounts_profile;
+mod admin;
 mod browser;
 mod browser_records;
 mod browser_room;

@@ -19,7 +19,7 @@ use crate::http_docs::{live_id_of, put_recording};
 const FORM: &str = "application/x-www-form-urlencoded";
 
 /// A client that shows redirects instead of following them, as a test of forms needs.
-fn no_redirects() -> reqwest::Client {
+pub(crate) fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -240,7 +240,7 @@ async fn a_guest_sign_up_cannot_replace_a_session_cross_site() {
 // ---------------------------------------------------------------------------------------------
 
 /// The `csrf` field of the first form on a page.
-fn form_token(page: &str) -> String {
+pub(crate) fn form_token(page: &str) -> String {
     let marker = r#"name="csrf" value=""#;
     let at = page.find(marker).expect("a form with a csrf field") + marker.len();
     page[at..]
@@ -251,7 +251,7 @@ fn form_token(page: &str) -> String {
 }
 
 /// The value a `Set-Cookie` gives to cookie `name`.
-fn cookie_value(reply: &Reply, name: &str) -> Option<String> {
+pub(crate) fn cookie_value(reply: &Reply, name: &str) -> Option<String> {
     reply.set_cookies().iter().find_map(|c| {
         let pair = c.split(';').next()?;
         let (key, value) = pair.split_once('=')?;
@@ -261,8 +261,13 @@ fn cookie_value(reply: &Reply, name: &str) -> Option<String> {
 
 /// A page form POST with these cookies and fields (values are URL-safe already).
 async fn post_form(server: &TestServer, path: &str, cookies: &str, fields: &str) -> Reply {
+    post_form_at(server.url(path), cookies, fields).await
+}
+
+/// Like [`post_form`], to a full URL (a server in a child process).
+pub(crate) async fn post_form_at(url: String, cookies: &str, fields: &str) -> Reply {
     let mut request = no_redirects()
-        .post(server.url(path))
+        .post(url)
         .header(CONTENT_TYPE, FORM)
         .body(fields.to_owned());
     if !cookies.is_empty() {

@@ -380,13 +380,35 @@ where
 
 /// Runs the binary to completion with `args` in `cwd`; returns (status, stdout, stderr).
 pub fn run_command(cwd: &Path, args: &[&str]) -> (ExitStatus, String, String) {
-    let out = Command::new(BIN)
+    run_command_with_input(cwd, args, None)
+}
+
+/// Like [`run_command`], with `input` written to the binary's stdin (else stdin is empty and
+/// not a terminal).
+pub fn run_command_with_input(
+    cwd: &Path,
+    args: &[&str],
+    input: Option<&str>,
+) -> (ExitStatus, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
         .args(args)
         .current_dir(cwd)
         .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .output()
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run roommanager");
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin.write_all(input.as_bytes()).expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("roommanager ends");
     (
         out.status,
         String::from_utf8_lossy(&out.stdout).into_owned(),
