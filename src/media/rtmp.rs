@@ -50,7 +50,8 @@ const RECORDING_WAIT: Duration = Duration::from_secs(30 * 60);
 const RECORD_DONE_GRACE: Duration = Duration::from_secs(10);
 /// A recording's thumbnail is taken a third of the way in, but at most this many seconds.
 const THUMBNAIL_AT_MOST: f64 = 5.0;
-/// Attempts at turning one FLV into MP4 before it is left for the next start.
+/// Attempts at turning one FLV into MP4 before it is given up on (until its recording is
+/// tried again, or the next start).
 const REMUX_ATTEMPTS: u32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,7 +181,8 @@ pub struct RtmpMedia {
     ffprobe: PathBuf,
     /// Why video cannot flow, when it cannot (missing nginx or ffmpeg); shown on /healthz.
     problem: Option<String>,
-    /// std mutexes: each held only for a map update, never across an `.await`.
+    /// std mutexes: each held only for a map update (`recorders` also for the renames that
+    /// file a recording), never across an `.await`.
     streams: Mutex<HashMap<String, ActiveStream>>,
     mixers: Mutex<HashMap<String, Mixer>>,
     /// Recorded publishes by nginx's connection id, until their recording is closed. Locked
@@ -370,8 +372,7 @@ impl RtmpMedia {
         tag: Option<String>,
     ) -> Result<StreamEvent, &'static str> {
         let mut streams = self.streams();
-        let (_, _, now_tag) =
-            checked_publish(&streams, publish).map_err(|_| "the stream was stopped meanwhile")?;
+        let (_, _, now_tag) = checked_publish(&streams, publish)?;
         if now_tag != tag {
             return Err("the stream was stopped meanwhile");
         }
@@ -1528,7 +1529,7 @@ mod tests {
         stop();
         media.activate(&live.0, "c0de", StreamKind::Host, 1, None);
         let refused = decide(&publish(&live, "c0de", "2"), &stop);
-        assert_eq!(refused.err(), Some("the stream was stopped meanwhile"));
+        assert_eq!(refused.err(), Some("no such live stream"));
         let restarted = || {
             stop();
             media.activate(&live.0, "c0de", StreamKind::Host, 1, None);
