@@ -90,6 +90,9 @@ struct ActiveStream {
     /// recorded, and a mixed stream is one co-stream's only).
     tag: Option<String>,
     on_air: bool,
+    /// nginx's id of the connection that put it on air: an older publish's late
+    /// `on_publish_done` (a reconnect) does not take it off.
+    publisher: String,
 }
 
 /// A publish being recorded: nginx has not told yet that its recording is closed.
@@ -378,6 +381,7 @@ impl RtmpMedia {
         }
         if let Some(active) = streams.get_mut(&publish.name) {
             active.on_air = true;
+            active.publisher = publish.client.clone();
         }
         if event.kind != StreamKind::Guest && !publish.client.is_empty() {
             let recorder = Recorder {
@@ -392,11 +396,14 @@ impl RtmpMedia {
     }
 
     /// Publisher `client` of stream `name` stopped: its recording is due (see
-    /// [`RECORD_DONE_GRACE`]). The event for the room, if the stream is still one of ours.
+    /// [`RECORD_DONE_GRACE`]). The event for the room, if the stream is still one of ours and
+    /// this publisher was the one on air.
     pub fn publish_done(&self, name: &str, client: &str) -> Option<StreamEvent> {
         self.end_recorders(|id, _| id == client);
         let mut streams = self.streams();
-        let active = streams.get_mut(name)?;
+        let active = streams
+            .get_mut(name)
+            .filter(|a| client.is_empty() || a.publisher == client)?;
         active.on_air = false;
         Some(StreamEvent {
             room: RoomId(active.room),
@@ -686,6 +693,7 @@ impl RtmpMedia {
                 owner,
                 tag: tag.clone(),
                 on_air: false,
+                publisher: String::new(),
             },
         );
         tag

@@ -367,3 +367,21 @@ async fn a_publish_without_its_record_done_holds_the_recording_back_only_briefly
     let store = &nginx.server.app().store;
     assert!(store.live_session(session.id).unwrap().unwrap().settled);
 }
+
+/// A host reconnects and the first connection's `on_publish_done` comes after the second's
+/// `on_publish`: the stream stays on air (a stop must still drop the live publisher, and its
+/// recording is not taken while nginx writes it); the second one's end takes it off, once.
+#[tokio::test]
+async fn a_late_publish_done_of_a_replaced_connection_leaves_the_stream_on_air() {
+    let nginx = Nginx::start_in(tempfile::tempdir().unwrap()).await;
+    let (mut host, live, code) = live_host(&nginx.server, "latehost").await;
+    for client in [51, 52] {
+        nginx.publish(&live, &code, client).await;
+        assert_eq!(host.expect("on_air").await["on_air"], true);
+    }
+    nginx.publish_done(&live, 51).await;
+    nginx.publish_done(&live, 52).await;
+    assert_eq!(host.expect("on_air").await["on_air"], false);
+    host.expect_none("on_air", std::time::Duration::from_millis(500))
+        .await;
+}
