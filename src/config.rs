@@ -336,6 +336,7 @@ impl Default for UploadsConfig {
 pub struct RoomsConfig {
     pub host_grace_secs: u64,
     pub record_delay_secs: u64,
+    pub recording_retry_secs: u64,
     pub recent_danmaku: usize,
     pub danmaku_max_chars: usize,
     pub chat_per_window: u32,
@@ -355,6 +356,7 @@ impl Default for RoomsConfig {
         Self {
             host_grace_secs: 60,
             record_delay_secs: 5,
+            recording_retry_secs: 60,
             recent_danmaku: 50,
             danmaku_max_chars: 100,
             chat_per_window: 10,
@@ -646,6 +648,10 @@ impl Config {
                 self.records.heartbeat_max_gap_secs,
             ),
             ("rooms.ws_idle_secs", self.rooms.ws_idle_secs),
+            (
+                "rooms.recording_retry_secs",
+                self.rooms.recording_retry_secs,
+            ),
         ] {
             if !(1..=3600).contains(&secs) {
                 return Err(ConfigError::Invalid {
@@ -715,12 +721,11 @@ impl Config {
         let m = &self.media;
         let a = &self.accounts;
         let l = &self.limits;
-        let positive: [(&'static str, u64); 32] = [
+        let positive: [(&'static str, u64); 31] = [
             ("admin.session_ttl_secs", self.admin.session_ttl_secs),
             ("admin.setup_link_secs", self.admin.setup_link_secs),
             ("media.rtmp.hls_fragment_secs", m.rtmp.hls_fragment_secs),
             ("media.rtmp.hls_playlist_secs", m.rtmp.hls_playlist_secs),
-            ("media.rtmp.max_reencodes", m.rtmp.max_reencodes as u64),
             ("media.http.timeout_secs", m.http.timeout_secs),
             ("rooms.host_grace_secs", r.host_grace_secs),
             ("rooms.recent_danmaku", r.recent_danmaku as u64),
@@ -839,6 +844,14 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "media.rtmp.hook_secret",
                 problem: "may only contain letters and digits".to_owned(),
+            });
+        }
+        // Each slot is one x264 that takes every core it gets; more than this is a typo (and a
+        // huge number would not even make a semaphore).
+        if !(1..=64).contains(&m.rtmp.max_reencodes) {
+            return Err(ConfigError::Invalid {
+                key: "media.rtmp.max_reencodes",
+                problem: format!("must be between 1 and 64, got {}", m.rtmp.max_reencodes),
             });
         }
         if !(1..=10).contains(&r.media_attempts) {

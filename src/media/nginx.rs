@@ -198,9 +198,16 @@ pub fn which(program: &Path) -> Option<PathBuf> {
     })
 }
 
-/// Runs nginx in the foreground until `shutdown`, restarting it (with back-off) if it dies.
-/// On shutdown nginx gets SIGQUIT (finish and exit) and, after a few seconds, SIGKILL.
-pub async fn supervise(binary: PathBuf, paths: MediaPaths, shutdown: CancellationToken) {
+/// Runs nginx in the foreground until `shutdown`, restarting it (with back-off) if it dies;
+/// `exited` is called each time it died, before it is started again (its publishes are gone,
+/// without their callbacks). On shutdown nginx gets SIGQUIT (finish and exit) and, after a
+/// few seconds, SIGKILL.
+pub async fn supervise(
+    binary: PathBuf,
+    paths: MediaPaths,
+    shutdown: CancellationToken,
+    exited: impl Fn(),
+) {
     let mut pause = Duration::from_millis(500);
     loop {
         let mut command = Command::new(&binary);
@@ -230,6 +237,7 @@ pub async fn supervise(binary: PathBuf, paths: MediaPaths, shutdown: Cancellatio
             status = child.wait() => {
                 let stderr = super::process::read_stderr(&mut child).await;
                 tracing::error!(?status, stderr = %stderr.trim(), "nginx stopped unexpectedly; restarting");
+                exited();
                 if started.elapsed() > Duration::from_secs(30) {
                     pause = Duration::from_millis(500);
                 }

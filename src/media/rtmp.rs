@@ -11,13 +11,16 @@
 //!   sessions, so each activation of a host stream has a recording tag: `on_publish` notes the
 //!   publishing connection's (nginx's `clientid`) tag, `on_record_done` files that
 //!   connection's recording under it, and a session's recording takes exactly its tag's parts.
+//!   A publish whose `on_record_done` never comes (nginx restarted, could not write the file,
+//!   or the callback was lost) holds nothing back for long: once the publish has ended its
+//!   file is filed and remuxed after [`RECORD_DONE_GRACE`] as if the callback had come.
 //! - processor role: one supervised ffmpeg per co-stream (see `ffmpeg.rs`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -38,12 +41,17 @@ use crate::site::Site;
 use crate::store::{unix_now, Store, StoreError};
 
 /// How long `recording` waits for nginx to close a session's files and for their MP4 to be
-/// ready; a part still unfinished then leaves the session to the next start, rather than list
-/// it without that part.
+/// ready; a part still unfinished then fails the recording (tried again later), rather than
+/// list it without that part.
 const RECORDING_WAIT: Duration = Duration::from_secs(30 * 60);
+/// How long after a publish ended (its `on_publish_done`, or its stream stopped) its
+/// `on_record_done` is waited for. nginx sends it right after `on_publish_done`; when it does
+/// not come, the file on disk is taken as the publish's recording.
+const RECORD_DONE_GRACE: Duration = Duration::from_secs(10);
 /// A recording's thumbnail is taken a third of the way in, but at most this many seconds.
 const THUMBNAIL_AT_MOST: f64 = 5.0;
-/// Attempts at turning one FLV into MP4 before it is left for the next start.
+/// Attempts at turning one FLV into MP4 before it is given up on (until its recording is
+/// tried again, or the next start).
 const REMUX_ATTEMPTS: u32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,12 +90,21 @@ struct ActiveStream {
     /// recorded, and a mixed stream is one co-stream's only).
     tag: Option<String>,
     on_air: bool,
+    /// nginx's id of the connection that put it on air: an older publish's late
+    /// `on_publish_done` (a reconnect) does not take it off.
+    publisher: String,
 }
 
 /// A publish being recorded: nginx has not told yet that its recording is closed.
 struct Recorder {
     stream: String,
     tag: Option<String>,
+    /// When the publish was accepted (unix seconds): nginx names its file after that second
+    /// or a later one.
+    since: u64,
+    /// When the publish ended (nginx said so, or its stream was stopped and any publisher
+    /// dropped); its `on_record_done` is overdue [`RECORD_DONE_GRACE`] later.
+    ended: Option<tokio::time::Instant>,
 }
 
 /// What a session's recording takes of one stream's parts: those filed under its tag, and the
@@ -167,10 +184,12 @@ pub struct RtmpMedia {
     ffprobe: PathBuf,
     /// Why video cannot flow, when it cannot (missing nginx or ffmpeg); shown on /healthz.
     problem: Option<String>,
-    /// std mutexes: each held only for a map update, never across an `.await`.
+    /// std mutexes: each held only for a map update (`recorders` also for the renames that
+    /// file a recording), never across an `.await`.
     streams: Mutex<HashMap<String, ActiveStream>>,
     mixers: Mutex<HashMap<String, Mixer>>,
-    /// Recorded publishes by nginx's connection id, until their recording is closed.
+    /// Recorded publishes by nginx's connection id, until their recording is closed. Locked
+    /// after `streams` when both are needed, and before `remuxing`.
     recorders: Mutex<HashMap<String, Recorder>>,
     /// FLV files being turned into MP4 right now.
     remuxing: Mutex<Vec<PathBuf>>,
@@ -180,6 +199,8 @@ pub struct RtmpMedia {
     reencodes: Semaphore,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    /// This media plane itself, for the background work that `&self` methods start.
+    me: Weak<RtmpMedia>,
 }
 
 impl RtmpMedia {
@@ -207,15 +228,14 @@ impl RtmpMedia {
             &paths.config_file(),
             &config_text(config, &paths, http, &hook_secret),
         )?;
-        if config.manage_nginx {
-            match nginx::check(config) {
-                Ok(()) => {
-                    let binary = config.nginx_binary.clone();
-                    tasks.spawn(nginx::supervise(binary, paths.clone(), shutdown.clone()));
-                }
-                Err(problem) => problems.push(problem),
+        let supervise = match config.manage_nginx.then(|| nginx::check(config)) {
+            Some(Ok(())) => true,
+            Some(Err(problem)) => {
+                problems.push(problem);
+                false
             }
-        }
+            None => false,
+        };
         let problem = (!problems.is_empty()).then(|| problems.join("; "));
         if let Some(problem) = &problem {
             tracing::error!("the rtmp media plane cannot carry video: {problem}");
@@ -227,7 +247,7 @@ impl RtmpMedia {
         } else {
             config.rtmp_listen.ip().to_string()
         };
-        let media = Arc::new(RtmpMedia {
+        let media = Arc::new_cyclic(|me| RtmpMedia {
             ffprobe: config.ffmpeg_binary.with_file_name("ffprobe"),
             hook_secret,
             config: config.clone(),
@@ -244,7 +264,23 @@ impl RtmpMedia {
             reencodes: Semaphore::new(config.max_reencodes),
             tasks,
             shutdown,
+            me: me.clone(),
         });
+        if supervise {
+            let stopped = Arc::downgrade(&media);
+            let on_exit = move || {
+                if let Some(media) = stopped.upgrade() {
+                    media.nginx_exited();
+                }
+            };
+            let nginx = nginx::supervise(
+                config.nginx_binary.clone(),
+                media.paths.clone(),
+                media.shutdown.clone(),
+                on_exit,
+            );
+            media.tasks.spawn(nginx);
+        }
         media.remux_leftovers();
         Ok(media)
     }
@@ -311,22 +347,7 @@ impl RtmpMedia {
     /// Decides a publish: only a stream a room asked for, with its current code, in the right
     /// application, by a host without a stream ban. Blocks on the store.
     pub fn authorize_publish(&self, publish: &Publish) -> Result<StreamEvent, &'static str> {
-        let (event, owner, tag) = {
-            let streams = self.streams();
-            let active = streams.get(&publish.name).ok_or("no such live stream")?;
-            if !constant_time_eq(active.code.as_bytes(), publish.code.as_bytes()) {
-                return Err("wrong code");
-            }
-            if active.kind.app() != publish.app {
-                return Err("wrong application");
-            }
-            let event = StreamEvent {
-                room: RoomId(active.room),
-                live_id: LiveId(publish.name.clone()),
-                kind: active.kind,
-            };
-            (event, active.owner, active.tag.clone())
-        };
+        let (event, owner, tag) = checked_publish(&self.streams(), publish)?;
         if let Some(owner) = owner {
             let bans = self.store.bans_of(owner).map_err(|_| "store unavailable")?;
             let now = unix_now();
@@ -340,23 +361,49 @@ impl RtmpMedia {
                 tracing::warn!(error = %e, "cannot note the publish");
             }
         }
-        if let Some(active) = self.streams().get_mut(&publish.name) {
+        self.accept_publish(publish, &event, tag)
+    }
+
+    /// The last step of [`Self::authorize_publish`], after its store work: the stream may have
+    /// been stopped (or its code rotated, or a new session started on it) meanwhile, and a
+    /// stop that found it not on air dropped nobody. So it is checked again, and marked on air
+    /// and its recorder noted, under the one lock a stop takes.
+    fn accept_publish(
+        &self,
+        publish: &Publish,
+        event: &StreamEvent,
+        tag: Option<String>,
+    ) -> Result<StreamEvent, &'static str> {
+        let mut streams = self.streams();
+        let (_, _, now_tag) = checked_publish(&streams, publish)?;
+        if now_tag != tag {
+            return Err("the stream was stopped meanwhile");
+        }
+        if let Some(active) = streams.get_mut(&publish.name) {
             active.on_air = true;
+            active.publisher = publish.client.clone();
         }
         if event.kind != StreamKind::Guest && !publish.client.is_empty() {
             let recorder = Recorder {
                 stream: publish.name.clone(),
                 tag,
+                since: unix_now(),
+                ended: None,
             };
             self.recorders().insert(publish.client.clone(), recorder);
         }
-        Ok(event)
+        Ok(event.clone())
     }
 
-    /// A publisher stopped; the event for the room, if the stream is still one of ours.
-    pub fn publish_done(&self, name: &str) -> Option<StreamEvent> {
+    /// Publisher `client` of stream `name` stopped: its recording is due (see
+    /// [`RECORD_DONE_GRACE`]). The event for the room, if the stream is still one of ours and
+    /// this publisher was the one on air.
+    pub fn publish_done(&self, name: &str, client: &str) -> Option<StreamEvent> {
+        self.end_recorders(|id, _| id == client);
         let mut streams = self.streams();
-        let active = streams.get_mut(name)?;
+        let active = streams
+            .get_mut(name)
+            .filter(|a| client.is_empty() || a.publisher == client)?;
         active.on_air = false;
         Some(StreamEvent {
             room: RoomId(active.room),
@@ -369,7 +416,7 @@ impl RtmpMedia {
     /// that publish's tag (its name carries it from now on, so a restart keeps it) and turned
     /// into MP4 in the background. Paths outside the FLV folder, or not named as nginx names
     /// recordings, are ignored.
-    pub fn record_done(self: &Arc<Self>, path: &str, client: &str) {
+    pub fn record_done(&self, path: &str, client: &str) {
         let Some((flv, part)) = self.own_flv(Path::new(path)) else {
             tracing::warn!(
                 path,
@@ -377,28 +424,105 @@ impl RtmpMedia {
             );
             return;
         };
-        let recorder = self.recorders().remove(client);
-        let tag = recorder
+        // One lock from the recorder's tag to its removal: a recording waiting for this part
+        // sees it recording, then remuxing (listed before the recorder goes), at every moment.
+        let mut recorders = self.recorders();
+        let tag = recorders
+            .get(client)
             .filter(|r| r.stream == part.stream)
-            .and_then(|r| r.tag);
-        let flv = match tag {
-            Some(tag) if part.tag.is_none() => {
-                let tagged =
-                    flv.with_file_name(format!("{}-{}-{tag}.flv", part.stream, part.stamp));
-                match std::fs::rename(&flv, &tagged) {
-                    Ok(()) => tagged,
-                    Err(e) => {
-                        tracing::warn!(flv = %flv.display(), error = %e,
-                            "cannot tag a recording; it is claimed by its start time");
-                        flv
-                    }
+            .and_then(|r| r.tag.clone());
+        // A file being remuxed already was taken without this callback (nginx restarted).
+        if !self.remuxing_list().contains(&flv) {
+            let _ = self.start_remux(file_under(flv, &part, tag.as_deref()));
+        }
+        recorders.remove(client);
+    }
+
+    /// Marks the recorders `which` picks as ended, and takes what they left on disk once
+    /// their `on_record_done` is overdue.
+    fn end_recorders(&self, which: impl Fn(&str, &Recorder) -> bool) {
+        let now = tokio::time::Instant::now();
+        let mut ended = false;
+        for (client, recorder) in self.recorders().iter_mut() {
+            if recorder.ended.is_none() && which(client, recorder) {
+                recorder.ended = Some(now);
+                ended = true;
+            }
+        }
+        let Some(media) = self.me.upgrade().filter(|_| ended) else {
+            return;
+        };
+        self.tasks.spawn(async move {
+            tokio::select! {
+                () = media.shutdown.cancelled() => {}
+                () = tokio::time::sleep(RECORD_DONE_GRACE) => {
+                    let now = tokio::time::Instant::now();
+                    media.take_overdue(|r| r.ended.is_some_and(|at| at + RECORD_DONE_GRACE <= now));
                 }
             }
-            _ => flv,
-        };
-        // Listed as being remuxed before the task starts: a recording waiting for this part
-        // never sees it neither recording nor remuxing.
-        self.start_remux(flv);
+        });
+    }
+
+    /// Files the recordings of the publishes `overdue` picks as `on_record_done` would have,
+    /// from the FLV files on disk, and forgets those publishes. A publish's files are the
+    /// untagged ones of its stream that nginx started from its acceptance on, up to the next
+    /// publish of that stream (two accepted in one second cannot be told apart unless both
+    /// are taken now, under one tag: otherwise their files stay for the later one, or
+    /// untagged, claimed by time).
+    fn take_overdue(&self, overdue: impl Fn(&Recorder) -> bool) {
+        let mut recorders = self.recorders();
+        let spans: Vec<(String, String, Option<String>, Range<u64>)> = recorders
+            .iter()
+            .filter(|(_, r)| overdue(r))
+            .map(|(client, r)| {
+                // A publish accepted in the same second is told apart only when it is taken
+                // now too, under the same tag (then either may take the file).
+                let until = recorders
+                    .iter()
+                    .filter(|(other, o)| *other != client && o.stream == r.stream)
+                    .filter(|(_, o)| {
+                        o.since > r.since || o.since == r.since && (!overdue(o) || o.tag != r.tag)
+                    })
+                    .map(|(_, o)| o.since)
+                    .min()
+                    .unwrap_or(u64::MAX);
+                (
+                    client.clone(),
+                    r.stream.clone(),
+                    r.tag.clone(),
+                    r.since..until,
+                )
+            })
+            .collect();
+        if spans.is_empty() {
+            return;
+        }
+        let on_disk = self.flv_files();
+        for (client, stream, tag, span) in spans {
+            let left = on_disk.iter().filter(|(flv, part)| {
+                part.stream == stream
+                    && part.tag.is_none()
+                    && span.contains(&part.stamp)
+                    && !self.remuxing_list().contains(flv)
+            });
+            for (flv, part) in left {
+                tracing::warn!(flv = %flv.display(),
+                    "nginx did not report this recording as closed; it is taken as it is");
+                let _ = self.start_remux(file_under(flv.clone(), part, tag.as_deref()));
+            }
+            recorders.remove(&client);
+        }
+    }
+
+    /// nginx stopped (and is restarted): its publishes are gone without their callbacks, so
+    /// nothing is on air, and their recordings are taken as they are on disk, with any other
+    /// file it left behind.
+    fn nginx_exited(&self) {
+        for active in self.streams().values_mut() {
+            active.on_air = false;
+        }
+        self.take_overdue(|_| true);
+        self.remux_leftovers();
     }
 
     fn own_flv(&self, path: &Path) -> Option<(PathBuf, PartName)> {
@@ -409,22 +533,53 @@ impl RtmpMedia {
         (dir == ours).then(|| (ours.join(name), part))
     }
 
-    fn start_remux(self: &Arc<Self>, flv: PathBuf) {
-        self.remuxing_list().push(flv.clone());
-        let media = self.clone();
-        self.tasks.spawn(async move { media.remux(flv).await });
+    /// The recordings in the FLV folder.
+    fn flv_files(&self) -> Vec<(PathBuf, PartName)> {
+        let Ok(entries) = std::fs::read_dir(&self.paths.flv) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let part = entry.file_name().to_str().and_then(flv_part_name)?;
+                Some((entry.path(), part))
+            })
+            .collect()
     }
 
-    fn remux_leftovers(self: &Arc<Self>) {
-        let Ok(entries) = std::fs::read_dir(&self.paths.flv) else {
-            return;
+    /// Lists `flv` as being remuxed and remuxes it in the background, unless it is listed
+    /// already or gone (remuxed by whoever took it first: a late `on_record_done` of a file
+    /// taken without it). A file given up on earlier is tried again. Whether it started.
+    fn start_remux(&self, flv: PathBuf) -> bool {
+        let Some(media) = self.me.upgrade() else {
+            return false;
         };
-        for entry in entries.filter_map(Result::ok) {
-            let path = entry.path();
-            let name = entry.file_name();
-            if name.to_str().and_then(flv_part_name).is_some() {
-                tracing::info!(file = %path.display(), "finishing a recording left by an earlier run");
-                self.start_remux(path);
+        let listed = {
+            let mut remuxing = self.remuxing_list();
+            let listed = !remuxing.contains(&flv) && flv.exists();
+            if listed {
+                // Listed as remuxing before it leaves the given-up list: a recording waiting
+                // for it sees it in one or the other.
+                remuxing.push(flv.clone());
+            }
+            listed
+        };
+        if !flv.exists() || listed {
+            self.given_up_list().retain(|p| p != &flv);
+        }
+        if !listed {
+            return false;
+        }
+        self.tasks.spawn(async move { media.remux(flv).await });
+        true
+    }
+
+    /// Remuxes the recordings nginx left in the FLV folder (at start, and when nginx stopped).
+    fn remux_leftovers(&self) {
+        for (flv, _) in self.flv_files() {
+            let file = flv.display().to_string();
+            if self.start_remux(flv) {
+                tracing::info!(file, "finishing a recording nginx left unfinished");
             }
         }
     }
@@ -455,7 +610,7 @@ impl RtmpMedia {
                 }
                 Err(e) if attempt == REMUX_ATTEMPTS => {
                     tracing::error!(flv = %flv.display(), error = %e,
-                        "a recording could not be turned into MP4; the FLV is kept and retried at the next start");
+                        "a recording could not be turned into MP4; the FLV is kept and tried again with its recording");
                     self.given_up_list().push(flv.clone());
                 }
                 Err(e) => {
@@ -538,6 +693,7 @@ impl RtmpMedia {
                 owner,
                 tag: tag.clone(),
                 on_air: false,
+                publisher: String::new(),
             },
         );
         tag
@@ -581,24 +737,36 @@ impl RtmpMedia {
         format!("/hls/{}/{}/index.m3u8", kind.app(), live)
     }
 
-    /// The MP4 parts `claim` takes, oldest first, once nginx closed their recordings and they
-    /// were remuxed; parts of other sessions are not waited for. `Err` when one of them is not
-    /// ready within [`RECORDING_WAIT`], or could not be remuxed at all: the session is then
-    /// tried again at the next start, never listed without it.
+    /// The MP4 parts `claim` takes, oldest first, once nginx closed their recordings (or they
+    /// were taken without its word: [`RECORD_DONE_GRACE`]) and they were remuxed; parts of
+    /// other sessions are not waited for. Parts given up on earlier are remuxed again first.
+    /// `Err` when one of them is not ready within [`RECORDING_WAIT`], or could not be remuxed
+    /// at all: the recording is then tried again later, never listed without it.
     async fn finished_parts(&self, claim: &Claim<'_>) -> Result<Vec<Part>, MediaError> {
         let deadline = tokio::time::Instant::now() + RECORDING_WAIT;
+        let given_up: Vec<PathBuf> = self
+            .given_up_list()
+            .iter()
+            .filter(|p| claim.takes_flv(p))
+            .cloned()
+            .collect();
+        for flv in given_up {
+            let _ = self.start_remux(flv);
+        }
         loop {
+            // In the order a part goes through them (each lists it before the one before lets
+            // it go), so a part moving on is never missed between two looks.
+            let recording = self
+                .recorders()
+                .values()
+                .any(|r| r.stream == claim.stream && r.tag.as_deref() == claim.tag);
+            let remuxing = self.remuxing_list().iter().any(|p| claim.takes_flv(p));
             if self.given_up_list().iter().any(|p| claim.takes_flv(p)) {
                 return Err(MediaError::Unavailable(format!(
                     "a recorded part of {} could not be turned into MP4",
                     claim.stream
                 )));
             }
-            let recording = self
-                .recorders()
-                .values()
-                .any(|r| r.stream == claim.stream && r.tag.as_deref() == claim.tag);
-            let remuxing = self.remuxing_list().iter().any(|p| claim.takes_flv(p));
             if !recording && !remuxing {
                 break;
             }
@@ -850,6 +1018,9 @@ impl MediaPlane for RtmpMedia {
         if active.on_air {
             self.drop_publisher(active.kind.app(), &live.0).await?;
         }
+        // Nobody publishes it any more; a publish nginx never reported ended (it gave up on
+        // our answer, or the callback was lost) must not hold its recording back.
+        self.end_recorders(|_, r| r.stream == live.0);
         Ok(())
     }
 
@@ -1075,6 +1246,47 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
+/// Whether `publish` may go ahead as `streams` stand: the event, the stream's owner and its
+/// recording tag.
+fn checked_publish(
+    streams: &HashMap<String, ActiveStream>,
+    publish: &Publish,
+) -> Result<(StreamEvent, Option<UserId>, Option<String>), &'static str> {
+    let active = streams.get(&publish.name).ok_or("no such live stream")?;
+    if !constant_time_eq(active.code.as_bytes(), publish.code.as_bytes()) {
+        return Err("wrong code");
+    }
+    if active.kind.app() != publish.app {
+        return Err("wrong application");
+    }
+    let event = StreamEvent {
+        room: RoomId(active.room),
+        live_id: LiveId(publish.name.clone()),
+        kind: active.kind,
+    };
+    Ok((event, active.owner, active.tag.clone()))
+}
+
+/// `flv` filed under `tag`: renamed to carry it, unless it carries one already. A file that
+/// cannot be renamed stays as it is, claimed by its time then; one that is gone was taken
+/// already.
+fn file_under(flv: PathBuf, part: &PartName, tag: Option<&str>) -> PathBuf {
+    let Some(tag) = tag.filter(|_| part.tag.is_none()) else {
+        return flv;
+    };
+    let tagged = flv.with_file_name(format!("{}-{}-{tag}.flv", part.stream, part.stamp));
+    match std::fs::rename(&flv, &tagged) {
+        Ok(()) => tagged,
+        Err(e) => {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(flv = %flv.display(), error = %e,
+                    "cannot tag a recording; it is claimed by its start time");
+            }
+            flv
+        }
+    }
+}
+
 fn standing_key(store: &Store, user: UserId) -> Result<PushKey, StoreError> {
     if let Some(key) = store.push_key(user)? {
         return Ok(key);
@@ -1269,6 +1481,75 @@ mod tests {
         assert!(claim.takes(&part("h1", 100, None)));
         assert!(!claim.takes(&part("h1", 200, None)));
         assert!(!claim.takes(&part("h2", 150, Some("a"))));
+    }
+
+    /// A stop that comes while a publish is being decided (after its check, during its store
+    /// work) finds the stream not on air and drops nobody; the publish must then be refused,
+    /// not accepted for a stream nobody stops again. So must one whose stream was stopped and
+    /// activated again for a new session meanwhile (its recording would go to the old one).
+    #[tokio::test]
+    async fn a_publish_whose_stream_is_stopped_while_it_is_decided_is_refused() {
+        let data = tempfile::tempdir().expect("a temporary folder");
+        let store = Store::open(data.path()).expect("a fresh store opens");
+        let mut config = crate::config::Config::default();
+        config.media.rtmp.manage_nginx = false;
+        let http = SocketAddr::from(([127, 0, 0, 1], 9));
+        let site = Site::new(&config, http);
+        let (tasks, shutdown) = (TaskTracker::new(), CancellationToken::new());
+        let media = RtmpMedia::start(
+            &config.media.rtmp,
+            store,
+            data.path(),
+            http,
+            &site,
+            tasks,
+            shutdown,
+        )
+        .expect("the media plane starts without nginx");
+        let publish = |live: &LiveId, code: &str, client: &str| Publish {
+            app: "live".into(),
+            name: live.0.clone(),
+            code: code.into(),
+            addr: "127.0.0.1".into(),
+            client: client.into(),
+        };
+        let live = LiveId("hrace".into());
+        let decide = |publish: &Publish, between: &dyn Fn()| {
+            let (event, _, tag) = checked_publish(&media.streams(), publish)?;
+            between();
+            media.accept_publish(publish, &event, tag)
+        };
+
+        // Control: nothing in between; on air and recorded.
+        media.activate(&live.0, "c0de", StreamKind::Host, 1, None);
+        assert!(decide(&publish(&live, "c0de", "1"), &|| {}).is_ok());
+        assert_eq!(
+            media.check_stream(&live).await.unwrap(),
+            StreamStatus::OnAir
+        );
+        assert!(media.recorders().contains_key("1"));
+
+        // What `stop_distribution` does under the lock (the drop it then asks nginx for is
+        // not this test's business: nobody is on air in the cases below).
+        let stop = || {
+            media.streams().remove(&live.0);
+        };
+        stop();
+        media.activate(&live.0, "c0de", StreamKind::Host, 1, None);
+        let refused = decide(&publish(&live, "c0de", "2"), &stop);
+        assert_eq!(refused.err(), Some("no such live stream"));
+        let restarted = || {
+            stop();
+            media.activate(&live.0, "c0de", StreamKind::Host, 1, None);
+        };
+        media.activate(&live.0, "c0de", StreamKind::Host, 1, None);
+        let refused = decide(&publish(&live, "c0de", "3"), &restarted);
+        assert_eq!(refused.err(), Some("the stream was stopped meanwhile"));
+        assert_eq!(
+            media.check_stream(&live).await.unwrap(),
+            StreamStatus::Waiting
+        );
+        assert!(!media.recorders().contains_key("2") && !media.recorders().contains_key("3"));
     }
 
     /// With one re-encode allowed, a second co-streamed session waits until the first is

@@ -34,6 +34,10 @@ use crate::text::LineProblem;
 const AUDIENCE_EVERY: Duration = Duration::from_millis(500);
 /// Commands kept while a room is starting; client messages beyond it are refused.
 const MAX_DEFERRED: usize = 4096;
+/// Tries at a session's recording during one run (the first included).
+const RECORDING_ATTEMPTS: u32 = 8;
+/// The longest pause between two tries at a recording.
+const RECORDING_RETRY_MAX: Duration = Duration::from_secs(3600);
 
 /// Results of the work the actor hands to tasks.
 enum Internal {
@@ -1395,38 +1399,77 @@ fn session_media(session: &LiveSession, until: u64) -> SessionMedia {
 
 /// Asks the media plane for a live session's recording (the parts of the host's stream that
 /// start before `until`, and its co-streams' mixes) and lists it for replay; a session the
-/// media plane has no recording of is settled as such. A failure leaves the session unsettled,
-/// to be tried again at the next start.
-pub(super) async fn list_recording(shared: &Shared, session: LiveSession, until: u64) {
-    let media = session_media(&session, until);
+/// media plane has no recording of is settled as such. A failure is tried again in the
+/// background (see [`retry_recording`]); what never succeeds is left to the next start.
+pub(super) async fn list_recording(shared: &Arc<Shared>, session: LiveSession, until: u64) {
+    if !try_recording(shared, &session, until).await {
+        shared
+            .tasks
+            .spawn(retry_recording(shared.clone(), session, until));
+    }
+}
+
+/// One try at [`list_recording`]; `false` when it is worth trying again.
+async fn try_recording(shared: &Shared, session: &LiveSession, until: u64) -> bool {
+    let media = session_media(session, until);
     let live = media.host.clone();
-    let found = shared.media.recording(&media).await;
     let id = session.id;
-    let stored = match found {
-        Ok(Some(recording)) => shared
-            .store
-            .run(move |s| {
-                s.add_record(
-                    &session,
-                    recording.duration_secs,
-                    recording.url,
-                    recording.thumbnail_url,
-                )
-            })
-            .await
-            .map(|record| tracing::info!(record = %record.id, live = %live, "recording listed")),
+    let stored = match shared.media.recording(&media).await {
+        Ok(Some(recording)) => {
+            let session = session.clone();
+            shared
+                .store
+                .run(move |s| {
+                    s.add_record(
+                        &session,
+                        recording.duration_secs,
+                        recording.url,
+                        recording.thumbnail_url,
+                    )
+                })
+                .await
+                .map(|record| tracing::info!(record = %record.id, live = %live, "recording listed"))
+        }
         Ok(None) => {
             tracing::warn!(live = %live, "the media plane has no recording");
             shared.store.run(move |s| s.settle_live_session(id)).await
         }
         Err(e) => {
-            tracing::warn!(live = %live, error = %e, "cannot fetch the recording; tried again at the next start");
-            Ok(())
+            tracing::warn!(session = %id, live = %live, error = %e, "cannot fetch the recording");
+            return false;
         }
     };
-    if let Err(e) = stored {
-        tracing::error!(session = %id, error = %e, "cannot list a recording");
+    match stored {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(session = %id, error = %e, "cannot list a recording");
+            false
+        }
     }
+}
+
+/// Tries a failed recording again during the run: after `rooms.recording_retry_secs`, then
+/// twice as long each time up to an hour, [`RECORDING_ATTEMPTS`] tries in all. Shutdown ends
+/// the wait (a try in progress gets the recordings' grace); the session stays unsettled, for
+/// the next start.
+async fn retry_recording(shared: Arc<Shared>, session: LiveSession, until: u64) {
+    let mut pause = Duration::from_secs(shared.config.recording_retry_secs);
+    for attempt in 2..=RECORDING_ATTEMPTS {
+        tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+        tracing::info!(session = %session.id, attempt, "trying the recording again");
+        let listed = tokio::select! {
+            listed = try_recording(&shared, &session, until) => listed,
+            () = shared.abandon_recordings.cancelled() => return,
+        };
+        if listed {
+            return;
+        }
+        pause = (pause * 2).min(RECORDING_RETRY_MAX);
+    }
+    tracing::error!(session = %session.id, "the recording failed {RECORDING_ATTEMPTS} times; tried again at the next start");
 }
 
 /// Credentials from the rtp role, distribution from the distributor, then the live session in

@@ -527,8 +527,9 @@ impl Rooms {
 
 /// Finishes the live sessions a stopped server left unsettled: one stopped while live is
 /// ended at its last sign of life, then each one's recording is asked for and listed, as if its
-/// room had just closed. Runs once, at start, one session after the other; what shutdown
-/// interrupts (or what fails) is left for the next start.
+/// room had just closed. Runs once, at start, one session after the other; a recording that
+/// fails is tried again in the background, and what shutdown interrupts is left for the next
+/// start.
 async fn finish_leftovers(
     shared: Arc<Shared>,
     sessions: Vec<LiveSession>,

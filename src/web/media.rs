@@ -122,7 +122,8 @@ pub async fn on_publish(
 
 pub async fn on_publish_done(State(app): State<Arc<App>>, mut hook: HookCall) -> StatusCode {
     let name = hook.take("name");
-    if let Some(event) = hook.media.publish_done(&name) {
+    let client = hook.take("clientid");
+    if let Some(event) = hook.media.publish_done(&name, &client) {
         tracing::info!(room = %event.room, stream = %event.live_id, "publish ended");
         app.rooms
             .stream_state(event.room, event.live_id.0, false)

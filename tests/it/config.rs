@@ -69,6 +69,18 @@ fn bad_config_files_name_the_key_and_exit_non_zero() {
             "[media.rtmp]\nmax_reencodes = 0\n",
             "media.rtmp.max_reencodes",
         ),
+        (
+            "[media.rtmp]\nmax_reencodes = 9223372036854775807\n",
+            "media.rtmp.max_reencodes",
+        ),
+        (
+            "[media.rtmp]\nmax_reencodes = 65\n",
+            "media.rtmp.max_reencodes",
+        ),
+        (
+            "[rooms]\nrecording_retry_secs = 0\n",
+            "rooms.recording_retry_secs",
+        ),
         ("[server\nlisten = 1\n", "server"),
     ];
     for (text, key) in cases {

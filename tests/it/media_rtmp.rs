@@ -662,6 +662,121 @@ async fn each_session_of_a_host_gets_its_own_recording() {
     }
 }
 
+/// nginx dies mid-push (and is restarted): the publish it never reported ended is filed under
+/// its session and remuxed at once, not left until RoomManager's next start; the host pushes
+/// again, and the session's recording holds the cut part and the new one.
+#[tokio::test]
+async fn a_push_cut_by_an_nginx_restart_is_kept_in_the_recording() {
+    if !media_tools_present() {
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(|c| {
+        relaxed(c);
+        c.media.rtmp.manage_nginx = true;
+        c.rooms.record_delay_secs = 1;
+    })
+    .await;
+    let (_, token) = verified_user(&server, "cuthost").await;
+    let mut host = WsClient::connect(&server.base, &token).await;
+    host.send(json!({"type": "start_live"})).await;
+    let push_url = host.expect("live_started").await["push_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let live = push_url
+        .split('?')
+        .next()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut cut = push(&push_url, 60, 320, 180, 440);
+    assert_eq!(host.expect("on_air").await["on_air"], true);
+    let flv_dir = server.data.path().join("media/flv");
+    let recorded = || -> u64 {
+        std::fs::read_dir(&flv_dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&live))
+            .map(|e| e.metadata().map_or(0, |m| m.len()))
+            .sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while recorded() < 100_000 {
+        assert!(Instant::now() < deadline, "nginx never recorded the push");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let nginx_dir = server.data.path().join("nginx");
+    let nginx = pids_mentioning(nginx_dir.to_str().unwrap());
+    let [pid] = nginx.as_slice() else {
+        panic!("one nginx: {nginx:?}");
+    };
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    // Remuxed now, under the session's tag: `<start>_<tag>.mp4`.
+    let parts = server.data.path().join("media/records").join(&live);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let part = loop {
+        let tagged = std::fs::read_dir(&parts).ok().and_then(|entries| {
+            entries.filter_map(Result::ok).map(|e| e.path()).find(|p| {
+                let name = p.file_name().unwrap().to_string_lossy();
+                name.ends_with(".mp4") && name.contains('_') && !name.starts_with("session_")
+            })
+        });
+        if let Some(part) = tagged.filter(|_| recorded() == 0) {
+            break part;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cut recording was not remuxed while the server runs"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let cut_secs: f64 = probe(&part, &[], "format=duration").parse().unwrap();
+    let _ = cut.kill().await;
+
+    let rtmp = server.app().config.media.rtmp.rtmp_listen;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(rtmp).is_err() {
+        assert!(Instant::now() < deadline, "nginx was not restarted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut again = push(&push_url, 3, 320, 180, 440);
+    let status = tokio::time::timeout(Duration::from_secs(30), again.wait())
+        .await
+        .expect("the second push ends")
+        .unwrap();
+    assert!(
+        status.success(),
+        "the second push went through the restarted nginx"
+    );
+    host.send(json!({"type": "stop_live"})).await;
+    host.expect("live_stopped").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let record = loop {
+        if let Some(record) = server.app().store.records().unwrap().pop() {
+            break record;
+        }
+        assert!(Instant::now() < deadline, "the session was not listed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let res = server.get(&record.url).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let mp4 = scratch.path().join("session.mp4");
+    std::fs::write(&mp4, res.bytes().await.unwrap()).unwrap();
+    let total: f64 = probe(&mp4, &[], "format=duration").parse().unwrap();
+    assert!(
+        (total - (cut_secs + 3.0)).abs() <= 1.5,
+        "{total:.1} s recorded for {cut_secs:.1} s cut + 3 s"
+    );
+}
+
 /// Rotating a leaked key stops a push that is already running with it.
 #[tokio::test]
 async fn rotating_the_key_drops_a_running_push() {

@@ -1,8 +1,10 @@
 //! Which recorded parts belong to which live session: a session a crash left behind keeps its
 //! whole window when the first retry fails (scripted media plane, two restarts); on the rtmp
 //! backend, each recorded part goes to the session it was published under, also when the host
-//! reconnects in a session's last second and the next session starts right after; and a part
-//! that is not ready holds the recording back instead of leaving it out. nginx's callbacks are
+//! reconnects in a session's last second and the next session starts right after; a part
+//! that is not ready holds the recording back instead of leaving it out; a publish whose
+//! `on_record_done` never comes (or that nginx never reported at all) holds it back only for
+//! a short grace, its file on disk taken as it is. nginx's callbacks are
 //! played by the test (with nginx's own fields, `clientid` included) over files made by a real
 //! ffmpeg, so the order of events is the test's.
 
@@ -153,6 +155,13 @@ impl Nginx {
         assert_eq!(status, StatusCode::OK);
     }
 
+    /// Connection `client`'s publish to `live` ended.
+    async fn publish_done(&self, live: &str, client: u32) {
+        let form = format!("app=live&name={live}&clientid={client}&call=publish_done");
+        let status = hook(&self.server, "on_publish_done", Some(&self.secret), &form).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
     /// nginx closed the recording `file` of connection `client`'s publish to `live`.
     async fn record_done(&self, live: &str, file: &Path, client: u32) {
         let path = file.to_str().expect("a UTF-8 path");
@@ -177,13 +186,23 @@ impl Nginx {
         store.live_session(id).unwrap().expect("the session")
     }
 
+    /// The records, once there are `n` (within a minute: a recording may wait out the
+    /// grace for a callback that never comes, then remux).
     async fn records(&self, n: usize) -> Vec<Record> {
         let store = self.server.app().store.clone();
-        wait_for(|| async {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
             let records = store.records().expect("the store answers");
-            (records.len() == n).then_some(records)
-        })
-        .await
+            if records.len() == n {
+                return records;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} records, not {n}",
+                records.len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 }
 
@@ -311,4 +330,58 @@ async fn a_part_not_ready_holds_the_recording_back_until_the_next_start() {
     assert_eq!(record.live, session.id);
     let length = duration(&nginx.server, &record, scratch.path()).await;
     assert!((length - 5.0).abs() < 1.0, "{length:.1} s, not 2 + 3");
+}
+
+/// Two publishes of one session whose recordings nginx never reports closed: one nginx gave up
+/// on (it stopped waiting for the verdict RoomManager then gave: no file, no callback ever),
+/// and one whose `on_record_done` is lost (its `on_publish_done` comes, its file is on disk).
+/// Neither holds the session's recording for long: it is listed after the grace, with the
+/// file on disk in it, and the session is settled.
+#[tokio::test]
+async fn a_publish_without_its_record_done_holds_the_recording_back_only_briefly() {
+    if !tools::require(&[Tool::Ffmpeg, Tool::Ffprobe]) {
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let nginx = Nginx::start_in(tempfile::tempdir().unwrap()).await;
+    let (mut host, live, code) = live_host(&nginx.server, "losthost").await;
+    nginx.publish(&live, &code, 31).await;
+    host.expect("on_air").await;
+    nginx.publish(&live, &code, 32).await;
+    let session = nginx.session(&live);
+    // nginx names the file after a second at or after the publish it accepted.
+    let lost = flv(&nginx.flv_dir(), &format!("{live}-{}.flv", unix_now()), 3);
+    nginx.publish_done(&live, 32).await;
+    host.expect_where("on_air", |m| m["on_air"] == false).await;
+    host.send(json!({"type": "stop_live"})).await;
+    host.expect("live_stopped").await;
+
+    let [record] = nginx.records(1).await.try_into().expect("one record");
+    assert_eq!(record.live, session.id);
+    let length = duration(&nginx.server, &record, scratch.path()).await;
+    assert!(
+        (length - 3.0).abs() < 1.0,
+        "{length:.1} s, not the 3 on disk"
+    );
+    assert!(!lost.exists(), "the FLV was taken");
+    let store = &nginx.server.app().store;
+    assert!(store.live_session(session.id).unwrap().unwrap().settled);
+}
+
+/// A host reconnects and the first connection's `on_publish_done` comes after the second's
+/// `on_publish`: the stream stays on air (a stop must still drop the live publisher, and its
+/// recording is not taken while nginx writes it); the second one's end takes it off, once.
+#[tokio::test]
+async fn a_late_publish_done_of_a_replaced_connection_leaves_the_stream_on_air() {
+    let nginx = Nginx::start_in(tempfile::tempdir().unwrap()).await;
+    let (mut host, live, code) = live_host(&nginx.server, "latehost").await;
+    for client in [51, 52] {
+        nginx.publish(&live, &code, client).await;
+        assert_eq!(host.expect("on_air").await["on_air"], true);
+    }
+    nginx.publish_done(&live, 51).await;
+    nginx.publish_done(&live, 52).await;
+    assert_eq!(host.expect("on_air").await["on_air"], false);
+    host.expect_none("on_air", std::time::Duration::from_millis(500))
+        .await;
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use roommanager::media::scripted::{Behaviour, Call, Gate};
+use roommanager::media::MediaError;
 use roommanager::model::Record;
 use serde_json::json;
 
@@ -137,6 +138,33 @@ async fn a_new_start_waits_for_the_last_stop_but_not_for_its_recording() {
     recording.arrived().await;
     recording.open();
     records(&site, 1).await;
+}
+
+/// A recording the media plane cannot give is tried again while the server runs (after
+/// `rooms.recording_retry_secs`, then twice as long), not only at the next start: after two
+/// failures the session is listed, once, and settled.
+#[tokio::test]
+async fn a_failed_recording_is_tried_again_while_the_server_runs() {
+    let site = Site::start_with(|c| c.rooms.recording_retry_secs = 1).await;
+    let down = Behaviour::Fail(MediaError::Unavailable("down".into()));
+    site.media.script(Call::Recording, [down.clone(), down]);
+    let (mut host, _) = site.live_host("retry01").await;
+    host.send(json!({"type": "stop_live"})).await;
+    host.expect("live_stopped").await;
+    let [record] = records(&site, 1).await.try_into().expect("one record");
+    let asked = site.media.recordings_asked();
+    assert_eq!(
+        asked.len(),
+        3,
+        "two failures, then the recording: {asked:?}"
+    );
+    assert!(
+        asked.iter().all(|a| *a == asked[0]),
+        "the same window each time"
+    );
+    let store = &site.server.app().store;
+    let session = store.live_session(record.live).unwrap().expect("stored");
+    assert!(session.settled);
 }
 
 // ---------------------------------------------------------------------------------------------
