@@ -793,6 +793,33 @@ async fn the_obs_profile_is_the_hosts_push_settings_with_the_host_it_was_asked_b
     }
 }
 
+#[tokio::test]
+async fn a_start_removes_what_a_crash_left_in_the_downloads_folder() {
+    let server = TestServer::start_with(relaxed).await;
+    make_admin(&server, "root");
+    let admin = admin_token(&server.base, "root", ADMIN_PASSWORD).await;
+    upload(
+        &server,
+        &admin,
+        "filename=keep.txt&title=Keep",
+        b"kept".to_vec(),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    let data = server.stop_keep_data().await;
+    // A partial upload and a file no download lists, as a crash mid-upload or mid-delete
+    // leaves them.
+    let folder = downloads_dir(data.path());
+    std::fs::write(folder.join(".upload-0123.partial"), b"half").expect("write");
+    std::fs::write(folder.join("99"), b"orphan").expect("write");
+    std::fs::write(folder.join("notes.txt"), b"the admin's own").expect("write");
+
+    let server = TestServer::start_in(data, relaxed).await;
+    assert_eq!(files_in(server.data.path()), vec!["1", "notes.txt"]);
+    let (status, _, body) = fetch(&server, "/downloads/1/keep.txt", &[]).await;
+    assert_eq!((status, body.as_slice()), (StatusCode::OK, &b"kept"[..]));
+}
+
 /// The server's resident memory, from `/proc/<pid>/status`.
 fn rss_bytes(pid: u32) -> u64 {
     let status =
