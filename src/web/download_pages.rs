@@ -134,6 +134,9 @@ pub async fn admin_upload(
         .await
         .map_err(|e| bad_form(e.body_text()))?
     {
+        // Fields the form does not have are read like the small ones (and dropped), so none
+        // can be larger.
+        let mut unknown = String::new();
         let slot = match field.name().unwrap_or_default() {
             "csrf" => &mut fields.csrf,
             "title" => &mut fields.title,
@@ -157,7 +160,7 @@ pub async fn admin_upload(
                     Err(e) => admin_page(&app, &csrf, &admin, e.status, Some(e.message)).await,
                 };
             }
-            _ => continue,
+            _ => &mut unknown,
         };
         *slot = small_field(&mut field).await.map_err(PageError)?;
     }
