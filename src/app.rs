@@ -3,7 +3,8 @@
 //! Owns: the validated config, the store handle, the domain services and the background tasks
 //! (mail delivery, the accounts purge, the rate limiters' sweep, the recordings' media removal), with the cancellation token
 //! and task tracker that shutdown uses.
-//! Calls: config, store, metrics, mail, files, accounts, admin, connections, rooms, records. The web layer
+//! Calls: config, store, metrics, mail, files, downloads, accounts, admin, connections, rooms,
+//! records. The web layer
 //! receives an `Arc<App>` and reaches every domain part through it. Wires accounts to the
 //! connection registry: the end of a session closes its connections.
 
@@ -21,6 +22,7 @@ use crate::admin::Admins;
 use crate::config::Config;
 use crate::config::MediaBackend;
 use crate::connections::ConnectionCounts;
+use crate::downloads::{Downloads, DownloadsError};
 use crate::files::Files;
 use crate::mail::{MailError, Mailer};
 use crate::media::http::HttpMedia;
@@ -58,6 +60,11 @@ pub enum AppError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot prepare the downloads folder under {path}: {source}")]
+    Downloads {
+        path: std::path::PathBuf,
+        source: DownloadsError,
+    },
 }
 
 /// Where the media plane comes from.
@@ -81,6 +88,7 @@ pub struct App {
     /// The rtmp backend, when it is the media plane (its callbacks and files need it).
     pub rtmp: Option<Arc<RtmpMedia>>,
     pub files: Arc<Files>,
+    pub downloads: Arc<Downloads>,
     /// Where the server is reached from: the host in the URLs it hands out.
     pub site: Site,
     /// Open connections per client address (`server.max_connections_per_ip`).
@@ -123,6 +131,14 @@ impl App {
                     source,
                 })?,
             );
+        let downloads = Arc::new(
+            Downloads::open(&data_dir, &config.downloads, store.clone()).map_err(|source| {
+                AppError::Downloads {
+                    path: data_dir.clone(),
+                    source,
+                }
+            })?,
+        );
         let mailer = Arc::new(Mailer::new(&config.email, &data_dir, store.clone())?);
         let sockets = Arc::new(Connections::default());
         let hashers = Arc::new(Hashers::start().map_err(AppError::Hashing)?);
@@ -194,6 +210,7 @@ impl App {
             sockets,
             rtmp,
             files,
+            downloads,
             site,
             started: Instant::now(),
             shutdown,
@@ -253,6 +270,7 @@ impl App {
                 drop(app.admins);
                 drop(app.rooms);
                 drop(app.records);
+                drop(app.downloads);
                 drop(app.watching);
                 drop(app.rtmp);
                 match app.store.close() {

@@ -40,6 +40,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub email: EmailConfig,
     pub uploads: UploadsConfig,
+    pub downloads: DownloadsConfig,
     pub rooms: RoomsConfig,
     pub records: RecordsConfig,
     pub media: MediaConfig,
@@ -333,6 +334,23 @@ impl Default for UploadsConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct DownloadsConfig {
+    pub max_bytes: u64,
+}
+
+/// The largest `downloads.max_bytes` accepted: 1 TiB.
+pub const MAX_DOWNLOAD_BYTES: u64 = 1 << 40;
+
+impl Default for DownloadsConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 4 * 1024 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RoomsConfig {
     pub host_grace_secs: u64,
     pub record_delay_secs: u64,
@@ -516,6 +534,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             email: EmailConfig::default(),
             uploads: UploadsConfig::default(),
+            downloads: DownloadsConfig::default(),
             rooms: RoomsConfig::default(),
             records: RecordsConfig::default(),
             media: MediaConfig::default(),
@@ -950,6 +969,15 @@ impl Config {
                 ),
             });
         }
+        if !(1024..=MAX_DOWNLOAD_BYTES).contains(&self.downloads.max_bytes) {
+            return Err(ConfigError::Invalid {
+                key: "downloads.max_bytes",
+                problem: format!(
+                    "must be between 1024 and {MAX_DOWNLOAD_BYTES} bytes (1 TiB), got {}",
+                    self.downloads.max_bytes
+                ),
+            });
+        }
         if self.storage.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid {
                 key: "storage.data_dir",
@@ -1126,6 +1154,18 @@ mod tests {
             assert!(err.contains("server.metrics_token"), "{err}");
         }
         config.server.metrics_token = "prometheus-0123456789.~_".to_owned();
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn the_download_cap_is_bounded() {
+        let mut config = Config::default();
+        for bad in [0, 1023, MAX_DOWNLOAD_BYTES + 1] {
+            config.downloads.max_bytes = bad;
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains("downloads.max_bytes"), "{err}");
+        }
+        config.downloads.max_bytes = 5 * 1024 * 1024 * 1024;
         config.validate().unwrap();
     }
 

@@ -251,7 +251,8 @@ fn stored_content_type(name: &str) -> Option<&'static str> {
     }
 }
 
-fn random_hex() -> String {
+/// 32 random hex digits: a name no one can guess.
+pub(crate) fn random_hex() -> String {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).expect("the operating system's random source is always available");
     bytes.iter().map(|b| format!("{b:02x}")).collect()

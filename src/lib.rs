@@ -10,6 +10,8 @@
 //! - [`text`]: the characters that disguise text people show each other (names, danmaku).
 //! - [`mail`]: the mail queue's delivery loop and its transports (outbox folder, SMTP).
 //! - [`files`]: uploaded images — checked, re-encoded, stored, served.
+//! - [`downloads`]: the files admins offer on the downloads page — streamed to disk, hashed,
+//!   capped, served under their id.
 //! - [`admin`]: admin accounts, their logins and sessions, the first-run setup link, the audit
 //!   log's entries.
 //! - [`accounts`]: registration and verification, login, sessions, guests, profiles, rooms' records.
@@ -30,6 +32,7 @@ pub mod admin;
 pub mod app;
 pub mod config;
 pub mod connections;
+pub mod downloads;
 pub mod files;
 pub mod limits;
 pub mod mail;

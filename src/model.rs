@@ -374,6 +374,10 @@ pub enum AuditAction {
     /// An admin account was deleted (command line).
     DeleteAdmin,
     DeleteRecord,
+    /// A file was added to the downloads page.
+    AddDownload,
+    /// A file was taken off the downloads page.
+    DeleteDownload,
 }
 
 impl AuditAction {
@@ -383,6 +387,8 @@ impl AuditAction {
             AuditAction::ChangeAdminPassword => "change_admin_password",
             AuditAction::DeleteAdmin => "delete_admin",
             AuditAction::DeleteRecord => "delete_record",
+            AuditAction::AddDownload => "add_download",
+            AuditAction::DeleteDownload => "delete_download",
         }
     }
 }
@@ -400,4 +406,29 @@ pub struct AuditEntry {
     pub reason: String,
     /// The client address; empty for the command line.
     pub ip: String,
+}
+
+id_type!(
+    /// A file on the downloads page; also its file's name under `DATA_DIR/downloads/`.
+    DownloadId
+);
+
+/// A file the admins offer on the downloads page (a client build, an OBS profile, a how-to).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Download {
+    pub id: DownloadId,
+    pub title: String,
+    pub version: String,
+    pub description: String,
+    /// The name it is offered under, as the admin's upload called it (checked to be a plain
+    /// name). Shown and sent in `Content-Disposition` only: the file on disk is named by the id.
+    pub filename: String,
+    pub size: u64,
+    /// SHA-256 of the content, lower-case hex; also the strong `ETag`.
+    pub sha256: String,
+    pub content_type: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// The admin who uploaded it.
+    pub uploaded_by: String,
 }

@@ -30,7 +30,8 @@ fn hash_token(token: &str) -> TokenHash {
     TokenHash(hex(&Sha256::digest(token.as_bytes())))
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex digits of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

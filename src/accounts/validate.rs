@@ -96,6 +96,19 @@ pub fn record_title(value: &str) -> Result<String, String> {
     single_line(value, RECORD_TITLE_MAX_CHARS, "A recording's title")
 }
 
+/// A download's title as it will be stored (trimmed).
+pub fn download_title(value: &str) -> Result<String, String> {
+    single_line(value, 100, "A title")
+}
+
+/// A download's version as it will be stored (trimmed); it may be empty.
+pub fn download_version(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        return Ok(String::new());
+    }
+    single_line(value, 40, "A version")
+}
+
 /// Returns the description as it will be stored (trimmed, line ends as `\n`).
 pub fn description(value: &str) -> Result<String, String> {
     let text = value.trim().replace("\r\n", "\n");

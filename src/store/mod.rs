@@ -10,6 +10,7 @@
 mod accounts;
 mod admin;
 mod codec;
+mod downloads;
 mod mail;
 mod migrations;
 mod push;
@@ -258,6 +259,7 @@ fn open_all_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(ADMIN_SESSIONS)?;
     txn.open_table(ADMIN_SETUP)?;
     txn.open_table(AUDIT)?;
+    txn.open_table(DOWNLOADS)?;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use redb::TableDefinition;
 
 /// Store-wide facts and id sequences, key → value: `schema_version`, `created_at` (unix
 /// seconds), `instance_id`, `next_user_id`, `next_room_id`, `next_mail_id`, `next_login_seq`, `next_live_id`, `next_chat_seq`, `next_record_id`,
-/// `next_comment_id`, `next_audit_seq`.
+/// `next_comment_id`, `next_audit_seq`, `next_download_id`.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 pub const META_SCHEMA_VERSION: &str = "schema_version";
@@ -25,6 +25,7 @@ pub const SEQ_CHAT: &str = "next_chat_seq";
 pub const SEQ_RECORD: &str = "next_record_id";
 pub const SEQ_COMMENT: &str = "next_comment_id";
 pub const SEQ_AUDIT: &str = "next_audit_seq";
+pub const SEQ_DOWNLOAD: &str = "next_download_id";
 
 /// User id → `model::User`.
 pub const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users_v1");
@@ -82,3 +83,6 @@ pub const ADMIN_SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("a
 pub const ADMIN_SETUP: TableDefinition<&str, u64> = TableDefinition::new("admin_setup_v1");
 /// (unix seconds, sequence) → `model::AuditEntry`: every admin action, in time order.
 pub const AUDIT: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("audit_v1");
+/// Download id → `model::Download`: the files on the downloads page (their content is in
+/// `DATA_DIR/downloads/<id>`).
+pub const DOWNLOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("downloads_v1");

@@ -623,7 +623,7 @@ async fn read_image_form(
     }
     let limit = app.config.uploads.max_image_bytes;
     if image.len() > limit {
-        return Err(PageError(ApiError::payload_too_large(limit)));
+        return Err(PageError(ApiError::payload_too_large(limit as u64)));
     }
     Ok((csrf, image))
 }

@@ -38,7 +38,7 @@ const SECTIONS: [(&str, &str); 7] = [
     ("Recordings", ""),
     ("Rooms", ""),
     ("Statistics", ""),
-    ("Downloads", ""),
+    ("Downloads", "/admin/downloads"),
     ("Audit", ""),
 ];
 
@@ -54,7 +54,7 @@ pub struct AdminLayout {
 }
 
 impl AdminLayout {
-    fn new(title: &str, csrf: &Csrf, admin: Option<&SignedAdmin>) -> Self {
+    pub(super) fn new(title: &str, csrf: &Csrf, admin: Option<&SignedAdmin>) -> Self {
         AdminLayout {
             title: title.to_owned(),
             version: env!("CARGO_PKG_VERSION"),
@@ -295,7 +295,7 @@ pub async fn dashboard(
 }
 
 /// Bytes as a person reads them: "512 B", "1.5 MB", "12.0 GB" (powers of 1024).
-fn in_units(bytes: u64) -> String {
+pub(super) fn in_units(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["KB", "MB", "GB", "TB", "PB"];
     if bytes < 1024 {
         return format!("{bytes} B");

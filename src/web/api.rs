@@ -229,7 +229,7 @@ pub async fn patch_me(
 fn check_upload_size(app: &App, bytes: &Bytes) -> Result<(), ApiError> {
     let limit = app.config.uploads.max_image_bytes;
     if bytes.len() > limit {
-        return Err(ApiError::payload_too_large(limit));
+        return Err(ApiError::payload_too_large(limit as u64));
     }
     Ok(())
 }

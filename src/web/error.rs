@@ -12,6 +12,7 @@ use axum::Json;
 
 use crate::accounts::AccountsError;
 use crate::admin::AdminError;
+use crate::downloads::DownloadsError;
 use crate::files::FilesError;
 use crate::records::watch::WatchError;
 use crate::records::RecordsError;
@@ -54,7 +55,7 @@ impl ApiError {
         )
     }
 
-    pub fn payload_too_large(limit: usize) -> Self {
+    pub fn payload_too_large(limit: u64) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
@@ -189,6 +190,25 @@ impl From<AdminError> for ApiError {
                 return error;
             }
             E::Hashing(detail) => return ApiError::internal(&detail),
+            E::Store(store) => return store.into(),
+        };
+        ApiError::new(status, code, message)
+    }
+}
+
+impl From<DownloadsError> for ApiError {
+    fn from(e: DownloadsError) -> Self {
+        use DownloadsError as E;
+        let message = e.to_string();
+        let (status, code) = match e {
+            E::InvalidFilename(_) => (StatusCode::BAD_REQUEST, "invalid_filename"),
+            E::InvalidTitle(_) => (StatusCode::BAD_REQUEST, "invalid_title"),
+            E::InvalidVersion(_) => (StatusCode::BAD_REQUEST, "invalid_version"),
+            E::InvalidDescription(_) => (StatusCode::BAD_REQUEST, "invalid_description"),
+            E::Empty => (StatusCode::BAD_REQUEST, "empty_upload"),
+            E::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            E::NotFound => (StatusCode::NOT_FOUND, "download_not_found"),
+            E::Io(io) => return ApiError::internal(&io),
             E::Store(store) => return store.into(),
         };
         ApiError::new(status, code, message)

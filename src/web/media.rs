@@ -3,10 +3,9 @@
 //! (`/records/files/…`, with byte ranges for seeking).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,10 +14,12 @@ use serde::Deserialize;
 
 use crate::app::App;
 use crate::media::rtmp::{Publish, PushView, RtmpMedia};
+use crate::model::UserId;
 
 use super::auth::{request_host, Signed};
 use super::error::ApiError;
 use super::path::ApiPath;
+use super::ranged::{serve_ranged, ServedFile};
 
 #[derive(Deserialize, Default)]
 struct HookQuery {
@@ -148,14 +149,24 @@ pub async fn my_push(
     Signed(who): Signed,
 ) -> Result<Json<PushView>, ApiError> {
     let user = who.registered()?.id;
-    let media = rtmp(&app)?.clone();
-    let host = app.site.rtmp_host(request_host(&headers));
+    Ok(Json(push_view(&app, &headers, user).await?))
+}
+
+/// The host's push credentials (created on first use), with the host the request reached this
+/// server by; 404 `not_rtmp` under another backend.
+pub(super) async fn push_view(
+    app: &App,
+    headers: &HeaderMap,
+    user: UserId,
+) -> Result<PushView, ApiError> {
+    let media = rtmp(app)?.clone();
+    let host = app.site.rtmp_host(request_host(headers));
     let view = tokio::task::spawn_blocking(move || {
         media.push_key(user).map(|k| media.push_view(&k, &host))
     })
     .await
     .map_err(|e| ApiError::internal(&e))??;
-    Ok(Json(view))
+    Ok(view)
 }
 
 /// `POST /api/v1/me/push/rotate`: a new secret code; the old one stops working.
@@ -225,201 +236,18 @@ pub async fn record_file(
     } else {
         "video/mp4"
     };
-    serve_ranged(path, content_type, &headers).await
-}
-
-/// Serves a file whole (200) or one byte range of it (206), streaming from disk.
-async fn serve_ranged(
-    path: PathBuf,
-    content_type: &'static str,
-    headers: &HeaderMap,
-) -> Result<Response, ApiError> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let mut file = match tokio::fs::File::open(&path).await {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ApiError::not_found()),
-        Err(e) => return Err(ApiError::internal(&e)),
+    let file = ServedFile {
+        content_type,
+        cache: "public, max-age=3600",
+        etag: None,
+        disposition: None,
     };
-    let size = file
-        .metadata()
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .len();
-    // A header that is not text cannot be a byte range: ignored like any other unusable one.
-    let range = headers
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok())
-        .map_or(Ranged::Whole, |v| parse_range(v, size));
-    let (status, start, length) = match range {
-        Ranged::Whole => (StatusCode::OK, 0, size),
-        Ranged::Part { first, last } => (StatusCode::PARTIAL_CONTENT, first, last - first + 1),
-        Ranged::Unsatisfiable => {
-            return Ok((
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                [(header::CONTENT_RANGE, format!("bytes */{size}"))],
-            )
-                .into_response())
-        }
-    };
-    file.seek(std::io::SeekFrom::Start(start))
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file.take(length)));
-    let mut response = Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, content_type)
-        .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::CONTENT_LENGTH, length)
-        .header(header::CACHE_CONTROL, "public, max-age=3600");
-    if let Ranged::Part { first, last } = range {
-        response = response.header(
-            header::CONTENT_RANGE,
-            format!("bytes {first}-{last}/{size}"),
-        );
-    }
-    response.body(body).map_err(|e| ApiError::internal(&e))
-}
-
-/// What a `Range` header asks of a file, by RFC 9110 §14.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ranged {
-    /// The whole file (200): the header is ignored because its unit is not `bytes`, it does not
-    /// parse, or it asks for several ranges (answering those in one part is allowed and simpler
-    /// than a multipart body).
-    Whole,
-    /// One range, first and last byte inclusive, clamped to the file (206).
-    Part { first: u64, last: u64 },
-    /// No range overlaps the file (416).
-    Unsatisfiable,
-}
-
-fn parse_range(value: &str, size: u64) -> Ranged {
-    let Some((unit, set)) = value.split_once('=') else {
-        return Ranged::Whole;
-    };
-    if !unit.trim().eq_ignore_ascii_case("bytes") {
-        return Ranged::Whole;
-    }
-    let specs: Option<Vec<Ranged>> = set
-        .split(',')
-        .map(str::trim)
-        .filter(|spec| !spec.is_empty())
-        .map(|spec| byte_range(spec, size))
-        .collect();
-    match specs.as_deref() {
-        None | Some([]) => Ranged::Whole,
-        Some([one]) => *one,
-        Some(all) if all.iter().all(|r| *r == Ranged::Unsatisfiable) => Ranged::Unsatisfiable,
-        Some(_) => Ranged::Whole,
-    }
-}
-
-/// One `first-last`, `first-` or `-suffix`; `None` when it is not valid syntax (which makes the
-/// whole header ignored). A `Whole` answer stands for a range that is valid but covers nothing
-/// that can be sent as a part (a suffix of an empty file).
-fn byte_range(spec: &str, size: u64) -> Option<Ranged> {
-    let (first, last) = spec.split_once('-')?;
-    // Digits only: `+5` or ` 5` are not numbers here, though `u64::from_str` takes some of them.
-    // A number too big for u64 is still valid syntax: it is past the end of any file.
-    let number = |text: &str| -> Option<u64> {
-        (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| text.parse().unwrap_or(u64::MAX))
-    };
-    if first.is_empty() {
-        let suffix = number(last)?;
-        return Some(match (suffix, size) {
-            (0, _) => Ranged::Unsatisfiable,
-            (_, 0) => Ranged::Whole,
-            _ => Ranged::Part {
-                first: size - suffix.min(size),
-                last: size - 1,
-            },
-        });
-    }
-    let first = number(first)?;
-    let last = if last.is_empty() {
-        u64::MAX
-    } else {
-        number(last)?
-    };
-    if last < first {
-        return None;
-    }
-    Some(if first >= size {
-        Ranged::Unsatisfiable
-    } else {
-        Ranged::Part {
-            first,
-            last: last.min(size - 1),
-        }
-    })
+    serve_ranged(path, file, &headers).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ranges_follow_rfc_9110() {
-        use Ranged::{Part, Unsatisfiable, Whole};
-        let cases = [
-            ("bytes=0-99", Part { first: 0, last: 99 }),
-            (
-                "bytes=900-",
-                Part {
-                    first: 900,
-                    last: 999,
-                },
-            ),
-            (
-                "bytes=-100",
-                Part {
-                    first: 900,
-                    last: 999,
-                },
-            ),
-            (
-                "bytes=-5000",
-                Part {
-                    first: 0,
-                    last: 999,
-                },
-            ),
-            (
-                "bytes=0-5000",
-                Part {
-                    first: 0,
-                    last: 999,
-                },
-            ),
-            ("Bytes = 5-5", Part { first: 5, last: 5 }),
-            (
-                "bytes=0-99999999999999999999999",
-                Part {
-                    first: 0,
-                    last: 999,
-                },
-            ),
-            ("bytes=1000-", Unsatisfiable),
-            ("bytes=99999999999999999999999-", Unsatisfiable),
-            ("bytes=-0", Unsatisfiable),
-            ("bytes=1000-1001, 2000-", Unsatisfiable),
-            ("bytes=5-1", Whole),
-            ("items=0-1", Whole),
-            ("bytes=", Whole),
-            ("bytes", Whole),
-            ("bytes=a-b", Whole),
-            ("bytes=+1-2", Whole),
-            ("bytes=1-2-3", Whole),
-            ("bytes=0-1,5-6", Whole),
-            ("bytes=0-1,x", Whole),
-        ];
-        for (header, expected) in cases {
-            assert_eq!(parse_range(header, 1000), expected, "{header}");
-        }
-        assert_eq!(parse_range("bytes=0-0", 0), Unsatisfiable);
-        assert_eq!(parse_range("bytes=-5", 0), Whole);
-    }
 
     #[test]
     fn the_first_of_each_field_wins() {

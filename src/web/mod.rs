@@ -13,12 +13,15 @@ mod api;
 mod assets;
 mod auth;
 mod csrf;
+mod download_pages;
+mod downloads;
 pub mod error;
 mod json;
 mod media;
 mod ops;
 mod pages;
 mod path;
+mod ranged;
 mod record_pages;
 mod records;
 mod watch;
@@ -91,6 +94,25 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/admin/logout", post(admin::logout))
         .route("/api/v1/admin/dashboard", get(admin::dashboard))
         .route("/api/v1/admin/audit", get(admin::audit))
+        .route(
+            DOWNLOAD_UPLOAD_PATH,
+            post(downloads::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/api/v1/admin/downloads/{id}", delete(downloads::delete))
+        .route(
+            DOWNLOAD_FORM_PATH,
+            get(download_pages::admin_downloads)
+                .post(download_pages::admin_upload)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/admin/downloads/{id}/delete",
+            post(download_pages::admin_delete),
+        )
+        .route("/api/v1/downloads", get(downloads::list))
+        .route("/downloads", get(download_pages::downloads))
+        .route("/downloads/obs-profile", get(downloads::obs_profile))
+        .route("/downloads/{id}/{filename}", get(downloads::file))
         .route("/api/v1/register", post(api::register))
         .route("/api/v1/register/resend", post(api::resend))
         .route("/api/v1/login", post(api::login))
@@ -249,7 +271,13 @@ const UPLOAD_PATHS: [&str; 4] = [
     "/me/room/cover",
 ];
 
-/// Room for the multipart framing around an image uploaded by a page form.
+/// The addresses that take a file for the downloads page, whose own cap is
+/// `downloads.max_bytes`; their handlers stream the body to disk and count it themselves.
+const DOWNLOAD_UPLOAD_PATH: &str = "/api/v1/admin/downloads";
+const DOWNLOAD_FORM_PATH: &str = "/admin/downloads";
+
+/// Room for the multipart framing (and the small fields beside it) around a file uploaded by a
+/// page form.
 const FORM_OVERHEAD: usize = 64 * 1024;
 
 /// The body limit of the upload addresses: the image limit (plus form framing), and never less
@@ -261,17 +289,22 @@ fn upload_limit(app: &App) -> usize {
 /// Refuses a body whose declared length is over the limit before reading any of it. Bodies
 /// without a declared length are cut off by `DefaultBodyLimit` when a handler reads them.
 async fn refuse_large_bodies(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let limit = if UPLOAD_PATHS.contains(&req.uri().path()) {
-        upload_limit(&app)
+    let path = req.uri().path();
+    let limit = if UPLOAD_PATHS.contains(&path) {
+        upload_limit(&app) as u64
+    } else if path == DOWNLOAD_UPLOAD_PATH {
+        app.config.downloads.max_bytes
+    } else if path == DOWNLOAD_FORM_PATH {
+        app.config.downloads.max_bytes + FORM_OVERHEAD as u64
     } else {
-        app.config.server.max_body_bytes
+        app.config.server.max_body_bytes as u64
     };
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
+    if declared.is_some_and(|len| len > limit) {
         return error::respond(req.uri(), req.headers(), ApiError::payload_too_large(limit));
     }
     next.run(req).await

@@ -18,10 +18,10 @@ use crate::records::list_recording;
 use crate::rooms::Site;
 use crate::web_hardening::{cookie_value, form_token, no_redirects, post_form_at};
 
-const ADMIN_PASSWORD: &str = "admin password 1";
+pub(crate) const ADMIN_PASSWORD: &str = "admin password 1";
 
 /// Creates an admin in the running server's store, as `roommanager admin create` does.
-fn make_admin(server: &TestServer, name: &str) {
+pub(crate) fn make_admin(server: &TestServer, name: &str) {
     roommanager::admin::create(&server.app().store, name, ADMIN_PASSWORD).expect("admin created");
 }
 
@@ -40,14 +40,14 @@ async fn admin_login_with(
 }
 
 /// An admin session token, by the JSON login.
-async fn admin_token(base: &str, name: &str, password: &str) -> String {
+pub(crate) async fn admin_token(base: &str, name: &str, password: &str) -> String {
     let reply = admin_login_with(&reqwest::Client::new(), base, name, password)
         .await
         .expect(StatusCode::OK);
     reply.json()["token"].as_str().expect("a token").to_owned()
 }
 
-async fn audit(base: &str, token: &str, query: &str) -> Value {
+pub(crate) async fn audit(base: &str, token: &str, query: &str) -> Value {
     send(
         reqwest::Client::new()
             .get(format!("{base}/api/v1/admin/audit{query}"))
@@ -82,7 +82,7 @@ fn token_in(link: &str) -> String {
 }
 
 /// A pre-session cookie and the form token that goes with it, from an admin page.
-async fn form_keys(url: String) -> (String, String) {
+pub(crate) async fn form_keys(url: String) -> (String, String) {
     let page = send(no_redirects().get(url)).await.expect(StatusCode::OK);
     let pre = cookie_value(&page, "rm_csrf").expect("a pre-session cookie");
     (format!("rm_csrf={pre}"), form_token(&page.text))

@@ -13,6 +13,7 @@ mod browser_records;
 mod browser_room;
 mod config;
 mod connections;
+mod downloads;
 mod http;
 mod http_docs;
 mod lan;
