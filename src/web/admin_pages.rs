@@ -37,9 +37,9 @@ const SECTIONS: [(&str, &str); 7] = [
     ("Users", ""),
     ("Recordings", ""),
     ("Rooms", ""),
-    ("Statistics", ""),
+    ("Statistics", "/admin/stats"),
     ("Downloads", ""),
-    ("Audit", ""),
+    ("Audit", "/admin/audit"),
 ];
 
 /// What `admin/base.html` needs from every admin page.
@@ -54,7 +54,7 @@ pub struct AdminLayout {
 }
 
 impl AdminLayout {
-    fn new(title: &str, csrf: &Csrf, admin: Option<&SignedAdmin>) -> Self {
+    pub(super) fn new(title: &str, csrf: &Csrf, admin: Option<&SignedAdmin>) -> Self {
         AdminLayout {
             title: title.to_owned(),
             version: env!("CARGO_PKG_VERSION"),

@@ -18,10 +18,10 @@ use crate::records::list_recording;
 use crate::rooms::Site;
 use crate::web_hardening::{cookie_value, form_token, no_redirects, post_form_at};
 
-const ADMIN_PASSWORD: &str = "admin password 1";
+pub(crate) const ADMIN_PASSWORD: &str = "admin password 1";
 
 /// Creates an admin in the running server's store, as `roommanager admin create` does.
-fn make_admin(server: &TestServer, name: &str) {
+pub(crate) fn make_admin(server: &TestServer, name: &str) {
     roommanager::admin::create(&server.app().store, name, ADMIN_PASSWORD).expect("admin created");
 }
 
@@ -40,7 +40,7 @@ async fn admin_login_with(
 }
 
 /// An admin session token, by the JSON login.
-async fn admin_token(base: &str, name: &str, password: &str) -> String {
+pub(crate) async fn admin_token(base: &str, name: &str, password: &str) -> String {
     let reply = admin_login_with(&reqwest::Client::new(), base, name, password)
         .await
         .expect(StatusCode::OK);
@@ -401,6 +401,12 @@ async fn every_admin_route_refuses_anyone_but_an_admin() {
         (Kind::Page, "GET", "/admin"),
         (Kind::Api, "GET", "/api/v1/admin/dashboard"),
         (Kind::Api, "GET", "/api/v1/admin/audit"),
+        (Kind::Api, "GET", "/api/v1/admin/stats/logins"),
+        (Kind::Api, "GET", "/api/v1/admin/stats/records?format=csv"),
+        (Kind::Page, "GET", "/admin/stats"),
+        (Kind::Page, "GET", "/admin/stats/lives/csv"),
+        (Kind::Page, "GET", "/admin/audit"),
+        (Kind::Page, "GET", "/admin/audit/csv"),
         (Kind::Api, "POST", "/api/v1/admin/logout"),
     ];
     // Who asks: nobody, a guest and a user, by bearer token and by session cookie.
