@@ -19,6 +19,7 @@
 //! - [`records`]: the catalogue of recordings, search, renaming, deleting (and removing their
 //!   media), comments.
 //! - [`rooms`]: the room registry and one actor task per open room; the WebSocket protocol.
+//! - [`stats`]: the admin's statistics — reports over a date range, CSV, server-drawn SVG charts.
 //! - [`metrics`]: operational counters and histograms for `/metrics`.
 //! - [`app`]: the running parts wired together; what the web layer holds.
 //! - [`web`]: the HTTP layer — router, middleware, pages, assets, error mapping.
@@ -43,6 +44,7 @@ pub mod records;
 pub mod rooms;
 pub mod server;
 pub mod site;
+pub mod stats;
 pub mod store;
 pub mod text;
 pub mod web;

@@ -6,6 +6,7 @@
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 
 use super::codec::{decode, encode};
+use super::stats::LoginRollups;
 use super::tables::*;
 use super::{Store, StoreError};
 use crate::model::{
@@ -177,7 +178,7 @@ fn record_login(txn: &WriteTransaction, event: &LoginEvent) -> Result<(), StoreE
     let seq = next_id(txn, SEQ_LOGIN)?;
     txn.open_table(LOGINS)?
         .insert((event.at, seq), encode(event).as_slice())?;
-    Ok(())
+    LoginRollups::open(txn)?.count(event)
 }
 
 /// How many entries `remove` took out of `table`.
@@ -633,6 +634,9 @@ impl Store {
             purged.login_events = removed_count(&mut txn.open_table(LOGINS)?, |table| {
                 table.retain_in(..(rules.logins_before, 0), |_, _| false)
             })?;
+            // Only today's rows stop a second count; older days keep their counted figure.
+            txn.open_table(LOGIN_DAY_USERS)?
+                .retain_in(..(rules.logins_before / super::stats::DAY, 0), |_, _| false)?;
         }
         txn.commit()?;
         Ok(purged)

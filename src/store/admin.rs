@@ -35,6 +35,31 @@ pub struct AuditPage {
     pub total: u64,
 }
 
+/// Which audit entries to list: each field narrows, `None` lets everything through.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// The admin's name, whatever its case.
+    pub admin: Option<String>,
+    /// The action as `AuditAction::as_str` spells it.
+    pub action: Option<String>,
+    /// Unix seconds, inclusive.
+    pub from: Option<u64>,
+    /// Unix seconds, exclusive.
+    pub until: Option<u64>,
+}
+
+impl AuditFilter {
+    fn admits(&self, entry: &AuditEntry) -> bool {
+        self.admin
+            .as_ref()
+            .is_none_or(|name| index_key(name) == index_key(&entry.admin))
+            && self
+                .action
+                .as_ref()
+                .is_none_or(|action| action == entry.action.as_str())
+    }
+}
+
 /// Appends `entry` to the audit log inside the caller's transaction, so the entry commits (or
 /// not) with the action it describes.
 pub(super) fn write_audit(txn: &WriteTransaction, entry: &AuditEntry) -> Result<(), StoreError> {
@@ -252,18 +277,31 @@ impl Store {
         Ok(())
     }
 
-    /// The audit log, newest first: `per_page` entries after skipping `skip`.
-    pub fn audit_page(&self, skip: usize, per_page: usize) -> Result<AuditPage, StoreError> {
+    /// The audit entries `filter` admits, newest first: `per_page` of them after skipping
+    /// `skip`, and how many it admits in all. The log is small (admins' actions), so the filter
+    /// reads every entry of its time range.
+    pub fn audit_page(
+        &self,
+        filter: &AuditFilter,
+        skip: usize,
+        per_page: usize,
+    ) -> Result<AuditPage, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(AUDIT)?;
+        let range = (filter.from.unwrap_or(0), 0)..(filter.until.unwrap_or(u64::MAX), 0);
         let mut entries = Vec::new();
-        for entry in table.iter()?.rev().skip(skip).take(per_page) {
-            entries.push(decode(entry?.1.value(), "audit entry")?);
+        let mut total = 0;
+        for row in table.range(range)?.rev() {
+            let entry: AuditEntry = decode(row?.1.value(), "audit entry")?;
+            if !filter.admits(&entry) {
+                continue;
+            }
+            if total >= skip as u64 && entries.len() < per_page {
+                entries.push(entry);
+            }
+            total += 1;
         }
-        Ok(AuditPage {
-            entries,
-            total: table.len()?,
-        })
+        Ok(AuditPage { entries, total })
     }
 
     /// How many registered accounts were created at or after `since` (unix seconds). Reads

@@ -12,11 +12,11 @@ use super::StoreError;
 use crate::model::{LiveSession, Record};
 
 /// The schema version this build of RoomManager reads and writes.
-pub const CURRENT: u64 = 3;
+pub const CURRENT: u64 = 4;
 
 /// `STEPS[i]` upgrades a store from version `i + 1` to `i + 2`.
 type Step = fn(&WriteTransaction) -> Result<(), StoreError>;
-const STEPS: &[Step] = &[records_keep_paths, records_keep_streams];
+const STEPS: &[Step] = &[records_keep_paths, records_keep_streams, fill_stats_rollups];
 const _: () = assert!(STEPS.len() as u64 == CURRENT - 1, "one step per version");
 
 /// Runs every step from `from` (at least 1, at most [`CURRENT`]) up to [`CURRENT`].
@@ -76,6 +76,12 @@ fn records_keep_streams(txn: &WriteTransaction) -> Result<(), StoreError> {
         records.insert(id, encode(&record).as_slice())?;
     }
     Ok(())
+}
+
+/// 3 → 4: the statistics' roll-ups (logins per hour and day, views and watching per day) are
+/// filled from the events kept so far; from now on they are written with each event.
+fn fill_stats_rollups(txn: &WriteTransaction) -> Result<(), StoreError> {
+    super::stats::fill_rollups(txn)
 }
 
 /// The path of a URL pointing at this server's own recordings.

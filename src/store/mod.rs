@@ -16,6 +16,7 @@ mod migrations;
 mod push;
 mod records;
 mod rooms;
+mod stats;
 mod tables;
 mod watch;
 
@@ -29,10 +30,13 @@ pub use accounts::{
     index_key, MailDraft, NewAccount, NewToken, PurgeRules, Purged, RegisterOutcome, ResendOutcome,
     VerifyOutcome,
 };
-pub use admin::{AuditPage, FirstAdminOutcome, SetupState};
+pub use admin::{AuditFilter, AuditPage, FirstAdminOutcome, SetupState};
 pub use migrations::CURRENT as SCHEMA_VERSION;
 pub use records::{CataloguePage, CatalogueQuery, Listed, RecordOrder};
 pub use rooms::ChatEntry;
+pub use stats::{
+    HourFigures, LiveDay, LoginDay, LoginFigures, RecordDay, RecordFigures, TopRecord,
+};
 use tables::*;
 pub use watch::{WatchDelta, WatchStats};
 
@@ -260,6 +264,10 @@ fn open_all_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(ADMIN_SETUP)?;
     txn.open_table(AUDIT)?;
     txn.open_table(DOWNLOADS)?;
+    txn.open_table(LOGIN_HOURS)?;
+    txn.open_table(LOGIN_DAYS)?;
+    txn.open_table(LOGIN_DAY_USERS)?;
+    txn.open_table(WATCH_DAYS)?;
     Ok(())
 }
 

@@ -86,3 +86,16 @@ pub const AUDIT: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("audi
 /// Download id → `model::Download`: the files on the downloads page (their content is in
 /// `DATA_DIR/downloads/<id>`).
 pub const DOWNLOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("downloads_v1");
+/// Unix hour (UTC) → (password logins, guest logins) that hour: the logins' roll-up, written with
+/// each login event and kept after the events are purged.
+pub const LOGIN_HOURS: TableDefinition<u64, (u64, u64)> = TableDefinition::new("login_hours_v1");
+/// Unix day (UTC) → (password logins, guest logins, distinct registered users who logged in).
+pub const LOGIN_DAYS: TableDefinition<u64, (u64, u64, u64)> = TableDefinition::new("login_days_v1");
+/// (unix day, user id): the registered users who logged in that day, so a second login of the
+/// day does not count them again; purged with the login events.
+pub const LOGIN_DAY_USERS: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("login_day_users_v1");
+/// (unix day, record id) → (views counted, milliseconds watched) that day: the site's watch
+/// roll-up. Unlike `record_days_v1` it outlives a deleted recording, as the views did happen.
+pub const WATCH_DAYS: TableDefinition<(u64, u64), (u64, u64)> =
+    TableDefinition::new("watch_days_v1");

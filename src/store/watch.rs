@@ -5,6 +5,7 @@ use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::codec::{decode, encode};
 use super::records::{read_record, write_record};
+use super::stats::count_watching;
 use super::tables::*;
 use super::{Store, StoreError};
 use crate::model::{Record, RecordId, RecordViewer, UserId};
@@ -40,12 +41,14 @@ impl Store {
         {
             let mut viewers = txn.open_table(RECORD_VIEWERS)?;
             let mut days = txn.open_table(RECORD_DAYS)?;
+            let mut site_days = txn.open_table(WATCH_DAYS)?;
             for ((record_id, user), delta) in batch {
                 let record = match changed.remove(&record_id.0) {
                     Some(record) => Some(record),
                     None => read_record(&txn, *record_id)?,
                 };
                 let Some(mut record) = record else { continue };
+                count_watching(&mut site_days, *record_id, delta)?;
                 let key = (record_id.0, user.0);
                 let found = viewers
                     .get(key)?

@@ -1,5 +1,5 @@
 //! The admin JSON API under `/api/v1/admin` (bearer tokens of admin sessions only): login,
-//! logout, the dashboard's figures, the audit log. Also the dashboard's figures themselves, which
+//! logout, the dashboard's figures (the audit log and statistics are in `admin_stats.rs`). Also the dashboard's figures themselves, which
 //! the admin pages show.
 //!
 //! Thin: parses, checks the admin (`AdminApi`), calls `app.admins` or reads the store, renders.
@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,6 @@ use serde_json::json;
 use crate::admin::disk::{self, Space};
 use crate::app::App;
 use crate::media::nginx::MediaPaths;
-use crate::model::AuditEntry;
 use crate::rooms::RoomSummary;
 use crate::store::unix_now;
 
@@ -24,7 +23,6 @@ use super::auth::{AdminApi, ClientIp};
 use super::error::ApiError;
 use super::json::ApiJson;
 use super::ops::MediaHealth;
-use super::records::Query;
 
 #[derive(Deserialize)]
 pub struct AdminLoginBody {
@@ -110,47 +108,4 @@ pub async fn dashboard(
     _: AdminApi,
 ) -> Result<Json<Dashboard>, ApiError> {
     Ok(Json(Dashboard::gather(&app).await?))
-}
-
-#[derive(Serialize)]
-struct AuditView {
-    at: u64,
-    admin: String,
-    action: &'static str,
-    target: String,
-    reason: String,
-    ip: String,
-}
-
-impl From<AuditEntry> for AuditView {
-    fn from(e: AuditEntry) -> Self {
-        AuditView {
-            at: e.at,
-            admin: e.admin,
-            action: e.action.as_str(),
-            target: e.target,
-            reason: e.reason,
-            ip: e.ip,
-        }
-    }
-}
-
-/// `GET /api/v1/admin/audit[?page&per_page]` → `{"entries":[…],"total"}`, newest first.
-pub async fn audit(
-    State(app): State<Arc<App>>,
-    _: AdminApi,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let paging = Query::of(raw).paging()?;
-    let page = app
-        .store
-        .run(move |s| s.audit_page(paging.offset(), paging.per_page))
-        .await?;
-    let entries: Vec<AuditView> = page.entries.into_iter().map(AuditView::from).collect();
-    Ok(Json(json!({
-        "entries": entries,
-        "total": page.total,
-        "page": paging.page,
-        "per_page": paging.per_page,
-    })))
 }

@@ -37,9 +37,9 @@ const SECTIONS: [(&str, &str); 7] = [
     ("Users", ""),
     ("Recordings", ""),
     ("Rooms", ""),
-    ("Statistics", ""),
+    ("Statistics", "/admin/stats"),
     ("Downloads", "/admin/downloads"),
-    ("Audit", ""),
+    ("Audit", "/admin/audit"),
 ];
 
 /// What `admin/base.html` needs from every admin page.

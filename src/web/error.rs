@@ -16,6 +16,7 @@ use crate::downloads::DownloadsError;
 use crate::files::FilesError;
 use crate::records::watch::WatchError;
 use crate::records::RecordsError;
+use crate::stats::StatsError;
 use crate::store::StoreError;
 
 use super::pages::{ErrorPage, Layout};
@@ -272,6 +273,21 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, seconds.into());
         }
         response
+    }
+}
+
+impl From<StatsError> for ApiError {
+    fn from(e: StatsError) -> Self {
+        let message = e.to_string();
+        let (status, code) = match e {
+            StatsError::InvalidDate { .. } => (StatusCode::BAD_REQUEST, "invalid_date"),
+            StatsError::Reversed { .. } => (StatusCode::BAD_REQUEST, "invalid_range"),
+            StatsError::RangeTooLong { .. } => (StatusCode::BAD_REQUEST, "range_too_long"),
+            StatsError::NoSuchSection(_) => (StatusCode::NOT_FOUND, "not_found"),
+            StatsError::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
+            StatsError::Store(store) => return store.into(),
+        };
+        ApiError::new(status, code, message)
     }
 }
 

@@ -9,6 +9,7 @@
 mod account_pages;
 mod admin;
 mod admin_pages;
+mod admin_stats;
 mod api;
 mod assets;
 mod auth;
@@ -93,7 +94,6 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/admin/login", post(admin::login))
         .route("/api/v1/admin/logout", post(admin::logout))
         .route("/api/v1/admin/dashboard", get(admin::dashboard))
-        .route("/api/v1/admin/audit", get(admin::audit))
         .route(
             DOWNLOAD_UPLOAD_PATH,
             post(downloads::upload).layer(DefaultBodyLimit::disable()),
@@ -113,6 +113,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/downloads", get(download_pages::downloads))
         .route("/downloads/obs-profile", get(downloads::obs_profile))
         .route("/downloads/{id}/{filename}", get(downloads::file))
+        .route("/api/v1/admin/audit", get(admin_stats::audit_api))
+        .route("/api/v1/admin/stats/{section}", get(admin_stats::stats_api))
+        .route("/admin/stats", get(admin_stats::stats_page))
+        .route("/admin/stats/{section}/csv", get(admin_stats::stats_csv))
+        .route("/admin/audit", get(admin_stats::audit_page))
+        .route("/admin/audit/csv", get(admin_stats::audit_csv_page))
         .route("/api/v1/register", post(api::register))
         .route("/api/v1/register/resend", post(api::resend))
         .route("/api/v1/login", post(api::login))

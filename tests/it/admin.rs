@@ -401,6 +401,12 @@ async fn every_admin_route_refuses_anyone_but_an_admin() {
         (Kind::Page, "GET", "/admin"),
         (Kind::Api, "GET", "/api/v1/admin/dashboard"),
         (Kind::Api, "GET", "/api/v1/admin/audit"),
+        (Kind::Api, "GET", "/api/v1/admin/stats/logins"),
+        (Kind::Api, "GET", "/api/v1/admin/stats/records?format=csv"),
+        (Kind::Page, "GET", "/admin/stats"),
+        (Kind::Page, "GET", "/admin/stats/lives/csv"),
+        (Kind::Page, "GET", "/admin/audit"),
+        (Kind::Page, "GET", "/admin/audit/csv"),
         (Kind::Api, "POST", "/api/v1/admin/logout"),
     ];
     // Who asks: nobody, a guest and a user, by bearer token and by session cookie.

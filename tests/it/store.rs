@@ -162,3 +162,91 @@ fn records_stored_without_their_stream_get_it_from_their_session() {
     store.close().unwrap();
     assert_eq!(stored_version(dir.path()), SCHEMA_VERSION);
 }
+
+/// A store from before the statistics' roll-ups (schema 3) gets them filled from the login
+/// events and watch statistics it kept: the same figures as if they had been written all along.
+#[test]
+fn statistics_rollups_are_filled_from_the_events_of_an_older_store() {
+    use roommanager::model::{LoginKind, Session, TokenHash, UserId};
+    use roommanager::store::WatchDelta;
+    const ROLLUPS: [&str; 4] = [
+        "login_hours_v1",
+        "login_days_v1",
+        "login_day_users_v1",
+        "watch_days_v1",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let day = 20_000;
+    let (before_logins, before_records) = {
+        let store = Store::open(dir.path()).unwrap();
+        for (user, at, kind) in [
+            (1, 3_600, LoginKind::Password),
+            (1, 7_200, LoginKind::Password),
+            (2, 7_300, LoginKind::Guest),
+            (3, 86_400 + 60, LoginKind::Password),
+        ] {
+            let session = Session {
+                user_id: UserId(user),
+                created_at: day * 86_400 + at,
+                expires_at: u64::MAX,
+            };
+            let hash = TokenHash(format!("h{user}{at}"));
+            store.start_session(&hash, &session, kind).unwrap();
+        }
+        let live = store
+            .start_live_session(
+                roommanager::model::RoomId(1),
+                UserId(1),
+                "t".into(),
+                "s".into(),
+                1,
+            )
+            .unwrap();
+        let record = store
+            .add_record(&live, 60, "/records/files/s/a.mp4".into(), None)
+            .unwrap();
+        let delta = WatchDelta {
+            watched_ms: 42_000,
+            counted_at: Some(day * 86_400 + 10),
+            last_at: day * 86_400 + 50,
+        };
+        store
+            .add_watching(&[((record.id, UserId(4)), delta)])
+            .unwrap();
+        let figures = (
+            store.login_figures(day, day + 1).unwrap(),
+            store.record_figures(day, day + 1, 5).unwrap(),
+        );
+        store.close().unwrap();
+        figures
+    };
+    assert_eq!(before_logins.days[0].logins, 2);
+    assert_eq!(before_logins.days[0].unique_users, 1);
+    {
+        let db = Database::create(dir.path().join(DB_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        let rollups: Vec<_> = txn
+            .list_tables()
+            .unwrap()
+            .filter(|t| ROLLUPS.contains(&redb::TableHandle::name(t)))
+            .collect();
+        assert_eq!(rollups.len(), ROLLUPS.len());
+        for table in rollups {
+            assert!(txn.delete_table(table).unwrap());
+        }
+        txn.open_table(META)
+            .unwrap()
+            .insert("schema_version", 3)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let logins = store.login_figures(day, day + 1).unwrap();
+    assert_eq!(logins.days, before_logins.days);
+    assert_eq!(logins.hours, before_logins.hours);
+    let records = store.record_figures(day, day + 1, 5).unwrap();
+    assert_eq!(records.days, before_records.days);
+    assert_eq!(records.by_views[0].views, 1);
+    store.close().unwrap();
+    assert_eq!(stored_version(dir.path()), SCHEMA_VERSION);
+}
