@@ -31,6 +31,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod app;
+pub mod calendar;
 pub mod config;
 pub mod connections;
 pub mod downloads;

@@ -399,30 +399,3 @@ fn random_id() -> String {
         .expect("the OS random source is available on every supported system");
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
-
-/// `YYYY-MM-DD` of a unix day (days since 1970-01-01, UTC), for the views-per-day figures.
-pub fn day_label(day: u64) -> String {
-    // Howard Hinnant's civil-from-days, for days on or after the epoch.
-    let z = day as i64 + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::day_label;
-
-    #[test]
-    fn days_are_labelled_as_calendar_dates() {
-        assert_eq!(day_label(0), "1970-01-01");
-        assert_eq!(day_label(19_782), "2024-02-29");
-        assert_eq!(day_label(20_787), "2026-11-30");
-    }
-}

@@ -9,7 +9,7 @@ pub mod svg;
 
 use serde::Serialize;
 
-use crate::records::watch::day_label;
+use crate::calendar::{day_label, parse_date};
 use crate::store::{
     AuditFilter, LiveDay, LoginFigures, RecordDay, RecordFigures, Store, StoreError, TopRecord,
 };
@@ -36,44 +36,6 @@ pub enum StatsError {
     InvalidQuery(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// The unix day of a `YYYY-MM-DD` date (UTC), if it is one on or after 1970-01-01.
-pub fn parse_date(text: &str) -> Option<u64> {
-    let mut parts = text.trim().splitn(3, '-');
-    let mut next = |len: usize| {
-        parts
-            .next()
-            .filter(|p| p.len() == len && p.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|p| p.parse::<i64>().ok())
-    };
-    let (y, m, d) = (next(4)?, next(2)?, next(2)?);
-    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-    let month_days = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if !(1..=12).contains(&m) || d < 1 || d > month_days[(m - 1) as usize] {
-        return None;
-    }
-    // Howard Hinnant's days-from-civil, the inverse of `day_label`.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    u64::try_from(era * 146_097 + doe - 719_468).ok()
 }
 
 /// An inclusive range of unix days.

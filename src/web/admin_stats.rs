@@ -16,8 +16,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::app::App;
+use crate::calendar::day_label;
 use crate::model::AuditEntry;
-use crate::records::watch::day_label;
 use crate::records::Paging;
 use crate::stats::svg::{self, Kind, Point};
 use crate::stats::{self, audit_filter, DayRange, Report, Section, StatsError, Table};

@@ -13,6 +13,7 @@ use axum::response::Html;
 use serde::Deserialize;
 
 use crate::app::App;
+use crate::calendar::day_label;
 use crate::files::ImageKind;
 use crate::model::{RecordId, UserId, UserKind};
 use crate::records::{parse_order, Paging, RecordsError, DEFAULT_PER_PAGE};
@@ -314,23 +315,9 @@ fn clock(secs: u64) -> String {
     format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
-/// The UTC calendar date of unix seconds, as YYYY-MM-DD (Howard Hinnant's `civil_from_days`).
+/// The UTC calendar date of unix seconds.
 fn date(unix: u64) -> String {
-    let days = (unix / 86_400) as i64 + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+    day_label(unix / 86_400)
 }
 
 #[cfg(test)]

@@ -14,8 +14,9 @@ use super::json::ApiJson;
 use super::path::ApiPath;
 use super::records::Query;
 use crate::app::App;
+use crate::calendar::day_label;
 use crate::model::{RecordId, UserId};
-use crate::records::watch::{day_label, ViewId};
+use crate::records::watch::ViewId;
 
 #[derive(Serialize)]
 pub struct Started {

@@ -7,8 +7,8 @@ use reqwest::header::COOKIE;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use roommanager::calendar::parse_date;
 use roommanager::model::{LoginKind, RecordId, Session, TokenHash, UserId};
-use roommanager::stats::parse_date;
 use roommanager::store::{unix_now, WatchDelta};
 
 use crate::accounts::{guest_token, relaxed, send, verified_user, Reply};
@@ -135,7 +135,7 @@ async fn logins_per_day_and_hour_have_known_answers() {
         .json();
     let days = recent["days"].as_array().expect("days");
     assert_eq!(days.len(), 30);
-    let today = roommanager::records::watch::day_label(unix_now() / DAY);
+    let today = roommanager::calendar::day_label(unix_now() / DAY);
     assert_eq!(
         days[29],
         json!({"date": today, "logins": 2, "unique_users": 2,
@@ -509,7 +509,7 @@ async fn the_audit_log_filters_pages_and_exports() {
     let secs = at % DAY;
     let time = format!(
         "{} {:02}:{:02}:{:02}",
-        roommanager::records::watch::day_label(at / DAY),
+        roommanager::calendar::day_label(at / DAY),
         secs / HOUR,
         secs / 60 % 60,
         secs % 60

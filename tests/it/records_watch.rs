@@ -136,7 +136,7 @@ async fn statistics_add_up_to_a_known_answer() {
     assert!(guest_row["nickname"]
         .as_str()
         .is_some_and(|n| !n.is_empty()));
-    let today = roommanager::records::watch::day_label(unix_now() / 86_400);
+    let today = roommanager::calendar::day_label(unix_now() / 86_400);
     assert_eq!(body["views_per_day"], json!([{"day": today, "views": 2}]));
 
     // The catalogue's record shows the same totals.
