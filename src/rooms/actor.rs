@@ -104,6 +104,8 @@ pub(super) struct RoomActor {
     shutdown_reply: Option<oneshot::Sender<()>>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
+    /// When the first chat ban of a member here runs out (unix seconds), if one does.
+    next_ban_expiry: Option<u64>,
     /// Since when nobody is in the room; `None` while someone is, and before the first command
     /// (the one the room was opened for) arrived, so a new room never ends before it.
     empty_since: Option<Instant>,
@@ -138,6 +140,7 @@ impl RoomActor {
             internal_tx,
             internal_rx,
             empty_since: None,
+            next_ban_expiry: None,
         }
     }
 
@@ -233,6 +236,8 @@ impl RoomActor {
             }
             Command::StreamState { live_id, on_air } => self.stream_state(&live_id, on_air),
             Command::Banned(user, ban) => self.apply_ban(user, ban),
+            Command::Unbanned(user, scope) => self.apply_unban(user, scope),
+            Command::Close(reason) => self.close(&reason),
             Command::Shutdown(reply) => {
                 self.shutdown_reply = Some(reply);
                 if self.phase != RoomPhase::Closing {
@@ -270,6 +275,7 @@ impl RoomActor {
     }
 
     fn on_tick(&mut self) {
+        self.expire_bans();
         if self.audience_dirty {
             self.audience_dirty = false;
             self.broadcast(&ServerMessage::Audience {
@@ -334,6 +340,7 @@ impl RoomActor {
                 self.audience_dirty = true;
             }
         }
+        self.note_ban_expiry(member.chat_ban.as_ref().and_then(|b| b.expires_at));
         self.members.insert(client, member);
         self.empty_since = None;
         if is_host {

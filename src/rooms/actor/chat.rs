@@ -177,14 +177,7 @@ impl RoomActor {
         if !ban.in_force(unix_now()) {
             return;
         }
-        let notice = ServerMessage::Banned {
-            scope: match ban.scope {
-                BanScope::Chat => "chat",
-                BanScope::Stream => "stream",
-            }
-            .to_owned(),
-            reason: ban.reason.clone(),
-        };
+        let notice = ServerMessage::banned(&ban);
         match ban.scope {
             BanScope::Chat => {
                 let mut here = false;
@@ -195,6 +188,7 @@ impl RoomActor {
                 if !here {
                     return;
                 }
+                self.note_ban_expiry(ban.expires_at);
                 self.send_to_user(user, &notice);
                 // A chat ban covers co-streaming too: off the queue, off the stage.
                 let waiting = self.connect_queue.len();
@@ -221,6 +215,76 @@ impl RoomActor {
                 }
             }
             BanScope::Stream => {}
+        }
+    }
+
+    /// Bans of `scope` lifted just now (`Rooms::lift_bans`): the user's members get `unbanned`
+    /// and act again at once. Only members that were under such a ban hear of it.
+    pub(super) fn apply_unban(&mut self, user: UserId, scope: BanScope) {
+        match scope {
+            BanScope::Chat => {
+                let mut here = false;
+                for member in self.members.values_mut().filter(|m| m.user == user) {
+                    here |= member.chat_ban.take().is_some();
+                }
+                if here {
+                    self.send_to_user(
+                        user,
+                        &ServerMessage::Unbanned {
+                            scope: scope.as_str().to_owned(),
+                        },
+                    );
+                }
+            }
+            BanScope::Stream if user.0 == self.host.user_id => {
+                self.send_to_user(
+                    user,
+                    &ServerMessage::Unbanned {
+                        scope: scope.as_str().to_owned(),
+                    },
+                );
+            }
+            BanScope::Stream => {}
+        }
+    }
+
+    /// Remembers when the next member's chat ban runs out, for [`Self::expire_bans`].
+    pub(super) fn note_ban_expiry(&mut self, expires_at: Option<u64>) {
+        if let Some(end) = expires_at {
+            self.next_ban_expiry = Some(self.next_ban_expiry.map_or(end, |next| next.min(end)));
+        }
+    }
+
+    /// Chat bans that ran out: their members hear `unbanned` without waiting for their next
+    /// message (which `may_chat` lets through anyway). Swept only when one is due, so a crowd
+    /// costs nothing on the other ticks.
+    pub(super) fn expire_bans(&mut self) {
+        let now = unix_now();
+        if self.next_ban_expiry.is_none_or(|next| now < next) {
+            return;
+        }
+        self.next_ban_expiry = None;
+        let mut ended = Vec::new();
+        for member in self.members.values_mut() {
+            if member.chat_ban.as_ref().is_some_and(|b| !b.in_force(now)) {
+                member.chat_ban = None;
+                ended.push(member.user);
+            }
+        }
+        self.next_ban_expiry = self
+            .members
+            .values()
+            .filter_map(|m| m.chat_ban.as_ref()?.expires_at)
+            .min();
+        ended.sort_unstable_by_key(|u| u.0);
+        ended.dedup();
+        for user in ended {
+            self.send_to_user(
+                user,
+                &ServerMessage::Unbanned {
+                    scope: BanScope::Chat.as_str().to_owned(),
+                },
+            );
         }
     }
 }
