@@ -235,6 +235,15 @@ pub enum BanScope {
     Stream,
 }
 
+impl BanScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BanScope::Chat => "chat",
+            BanScope::Stream => "stream",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ban {
     pub scope: BanScope,
@@ -242,11 +251,14 @@ pub struct Ban {
     pub created_at: u64,
     /// Unix seconds; `None` means until lifted.
     pub expires_at: Option<u64>,
+    /// When an admin lifted it (unix seconds); a lifted ban stays for the record.
+    #[serde(default)]
+    pub lifted_at: Option<u64>,
 }
 
 impl Ban {
     pub fn in_force(&self, now: u64) -> bool {
-        self.expires_at.is_none_or(|end| now < end)
+        self.lifted_at.is_none() && self.expires_at.is_none_or(|end| now < end)
     }
 }
 
@@ -378,6 +390,12 @@ pub enum AuditAction {
     AddDownload,
     /// A file was taken off the downloads page.
     DeleteDownload,
+    /// A user was banned from chatting or streaming.
+    Ban,
+    /// A user's bans of one scope were lifted.
+    Unban,
+    /// A room was closed by an admin.
+    CloseRoom,
 }
 
 impl AuditAction {
@@ -389,6 +407,9 @@ impl AuditAction {
             AuditAction::DeleteRecord => "delete_record",
             AuditAction::AddDownload => "add_download",
             AuditAction::DeleteDownload => "delete_download",
+            AuditAction::Ban => "ban",
+            AuditAction::Unban => "unban",
+            AuditAction::CloseRoom => "close_room",
         }
     }
 }

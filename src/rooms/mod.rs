@@ -23,7 +23,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{GiftConfig, RoomsConfig};
 use crate::media::MediaPlane;
-use crate::model::{Ban, BanScope, LiveSession, LiveSessionId, Room, RoomId, UserId, UserKind};
+use crate::model::{
+    AuditEntry, Ban, BanScope, LiveSession, LiveSessionId, Room, RoomId, UserId, UserKind,
+};
 use crate::store::{unix_now, ChatEntry, Store, StoreError};
 use protocol::{ClientMessage, Frame, RoomPhase};
 
@@ -42,6 +44,12 @@ const RECORDINGS_GRACE: Duration = Duration::from_secs(10);
 pub enum RoomsError {
     #[error("there is no such room")]
     NoSuchRoom,
+    #[error("the room is not open")]
+    RoomNotOpen,
+    #[error("there is no such user")]
+    NoSuchUser,
+    #[error("the user has no ban of that kind in force")]
+    NotBanned,
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error(transparent)]
@@ -176,6 +184,10 @@ enum Command {
     /// A ban was given to a user: it applies at once to their members and, for a stream ban
     /// of the host, to the live session.
     Banned(UserId, Ban),
+    /// A user's bans of this scope were lifted: members get `unbanned` and may act again.
+    Unbanned(UserId, BanScope),
+    /// An admin closes the room; members are told the reason.
+    Close(String),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -224,7 +236,8 @@ struct Shared {
     /// std mutexes: each held only for a map update, never across an `.await`.
     registry: Mutex<HashMap<RoomId, (u64, RoomHandle)>>,
     directory: Mutex<HashMap<RoomId, RoomSummary>>,
-    /// Counts the bans given; a join that sees it change re-checks its member's chat ban.
+    /// Counts the bans given and lifted; a join that sees it change re-checks its member's
+    /// chat ban.
     bans_given: AtomicU64,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -384,9 +397,12 @@ impl Rooms {
         // A ban given after the read above may have reached the room before this member did;
         // one given after this check reaches the room after it (the room took the join).
         if self.shared.bans_given.load(Ordering::SeqCst) != bans_before {
-            if let Some(ban) = self.chat_ban(user).await? {
-                self.tell_if_open(room, Command::Banned(user, ban)).await;
-            }
+            let command = match self.chat_ban(user).await? {
+                Some(ban) => Command::Banned(user, ban),
+                // Only a member that came in with a ban hears of its end.
+                None => Command::Unbanned(user, BanScope::Chat),
+            };
+            self.tell_if_open(room, command).await;
         }
         Ok(())
     }
@@ -437,18 +453,78 @@ impl Rooms {
     /// request is refused (a co-stream of theirs ends); their connections stay. A stream ban
     /// closes the user's room if it is live (the media plane drops the push) and refuses
     /// going live from then on.
-    pub async fn add_ban(&self, user: UserId, ban: Ban) -> Result<(), RoomsError> {
+    /// `audit` is the admin's entry, stored with the ban.
+    pub async fn add_ban(
+        &self,
+        user: UserId,
+        ban: Ban,
+        audit: Option<AuditEntry>,
+    ) -> Result<(), RoomsError> {
         let stored = ban.clone();
-        self.shared
+        let added = self
+            .shared
             .store
-            .run(move |s| s.add_ban(user, stored))
+            .run(move |s| s.add_ban(user, stored, audit.as_ref()))
             .await?;
+        if !added {
+            return Err(RoomsError::NoSuchUser);
+        }
         self.shared.bans_given.fetch_add(1, Ordering::SeqCst);
+        self.tell_every_room(|| Command::Banned(user, ban.clone()))
+            .await;
+        Ok(())
+    }
+
+    /// Lifts `user`'s bans of `scope` in force (kept in the store, marked lifted) and tells
+    /// every open room: the user's members there get `unbanned` and may chat (or go live)
+    /// again without rejoining.
+    pub async fn lift_bans(
+        &self,
+        user: UserId,
+        scope: BanScope,
+        audit: AuditEntry,
+    ) -> Result<(), RoomsError> {
+        let lifted = self
+            .shared
+            .store
+            .run(move |s| s.lift_bans(user, scope, unix_now(), &audit))
+            .await?;
+        match lifted {
+            None => return Err(RoomsError::NoSuchUser),
+            Some(0) => return Err(RoomsError::NotBanned),
+            Some(_) => {}
+        }
+        self.shared.bans_given.fetch_add(1, Ordering::SeqCst);
+        self.tell_every_room(|| Command::Unbanned(user, scope))
+            .await;
+        Ok(())
+    }
+
+    /// Closes an open room for an admin: its members get `room_closed` with `reason`, a live
+    /// session ends, and the room leaves the directory. The audit entry is stored once the room
+    /// took the command.
+    pub async fn force_close(
+        &self,
+        room: RoomId,
+        reason: String,
+        audit: AuditEntry,
+    ) -> Result<(), RoomsError> {
+        let handle = self.registry().get(&room).map(|(_, h)| h.clone());
+        let Some(handle) = handle else {
+            return Err(RoomsError::RoomNotOpen);
+        };
+        if !handle.deliver(Command::Close(reason)).await {
+            return Err(RoomsError::RoomNotOpen);
+        }
+        self.shared.store.run(move |s| s.add_audit(&audit)).await?;
+        Ok(())
+    }
+
+    async fn tell_every_room(&self, command: impl Fn() -> Command) {
         let handles: Vec<RoomHandle> = self.registry().values().map(|(_, h)| h.clone()).collect();
         for handle in handles {
-            handle.send(Command::Banned(user, ban.clone())).await;
+            handle.send(command()).await;
         }
-        Ok(())
     }
 
     pub async fn ban(&self, user: UserId, scope: BanScope) -> Result<Option<Ban>, RoomsError> {

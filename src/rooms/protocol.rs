@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::media::MixLayout;
+use crate::model::Ban;
 
 /// Client → server.
 #[derive(Debug, Clone, Deserialize)]
@@ -263,6 +264,11 @@ pub enum ServerMessage {
     Banned {
         scope: String,
         reason: String,
+        /// Unix seconds; `null` for a ban until lifted.
+        until: Option<u64>,
+    },
+    Unbanned {
+        scope: String,
     },
     Error {
         code: String,
@@ -278,6 +284,14 @@ pub enum ServerMessage {
 }
 
 impl ServerMessage {
+    pub fn banned(ban: &Ban) -> Self {
+        ServerMessage::Banned {
+            scope: ban.scope.as_str().to_owned(),
+            reason: ban.reason.clone(),
+            until: ban.expires_at,
+        }
+    }
+
     pub fn error(code: &str, message: impl Into<String>, about: Option<&str>) -> Self {
         ServerMessage::Error {
             code: code.to_owned(),

@@ -88,6 +88,14 @@ fn setup_state_of(admin_exists: bool, expires_at: Option<u64>, now: u64) -> Setu
 }
 
 impl Store {
+    /// Appends `entry` to the audit log, for an action stored nowhere else (a room closed).
+    pub fn add_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        write_audit(&txn, entry)?;
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Every admin, by name.
     pub fn admins(&self) -> Result<Vec<Admin>, StoreError> {
         let txn = self.db.begin_read()?;

@@ -4,12 +4,13 @@
 use redb::{ReadableDatabase, ReadableTable};
 
 use super::accounts::next_id;
+use super::admin::write_audit;
 use super::codec::{decode, encode};
 use super::tables::*;
 use super::{Store, StoreError};
 use crate::model::{
-    Ban, CoStreamSpan, GiftEntry, LiveSession, LiveSessionId, Record, Room, RoomId, StoredDanmaku,
-    UserId,
+    AuditEntry, Ban, BanScope, CoStreamSpan, GiftEntry, LiveSession, LiveSessionId, Record, Room,
+    RoomId, StoredDanmaku, UserId,
 };
 
 /// One line for the chat ledgers, written in batches.
@@ -255,9 +256,19 @@ impl Store {
             .map(Option::unwrap_or_default)
     }
 
-    pub fn add_ban(&self, user: UserId, ban: Ban) -> Result<(), StoreError> {
+    /// Adds `ban` to `user`'s bans, with the admin's audit entry when an admin gave it.
+    /// `false` when there is no such user.
+    pub fn add_ban(
+        &self,
+        user: UserId,
+        ban: Ban,
+        audit: Option<&AuditEntry>,
+    ) -> Result<bool, StoreError> {
         let txn = self.db.begin_write()?;
         {
+            if txn.open_table(USERS)?.get(user.0)?.is_none() {
+                return Ok(false);
+            }
             let mut table = txn.open_table(BANS)?;
             let mut bans: Vec<Ban> = table
                 .get(user.0)?
@@ -266,9 +277,50 @@ impl Store {
                 .unwrap_or_default();
             bans.push(ban);
             table.insert(user.0, encode(&bans).as_slice())?;
+            if let Some(audit) = audit {
+                write_audit(&txn, audit)?;
+            }
         }
         txn.commit()?;
-        Ok(())
+        Ok(true)
+    }
+
+    /// Lifts every ban of `scope` in force on `user` at `now` (they stay, marked lifted), with
+    /// the admin's audit entry. How many were lifted; `None` when there is no such user.
+    pub fn lift_bans(
+        &self,
+        user: UserId,
+        scope: BanScope,
+        now: u64,
+        audit: &AuditEntry,
+    ) -> Result<Option<usize>, StoreError> {
+        let txn = self.db.begin_write()?;
+        let lifted = {
+            if txn.open_table(USERS)?.get(user.0)?.is_none() {
+                return Ok(None);
+            }
+            let mut table = txn.open_table(BANS)?;
+            let mut bans: Vec<Ban> = table
+                .get(user.0)?
+                .map(|v| decode(v.value(), "bans"))
+                .transpose()?
+                .unwrap_or_default();
+            let mut lifted = 0;
+            for ban in bans
+                .iter_mut()
+                .filter(|b| b.scope == scope && b.in_force(now))
+            {
+                ban.lifted_at = Some(now);
+                lifted += 1;
+            }
+            if lifted > 0 {
+                table.insert(user.0, encode(&bans).as_slice())?;
+                write_audit(&txn, audit)?;
+            }
+            lifted
+        };
+        txn.commit()?;
+        Ok(Some(lifted))
     }
 }
 

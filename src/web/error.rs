@@ -16,6 +16,7 @@ use crate::downloads::DownloadsError;
 use crate::files::FilesError;
 use crate::records::watch::WatchError;
 use crate::records::RecordsError;
+use crate::rooms::RoomsError;
 use crate::stats::StatsError;
 use crate::store::StoreError;
 
@@ -165,6 +166,21 @@ impl From<AccountsError> for ApiError {
             E::Image(FilesError::Io(io)) => return ApiError::internal(&io),
             E::Hashing(detail) => return ApiError::internal(&detail),
             E::Store(store) => return store.into(),
+        };
+        ApiError::new(status, code, message)
+    }
+}
+
+impl From<RoomsError> for ApiError {
+    fn from(e: RoomsError) -> Self {
+        let message = e.to_string();
+        let (status, code) = match e {
+            RoomsError::NoSuchRoom => (StatusCode::NOT_FOUND, "room_not_found"),
+            RoomsError::RoomNotOpen => (StatusCode::NOT_FOUND, "room_not_open"),
+            RoomsError::NoSuchUser => (StatusCode::NOT_FOUND, "user_not_found"),
+            RoomsError::NotBanned => (StatusCode::NOT_FOUND, "not_banned"),
+            RoomsError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "server_shutdown"),
+            RoomsError::Store(store) => return store.into(),
         };
         ApiError::new(status, code, message)
     }

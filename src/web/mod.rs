@@ -8,6 +8,7 @@
 
 mod account_pages;
 mod admin;
+mod admin_bans;
 mod admin_pages;
 mod admin_stats;
 mod api;
@@ -94,6 +95,16 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/admin/login", post(admin::login))
         .route("/api/v1/admin/logout", post(admin::logout))
         .route("/api/v1/admin/dashboard", get(admin::dashboard))
+        .route("/api/v1/admin/users/{id}/bans", post(admin_bans::add_ban))
+        .route(
+            "/api/v1/admin/users/{id}/bans/{scope}",
+            delete(admin_bans::lift_ban),
+        )
+        .route("/api/v1/admin/rooms", get(admin_bans::rooms))
+        .route(
+            "/api/v1/admin/rooms/{id}/close",
+            post(admin_bans::close_room),
+        )
         .route(
             DOWNLOAD_UPLOAD_PATH,
             post(downloads::upload).layer(DefaultBodyLimit::disable()),

@@ -272,8 +272,12 @@ impl Session {
             RoomsError::ShuttingDown => {
                 self.refuse("server_shutdown", "the server is shutting down", about)
             }
-            RoomsError::Store(e) => {
-                tracing::error!(error = %e, "store failure in a room command");
+            // The others answer admin actions, never a client's room message.
+            e @ (RoomsError::Store(_)
+            | RoomsError::RoomNotOpen
+            | RoomsError::NoSuchUser
+            | RoomsError::NotBanned) => {
+                tracing::error!(error = %e, "unexpected failure in a room command");
                 self.refuse("internal", "something went wrong on the server", about)
             }
         }
@@ -368,12 +372,7 @@ impl Session {
             return self.refuse("no_room", "verify your email to get a room", about);
         };
         match self.app.rooms.ban(user.id, BanScope::Stream).await {
-            Ok(Some(ban)) => {
-                return self.reply(&ServerMessage::Banned {
-                    scope: "stream".to_owned(),
-                    reason: ban.reason,
-                })
-            }
+            Ok(Some(ban)) => return self.reply(&ServerMessage::banned(&ban)),
             Ok(None) => {}
             Err(e) => return self.refuse_rooms(e, about),
         }

@@ -407,6 +407,10 @@ async fn every_admin_route_refuses_anyone_but_an_admin() {
         (Kind::Page, "GET", "/admin/stats/lives/csv"),
         (Kind::Page, "GET", "/admin/audit"),
         (Kind::Page, "GET", "/admin/audit/csv"),
+        (Kind::Api, "POST", "/api/v1/admin/users/1/bans"),
+        (Kind::Api, "DELETE", "/api/v1/admin/users/1/bans/chat"),
+        (Kind::Api, "GET", "/api/v1/admin/rooms"),
+        (Kind::Api, "POST", "/api/v1/admin/rooms/1/close"),
         (Kind::Api, "POST", "/api/v1/admin/logout"),
     ];
     // Who asks: nobody, a guest and a user, by bearer token and by session cookie.

@@ -8,6 +8,7 @@ mod accounts_abuse;
 mod accounts_login;
 mod accounts_profile;
 mod admin;
+mod admin_bans;
 mod admin_stats;
 mod browser;
 mod browser_records;

@@ -332,7 +332,9 @@ async fn real_video_flows_from_push_to_hls_to_mix_to_recording() {
                 reason: "test".into(),
                 created_at: 0,
                 expires_at: None,
+                lifted_at: None,
             },
+            None,
         )
         .unwrap();
     assert_refused(&server, banned_push, "the host is banned from streaming").await;

@@ -1002,7 +1002,9 @@ async fn a_chat_ban_that_runs_out_lets_the_member_chat_again() {
                 reason: "cool down".into(),
                 created_at: now,
                 expires_at: Some(expires_at),
+                lifted_at: None,
             },
+            None,
         )
         .expect("store the ban");
     let mut muted = RawClient::connect(&site.server.base, &muted_token).await;

@@ -99,7 +99,9 @@ async fn who_may_comment_and_what_a_comment_may_hold() {
                 reason: "rude".into(),
                 created_at: 0,
                 expires_at: None,
+                lifted_at: None,
             },
+            None,
         )
         .await
         .unwrap();

@@ -527,13 +527,14 @@ async fn banned_users_cannot_chat_or_go_live() {
         reason: "rude".into(),
         created_at: 0,
         expires_at: None,
+        lifted_at: None,
     };
     rooms
-        .add_ban(UserId(muted_id), ban(BanScope::Chat))
+        .add_ban(UserId(muted_id), ban(BanScope::Chat), None)
         .await
         .unwrap();
     rooms
-        .add_ban(UserId(streamer_id), ban(BanScope::Stream))
+        .add_ban(UserId(streamer_id), ban(BanScope::Stream), None)
         .await
         .unwrap();
 

@@ -673,6 +673,7 @@ fn ban(scope: BanScope, reason: &str) -> Ban {
         reason: reason.into(),
         created_at: 0,
         expires_at: None,
+        lifted_at: None,
     }
 }
 
@@ -702,7 +703,7 @@ async fn a_new_ban_applies_at_once_to_the_rooms() {
 
     let rooms = &site.server.app().rooms;
     rooms
-        .add_ban(UserId(fan_id), ban(BanScope::Chat, "spam"))
+        .add_ban(UserId(fan_id), ban(BanScope::Chat, "spam"), None)
         .await
         .unwrap();
     let told = fan.expect("banned").await;
@@ -731,7 +732,7 @@ async fn a_new_ban_applies_at_once_to_the_rooms() {
     );
 
     rooms
-        .add_ban(UserId(waiting_id), ban(BanScope::Chat, "spam too"))
+        .add_ban(UserId(waiting_id), ban(BanScope::Chat, "spam too"), None)
         .await
         .unwrap();
     waiting.expect("banned").await;
@@ -750,7 +751,7 @@ async fn a_new_ban_applies_at_once_to_the_rooms() {
     // A stream ban closes the live room at once.
     let recordings = site.media.count(Call::Recording);
     rooms
-        .add_ban(UserId(host_id), ban(BanScope::Stream, "copyright"))
+        .add_ban(UserId(host_id), ban(BanScope::Stream, "copyright"), None)
         .await
         .unwrap();
     let told = host.expect("banned").await;

@@ -1,0 +1,169 @@
+//! Bans and live rooms for admins, under `/api/v1/admin`: ban and unban a user (chat or
+//! stream), list the live rooms, force-close one. Every action is written to the audit log with
+//! the admin's reason and address.
+//!
+//! Thin: parses, checks the admin (`AdminApi`), calls `app.rooms`, renders.
+//! Calls: app → rooms; admin (reasons, audit entries); auth, json, path, error.
+
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use crate::admin;
+use crate::app::App;
+use crate::model::{AuditAction, Ban, BanScope, RoomId, UserId};
+use crate::rooms::protocol::{Person, RoomPhase};
+use crate::store::unix_now;
+
+use super::auth::{AdminApi, ClientIp};
+use super::error::ApiError;
+use super::json::ApiJson;
+use super::path::ApiPath;
+use super::records::Query;
+
+#[derive(Deserialize)]
+pub struct BanBody {
+    scope: BanScope,
+    reason: String,
+    /// Unix seconds; absent for a ban until lifted.
+    until: Option<u64>,
+}
+
+/// `POST /api/v1/admin/users/{id}/bans` `{"scope","reason","until"?}` → 201: applied at once
+/// in every open room.
+pub async fn add_ban(
+    State(app): State<Arc<App>>,
+    AdminApi(admin): AdminApi,
+    ClientIp(ip): ClientIp,
+    ApiPath(id): ApiPath<u64>,
+    ApiJson(body): ApiJson<BanBody>,
+) -> Result<StatusCode, ApiError> {
+    let reason = required_reason(&body.reason)?;
+    let now = unix_now();
+    if body.until.is_some_and(|until| until <= now) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_until",
+            "a ban's end must be in the future (unix seconds), or absent for a ban until lifted",
+        ));
+    }
+    let ban = Ban {
+        scope: body.scope,
+        reason: reason.clone(),
+        created_at: now,
+        expires_at: body.until,
+        lifted_at: None,
+    };
+    let audit = admin.audit(AuditAction::Ban, ban_target(id, body.scope), &reason, ip);
+    app.rooms.add_ban(UserId(id), ban, Some(audit)).await?;
+    Ok(StatusCode::CREATED)
+}
+
+/// `DELETE /api/v1/admin/users/{id}/bans/{scope}[?reason=…]` → 204: lifts every ban of that
+/// scope in force; members in open rooms get `unbanned`.
+pub async fn lift_ban(
+    State(app): State<Arc<App>>,
+    AdminApi(admin): AdminApi,
+    ClientIp(ip): ClientIp,
+    ApiPath((id, scope)): ApiPath<(u64, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<StatusCode, ApiError> {
+    let scope = match scope.as_str() {
+        "chat" => BanScope::Chat,
+        "stream" => BanScope::Stream,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                "the scope is `chat` or `stream`",
+            ))
+        }
+    };
+    let query = Query::of(raw);
+    let reason = admin::reason(query.get("reason").unwrap_or_default())?;
+    let audit = admin.audit(AuditAction::Unban, ban_target(id, scope), &reason, ip);
+    app.rooms.lift_bans(UserId(id), scope, audit).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A live room as the admin's list shows it.
+#[derive(Serialize)]
+pub struct LiveRoom {
+    pub room_id: u64,
+    pub name: String,
+    pub title: Option<String>,
+    pub host: Person,
+    pub audience: usize,
+    /// When the live session started (unix seconds).
+    pub since: Option<u64>,
+    pub co_streaming: bool,
+}
+
+/// The rooms live now, most watched first.
+pub fn live_rooms(app: &App) -> Vec<LiveRoom> {
+    app.rooms
+        .live_rooms()
+        .into_iter()
+        .map(|r| LiveRoom {
+            room_id: r.room_id,
+            name: r.name,
+            title: r.title,
+            host: r.host,
+            audience: r.audience,
+            since: r.started_at,
+            co_streaming: r.state == RoomPhase::CoStreaming,
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+pub struct LiveRooms {
+    rooms: Vec<LiveRoom>,
+}
+
+/// `GET /api/v1/admin/rooms` → `{"rooms":[{room_id,name,title,host,audience,since,co_streaming}]}`.
+pub async fn rooms(State(app): State<Arc<App>>, _: AdminApi) -> Json<LiveRooms> {
+    Json(LiveRooms {
+        rooms: live_rooms(&app),
+    })
+}
+
+#[derive(Deserialize)]
+pub struct CloseBody {
+    reason: String,
+}
+
+/// `POST /api/v1/admin/rooms/{id}/close` `{"reason"}` → 204: the room's members get
+/// `room_closed` with the reason, a live session ends, the room leaves the directory.
+pub async fn close_room(
+    State(app): State<Arc<App>>,
+    AdminApi(admin): AdminApi,
+    ClientIp(ip): ClientIp,
+    ApiPath(id): ApiPath<u64>,
+    ApiJson(body): ApiJson<CloseBody>,
+) -> Result<StatusCode, ApiError> {
+    let reason = required_reason(&body.reason)?;
+    let audit = admin.audit(AuditAction::CloseRoom, format!("room:{id}"), &reason, ip);
+    app.rooms.force_close(RoomId(id), reason, audit).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A reason members and the audit log are shown: required, and bounded.
+fn required_reason(text: &str) -> Result<String, ApiError> {
+    let reason = admin::reason(text)?;
+    if reason.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_reason",
+            "give a reason",
+        ));
+    }
+    Ok(reason)
+}
+
+fn ban_target(user: u64, scope: BanScope) -> String {
+    format!("user:{user}:{}", scope.as_str())
+}
