@@ -360,6 +360,7 @@ impl Accounts {
     pub async fn login(&self, login: &str, password: &str, client: IpAddr) -> Result<NewSession> {
         let login = login.trim();
         validate::login(login).map_err(AccountsError::InvalidLogin)?;
+        let ip = client.to_string();
         let client = Key::client(client);
         self.limits.login.per_client.check(client)?;
         let lookup = login.to_owned();
@@ -407,7 +408,7 @@ impl Accounts {
         };
         let expires_at = session.expires_at;
         self.store
-            .run(move |s| s.start_session(&hash, &session, LoginKind::Password))
+            .run(move |s| s.start_session(&hash, &session, LoginKind::Password, ip))
             .await?;
         Ok(NewSession {
             token,
@@ -423,9 +424,10 @@ impl Accounts {
         let now = unix_now();
         let expires_at = now + self.session_ttl;
         let nickname = format!("Guest-{}", secrets::guest_tag());
+        let ip = client.to_string();
         let user = self
             .store
-            .run(move |s| s.create_guest(nickname, &hash, now, expires_at))
+            .run(move |s| s.create_guest(nickname, &hash, now, expires_at, ip))
             .await?;
         Ok(NewSession {
             token,

@@ -114,7 +114,7 @@ enum Holder {
         until: u64,
     },
     /// An unverified account whose hold is over: a new registration replaces it.
-    Lapsed(User),
+    Lapsed(Box<User>),
 }
 
 /// The lower-case key under which usernames and emails are unique.
@@ -174,10 +174,18 @@ pub(super) fn enqueue_mail_in(
     Ok(mail)
 }
 
+/// Stores a login event, counts it in the roll-ups and keeps it as the user's last login.
 fn record_login(txn: &WriteTransaction, event: &LoginEvent) -> Result<(), StoreError> {
     let seq = next_id(txn, SEQ_LOGIN)?;
     txn.open_table(LOGINS)?
         .insert((event.at, seq), encode(event).as_slice())?;
+    let mut users = txn.open_table(USERS)?;
+    if let Some(mut user) = read_user(&users, event.user_id.0)? {
+        user.last_login_at = Some(event.at);
+        user.last_login_ip.clone_from(&event.ip);
+        write_user(&mut users, &user)?;
+    }
+    drop(users);
     LoginRollups::open(txn)?.count(event)
 }
 
@@ -241,7 +249,7 @@ impl Store {
                 } else if account.now < until {
                     Holder::Waiting { until }
                 } else {
-                    Holder::Lapsed(user)
+                    Holder::Lapsed(Box::new(user))
                 })
             };
             let by_name = hold(USERNAMES, &username_key)?;
@@ -282,6 +290,8 @@ impl Store {
                 avatar: None,
                 room_id: None,
                 pending_verification: Some(token.hash.clone()),
+                last_login_at: None,
+                last_login_ip: None,
             };
             usernames.insert(username_key.as_str(), id.0)?;
             emails.insert(email_key.as_str(), id.0)?;
@@ -431,6 +441,7 @@ impl Store {
         hash: &TokenHash,
         session: &Session,
         kind: LoginKind,
+        ip: String,
     ) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         txn.open_table(SESSIONS)?
@@ -441,6 +452,7 @@ impl Store {
                 at: session.created_at,
                 user_id: session.user_id,
                 kind,
+                ip: Some(ip),
             },
         )?;
         txn.commit()?;
@@ -454,6 +466,7 @@ impl Store {
         hash: &TokenHash,
         now: u64,
         expires_at: u64,
+        ip: String,
     ) -> Result<User, StoreError> {
         let txn = self.db.begin_write()?;
         let id = UserId(next_id(&txn, SEQ_USER)?);
@@ -470,6 +483,8 @@ impl Store {
             avatar: None,
             room_id: None,
             pending_verification: None,
+            last_login_at: None,
+            last_login_ip: None,
         };
         write_user(&mut txn.open_table(USERS)?, &user)?;
         let session = Session {
@@ -485,6 +500,7 @@ impl Store {
                 at: now,
                 user_id: id,
                 kind: LoginKind::Guest,
+                ip: Some(ip),
             },
         )?;
         txn.commit()?;

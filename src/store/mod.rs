@@ -18,6 +18,7 @@ mod records;
 mod rooms;
 mod stats;
 mod tables;
+mod users;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -38,6 +39,7 @@ pub use stats::{
     HourFigures, LiveDay, LoginDay, LoginFigures, RecordDay, RecordFigures, TopRecord,
 };
 use tables::*;
+pub use users::{UserFilter, UserOrder, UserQuery, UsersPage};
 pub use watch::{WatchDelta, WatchStats};
 
 /// The database file's name inside the data dir.

@@ -10,6 +10,7 @@ mod account_pages;
 mod admin;
 mod admin_pages;
 mod admin_stats;
+mod admin_users;
 mod api;
 mod assets;
 mod auth;
@@ -114,6 +115,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/downloads/obs-profile", get(downloads::obs_profile))
         .route("/downloads/{id}/{filename}", get(downloads::file))
         .route("/api/v1/admin/audit", get(admin_stats::audit_api))
+        .route("/api/v1/admin/users", get(admin_users::list))
+        .route("/api/v1/admin/users/{id}", get(admin_users::detail))
         .route("/api/v1/admin/stats/{section}", get(admin_stats::stats_api))
         .route("/admin/stats", get(admin_stats::stats_page))
         .route("/admin/stats/{section}/csv", get(admin_stats::stats_csv))

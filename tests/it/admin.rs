@@ -59,7 +59,7 @@ pub(crate) async fn audit(base: &str, token: &str, query: &str) -> Value {
 }
 
 /// A client whose connections come from `ip` (a loopback address).
-fn client_from(ip: [u8; 4]) -> reqwest::Client {
+pub(crate) fn client_from(ip: [u8; 4]) -> reqwest::Client {
     reqwest::Client::builder()
         .local_address(IpAddr::from(ip))
         .build()
@@ -401,6 +401,8 @@ async fn every_admin_route_refuses_anyone_but_an_admin() {
         (Kind::Page, "GET", "/admin"),
         (Kind::Api, "GET", "/api/v1/admin/dashboard"),
         (Kind::Api, "GET", "/api/v1/admin/audit"),
+        (Kind::Api, "GET", "/api/v1/admin/users"),
+        (Kind::Api, "GET", "/api/v1/admin/users/1"),
         (Kind::Api, "GET", "/api/v1/admin/stats/logins"),
         (Kind::Api, "GET", "/api/v1/admin/stats/records?format=csv"),
         (Kind::Page, "GET", "/admin/stats"),

@@ -9,6 +9,7 @@ mod accounts_login;
 mod accounts_profile;
 mod admin;
 mod admin_stats;
+mod admin_users;
 mod browser;
 mod browser_records;
 mod browser_room;

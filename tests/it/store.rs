@@ -191,7 +191,9 @@ fn statistics_rollups_are_filled_from_the_events_of_an_older_store() {
                 expires_at: u64::MAX,
             };
             let hash = TokenHash(format!("h{user}{at}"));
-            store.start_session(&hash, &session, kind).unwrap();
+            store
+                .start_session(&hash, &session, kind, "127.0.0.1".to_owned())
+                .unwrap();
         }
         let live = store
             .start_live_session(

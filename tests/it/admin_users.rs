@@ -1,0 +1,277 @@
+//! The admin's users list and a user's detail over real HTTP: search (CJK substrings too),
+//! filters, sorts and paging with known totals, bad queries refused, the detail's known answers
+//! (a login from a known address, bans in force and past, a recording).
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::accounts::{
+    email_of, get_auth, login_token, patch_json, register, send, verified_user, Reply, PASSWORD,
+};
+use crate::admin::{admin_token, client_from, make_admin, ADMIN_PASSWORD};
+use crate::common::{wait_for, TestServer};
+use crate::records::list_recording;
+use crate::rooms::Site;
+use roommanager::model::{Ban, BanScope, UserId};
+use roommanager::store::unix_now;
+
+async fn users(server: &TestServer, token: &str, query: &str) -> Reply {
+    send(
+        reqwest::Client::new()
+            .get(server.url(&format!("/api/v1/admin/users{query}")))
+            .bearer_auth(token),
+    )
+    .await
+}
+
+/// The usernames (guests: nicknames) a list answer shows, in its order, and its total.
+async fn names(server: &TestServer, token: &str, query: &str) -> (Vec<String>, u64) {
+    let body = users(server, token, query)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    let listed = body["users"]
+        .as_array()
+        .expect("a users array")
+        .iter()
+        .map(|u| {
+            u["username"]
+                .as_str()
+                .or(u["nickname"].as_str())
+                .expect("a name")
+                .to_owned()
+        })
+        .collect();
+    (listed, body["total"].as_u64().expect("a total"))
+}
+
+async fn nickname_of(server: &TestServer, token: &str) -> String {
+    let me = get_auth(server, "/api/v1/me", token)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    me["nickname"].as_str().expect("a nickname").to_owned()
+}
+
+fn ban(server: &TestServer, user: u64, scope: BanScope, expires_at: Option<u64>) {
+    let ban = Ban {
+        scope,
+        reason: "spam".to_owned(),
+        created_at: unix_now(),
+        expires_at,
+    };
+    server
+        .app()
+        .store
+        .add_ban(UserId(user), ban)
+        .expect("the ban is stored");
+}
+
+#[tokio::test]
+async fn the_users_list_searches_filters_sorts_and_pages() {
+    let site = Site::start().await;
+    let server = &site.server;
+    make_admin(server, "root");
+    let admin = admin_token(&server.base, "root", ADMIN_PASSWORD).await;
+
+    let (_, alice) = verified_user(server, "alice").await;
+    patch_json(
+        server,
+        "/api/v1/me",
+        &json!({"nickname": "小明同学"}),
+        &alice,
+    )
+    .await
+    .expect(StatusCode::OK);
+    let (_bob_ws, _) = site.live_host("bob").await;
+    register(server, "carol", &email_of("carol"))
+        .await
+        .expect(StatusCode::CREATED);
+    let (dave, _) = verified_user(server, "dave").await;
+    ban(server, dave, BanScope::Chat, None);
+    let (erin, _) = verified_user(server, "erin").await;
+    ban(server, erin, BanScope::Stream, Some(unix_now() - 60));
+    let g1 = nickname_of(server, &site.guest().await).await;
+    let g2 = nickname_of(server, &site.guest().await).await;
+
+    let everyone = vec![
+        g2.clone(),
+        g1.clone(),
+        "erin".to_owned(),
+        "dave".to_owned(),
+        "carol".to_owned(),
+        "bob".to_owned(),
+        "alice".to_owned(),
+    ];
+    assert_eq!(names(server, &admin, "").await, (everyone.clone(), 7));
+    let mut oldest = everyone.clone();
+    oldest.reverse();
+    assert_eq!(names(server, &admin, "?sort=oldest").await, (oldest, 7));
+
+    // Search: a CJK substring of a nickname, a username in other case, an email's domain.
+    assert_eq!(
+        names(server, &admin, "?q=明同").await,
+        (vec!["alice".to_owned()], 1)
+    );
+    assert_eq!(
+        names(server, &admin, "?q=DAV").await,
+        (vec!["dave".to_owned()], 1)
+    );
+    let (found, total) = names(server, &admin, "?q=EXAMPLE.com").await;
+    assert_eq!((found.len(), total), (5, 5), "{found:?}");
+    assert_eq!(names(server, &admin, "?q=nobody-here").await, (vec![], 0));
+
+    let filtered = |filter: &str, expected: &[&str]| {
+        let expected: Vec<String> = expected.iter().map(|s| (*s).to_owned()).collect();
+        let query = format!("?filter={filter}");
+        let admin = admin.clone();
+        async move {
+            let (found, total) = names(server, &admin, &query).await;
+            assert_eq!(found, expected, "{query}");
+            assert_eq!(total, expected.len() as u64, "{query}");
+        }
+    };
+    filtered("verified", &["erin", "dave", "bob", "alice"]).await;
+    filtered("unverified", &["carol"]).await;
+    filtered("guests", &[&g2, &g1]).await;
+    filtered("banned", &["dave"]).await;
+    filtered("live", &["bob"]).await;
+    let banned = users(server, &admin, "?filter=banned").await.json();
+    assert_eq!(banned["users"][0]["bans"][0]["scope"], "chat");
+    assert_eq!(banned["users"][0]["bans"][0]["until"], Value::Null);
+
+    // Last login: alice logs in again once the second of every other login is over (logins
+    // are kept to the second), so she leads; carol never logged in, so she is last.
+    let latest = users(server, &admin, "?per_page=100").await.json()["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .filter_map(|u| u["last_login_at"].as_u64())
+        .max()
+        .expect("some logins");
+    wait_for(|| async { (unix_now() > latest).then_some(()) }).await;
+    login_token(server, "alice").await;
+    let (by_login, _) = names(server, &admin, "?sort=last_login").await;
+    assert_eq!(by_login.first().map(String::as_str), Some("alice"));
+    assert_eq!(by_login.last().map(String::as_str), Some("carol"));
+    let listed = users(server, &admin, "?q=alice").await.json();
+    assert!(listed["users"][0]["last_login_at"].as_u64().is_some());
+
+    // Paging, with and without a filter.
+    assert_eq!(
+        names(server, &admin, "?per_page=3&page=2").await,
+        (everyone[3..6].to_vec(), 7)
+    );
+    assert_eq!(
+        names(server, &admin, "?per_page=3&page=3").await,
+        (everyone[6..].to_vec(), 7)
+    );
+    assert_eq!(
+        names(server, &admin, "?per_page=3&page=9").await,
+        (vec![], 7)
+    );
+    assert_eq!(
+        names(server, &admin, "?filter=verified&per_page=2&page=2").await,
+        (vec!["bob".to_owned(), "alice".to_owned()], 4)
+    );
+
+    // Bad queries are refused by name; the admin is still served afterwards.
+    let long = "x".repeat(300);
+    for bad in [
+        "?filter=everyone",
+        "?sort=alphabetical",
+        "?per_page=0",
+        "?per_page=1000",
+        "?page=-1",
+        &format!("?q={long}"),
+    ] {
+        users(server, &admin, bad)
+            .await
+            .expect_error(StatusCode::BAD_REQUEST, "invalid_query");
+    }
+    assert_eq!(names(server, &admin, "?per_page=1").await.1, 7);
+}
+
+#[tokio::test]
+async fn a_users_detail_shows_last_login_room_recordings_bans_and_logins() {
+    let server = TestServer::start_with(crate::accounts::relaxed).await;
+    make_admin(&server, "root");
+    let admin = admin_token(&server.base, "root", ADMIN_PASSWORD).await;
+    let (frank, _) = verified_user(&server, "frank").await;
+    let started = unix_now() - 3_600;
+    list_recording(&server, frank, "Sunday set", started, 600, None);
+    ban(&server, frank, BanScope::Chat, Some(unix_now() - 60));
+    ban(&server, frank, BanScope::Stream, Some(unix_now() + 3_600));
+    // A login from a known address.
+    send(
+        client_from([127, 0, 0, 9])
+            .post(server.url("/api/v1/login"))
+            .json(&json!({"login": "frank", "password": PASSWORD})),
+    )
+    .await
+    .expect(StatusCode::OK);
+
+    let detail = send(
+        reqwest::Client::new()
+            .get(server.url(&format!("/api/v1/admin/users/{frank}")))
+            .bearer_auth(&admin),
+    )
+    .await
+    .expect(StatusCode::OK)
+    .json();
+    assert_eq!(detail["user"]["username"], "frank");
+    assert_eq!(detail["user"]["verified"], true);
+    assert_eq!(detail["last_login_ip"], "127.0.0.9");
+    let logins = detail["logins"].as_array().expect("logins");
+    assert_eq!(
+        logins.len(),
+        2,
+        "the sign-up's login and this one: {logins:?}"
+    );
+    assert_eq!(logins[0]["ip"], "127.0.0.9");
+    assert_eq!(logins[0]["kind"], "password");
+    assert_eq!(detail["user"]["last_login_at"], logins[0]["at"]);
+    let room = server
+        .app()
+        .store
+        .user(UserId(frank))
+        .expect("the store answers")
+        .expect("frank exists")
+        .room_id
+        .expect("a verified user has a room");
+    assert_eq!(detail["room"]["room_id"], room.0);
+    assert_eq!(detail["recordings"][0]["title"], "Sunday set");
+    assert_eq!(detail["recordings"][0]["duration_secs"], 600);
+    // Every ban in the detail; only the one in force in the list.
+    let scopes: Vec<&str> = detail["bans"]
+        .as_array()
+        .expect("bans")
+        .iter()
+        .map(|b| b["scope"].as_str().expect("a scope"))
+        .collect();
+    assert_eq!(scopes, ["chat", "stream"]);
+    let listed = users(&server, &admin, "?q=frank").await.json();
+    assert_eq!(listed["users"][0]["bans"].as_array().map(Vec::len), Some(1));
+    assert_eq!(listed["users"][0]["bans"][0]["scope"], "stream");
+
+    for (path, status, code) in [
+        (
+            "/api/v1/admin/users/999999",
+            StatusCode::NOT_FOUND,
+            "user_not_found",
+        ),
+        (
+            "/api/v1/admin/users/frank",
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+        ),
+    ] {
+        send(
+            reqwest::Client::new()
+                .get(server.url(path))
+                .bearer_auth(&admin),
+        )
+        .await
+        .expect_error(status, code);
+    }
+}
