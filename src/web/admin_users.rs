@@ -1,24 +1,35 @@
 //! The admin's users: the list (`GET /api/v1/admin/users`) and a user's detail
-//! (`GET /api/v1/admin/users/{id}`), bearer tokens of admin sessions only.
+//! (`GET /api/v1/admin/users/{id}`), bearer tokens of admin sessions only; the same as pages
+//! (`/admin/users`, `/admin/users/{id}`, the `rm_admin` cookie).
 //!
 //! Thin: parses the query (`crate::admin::users`), reads the store and recordings, renders.
-//! Calls: admin's users, rooms (who is live), records; auth, error.
+//! Calls: admin's users, rooms (who is live), records; auth, csrf, admin layout, error.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use askama::Template;
 use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::Json;
 use serde::Serialize;
 use serde_json::json;
 
 use crate::admin::users::{self, UserDetail};
 use crate::app::App;
-use crate::model::{Ban, BanScope, LoginEvent, LoginKind, User, UserId, UserKind};
+use crate::model::{
+    Ban, BanScope, LoginEvent, LoginKind, RecordId, RoomId, User, UserId, UserKind,
+};
 use crate::records::{Paging, MAX_PER_PAGE};
+use crate::store::UsersPage;
 
-use super::auth::AdminApi;
-use super::error::ApiError;
+use super::account_pages::page;
+use super::admin_pages::AdminLayout;
+use super::admin_stats::moment;
+use super::auth::{AdminApi, AdminPage};
+use super::csrf::Csrf;
+use super::error::{ApiError, PageError};
 use super::path::ApiPath;
 use super::records::Query;
 
@@ -29,6 +40,15 @@ struct BanView {
     created_at: u64,
     /// Unix seconds; `null`: until lifted.
     until: Option<u64>,
+}
+
+impl BanView {
+    fn scope_label(&self) -> &'static str {
+        match self.scope {
+            BanScope::Chat => "chat",
+            BanScope::Stream => "stream",
+        }
+    }
 }
 
 impl From<Ban> for BanView {
@@ -43,7 +63,7 @@ impl From<Ban> for BanView {
 }
 
 #[derive(Serialize)]
-struct UserView {
+pub struct UserView {
     user_id: UserId,
     kind: UserKind,
     username: Option<String>,
@@ -52,10 +72,13 @@ struct UserView {
     verified: bool,
     created_at: u64,
     last_login_at: Option<u64>,
+    /// In the list: the bans in force; in the detail (which lists every ban apart): none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    bans: Vec<BanView>,
 }
 
-impl From<&User> for UserView {
-    fn from(user: &User) -> Self {
+impl UserView {
+    fn of(user: &User, bans: Vec<Ban>) -> Self {
         UserView {
             user_id: user.id,
             kind: user.kind,
@@ -65,6 +88,7 @@ impl From<&User> for UserView {
             verified: user.is_verified(),
             created_at: user.created_at,
             last_login_at: user.last_login_at,
+            bans: bans.into_iter().map(BanView::from).collect(),
         }
     }
 }
@@ -74,6 +98,15 @@ struct LoginView {
     at: u64,
     kind: LoginKind,
     ip: Option<String>,
+}
+
+impl LoginView {
+    fn kind_label(&self) -> &'static str {
+        match self.kind {
+            LoginKind::Password => "password",
+            LoginKind::Guest => "guest",
+        }
+    }
 }
 
 impl From<LoginEvent> for LoginView {
@@ -86,13 +119,8 @@ impl From<LoginEvent> for LoginView {
     }
 }
 
-/// `GET /api/v1/admin/users?q&filter&sort&page&per_page` → `{"users","total","page","per_page"}`.
-pub async fn list(
-    State(app): State<Arc<App>>,
-    _: AdminApi,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let query = Query::of(raw);
+/// The list page a request's query asks for.
+async fn users_page(app: &App, query: &Query) -> Result<(UsersPage, Paging), ApiError> {
     let paging = Paging::parse(query.get("page"), query.get("per_page"))?;
     let live_hosts: HashSet<UserId> = app
         .rooms
@@ -108,30 +136,60 @@ pub async fn list(
         live_hosts,
     )?;
     let page = app.store.run(move |s| s.users_page(&users_query)).await?;
-    let users: Vec<serde_json::Value> = page
-        .users
+    Ok((page, paging))
+}
+
+fn listed(page: UsersPage) -> Vec<UserView> {
+    page.users
         .into_iter()
-        .map(|(user, bans)| {
-            let mut view = json!(UserView::from(&user));
-            view["bans"] = json!(bans.into_iter().map(BanView::from).collect::<Vec<_>>());
-            view
-        })
-        .collect();
+        .map(|(user, bans)| UserView::of(&user, bans))
+        .collect()
+}
+
+/// `GET /api/v1/admin/users?q&filter&sort&page&per_page` → `{"users","total","page","per_page"}`.
+pub async fn list(
+    State(app): State<Arc<App>>,
+    _: AdminApi,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (page, paging) = users_page(&app, &Query::of(raw)).await?;
+    let total = page.total;
     Ok(Json(json!({
-        "users": users,
-        "total": page.total,
+        "users": listed(page),
+        "total": total,
         "page": paging.page,
         "per_page": paging.per_page,
     })))
 }
 
-/// `GET /api/v1/admin/users/{id}`: the user, last login and its IP, room, recordings, every
-/// ban and the latest logins.
-pub async fn detail(
-    State(app): State<Arc<App>>,
-    _: AdminApi,
-    ApiPath(id): ApiPath<u64>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+/// What a user's detail shows, as JSON and on the page.
+#[derive(Serialize)]
+pub struct DetailView {
+    user: UserView,
+    last_login_ip: Option<String>,
+    room: Option<RoomView>,
+    recordings: Vec<RecordingView>,
+    /// Every ban, in force or not, oldest first.
+    bans: Vec<BanView>,
+    /// The latest logins, newest first.
+    logins: Vec<LoginView>,
+}
+
+#[derive(Serialize)]
+struct RoomView {
+    room_id: RoomId,
+    name: String,
+}
+
+#[derive(Serialize)]
+struct RecordingView {
+    record_id: RecordId,
+    title: String,
+    started_at: u64,
+    duration_secs: u64,
+}
+
+async fn detail_of(app: &App, id: u64) -> Result<DetailView, ApiError> {
     let UserDetail {
         user,
         room,
@@ -143,26 +201,142 @@ pub async fn detail(
         per_page: MAX_PER_PAGE,
     };
     let recordings = app.records.of_user(user.id, all).await?;
-    let recordings: Vec<serde_json::Value> = recordings
-        .records
-        .into_iter()
-        .map(|listed| {
-            let record = listed.record;
-            json!({
-                "record_id": record.id,
-                "title": record.title,
-                "started_at": record.started_at,
-                "duration_secs": record.duration_secs,
+    Ok(DetailView {
+        user: UserView::of(&user, Vec::new()),
+        last_login_ip: user.last_login_ip,
+        room: room.map(|room| RoomView {
+            room_id: room.id,
+            name: room.name,
+        }),
+        recordings: recordings
+            .records
+            .into_iter()
+            .map(|listed| RecordingView {
+                record_id: listed.record.id,
+                title: listed.record.title,
+                started_at: listed.record.started_at,
+                duration_secs: listed.record.duration_secs,
             })
+            .collect(),
+        bans: bans.into_iter().map(BanView::from).collect(),
+        logins: logins.into_iter().map(LoginView::from).collect(),
+    })
+}
+
+/// `GET /api/v1/admin/users/{id}`: the user, last login and its IP, room, recordings, every
+/// ban and the latest logins.
+pub async fn detail(
+    State(app): State<Arc<App>>,
+    _: AdminApi,
+    ApiPath(id): ApiPath<u64>,
+) -> Result<Json<DetailView>, ApiError> {
+    Ok(Json(detail_of(&app, id).await?))
+}
+
+#[derive(Template)]
+#[template(path = "admin/users.html")]
+struct UsersPageView {
+    layout: AdminLayout,
+    q: String,
+    filter: String,
+    sort: String,
+    rows: Vec<UserRow>,
+    total: u64,
+    /// The search, filter and sort as a query string, for the paging links.
+    filters: String,
+    previous: Option<usize>,
+    next: Option<usize>,
+    per_page: usize,
+}
+
+/// A listed user with the times as the page shows them.
+struct UserRow {
+    user: UserView,
+    registered: String,
+    last_login: String,
+}
+
+/// `GET /admin/users?q&filter&sort&page`: the users list page.
+pub async fn users_list_page(
+    State(app): State<Arc<App>>,
+    AdminPage(admin): AdminPage,
+    csrf: Csrf,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, PageError> {
+    let query = Query::of(raw);
+    let (found, paging) = users_page(&app, &query).await?;
+    let given = |name: &str| query.get(name).unwrap_or_default().trim().to_owned();
+    let (q, filter, sort) = (given("q"), given("filter"), given("sort"));
+    let filters = form_urlencoded::Serializer::new(String::new())
+        .append_pair("q", &q)
+        .append_pair("filter", &filter)
+        .append_pair("sort", &sort)
+        .finish();
+    let total = found.total;
+    let rows: Vec<UserRow> = listed(found)
+        .into_iter()
+        .map(|user| UserRow {
+            registered: moment(user.created_at),
+            last_login: user.last_login_at.map(moment).unwrap_or_default(),
+            user,
         })
         .collect();
-    Ok(Json(json!({
-        "user": UserView::from(&user),
-        "last_login_ip": user.last_login_ip,
-        "room": room.map(|room| json!({"room_id": room.id, "name": room.name})),
-        "recordings": recordings,
-        "recordings_total": recordings.len(),
-        "bans": bans.into_iter().map(BanView::from).collect::<Vec<_>>(),
-        "logins": logins.into_iter().map(LoginView::from).collect::<Vec<_>>(),
-    })))
+    let shown = (paging.offset() + rows.len()) as u64;
+    let view = UsersPageView {
+        layout: AdminLayout::new("Users", &csrf, Some(&admin)),
+        q,
+        filter,
+        sort,
+        rows,
+        total,
+        filters,
+        previous: (paging.page > 1).then(|| paging.page - 1),
+        next: (shown < total).then_some(paging.page + 1),
+        per_page: paging.per_page,
+    };
+    Ok(page(&app, &csrf, StatusCode::OK, &view))
+}
+
+#[derive(Template)]
+#[template(path = "admin/user.html")]
+struct UserPageView {
+    layout: AdminLayout,
+    detail: DetailView,
+    registered: String,
+    last_login: String,
+    /// (start, until) of each ban as the page shows them, in `detail.bans`' order.
+    ban_times: Vec<(String, String)>,
+    recording_times: Vec<String>,
+    login_times: Vec<String>,
+}
+
+/// `GET /admin/users/{id}`: a user's detail page.
+pub async fn user_page(
+    State(app): State<Arc<App>>,
+    AdminPage(admin): AdminPage,
+    csrf: Csrf,
+    ApiPath(id): ApiPath<u64>,
+) -> Result<Response, PageError> {
+    let detail = detail_of(&app, id).await?;
+    let view = UserPageView {
+        layout: AdminLayout::new("Users", &csrf, Some(&admin)),
+        registered: moment(detail.user.created_at),
+        last_login: detail.user.last_login_at.map(moment).unwrap_or_default(),
+        ban_times: detail
+            .bans
+            .iter()
+            .map(|b| {
+                let until = b.until.map_or_else(|| "until lifted".to_owned(), moment);
+                (moment(b.created_at), until)
+            })
+            .collect(),
+        recording_times: detail
+            .recordings
+            .iter()
+            .map(|r| moment(r.started_at))
+            .collect(),
+        login_times: detail.logins.iter().map(|l| moment(l.at)).collect(),
+        detail,
+    };
+    Ok(page(&app, &csrf, StatusCode::OK, &view))
 }

@@ -117,6 +117,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/admin/audit", get(admin_stats::audit_api))
         .route("/api/v1/admin/users", get(admin_users::list))
         .route("/api/v1/admin/users/{id}", get(admin_users::detail))
+        .route("/admin/users", get(admin_users::users_list_page))
+        .route("/admin/users/{id}", get(admin_users::user_page))
         .route("/api/v1/admin/stats/{section}", get(admin_stats::stats_api))
         .route("/admin/stats", get(admin_stats::stats_page))
         .route("/admin/stats/{section}/csv", get(admin_stats::stats_csv))

@@ -406,6 +406,8 @@ async fn every_admin_route_refuses_anyone_but_an_admin() {
         (Kind::Api, "GET", "/api/v1/admin/stats/logins"),
         (Kind::Api, "GET", "/api/v1/admin/stats/records?format=csv"),
         (Kind::Page, "GET", "/admin/stats"),
+        (Kind::Page, "GET", "/admin/users"),
+        (Kind::Page, "GET", "/admin/users/1"),
         (Kind::Page, "GET", "/admin/stats/lives/csv"),
         (Kind::Page, "GET", "/admin/audit"),
         (Kind::Page, "GET", "/admin/audit/csv"),

@@ -2,6 +2,7 @@
 //! filters, sorts and paging with known totals, bad queries refused, the detail's known answers
 //! (a login from a known address, bans in force and past, a recording).
 
+use reqwest::header::COOKIE;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -274,4 +275,83 @@ async fn a_users_detail_shows_last_login_room_recordings_bans_and_logins() {
         .await
         .expect_error(status, code);
     }
+}
+
+/// An admin page, by the `rm_admin` cookie as a browser sends it.
+async fn admin_page(server: &TestServer, token: &str, path: &str) -> Reply {
+    send(
+        reqwest::Client::new()
+            .get(server.url(path))
+            .header(COOKIE, format!("rm_admin={token}")),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_users_pages_search_and_show_a_user_without_javascript() {
+    let server = TestServer::start_with(crate::accounts::relaxed).await;
+    make_admin(&server, "root");
+    let admin = admin_token(&server.base, "root", ADMIN_PASSWORD).await;
+    let (grace, token) = verified_user(&server, "grace").await;
+    patch_json(
+        &server,
+        "/api/v1/me",
+        &json!({"nickname": "李小龙"}),
+        &token,
+    )
+    .await
+    .expect(StatusCode::OK);
+    verified_user(&server, "heidi").await;
+    list_recording(&server, grace, "Grace live", unix_now() - 60, 30, None);
+    ban(&server, grace, BanScope::Chat, None);
+
+    let dashboard = admin_page(&server, &admin, "/admin")
+        .await
+        .expect(StatusCode::OK);
+    assert!(
+        dashboard.contains("href=\"/admin/users\""),
+        "the nav links the users"
+    );
+    let found = admin_page(
+        &server,
+        &admin,
+        "/admin/users?q=%E5%B0%8F%E9%BE%99&filter=banned",
+    )
+    .await
+    .expect(StatusCode::OK);
+    assert!(found.contains("1 users"));
+    assert!(found.contains(&format!("href=\"/admin/users/{grace}\"")));
+    assert!(found.contains("李小龙"));
+    assert!(!found.contains("heidi"));
+    let paged = admin_page(&server, &admin, "/admin/users?per_page=1")
+        .await
+        .expect(StatusCode::OK);
+    assert!(
+        paged.contains("heidi") && !paged.contains("grace"),
+        "newest first"
+    );
+    assert!(
+        paged.contains("page=2&amp;per_page=1"),
+        "a link to the next page"
+    );
+
+    let shown = admin_page(&server, &admin, &format!("/admin/users/{grace}"))
+        .await
+        .expect(StatusCode::OK);
+    for text in [
+        "grace",
+        "李小龙",
+        "Grace live",
+        "spam",
+        "until lifted",
+        "127.0.0.1",
+    ] {
+        assert!(shown.contains(text), "the detail shows {text}");
+    }
+    admin_page(&server, &admin, "/admin/users/999999")
+        .await
+        .expect(StatusCode::NOT_FOUND);
+    admin_page(&server, &admin, "/admin/users?filter=everyone")
+        .await
+        .expect(StatusCode::BAD_REQUEST);
 }
