@@ -388,6 +388,10 @@ pub enum AuditAction {
     AddDownload,
     /// A file was taken off the downloads page.
     DeleteDownload,
+    /// An admin marked an unverified email verified.
+    MarkVerified,
+    /// An admin sent an unverified account a new verification link.
+    ResendVerification,
 }
 
 impl AuditAction {
@@ -399,6 +403,8 @@ impl AuditAction {
             AuditAction::DeleteRecord => "delete_record",
             AuditAction::AddDownload => "add_download",
             AuditAction::DeleteDownload => "delete_download",
+            AuditAction::MarkVerified => "mark_verified",
+            AuditAction::ResendVerification => "resend_verification",
         }
     }
 }

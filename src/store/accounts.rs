@@ -5,13 +5,14 @@
 
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 
+use super::admin::write_audit;
 use super::codec::{decode, encode};
 use super::stats::LoginRollups;
 use super::tables::*;
 use super::{Store, StoreError};
 use crate::model::{
-    LoginEvent, LoginKind, QueuedMail, Room, RoomId, Session, TokenHash, TokenState, User, UserId,
-    UserKind, VerificationToken,
+    AuditEntry, LoginEvent, LoginKind, QueuedMail, Room, RoomId, Session, TokenHash, TokenState,
+    User, UserId, UserKind, VerificationToken,
 };
 
 /// Seconds an expired session is remembered before the purge deletes it.
@@ -77,6 +78,15 @@ pub enum ResendOutcome {
     Queued,
     /// No account has both this username and this email.
     UnknownAccount,
+    AlreadyVerified,
+}
+
+/// What an admin's "mark verified" found.
+#[derive(Debug)]
+pub enum MarkVerifiedOutcome {
+    Verified(Box<User>),
+    /// No registered account has this id.
+    Unknown,
     AlreadyVerified,
 }
 
@@ -222,6 +232,23 @@ fn remove_unverified(txn: &WriteTransaction, user: &User) -> Result<bool, StoreE
     Ok(true)
 }
 
+/// Marks `user` verified now and gives them their room (the caller writes the user row).
+fn make_verified(txn: &WriteTransaction, user: &mut User, now: u64) -> Result<(), StoreError> {
+    let room = Room {
+        id: RoomId(next_id(txn, SEQ_ROOM)?),
+        owner: user.id,
+        name: format!("{}'s room", user.nickname),
+        description: String::new(),
+        cover: None,
+    };
+    txn.open_table(ROOMS)?
+        .insert(room.id.0, encode(&room).as_slice())?;
+    user.verified_at = Some(now);
+    user.pending_verification = None;
+    user.room_id = Some(room.id);
+    Ok(())
+}
+
 impl Store {
     /// Creates an unverified account, its first verification token and the mail carrying it,
     /// all in one transaction. An unverified account holds its username and email for
@@ -311,6 +338,44 @@ impl Store {
         Ok(RegisterOutcome::Created(Box::new(user)))
     }
 
+    /// An admin marks the registered account `id` verified without its link (the pending link
+    /// is used up), with the admin's audit entry, in one transaction.
+    pub fn mark_verified(
+        &self,
+        id: UserId,
+        now: u64,
+        audit: &AuditEntry,
+    ) -> Result<MarkVerifiedOutcome, StoreError> {
+        let txn = self.db.begin_write()?;
+        let outcome = {
+            let mut users = txn.open_table(USERS)?;
+            match read_user(&users, id.0)? {
+                Some(user) if user.kind == UserKind::Guest => MarkVerifiedOutcome::Unknown,
+                None => MarkVerifiedOutcome::Unknown,
+                Some(user) if user.is_verified() => MarkVerifiedOutcome::AlreadyVerified,
+                Some(mut user) => {
+                    if let Some(link) = &user.pending_verification {
+                        let mut tokens = txn.open_table(VERIFY_TOKENS)?;
+                        let pending = tokens
+                            .get(link.0.as_str())?
+                            .map(|v| decode::<VerificationToken>(v.value(), "verification token"))
+                            .transpose()?;
+                        if let Some(mut pending) = pending {
+                            pending.state = TokenState::Used;
+                            tokens.insert(link.0.as_str(), encode(&pending).as_slice())?;
+                        }
+                    }
+                    make_verified(&txn, &mut user, now)?;
+                    write_user(&mut users, &user)?;
+                    write_audit(&txn, audit)?;
+                    MarkVerifiedOutcome::Verified(Box::new(user))
+                }
+            }
+        };
+        txn.commit()?;
+        Ok(outcome)
+    }
+
     /// Decides a verification click. One write transaction, so of any number of concurrent
     /// clicks exactly one sees the token pending and verifies.
     pub fn verify(&self, hash: &TokenHash, now: u64) -> Result<VerifyOutcome, StoreError> {
@@ -341,18 +406,7 @@ impl Store {
             }
             token.state = TokenState::Used;
             tokens.insert(hash.0.as_str(), encode(&token).as_slice())?;
-            let room = Room {
-                id: RoomId(next_id(&txn, SEQ_ROOM)?),
-                owner: user.id,
-                name: format!("{}'s room", user.nickname),
-                description: String::new(),
-                cover: None,
-            };
-            txn.open_table(ROOMS)?
-                .insert(room.id.0, encode(&room).as_slice())?;
-            user.verified_at = Some(now);
-            user.pending_verification = None;
-            user.room_id = Some(room.id);
+            make_verified(&txn, &mut user, now)?;
             write_user(&mut users, &user)?;
             VerifyOutcome::Verified(user)
         };
@@ -371,6 +425,7 @@ impl Store {
         token: NewToken,
         mail: impl FnOnce(&User) -> MailDraft,
         now: u64,
+        audit: Option<&AuditEntry>,
     ) -> Result<ResendOutcome, StoreError> {
         let txn = self.db.begin_write()?;
         {
@@ -414,6 +469,9 @@ impl Store {
             user.pending_verification = Some(token.hash);
             write_user(&mut users, &user)?;
             enqueue_mail_in(&txn, mail(&user), now)?;
+            if let Some(audit) = audit {
+                write_audit(&txn, audit)?;
+            }
         }
         txn.commit()?;
         Ok(ResendOutcome::Queued)

@@ -28,8 +28,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use redb::{Database, ReadableDatabase};
 
 pub use accounts::{
-    index_key, MailDraft, NewAccount, NewToken, PurgeRules, Purged, RegisterOutcome, ResendOutcome,
-    VerifyOutcome,
+    index_key, MailDraft, MarkVerifiedOutcome, NewAccount, NewToken, PurgeRules, Purged,
+    RegisterOutcome, ResendOutcome, VerifyOutcome,
 };
 pub use admin::{AuditFilter, AuditPage, FirstAdminOutcome, SetupState};
 pub use migrations::CURRENT as SCHEMA_VERSION;

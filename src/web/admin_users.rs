@@ -6,30 +6,33 @@
 //! Calls: admin's users, rooms (who is live), records; auth, csrf, admin layout, error.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::admin::users::{self, UserDetail};
+use crate::admin::SignedAdmin;
 use crate::app::App;
 use crate::model::{
-    Ban, BanScope, LoginEvent, LoginKind, RecordId, RoomId, User, UserId, UserKind,
+    AuditAction, Ban, BanScope, LoginEvent, LoginKind, RecordId, RoomId, User, UserId, UserKind,
 };
 use crate::records::{Paging, MAX_PER_PAGE};
 use crate::store::UsersPage;
 
-use super::account_pages::page;
+use super::account_pages::{page, see_other, PageForm};
 use super::admin_pages::AdminLayout;
 use super::admin_stats::moment;
-use super::auth::{AdminApi, AdminPage};
+use super::auth::{request_host, AdminApi, AdminPage, ClientIp};
 use super::csrf::Csrf;
 use super::error::{ApiError, PageError};
+use super::json::ApiJson;
 use super::path::ApiPath;
 use super::records::Query;
 
@@ -339,4 +342,146 @@ pub async fn user_page(
         detail,
     };
     Ok(page(&app, &csrf, StatusCode::OK, &view))
+}
+
+/// An admin action's reason, from JSON or a page's form.
+#[derive(Deserialize)]
+pub struct ActionBody {
+    #[serde(default)]
+    reason: String,
+}
+
+#[derive(Deserialize)]
+pub struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// What an admin does to an unverified account.
+#[derive(Clone, Copy)]
+enum EmailAction {
+    MarkVerified,
+    Resend,
+}
+
+async fn email_action(
+    app: &App,
+    admin: &SignedAdmin,
+    ip: IpAddr,
+    headers: &HeaderMap,
+    id: u64,
+    reason: &str,
+    action: EmailAction,
+) -> Result<(), ApiError> {
+    let reason = crate::admin::reason(reason)?;
+    let target = format!("user:{id}");
+    let id = UserId(id);
+    match action {
+        EmailAction::MarkVerified => {
+            let audit = admin.audit(AuditAction::MarkVerified, target, &reason, ip);
+            app.accounts.mark_verified(id, audit).await?;
+        }
+        EmailAction::Resend => {
+            let audit = admin.audit(AuditAction::ResendVerification, target, &reason, ip);
+            let link_base = app.site.link_base(request_host(headers));
+            app.accounts
+                .resend_as_admin(id, ip, &link_base, audit)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// `POST /api/v1/admin/users/{id}/verify` `{"reason"?}`: marks the email verified. `204`.
+pub async fn mark_verified(
+    State(app): State<Arc<App>>,
+    AdminApi(admin): AdminApi,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<u64>,
+    ApiJson(body): ApiJson<ActionBody>,
+) -> Result<StatusCode, ApiError> {
+    email_action(
+        &app,
+        &admin,
+        ip,
+        &headers,
+        id,
+        &body.reason,
+        EmailAction::MarkVerified,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/admin/users/{id}/resend-verification` `{"reason"?}`: a new link. `202`.
+pub async fn resend(
+    State(app): State<Arc<App>>,
+    AdminApi(admin): AdminApi,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<u64>,
+    ApiJson(body): ApiJson<ActionBody>,
+) -> Result<StatusCode, ApiError> {
+    email_action(
+        &app,
+        &admin,
+        ip,
+        &headers,
+        id,
+        &body.reason,
+        EmailAction::Resend,
+    )
+    .await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// `POST /admin/users/{id}/verify` (the user page's form).
+pub async fn mark_verified_submit(
+    State(app): State<Arc<App>>,
+    AdminPage(admin): AdminPage,
+    ClientIp(ip): ClientIp,
+    csrf: Csrf,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<u64>,
+    PageForm(form): PageForm<ActionForm>,
+) -> Result<Response, PageError> {
+    csrf.verify(&form.csrf)?;
+    email_action(
+        &app,
+        &admin,
+        ip,
+        &headers,
+        id,
+        &form.reason,
+        EmailAction::MarkVerified,
+    )
+    .await?;
+    Ok(see_other(&format!("/admin/users/{id}"), None))
+}
+
+/// `POST /admin/users/{id}/resend-verification` (the user page's form).
+pub async fn resend_submit(
+    State(app): State<Arc<App>>,
+    AdminPage(admin): AdminPage,
+    ClientIp(ip): ClientIp,
+    csrf: Csrf,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<u64>,
+    PageForm(form): PageForm<ActionForm>,
+) -> Result<Response, PageError> {
+    csrf.verify(&form.csrf)?;
+    email_action(
+        &app,
+        &admin,
+        ip,
+        &headers,
+        id,
+        &form.reason,
+        EmailAction::Resend,
+    )
+    .await?;
+    Ok(see_other(&format!("/admin/users/{id}"), None))
 }

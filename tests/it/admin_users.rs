@@ -355,3 +355,143 @@ async fn the_users_pages_search_and_show_a_user_without_javascript() {
         .await
         .expect(StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn an_admin_marks_an_email_verified_or_resends_its_link_and_the_audit_says_so() {
+    let server = TestServer::start_with(|c| {
+        crate::accounts::relaxed(c);
+        c.limits.resend_per_ip = 3;
+    })
+    .await;
+    make_admin(&server, "root");
+    let admin = admin_token(&server.base, "root", ADMIN_PASSWORD).await;
+    let registered = |name: &'static str| {
+        let server = &server;
+        async move {
+            register(server, name, &email_of(name))
+                .await
+                .expect(StatusCode::CREATED)
+                .json()["user_id"]
+                .as_u64()
+                .expect("a user id")
+        }
+    };
+    let ivan = registered("ivan").await;
+    let judy = registered("judy").await;
+    let action = |id: u64, what: &str, body: Value| {
+        send(
+            reqwest::Client::new()
+                .post(server.url(&format!("/api/v1/admin/users/{id}/{what}")))
+                .bearer_auth(&admin)
+                .json(&body),
+        )
+    };
+
+    // Unverified: no login. Marked verified by the API: the login works, the room exists.
+    crate::accounts::login(&server, "ivan", PASSWORD)
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "email_not_verified");
+    action(ivan, "verify", json!({"reason": "no mail on this LAN"}))
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    login_token(&server, "ivan").await;
+    let detail = send(
+        reqwest::Client::new()
+            .get(server.url(&format!("/api/v1/admin/users/{ivan}")))
+            .bearer_auth(&admin),
+    )
+    .await
+    .json();
+    assert_eq!(detail["user"]["verified"], true);
+    assert!(detail["room"]["room_id"].as_u64().is_some());
+    // The old link is used up: a click says "already verified".
+    action(ivan, "verify", json!({}))
+        .await
+        .expect_error(StatusCode::CONFLICT, "already_verified");
+    action(ivan, "resend-verification", json!({}))
+        .await
+        .expect_error(StatusCode::CONFLICT, "already_verified");
+
+    // Resend: a second link goes out; it verifies judy.
+    action(judy, "resend-verification", json!({"reason": "lost it"}))
+        .await
+        .expect(StatusCode::ACCEPTED);
+    let links = crate::accounts::outbox_links(&server, &email_of("judy"), 2).await;
+    crate::accounts::click(&server, &links[1])
+        .await
+        .expect(StatusCode::OK);
+    login_token(&server, "judy").await;
+
+    // Guests, unknown ids and long reasons are refused; the resend limit applies to admins.
+    let guest = crate::accounts::new_guest(&server)
+        .await
+        .expect(StatusCode::CREATED)
+        .json()["user"]["user_id"]
+        .as_u64()
+        .expect("a guest id");
+    for id in [guest, 999_999] {
+        action(id, "verify", json!({}))
+            .await
+            .expect_error(StatusCode::NOT_FOUND, "unknown_account");
+    }
+    let kate = registered("kate").await;
+    action(kate, "verify", json!({"reason": "x".repeat(501)}))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_reason");
+    action(kate, "resend-verification", json!({}))
+        .await
+        .expect(StatusCode::ACCEPTED);
+    action(kate, "resend-verification", json!({}))
+        .await
+        .expect_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+
+    // The page's form, with its CSRF token; without one it is refused.
+    let session = format!("rm_admin={admin}");
+    let page = admin_page(&server, &admin, &format!("/admin/users/{kate}"))
+        .await
+        .expect(StatusCode::OK);
+    assert!(page.contains("Mark the email verified"));
+    let csrf = crate::web_hardening::form_token(&page.text);
+    let url = server.url(&format!("/admin/users/{kate}/verify"));
+    crate::web_hardening::post_form_at(url.clone(), &session, "reason=ok")
+        .await
+        .expect(StatusCode::FORBIDDEN);
+    let done =
+        crate::web_hardening::post_form_at(url, &session, &format!("csrf={csrf}&reason=by+form"))
+            .await
+            .expect(StatusCode::SEE_OTHER);
+    assert_eq!(
+        done.header("location").as_deref(),
+        Some(&*format!("/admin/users/{kate}"))
+    );
+    login_token(&server, "kate").await;
+
+    let log = crate::admin::audit(&server.base, &admin, "").await;
+    let actions: Vec<(&str, &str, &str)> = log["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().expect("an action"),
+                e["target"].as_str().expect("a target"),
+                e["reason"].as_str().expect("a reason"),
+            )
+        })
+        .filter(|(action, ..)| *action != "create_admin")
+        .collect();
+    let (ivan_t, judy_t, kate_t) = (
+        format!("user:{ivan}"),
+        format!("user:{judy}"),
+        format!("user:{kate}"),
+    );
+    assert_eq!(
+        actions,
+        [
+            ("mark_verified", kate_t.as_str(), "by form"),
+            ("resend_verification", kate_t.as_str(), ""),
+            ("resend_verification", judy_t.as_str(), "lost it"),
+            ("mark_verified", ivan_t.as_str(), "no mail on this LAN"),
+        ]
+    );
+}
