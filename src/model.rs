@@ -392,6 +392,8 @@ pub enum AuditAction {
     MarkVerified,
     /// An admin sent an unverified account a new verification link.
     ResendVerification,
+    /// An admin deleted a user's account.
+    DeleteUser,
 }
 
 impl AuditAction {
@@ -405,6 +407,7 @@ impl AuditAction {
             AuditAction::DeleteDownload => "delete_download",
             AuditAction::MarkVerified => "mark_verified",
             AuditAction::ResendVerification => "resend_verification",
+            AuditAction::DeleteUser => "delete_user",
         }
     }
 }

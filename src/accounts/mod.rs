@@ -343,6 +343,25 @@ impl Accounts {
         }
     }
 
+    /// An admin deletes the account `id` (see [`Store::delete_user`]) with the admin's
+    /// `audit` entry; its open connections end at once and its images are removed.
+    pub async fn delete_by_admin(&self, id: UserId, audit: AuditEntry) -> Result<User> {
+        let (user, room) = self
+            .store
+            .run(move |s| s.delete_user(id, &audit))
+            .await?
+            .ok_or(AccountsError::UnknownAccount)?;
+        self.ends.user_gone(id, SessionEnd::AccountDeleted);
+        if let Some(avatar) = &user.avatar {
+            self.files.remove(ImageKind::Avatar, avatar);
+        }
+        if let Some(cover) = room.as_ref().and_then(|r| r.cover.as_deref()) {
+            self.files.remove(ImageKind::Cover, cover);
+        }
+        tracing::info!(user = %id, "account deleted by an admin");
+        Ok(user)
+    }
+
     async fn resend(
         &self,
         username: &str,

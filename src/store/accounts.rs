@@ -213,7 +213,7 @@ fn removed_count<K: redb::Key + 'static, V: redb::Value + 'static>(
 /// Deletes an unverified account with its index entries and its newest link, inside the
 /// caller's transaction (its older links then lead nowhere and read as unknown). Returns false
 /// if it was gone already. An unverified account has no session, room or files to clean up.
-fn remove_unverified(txn: &WriteTransaction, user: &User) -> Result<bool, StoreError> {
+pub(super) fn remove_unverified(txn: &WriteTransaction, user: &User) -> Result<bool, StoreError> {
     if txn.open_table(USERS)?.remove(user.id.0)?.is_none() {
         return Ok(false);
     }

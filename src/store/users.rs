@@ -5,10 +5,12 @@ use std::collections::HashSet;
 
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
+use super::accounts::remove_unverified;
+use super::admin::write_audit;
 use super::codec::decode;
-use super::tables::{BANS, LOGINS, USERS};
+use super::tables::{BANS, LOGINS, PUSH_IDS, PUSH_KEYS, ROOMS, SESSIONS, USERS};
 use super::{Store, StoreError};
-use crate::model::{Ban, LoginEvent, User, UserId, UserKind};
+use crate::model::{AuditEntry, Ban, LoginEvent, PushKey, Room, Session, User, UserId, UserKind};
 
 /// Which users the list shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +147,53 @@ impl Store {
             page.push((user, user_bans));
         }
         Ok(UsersPage { users: page, total })
+    }
+
+    /// An admin deletes the account `id`: its row and name and email, its sessions, its room,
+    /// its push key and its bans, with the admin's audit entry, in one transaction. Its login
+    /// events stay for the statistics; its recordings are the caller's to keep or delete. Gives
+    /// the deleted user and room (their image files are the caller's to remove); `None` if there
+    /// is no such user.
+    pub fn delete_user(
+        &self,
+        id: UserId,
+        audit: &AuditEntry,
+    ) -> Result<Option<(User, Option<Room>)>, StoreError> {
+        let txn = self.db.begin_write()?;
+        let Some(user) = txn
+            .open_table(USERS)?
+            .get(id.0)?
+            .map(|v| decode::<User>(v.value(), "user"))
+            .transpose()?
+        else {
+            return Ok(None);
+        };
+        // Named for its first use; it removes any account's row, name, email and link.
+        remove_unverified(&txn, &user)?;
+        // A damaged session record names no user for sure: the purge forgets it, not this.
+        txn.open_table(SESSIONS)?.retain(|_, value| {
+            decode::<Session>(value, "session").map_or(true, |s| s.user_id != id)
+        })?;
+        let room = match user.room_id {
+            Some(room) => txn
+                .open_table(ROOMS)?
+                .remove(room.0)?
+                .map(|v| decode::<Room>(v.value(), "room"))
+                .transpose()?,
+            None => None,
+        };
+        let key = txn
+            .open_table(PUSH_KEYS)?
+            .remove(id.0)?
+            .map(|v| decode::<PushKey>(v.value(), "push key"))
+            .transpose()?;
+        if let Some(key) = key {
+            txn.open_table(PUSH_IDS)?.remove(key.live_id.as_str())?;
+        }
+        txn.open_table(BANS)?.remove(id.0)?;
+        write_audit(&txn, audit)?;
+        txn.commit()?;
+        Ok(Some((user, room)))
     }
 
     /// The latest `limit` login events of `user`, newest first. Reads the events kept

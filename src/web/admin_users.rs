@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::admin::users::{self, UserDetail};
-use crate::admin::SignedAdmin;
+use crate::admin::{AdminError, SignedAdmin};
 use crate::app::App;
 use crate::model::{
     AuditAction, Ban, BanScope, LoginEvent, LoginKind, RecordId, RoomId, User, UserId, UserKind,
@@ -484,4 +484,82 @@ pub async fn resend_submit(
     )
     .await?;
     Ok(see_other(&format!("/admin/users/{id}"), None))
+}
+
+/// Whether deleting an account deletes its recordings too.
+fn recordings_go(value: Option<&str>) -> Result<bool, AdminError> {
+    match value {
+        None | Some("keep") => Ok(false),
+        Some("delete") => Ok(true),
+        Some(other) => Err(AdminError::InvalidQuery(format!(
+            "`recordings` is keep or delete; {other:?} is not"
+        ))),
+    }
+}
+
+/// Deletes the account `id`, and first its recordings if `with_recordings` (each with its own
+/// `delete_record` audit entry, as an admin's record delete has).
+async fn delete_account(
+    app: &App,
+    admin: &SignedAdmin,
+    ip: IpAddr,
+    id: u64,
+    with_recordings: bool,
+    reason: &str,
+) -> Result<(), ApiError> {
+    let reason = crate::admin::reason(reason)?;
+    let user = UserId(id);
+    if app.store.run(move |s| s.user(user)).await?.is_none() {
+        return Err(AdminError::NoSuchUser.into());
+    }
+    if with_recordings {
+        let records = app.store.run(|s| s.records()).await?;
+        for record in records.into_iter().filter(|r| r.host == user) {
+            let target = format!("record:{}", record.id);
+            let audit = admin.audit(AuditAction::DeleteRecord, target, &reason, ip);
+            app.records.delete_as_admin(record.id, audit).await?;
+        }
+    }
+    let audit = admin.audit(AuditAction::DeleteUser, format!("user:{id}"), &reason, ip);
+    app.accounts.delete_by_admin(user, audit).await?;
+    Ok(())
+}
+
+/// `DELETE /api/v1/admin/users/{id}?recordings=keep|delete&reason=…`. `204`.
+pub async fn delete(
+    State(app): State<Arc<App>>,
+    AdminApi(admin): AdminApi,
+    ClientIp(ip): ClientIp,
+    ApiPath(id): ApiPath<u64>,
+    RawQuery(raw): RawQuery,
+) -> Result<StatusCode, ApiError> {
+    let query = Query::of(raw);
+    let with_recordings = recordings_go(query.get("recordings"))?;
+    let reason = query.get("reason").unwrap_or_default();
+    delete_account(&app, &admin, ip, id, with_recordings, reason).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct DeleteForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+    recordings: Option<String>,
+}
+
+/// `POST /admin/users/{id}/delete` (the user page's form); `303` to the users list.
+pub async fn delete_submit(
+    State(app): State<Arc<App>>,
+    AdminPage(admin): AdminPage,
+    ClientIp(ip): ClientIp,
+    csrf: Csrf,
+    ApiPath(id): ApiPath<u64>,
+    PageForm(form): PageForm<DeleteForm>,
+) -> Result<Response, PageError> {
+    csrf.verify(&form.csrf)?;
+    let with_recordings = recordings_go(form.recordings.as_deref()).map_err(ApiError::from)?;
+    delete_account(&app, &admin, ip, id, with_recordings, &form.reason).await?;
+    Ok(see_other("/admin/users", None))
 }

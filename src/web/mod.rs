@@ -116,7 +116,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/downloads/{id}/{filename}", get(downloads::file))
         .route("/api/v1/admin/audit", get(admin_stats::audit_api))
         .route("/api/v1/admin/users", get(admin_users::list))
-        .route("/api/v1/admin/users/{id}", get(admin_users::detail))
+        .route(
+            "/api/v1/admin/users/{id}",
+            get(admin_users::detail).delete(admin_users::delete),
+        )
         .route("/admin/users", get(admin_users::users_list_page))
         .route("/admin/users/{id}", get(admin_users::user_page))
         .route(
@@ -127,6 +130,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/v1/admin/users/{id}/resend-verification",
             post(admin_users::resend),
         )
+        .route("/admin/users/{id}/delete", post(admin_users::delete_submit))
         .route(
             "/admin/users/{id}/verify",
             post(admin_users::mark_verified_submit),

@@ -404,6 +404,7 @@ async fn every_admin_route_refuses_anyone_but_an_admin() {
         (Kind::Api, "GET", "/api/v1/admin/users"),
         (Kind::Api, "GET", "/api/v1/admin/users/1"),
         (Kind::Api, "POST", "/api/v1/admin/users/1/verify"),
+        (Kind::Api, "DELETE", "/api/v1/admin/users/1"),
         (
             Kind::Api,
             "POST",
@@ -415,6 +416,7 @@ async fn every_admin_route_refuses_anyone_but_an_admin() {
         (Kind::Page, "GET", "/admin/users"),
         (Kind::Page, "GET", "/admin/users/1"),
         (Kind::Page, "POST", "/admin/users/1/verify"),
+        (Kind::Page, "POST", "/admin/users/1/delete"),
         (Kind::Page, "POST", "/admin/users/1/resend-verification"),
         (Kind::Page, "GET", "/admin/stats/lives/csv"),
         (Kind::Page, "GET", "/admin/audit"),

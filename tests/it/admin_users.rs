@@ -495,3 +495,101 @@ async fn an_admin_marks_an_email_verified_or_resends_its_link_and_the_audit_says
         ]
     );
 }
+
+#[tokio::test]
+async fn deleting_an_account_ends_its_sessions_and_keeps_or_deletes_its_recordings() {
+    let site = Site::start().await;
+    let server = &site.server;
+    make_admin(server, "root");
+    let admin = admin_token(&server.base, "root", ADMIN_PASSWORD).await;
+    let delete = |id: u64, query: &str| {
+        send(
+            reqwest::Client::new()
+                .delete(server.url(&format!("/api/v1/admin/users/{id}{query}")))
+                .bearer_auth(&admin),
+        )
+    };
+    let record_status =
+        |id: u64| async move { server.get(&format!("/api/v1/records/{id}")).await.status() };
+
+    let (liam, liam_token) = site.user("liam").await;
+    let kept = list_recording(server, liam, "Kept set", unix_now() - 600, 60, None)
+        .id
+        .0;
+    let mut socket = site.ws(&liam_token).await;
+    socket.sync().await;
+    delete(liam, "?recordings=bogus")
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_query");
+    delete(liam, "?reason=left%20the%20club")
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    socket.expect_closed().await;
+    get_auth(server, "/api/v1/me", &liam_token)
+        .await
+        .expect(StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        record_status(kept).await,
+        StatusCode::OK,
+        "kept when not asked"
+    );
+    delete(liam, "")
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "user_not_found");
+    // The name and email are free again.
+    register(server, "liam", &email_of("liam"))
+        .await
+        .expect(StatusCode::CREATED);
+
+    let (mia, mia_token) = site.user("mia").await;
+    let gone = list_recording(server, mia, "Gone set", unix_now() - 600, 60, None)
+        .id
+        .0;
+    delete(mia, "?recordings=delete&reason=spam")
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    get_auth(server, "/api/v1/me", &mia_token)
+        .await
+        .expect(StatusCode::UNAUTHORIZED);
+    assert_eq!(record_status(gone).await, StatusCode::NOT_FOUND);
+    users(server, &admin, "?q=mia").await.expect(StatusCode::OK);
+    assert_eq!(names(server, &admin, "?q=mia").await.1, 0);
+
+    let log = crate::admin::audit(&server.base, &admin, "").await;
+    let entries: Vec<(String, String)> = log["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .take(3)
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or_default().to_owned(),
+                e["target"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("delete_user".to_owned(), format!("user:{mia}")),
+            ("delete_record".to_owned(), format!("record:{gone}")),
+            ("delete_user".to_owned(), format!("user:{liam}")),
+        ]
+    );
+
+    // The page's form, with its CSRF token.
+    let (nick, _) = site.user("nick").await;
+    let session = format!("rm_admin={admin}");
+    let page = admin_page(server, &admin, &format!("/admin/users/{nick}"))
+        .await
+        .expect(StatusCode::OK);
+    let csrf = crate::web_hardening::form_token(&page.text);
+    let url = server.url(&format!("/admin/users/{nick}/delete"));
+    crate::web_hardening::post_form_at(url.clone(), &session, "recordings=keep")
+        .await
+        .expect(StatusCode::FORBIDDEN);
+    crate::web_hardening::post_form_at(url, &session, &format!("csrf={csrf}&recordings=keep"))
+        .await
+        .expect(StatusCode::SEE_OTHER);
+    assert_eq!(names(server, &admin, "?q=nick").await.1, 0);
+}
