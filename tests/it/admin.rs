@@ -634,7 +634,8 @@ async fn the_dashboard_shows_the_site_now_after_a_login_by_the_form() {
         r#"<span class="stat-value" id="registrations-today">1</span>"#,
         &format!(r#"<a href="/room/{room}">"#),
         "hostess",
-        r#"<span class="nav-disabled" title="Not available yet">Users</span>"#,
+        r#"<span class="nav-disabled" title="Not available yet">Recordings</span>"#,
+        r#"href="/admin/users""#,
     ] {
         assert!(page.text.contains(shown), "{shown} not in:\n{}", page.text);
     }
