@@ -60,6 +60,13 @@ pub struct User {
     pub room_id: Option<RoomId>,
     /// Hash of the verification token that is currently valid, if any.
     pub pending_verification: Option<TokenHash>,
+    /// Unix seconds of the last login (a password login or a guest's start), kept on the row so
+    /// the admin's users list need not scan the login events.
+    #[serde(default)]
+    pub last_login_at: Option<u64>,
+    /// The client address of that login.
+    #[serde(default)]
+    pub last_login_ip: Option<String>,
 }
 
 impl User {
@@ -135,6 +142,9 @@ pub struct LoginEvent {
     pub at: u64,
     pub user_id: UserId,
     pub kind: LoginKind,
+    /// The client's address (events stored before it was kept have none).
+    #[serde(default)]
+    pub ip: Option<String>,
 }
 
 id_type!(
@@ -396,6 +406,12 @@ pub enum AuditAction {
     Unban,
     /// A room was closed by an admin.
     CloseRoom,
+    /// An admin marked an unverified email verified.
+    MarkVerified,
+    /// An admin sent an unverified account a new verification link.
+    ResendVerification,
+    /// An admin deleted a user's account.
+    DeleteUser,
 }
 
 impl AuditAction {
@@ -410,6 +426,9 @@ impl AuditAction {
             AuditAction::Ban => "ban",
             AuditAction::Unban => "unban",
             AuditAction::CloseRoom => "close_room",
+            AuditAction::MarkVerified => "mark_verified",
+            AuditAction::ResendVerification => "resend_verification",
+            AuditAction::DeleteUser => "delete_user",
         }
     }
 }

@@ -107,7 +107,13 @@ fn fill(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut guests = Vec::new();
     for n in 0..args.guests.max(1) {
         let hash = TokenHash(format!("bench-guest-{n}"));
-        let guest = store.create_guest(format!("guest{n}"), &hash, end - 3_600, end)?;
+        let guest = store.create_guest(
+            format!("guest{n}"),
+            &hash,
+            end - 3_600,
+            end,
+            "10.0.0.1".to_owned(),
+        )?;
         guests.push(guest.id);
     }
     eprintln!(
@@ -135,7 +141,12 @@ fn fill(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             created_at: at,
             expires_at: at + 86_400,
         };
-        store.start_session(&TokenHash(format!("bench-login-{n}")), &session, kind)?;
+        store.start_session(
+            &TokenHash(format!("bench-login-{n}")),
+            &session,
+            kind,
+            "10.0.0.1".to_owned(),
+        )?;
         if (n + 1) % 200_000 == 0 {
             eprintln!("{} logins in {:.1?}", n + 1, began.elapsed());
         }

@@ -20,10 +20,10 @@ use crate::config::Config;
 use crate::files::{Files, FilesError, ImageKind};
 use crate::limits::{Key, LoginLimits, RateLimiter, RetryAfter};
 use crate::mail::Mailer;
-use crate::model::{LoginKind, Room, Session, TokenHash, User, UserId, UserKind};
+use crate::model::{AuditEntry, LoginKind, Room, Session, TokenHash, User, UserId, UserKind};
 use crate::store::{
-    unix_now, MailDraft, NewAccount, NewToken, PurgeRules, RegisterOutcome, ResendOutcome, Store,
-    StoreError, VerifyOutcome,
+    unix_now, MailDraft, MarkVerifiedOutcome, NewAccount, NewToken, PurgeRules, RegisterOutcome,
+    ResendOutcome, Store, StoreError, VerifyOutcome,
 };
 
 /// How often the rate limiters forget the keys whose time is over.
@@ -302,6 +302,74 @@ impl Accounts {
         client: IpAddr,
         link_base: &str,
     ) -> Result<()> {
+        self.resend(username, email, client, link_base, None).await
+    }
+
+    /// An admin's resend for the unverified account `id`: as the user's own, with the same
+    /// limits (counted on the admin's address), and the admin's `audit` entry written with it.
+    pub async fn resend_as_admin(
+        &self,
+        id: UserId,
+        client: IpAddr,
+        link_base: &str,
+        audit: AuditEntry,
+    ) -> Result<()> {
+        let user = self
+            .store
+            .run(move |s| s.user(id))
+            .await?
+            .ok_or(AccountsError::UnknownAccount)?;
+        let (Some(username), Some(email)) = (user.username, user.email) else {
+            return Err(AccountsError::UnknownAccount);
+        };
+        self.resend(&username, &email, client, link_base, Some(audit))
+            .await
+    }
+
+    /// An admin marks the unverified account `id` verified (its room is made as a click
+    /// would), with the admin's `audit` entry.
+    pub async fn mark_verified(&self, id: UserId, audit: AuditEntry) -> Result<User> {
+        let outcome = self
+            .store
+            .run(move |s| s.mark_verified(id, unix_now(), &audit))
+            .await?;
+        match outcome {
+            MarkVerifiedOutcome::Verified(user) => {
+                tracing::info!(user = %user.id, "email marked verified by an admin; room created");
+                Ok(*user)
+            }
+            MarkVerifiedOutcome::Unknown => Err(AccountsError::UnknownAccount),
+            MarkVerifiedOutcome::AlreadyVerified => Err(AccountsError::AlreadyVerified),
+        }
+    }
+
+    /// An admin deletes the account `id` (see [`Store::delete_user`]) with the admin's
+    /// `audit` entry; its open connections end at once and its images are removed.
+    pub async fn delete_by_admin(&self, id: UserId, audit: AuditEntry) -> Result<User> {
+        let (user, room) = self
+            .store
+            .run(move |s| s.delete_user(id, &audit))
+            .await?
+            .ok_or(AccountsError::UnknownAccount)?;
+        self.ends.user_gone(id, SessionEnd::AccountDeleted);
+        if let Some(avatar) = &user.avatar {
+            self.files.remove(ImageKind::Avatar, avatar);
+        }
+        if let Some(cover) = room.as_ref().and_then(|r| r.cover.as_deref()) {
+            self.files.remove(ImageKind::Cover, cover);
+        }
+        tracing::info!(user = %id, "account deleted by an admin");
+        Ok(user)
+    }
+
+    async fn resend(
+        &self,
+        username: &str,
+        email: &str,
+        client: IpAddr,
+        link_base: &str,
+        audit: Option<AuditEntry>,
+    ) -> Result<()> {
         validate::username(username).map_err(AccountsError::InvalidUsername)?;
         validate::email(email).map_err(AccountsError::InvalidEmail)?;
         self.limits.resend_ip.check(Key::client(client))?;
@@ -318,7 +386,9 @@ impl Accounts {
         let (username, email) = (username.to_owned(), email.to_owned());
         let outcome = self
             .store
-            .run(move |s| s.resend_verification(&username, &email, link, mail, unix_now()))
+            .run(move |s| {
+                s.resend_verification(&username, &email, link, mail, unix_now(), audit.as_ref())
+            })
             .await?;
         match outcome {
             ResendOutcome::Queued => {
@@ -360,6 +430,7 @@ impl Accounts {
     pub async fn login(&self, login: &str, password: &str, client: IpAddr) -> Result<NewSession> {
         let login = login.trim();
         validate::login(login).map_err(AccountsError::InvalidLogin)?;
+        let ip = client.to_string();
         let client = Key::client(client);
         self.limits.login.per_client.check(client)?;
         let lookup = login.to_owned();
@@ -407,7 +478,7 @@ impl Accounts {
         };
         let expires_at = session.expires_at;
         self.store
-            .run(move |s| s.start_session(&hash, &session, LoginKind::Password))
+            .run(move |s| s.start_session(&hash, &session, LoginKind::Password, ip))
             .await?;
         Ok(NewSession {
             token,
@@ -423,9 +494,10 @@ impl Accounts {
         let now = unix_now();
         let expires_at = now + self.session_ttl;
         let nickname = format!("Guest-{}", secrets::guest_tag());
+        let ip = client.to_string();
         let user = self
             .store
-            .run(move |s| s.create_guest(nickname, &hash, now, expires_at))
+            .run(move |s| s.create_guest(nickname, &hash, now, expires_at, ip))
             .await?;
         Ok(NewSession {
             token,

@@ -10,6 +10,7 @@
 //! without a server, on a store they opened themselves; everything else runs in the server.
 
 pub mod disk;
+pub mod users;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -51,6 +52,10 @@ pub enum AdminError {
     SetupInvalid,
     #[error("An admin exists already, so the setup link is used up; log in at /admin/login.")]
     SetupDone,
+    #[error("There is no such user.")]
+    NoSuchUser,
+    #[error("{0}")]
+    InvalidQuery(String),
     #[error("A reason has at most {MAX_REASON_CHARS} characters; this one has {0}.")]
     ReasonTooLong(usize),
     #[error("Too many attempts; try again in {} seconds.", .0.as_secs())]

@@ -5,13 +5,14 @@
 
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 
+use super::admin::write_audit;
 use super::codec::{decode, encode};
 use super::stats::LoginRollups;
 use super::tables::*;
 use super::{Store, StoreError};
 use crate::model::{
-    LoginEvent, LoginKind, QueuedMail, Room, RoomId, Session, TokenHash, TokenState, User, UserId,
-    UserKind, VerificationToken,
+    AuditEntry, LoginEvent, LoginKind, QueuedMail, Room, RoomId, Session, TokenHash, TokenState,
+    User, UserId, UserKind, VerificationToken,
 };
 
 /// Seconds an expired session is remembered before the purge deletes it.
@@ -80,6 +81,15 @@ pub enum ResendOutcome {
     AlreadyVerified,
 }
 
+/// What an admin's "mark verified" found.
+#[derive(Debug)]
+pub enum MarkVerifiedOutcome {
+    Verified(Box<User>),
+    /// No registered account has this id.
+    Unknown,
+    AlreadyVerified,
+}
+
 /// What the purge deletes: the caller's rules, as cut-off times in unix seconds.
 #[derive(Debug, Clone)]
 pub struct PurgeRules {
@@ -114,7 +124,7 @@ enum Holder {
         until: u64,
     },
     /// An unverified account whose hold is over: a new registration replaces it.
-    Lapsed(User),
+    Lapsed(Box<User>),
 }
 
 /// The lower-case key under which usernames and emails are unique.
@@ -174,10 +184,18 @@ pub(super) fn enqueue_mail_in(
     Ok(mail)
 }
 
+/// Stores a login event, counts it in the roll-ups and keeps it as the user's last login.
 fn record_login(txn: &WriteTransaction, event: &LoginEvent) -> Result<(), StoreError> {
     let seq = next_id(txn, SEQ_LOGIN)?;
     txn.open_table(LOGINS)?
         .insert((event.at, seq), encode(event).as_slice())?;
+    let mut users = txn.open_table(USERS)?;
+    if let Some(mut user) = read_user(&users, event.user_id.0)? {
+        user.last_login_at = Some(event.at);
+        user.last_login_ip.clone_from(&event.ip);
+        write_user(&mut users, &user)?;
+    }
+    drop(users);
     LoginRollups::open(txn)?.count(event)
 }
 
@@ -195,7 +213,7 @@ fn removed_count<K: redb::Key + 'static, V: redb::Value + 'static>(
 /// Deletes an unverified account with its index entries and its newest link, inside the
 /// caller's transaction (its older links then lead nowhere and read as unknown). Returns false
 /// if it was gone already. An unverified account has no session, room or files to clean up.
-fn remove_unverified(txn: &WriteTransaction, user: &User) -> Result<bool, StoreError> {
+pub(super) fn remove_unverified(txn: &WriteTransaction, user: &User) -> Result<bool, StoreError> {
     if txn.open_table(USERS)?.remove(user.id.0)?.is_none() {
         return Ok(false);
     }
@@ -212,6 +230,23 @@ fn remove_unverified(txn: &WriteTransaction, user: &User) -> Result<bool, StoreE
         txn.open_table(VERIFY_TOKENS)?.remove(link.0.as_str())?;
     }
     Ok(true)
+}
+
+/// Marks `user` verified now and gives them their room (the caller writes the user row).
+fn make_verified(txn: &WriteTransaction, user: &mut User, now: u64) -> Result<(), StoreError> {
+    let room = Room {
+        id: RoomId(next_id(txn, SEQ_ROOM)?),
+        owner: user.id,
+        name: format!("{}'s room", user.nickname),
+        description: String::new(),
+        cover: None,
+    };
+    txn.open_table(ROOMS)?
+        .insert(room.id.0, encode(&room).as_slice())?;
+    user.verified_at = Some(now);
+    user.pending_verification = None;
+    user.room_id = Some(room.id);
+    Ok(())
 }
 
 impl Store {
@@ -241,7 +276,7 @@ impl Store {
                 } else if account.now < until {
                     Holder::Waiting { until }
                 } else {
-                    Holder::Lapsed(user)
+                    Holder::Lapsed(Box::new(user))
                 })
             };
             let by_name = hold(USERNAMES, &username_key)?;
@@ -282,6 +317,8 @@ impl Store {
                 avatar: None,
                 room_id: None,
                 pending_verification: Some(token.hash.clone()),
+                last_login_at: None,
+                last_login_ip: None,
             };
             usernames.insert(username_key.as_str(), id.0)?;
             emails.insert(email_key.as_str(), id.0)?;
@@ -299,6 +336,44 @@ impl Store {
         };
         txn.commit()?;
         Ok(RegisterOutcome::Created(Box::new(user)))
+    }
+
+    /// An admin marks the registered account `id` verified without its link (the pending link
+    /// is used up), with the admin's audit entry, in one transaction.
+    pub fn mark_verified(
+        &self,
+        id: UserId,
+        now: u64,
+        audit: &AuditEntry,
+    ) -> Result<MarkVerifiedOutcome, StoreError> {
+        let txn = self.db.begin_write()?;
+        let outcome = {
+            let mut users = txn.open_table(USERS)?;
+            match read_user(&users, id.0)? {
+                Some(user) if user.kind == UserKind::Guest => MarkVerifiedOutcome::Unknown,
+                None => MarkVerifiedOutcome::Unknown,
+                Some(user) if user.is_verified() => MarkVerifiedOutcome::AlreadyVerified,
+                Some(mut user) => {
+                    if let Some(link) = &user.pending_verification {
+                        let mut tokens = txn.open_table(VERIFY_TOKENS)?;
+                        let pending = tokens
+                            .get(link.0.as_str())?
+                            .map(|v| decode::<VerificationToken>(v.value(), "verification token"))
+                            .transpose()?;
+                        if let Some(mut pending) = pending {
+                            pending.state = TokenState::Used;
+                            tokens.insert(link.0.as_str(), encode(&pending).as_slice())?;
+                        }
+                    }
+                    make_verified(&txn, &mut user, now)?;
+                    write_user(&mut users, &user)?;
+                    write_audit(&txn, audit)?;
+                    MarkVerifiedOutcome::Verified(Box::new(user))
+                }
+            }
+        };
+        txn.commit()?;
+        Ok(outcome)
     }
 
     /// Decides a verification click. One write transaction, so of any number of concurrent
@@ -331,18 +406,7 @@ impl Store {
             }
             token.state = TokenState::Used;
             tokens.insert(hash.0.as_str(), encode(&token).as_slice())?;
-            let room = Room {
-                id: RoomId(next_id(&txn, SEQ_ROOM)?),
-                owner: user.id,
-                name: format!("{}'s room", user.nickname),
-                description: String::new(),
-                cover: None,
-            };
-            txn.open_table(ROOMS)?
-                .insert(room.id.0, encode(&room).as_slice())?;
-            user.verified_at = Some(now);
-            user.pending_verification = None;
-            user.room_id = Some(room.id);
+            make_verified(&txn, &mut user, now)?;
             write_user(&mut users, &user)?;
             VerifyOutcome::Verified(user)
         };
@@ -361,6 +425,7 @@ impl Store {
         token: NewToken,
         mail: impl FnOnce(&User) -> MailDraft,
         now: u64,
+        audit: Option<&AuditEntry>,
     ) -> Result<ResendOutcome, StoreError> {
         let txn = self.db.begin_write()?;
         {
@@ -404,6 +469,9 @@ impl Store {
             user.pending_verification = Some(token.hash);
             write_user(&mut users, &user)?;
             enqueue_mail_in(&txn, mail(&user), now)?;
+            if let Some(audit) = audit {
+                write_audit(&txn, audit)?;
+            }
         }
         txn.commit()?;
         Ok(ResendOutcome::Queued)
@@ -431,6 +499,7 @@ impl Store {
         hash: &TokenHash,
         session: &Session,
         kind: LoginKind,
+        ip: String,
     ) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         txn.open_table(SESSIONS)?
@@ -441,6 +510,7 @@ impl Store {
                 at: session.created_at,
                 user_id: session.user_id,
                 kind,
+                ip: Some(ip),
             },
         )?;
         txn.commit()?;
@@ -454,6 +524,7 @@ impl Store {
         hash: &TokenHash,
         now: u64,
         expires_at: u64,
+        ip: String,
     ) -> Result<User, StoreError> {
         let txn = self.db.begin_write()?;
         let id = UserId(next_id(&txn, SEQ_USER)?);
@@ -470,6 +541,8 @@ impl Store {
             avatar: None,
             room_id: None,
             pending_verification: None,
+            last_login_at: None,
+            last_login_ip: None,
         };
         write_user(&mut txn.open_table(USERS)?, &user)?;
         let session = Session {
@@ -485,6 +558,7 @@ impl Store {
                 at: now,
                 user_id: id,
                 kind: LoginKind::Guest,
+                ip: Some(ip),
             },
         )?;
         txn.commit()?;

@@ -12,11 +12,16 @@ use super::StoreError;
 use crate::model::{LiveSession, Record};
 
 /// The schema version this build of RoomManager reads and writes.
-pub const CURRENT: u64 = 4;
+pub const CURRENT: u64 = 5;
 
 /// `STEPS[i]` upgrades a store from version `i + 1` to `i + 2`.
 type Step = fn(&WriteTransaction) -> Result<(), StoreError>;
-const STEPS: &[Step] = &[records_keep_paths, records_keep_streams, fill_stats_rollups];
+const STEPS: &[Step] = &[
+    records_keep_paths,
+    records_keep_streams,
+    fill_stats_rollups,
+    super::users::fill_last_logins,
+];
 const _: () = assert!(STEPS.len() as u64 == CURRENT - 1, "one step per version");
 
 /// Runs every step from `from` (at least 1, at most [`CURRENT`]) up to [`CURRENT`].

@@ -18,6 +18,7 @@ mod records;
 mod rooms;
 mod stats;
 mod tables;
+mod users;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -27,8 +28,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use redb::{Database, ReadableDatabase};
 
 pub use accounts::{
-    index_key, MailDraft, NewAccount, NewToken, PurgeRules, Purged, RegisterOutcome, ResendOutcome,
-    VerifyOutcome,
+    index_key, MailDraft, MarkVerifiedOutcome, NewAccount, NewToken, PurgeRules, Purged,
+    RegisterOutcome, ResendOutcome, VerifyOutcome,
 };
 pub use admin::{AuditFilter, AuditPage, FirstAdminOutcome, SetupState};
 pub use migrations::CURRENT as SCHEMA_VERSION;
@@ -38,6 +39,7 @@ pub use stats::{
     HourFigures, LiveDay, LoginDay, LoginFigures, RecordDay, RecordFigures, TopRecord,
 };
 use tables::*;
+pub use users::{UserFilter, UserOrder, UserQuery, UsersPage};
 pub use watch::{WatchDelta, WatchStats};
 
 /// The database file's name inside the data dir.

@@ -34,7 +34,7 @@ pub struct NavItem {
 /// The admin sections, in nav order.
 const SECTIONS: [(&str, &str); 7] = [
     ("Dashboard", "/admin"),
-    ("Users", ""),
+    ("Users", "/admin/users"),
     ("Recordings", ""),
     ("Rooms", ""),
     ("Statistics", "/admin/stats"),

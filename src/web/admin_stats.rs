@@ -313,7 +313,7 @@ async fn audit_csv(app: &App, filter: AuditFilter) -> Result<Response, ApiError>
 }
 
 /// Unix seconds as `YYYY-MM-DD HH:MM:SS` UTC.
-fn moment(at: u64) -> String {
+pub(super) fn moment(at: u64) -> String {
     let secs = at % 86_400;
     format!(
         "{} {:02}:{:02}:{:02}",

@@ -200,6 +200,8 @@ impl From<AdminError> for ApiError {
             E::SetupInvalid => (StatusCode::FORBIDDEN, "setup_token_invalid"),
             E::SetupDone => (StatusCode::GONE, "setup_done"),
             E::ReasonTooLong(_) => (StatusCode::BAD_REQUEST, "invalid_reason"),
+            E::NoSuchUser => (StatusCode::NOT_FOUND, "user_not_found"),
+            E::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
             E::RateLimited(wait) => {
                 let mut error =
                     ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);

@@ -11,6 +11,7 @@ mod admin;
 mod admin_bans;
 mod admin_pages;
 mod admin_stats;
+mod admin_users;
 mod api;
 mod assets;
 mod auth;
@@ -125,6 +126,30 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/downloads/obs-profile", get(downloads::obs_profile))
         .route("/downloads/{id}/{filename}", get(downloads::file))
         .route("/api/v1/admin/audit", get(admin_stats::audit_api))
+        .route("/api/v1/admin/users", get(admin_users::list))
+        .route(
+            "/api/v1/admin/users/{id}",
+            get(admin_users::detail).delete(admin_users::delete),
+        )
+        .route("/admin/users", get(admin_users::users_list_page))
+        .route("/admin/users/{id}", get(admin_users::user_page))
+        .route(
+            "/api/v1/admin/users/{id}/verify",
+            post(admin_users::mark_verified),
+        )
+        .route(
+            "/api/v1/admin/users/{id}/resend-verification",
+            post(admin_users::resend),
+        )
+        .route("/admin/users/{id}/delete", post(admin_users::delete_submit))
+        .route(
+            "/admin/users/{id}/verify",
+            post(admin_users::mark_verified_submit),
+        )
+        .route(
+            "/admin/users/{id}/resend-verification",
+            post(admin_users::resend_submit),
+        )
         .route("/api/v1/admin/stats/{section}", get(admin_stats::stats_api))
         .route("/admin/stats", get(admin_stats::stats_page))
         .route("/admin/stats/{section}/csv", get(admin_stats::stats_csv))

@@ -493,7 +493,13 @@ async fn login_events_are_kept_for_the_retention_only() {
         for (at, tag) in [(old, "a"), (recent, "b")] {
             let hash = TokenHash(tag.repeat(64));
             store
-                .create_guest(format!("Guest-{tag}"), &hash, at, at + day)
+                .create_guest(
+                    format!("Guest-{tag}"),
+                    &hash,
+                    at,
+                    at + day,
+                    "127.0.0.1".to_owned(),
+                )
                 .expect("a guest recorded then");
         }
         store.close().expect("closed");

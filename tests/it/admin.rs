@@ -59,7 +59,7 @@ pub(crate) async fn audit(base: &str, token: &str, query: &str) -> Value {
 }
 
 /// A client whose connections come from `ip` (a loopback address).
-fn client_from(ip: [u8; 4]) -> reqwest::Client {
+pub(crate) fn client_from(ip: [u8; 4]) -> reqwest::Client {
     reqwest::Client::builder()
         .local_address(IpAddr::from(ip))
         .build()
@@ -401,9 +401,23 @@ async fn every_admin_route_refuses_anyone_but_an_admin() {
         (Kind::Page, "GET", "/admin"),
         (Kind::Api, "GET", "/api/v1/admin/dashboard"),
         (Kind::Api, "GET", "/api/v1/admin/audit"),
+        (Kind::Api, "GET", "/api/v1/admin/users"),
+        (Kind::Api, "GET", "/api/v1/admin/users/1"),
+        (Kind::Api, "POST", "/api/v1/admin/users/1/verify"),
+        (Kind::Api, "DELETE", "/api/v1/admin/users/1"),
+        (
+            Kind::Api,
+            "POST",
+            "/api/v1/admin/users/1/resend-verification",
+        ),
         (Kind::Api, "GET", "/api/v1/admin/stats/logins"),
         (Kind::Api, "GET", "/api/v1/admin/stats/records?format=csv"),
         (Kind::Page, "GET", "/admin/stats"),
+        (Kind::Page, "GET", "/admin/users"),
+        (Kind::Page, "GET", "/admin/users/1"),
+        (Kind::Page, "POST", "/admin/users/1/verify"),
+        (Kind::Page, "POST", "/admin/users/1/delete"),
+        (Kind::Page, "POST", "/admin/users/1/resend-verification"),
         (Kind::Page, "GET", "/admin/stats/lives/csv"),
         (Kind::Page, "GET", "/admin/audit"),
         (Kind::Page, "GET", "/admin/audit/csv"),
@@ -624,7 +638,8 @@ async fn the_dashboard_shows_the_site_now_after_a_login_by_the_form() {
         r#"<span class="stat-value" id="registrations-today">1</span>"#,
         &format!(r#"<a href="/room/{room}">"#),
         "hostess",
-        r#"<span class="nav-disabled" title="Not available yet">Users</span>"#,
+        r#"<span class="nav-disabled" title="Not available yet">Recordings</span>"#,
+        r#"href="/admin/users""#,
     ] {
         assert!(page.text.contains(shown), "{shown} not in:\n{}", page.text);
     }

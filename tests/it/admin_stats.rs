@@ -51,7 +51,7 @@ fn login_at(server: &TestServer, user: u64, at: u64, kind: LoginKind) {
     server
         .app()
         .store
-        .start_session(&hash, &session, kind)
+        .start_session(&hash, &session, kind, "127.0.0.1".to_owned())
         .expect("the login is stored");
 }
 

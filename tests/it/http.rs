@@ -15,7 +15,7 @@ async fn healthz_reports_version_and_store() {
     assert_eq!(body["status"], "ok");
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(body["store"]["status"], "ok");
-    assert_eq!(body["store"]["schema_version"], 4);
+    assert_eq!(body["store"]["schema_version"], 5);
     assert_eq!(body["urls"]["mode"], "per_request", "{body}");
     assert_eq!(body["urls"]["public_url"], Value::Null, "{body}");
     assert_eq!(body["store"]["instance_id"].as_str().unwrap().len(), 16);

@@ -103,7 +103,12 @@ fn session_for(store: &Store, user: UserId) -> String {
         expires_at: now + 3600,
     };
     store
-        .start_session(&TokenHash(hash), &session, LoginKind::Password)
+        .start_session(
+            &TokenHash(hash),
+            &session,
+            LoginKind::Password,
+            "127.0.0.1".to_owned(),
+        )
         .expect("store a session");
     token
 }

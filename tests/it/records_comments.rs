@@ -67,7 +67,7 @@ async fn unverified_session(site: &Site, username: &str) -> String {
     site.server
         .app()
         .store
-        .start_session(&hash, &session, LoginKind::Password)
+        .start_session(&hash, &session, LoginKind::Password, "127.0.0.1".to_owned())
         .expect("a session is stored");
     token
 }

@@ -191,7 +191,9 @@ fn statistics_rollups_are_filled_from_the_events_of_an_older_store() {
                 expires_at: u64::MAX,
             };
             let hash = TokenHash(format!("h{user}{at}"));
-            store.start_session(&hash, &session, kind).unwrap();
+            store
+                .start_session(&hash, &session, kind, "127.0.0.1".to_owned())
+                .unwrap();
         }
         let live = store
             .start_live_session(
@@ -247,6 +249,69 @@ fn statistics_rollups_are_filled_from_the_events_of_an_older_store() {
     let records = store.record_figures(day, day + 1, 5).unwrap();
     assert_eq!(records.days, before_records.days);
     assert_eq!(records.by_views[0].views, 1);
+    store.close().unwrap();
+    assert_eq!(stored_version(dir.path()), SCHEMA_VERSION);
+}
+
+/// A store from before users kept their last login (schema 4) gets it filled from the login
+/// events it kept: the latest event's time, and its address where the event had one.
+#[test]
+fn users_last_logins_are_filled_from_the_events_of_an_older_store() {
+    use roommanager::model::UserId;
+    const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users_v1");
+    const LOGINS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("logins_v1");
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(dir.path()).unwrap().close().unwrap();
+    {
+        let db = Database::create(dir.path().join(DB_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert("schema_version", 4)
+            .unwrap();
+        let mut users = txn.open_table(USERS).unwrap();
+        for id in [1u64, 2, 3] {
+            let user = serde_json::json!({"id": id, "kind": "registered",
+                "username": format!("u{id}"), "email": format!("u{id}@example.com"),
+                "password_hash": null, "nickname": format!("u{id}"), "verified_at": 1,
+                "created_at": 1, "last_seen": 1, "avatar": null, "room_id": null,
+                "pending_verification": null});
+            users.insert(id, user.to_string().as_bytes()).unwrap();
+        }
+        let mut logins = txn.open_table(LOGINS).unwrap();
+        let events = [
+            (
+                100,
+                1,
+                serde_json::json!({"at": 100, "user_id": 1, "kind": "password"}),
+            ),
+            (
+                200,
+                2,
+                serde_json::json!({"at": 200, "user_id": 1, "kind": "password", "ip": "10.0.0.7"}),
+            ),
+            (
+                300,
+                3,
+                serde_json::json!({"at": 300, "user_id": 2, "kind": "password"}),
+            ),
+        ];
+        for (at, seq, event) in events {
+            logins
+                .insert((at, seq), event.to_string().as_bytes())
+                .unwrap();
+        }
+        drop((users, logins));
+        txn.commit().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let last = |id| {
+        let user = store.user(UserId(id)).unwrap().expect("the user is kept");
+        (user.last_login_at, user.last_login_ip)
+    };
+    assert_eq!(last(1), (Some(200), Some("10.0.0.7".to_owned())));
+    assert_eq!(last(2), (Some(300), None));
+    assert_eq!(last(3), (None, None));
     store.close().unwrap();
     assert_eq!(stored_version(dir.path()), SCHEMA_VERSION);
 }

@@ -1,0 +1,565 @@
+//! The admin's users: the list (`GET /api/v1/admin/users`) and a user's detail
+//! (`GET /api/v1/admin/users/{id}`), bearer tokens of admin sessions only; the same as pages
+//! (`/admin/users`, `/admin/users/{id}`, the `rm_admin` cookie).
+//!
+//! Thin: parses the query (`crate::admin::users`), reads the store and recordings, renders.
+//! Calls: admin's users, rooms (who is live), records; auth, csrf, admin layout, error.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::admin::users::{self, UserDetail};
+use crate::admin::{AdminError, SignedAdmin};
+use crate::app::App;
+use crate::model::{
+    AuditAction, Ban, BanScope, LoginEvent, LoginKind, RecordId, RoomId, User, UserId, UserKind,
+};
+use crate::records::{Paging, MAX_PER_PAGE};
+use crate::store::UsersPage;
+
+use super::account_pages::{page, see_other, PageForm};
+use super::admin_pages::AdminLayout;
+use super::admin_stats::moment;
+use super::auth::{request_host, AdminApi, AdminPage, ClientIp};
+use super::csrf::Csrf;
+use super::error::{ApiError, PageError};
+use super::json::ApiJson;
+use super::path::ApiPath;
+use super::records::Query;
+
+#[derive(Serialize)]
+struct BanView {
+    scope: BanScope,
+    reason: String,
+    created_at: u64,
+    /// Unix seconds; `null`: until lifted.
+    until: Option<u64>,
+}
+
+impl BanView {
+    fn scope_label(&self) -> &'static str {
+        match self.scope {
+            BanScope::Chat => "chat",
+            BanScope::Stream => "stream",
+        }
+    }
+}
+
+impl From<Ban> for BanView {
+    fn from(ban: Ban) -> Self {
+        BanView {
+            scope: ban.scope,
+            reason: ban.reason,
+            created_at: ban.created_at,
+            until: ban.expires_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct UserView {
+    user_id: UserId,
+    kind: UserKind,
+    username: Option<String>,
+    email: Option<String>,
+    nickname: String,
+    verified: bool,
+    created_at: u64,
+    last_login_at: Option<u64>,
+    /// In the list: the bans in force; in the detail (which lists every ban apart): none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    bans: Vec<BanView>,
+}
+
+impl UserView {
+    fn of(user: &User, bans: Vec<Ban>) -> Self {
+        UserView {
+            user_id: user.id,
+            kind: user.kind,
+            username: user.username.clone(),
+            email: user.email.clone(),
+            nickname: user.nickname.clone(),
+            verified: user.is_verified(),
+            created_at: user.created_at,
+            last_login_at: user.last_login_at,
+            bans: bans.into_iter().map(BanView::from).collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct LoginView {
+    at: u64,
+    kind: LoginKind,
+    ip: Option<String>,
+}
+
+impl LoginView {
+    fn kind_label(&self) -> &'static str {
+        match self.kind {
+            LoginKind::Password => "password",
+            LoginKind::Guest => "guest",
+        }
+    }
+}
+
+impl From<LoginEvent> for LoginView {
+    fn from(event: LoginEvent) -> Self {
+        LoginView {
+            at: event.at,
+            kind: event.kind,
+            ip: event.ip,
+        }
+    }
+}
+
+/// The list page a request's query asks for.
+async fn users_page(app: &App, query: &Query) -> Result<(UsersPage, Paging), ApiError> {
+    let paging = Paging::parse(query.get("page"), query.get("per_page"))?;
+    let live_hosts: HashSet<UserId> = app
+        .rooms
+        .live_rooms()
+        .iter()
+        .map(|room| UserId(room.host.user_id))
+        .collect();
+    let users_query = users::query(
+        query.get("q"),
+        query.get("filter"),
+        query.get("sort"),
+        paging,
+        live_hosts,
+    )?;
+    let page = app.store.run(move |s| s.users_page(&users_query)).await?;
+    Ok((page, paging))
+}
+
+fn listed(page: UsersPage) -> Vec<UserView> {
+    page.users
+        .into_iter()
+        .map(|(user, bans)| UserView::of(&user, bans))
+        .collect()
+}
+
+/// `GET /api/v1/admin/users?q&filter&sort&page&per_page` → `{"users","total","page","per_page"}`.
+pub async fn list(
+    State(app): State<Arc<App>>,
+    _: AdminApi,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (page, paging) = users_page(&app, &Query::of(raw)).await?;
+    let total = page.total;
+    Ok(Json(json!({
+        "users": listed(page),
+        "total": total,
+        "page": paging.page,
+        "per_page": paging.per_page,
+    })))
+}
+
+/// What a user's detail shows, as JSON and on the page.
+#[derive(Serialize)]
+pub struct DetailView {
+    user: UserView,
+    last_login_ip: Option<String>,
+    room: Option<RoomView>,
+    recordings: Vec<RecordingView>,
+    /// Every ban, in force or not, oldest first.
+    bans: Vec<BanView>,
+    /// The latest logins, newest first.
+    logins: Vec<LoginView>,
+}
+
+#[derive(Serialize)]
+struct RoomView {
+    room_id: RoomId,
+    name: String,
+}
+
+#[derive(Serialize)]
+struct RecordingView {
+    record_id: RecordId,
+    title: String,
+    started_at: u64,
+    duration_secs: u64,
+}
+
+async fn detail_of(app: &App, id: u64) -> Result<DetailView, ApiError> {
+    let UserDetail {
+        user,
+        room,
+        bans,
+        logins,
+    } = users::detail(&app.store, UserId(id)).await?;
+    let all = Paging {
+        page: 1,
+        per_page: MAX_PER_PAGE,
+    };
+    let recordings = app.records.of_user(user.id, all).await?;
+    Ok(DetailView {
+        user: UserView::of(&user, Vec::new()),
+        last_login_ip: user.last_login_ip,
+        room: room.map(|room| RoomView {
+            room_id: room.id,
+            name: room.name,
+        }),
+        recordings: recordings
+            .records
+            .into_iter()
+            .map(|listed| RecordingView {
+                record_id: listed.record.id,
+                title: listed.record.title,
+                started_at: listed.record.started_at,
+                duration_secs: listed.record.duration_secs,
+            })
+            .collect(),
+        bans: bans.into_iter().map(BanView::from).collect(),
+        logins: logins.into_iter().map(LoginView::from).collect(),
+    })
+}
+
+/// `GET /api/v1/admin/users/{id}`: the user, last login and its IP, room, recordings, every
+/// ban and the latest logins.
+pub async fn detail(
+    State(app): State<Arc<App>>,
+    _: AdminApi,
+    ApiPath(id): ApiPath<u64>,
+) -> Result<Json<DetailView>, ApiError> {
+    Ok(Json(detail_of(&app, id).await?))
+}
+
+#[derive(Template)]
+#[template(path = "admin/users.html")]
+struct UsersPageView {
+    layout: AdminLayout,
+    q: String,
+    filter: String,
+    sort: String,
+    rows: Vec<UserRow>,
+    total: u64,
+    /// The search, filter and sort as a query string, for the paging links.
+    filters: String,
+    previous: Option<usize>,
+    next: Option<usize>,
+    per_page: usize,
+}
+
+/// A listed user with the times as the page shows them.
+struct UserRow {
+    user: UserView,
+    registered: String,
+    last_login: String,
+}
+
+/// `GET /admin/users?q&filter&sort&page`: the users list page.
+pub async fn users_list_page(
+    State(app): State<Arc<App>>,
+    AdminPage(admin): AdminPage,
+    csrf: Csrf,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, PageError> {
+    let query = Query::of(raw);
+    let (found, paging) = users_page(&app, &query).await?;
+    let given = |name: &str| query.get(name).unwrap_or_default().trim().to_owned();
+    let (q, filter, sort) = (given("q"), given("filter"), given("sort"));
+    let filters = form_urlencoded::Serializer::new(String::new())
+        .append_pair("q", &q)
+        .append_pair("filter", &filter)
+        .append_pair("sort", &sort)
+        .finish();
+    let total = found.total;
+    let rows: Vec<UserRow> = listed(found)
+        .into_iter()
+        .map(|user| UserRow {
+            registered: moment(user.created_at),
+            last_login: user.last_login_at.map(moment).unwrap_or_default(),
+            user,
+        })
+        .collect();
+    let shown = (paging.offset() + rows.len()) as u64;
+    let view = UsersPageView {
+        layout: AdminLayout::new("Users", &csrf, Some(&admin)),
+        q,
+        filter,
+        sort,
+        rows,
+        total,
+        filters,
+        previous: (paging.page > 1).then(|| paging.page - 1),
+        next: (shown < total).then_some(paging.page + 1),
+        per_page: paging.per_page,
+    };
+    Ok(page(&app, &csrf, StatusCode::OK, &view))
+}
+
+#[derive(Template)]
+#[template(path = "admin/user.html")]
+struct UserPageView {
+    layout: AdminLayout,
+    detail: DetailView,
+    registered: String,
+    last_login: String,
+    /// (start, until) of each ban as the page shows them, in `detail.bans`' order.
+    ban_times: Vec<(String, String)>,
+    recording_times: Vec<String>,
+    login_times: Vec<String>,
+}
+
+/// `GET /admin/users/{id}`: a user's detail page.
+pub async fn user_page(
+    State(app): State<Arc<App>>,
+    AdminPage(admin): AdminPage,
+    csrf: Csrf,
+    ApiPath(id): ApiPath<u64>,
+) -> Result<Response, PageError> {
+    let detail = detail_of(&app, id).await?;
+    let view = UserPageView {
+        layout: AdminLayout::new("Users", &csrf, Some(&admin)),
+        registered: moment(detail.user.created_at),
+        last_login: detail.user.last_login_at.map(moment).unwrap_or_default(),
+        ban_times: detail
+            .bans
+            .iter()
+            .map(|b| {
+                let until = b.until.map_or_else(|| "until lifted".to_owned(), moment);
+                (moment(b.created_at), until)
+            })
+            .collect(),
+        recording_times: detail
+            .recordings
+            .iter()
+            .map(|r| moment(r.started_at))
+            .collect(),
+        login_times: detail.logins.iter().map(|l| moment(l.at)).collect(),
+        detail,
+    };
+    Ok(page(&app, &csrf, StatusCode::OK, &view))
+}
+
+/// An admin action's reason, from JSON or a page's form.
+#[derive(Deserialize)]
+pub struct ActionBody {
+    #[serde(default)]
+    reason: String,
+}
+
+#[derive(Deserialize)]
+pub struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// What an admin does to an unverified account.
+#[derive(Clone, Copy)]
+enum EmailAction {
+    MarkVerified,
+    Resend,
+}
+
+async fn email_action(
+    app: &App,
+    admin: &SignedAdmin,
+    ip: IpAddr,
+    headers: &HeaderMap,
+    id: u64,
+    reason: &str,
+    action: EmailAction,
+) -> Result<(), ApiError> {
+    let reason = crate::admin::reason(reason)?;
+    let target = format!("user:{id}");
+    let id = UserId(id);
+    match action {
+        EmailAction::MarkVerified => {
+            let audit = admin.audit(AuditAction::MarkVerified, target, &reason, ip);
+            app.accounts.mark_verified(id, audit).await?;
+        }
+        EmailAction::Resend => {
+            let audit = admin.audit(AuditAction::ResendVerification, target, &reason, ip);
+            let link_base = app.site.link_base(request_host(headers));
+            app.accounts
+                .resend_as_admin(id, ip, &link_base, audit)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// `POST /api/v1/admin/users/{id}/verify` `{"reason"?}`: marks the email verified. `204`.
+pub async fn mark_verified(
+    State(app): State<Arc<App>>,
+    AdminApi(admin): AdminApi,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<u64>,
+    ApiJson(body): ApiJson<ActionBody>,
+) -> Result<StatusCode, ApiError> {
+    email_action(
+        &app,
+        &admin,
+        ip,
+        &headers,
+        id,
+        &body.reason,
+        EmailAction::MarkVerified,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/admin/users/{id}/resend-verification` `{"reason"?}`: a new link. `202`.
+pub async fn resend(
+    State(app): State<Arc<App>>,
+    AdminApi(admin): AdminApi,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<u64>,
+    ApiJson(body): ApiJson<ActionBody>,
+) -> Result<StatusCode, ApiError> {
+    email_action(
+        &app,
+        &admin,
+        ip,
+        &headers,
+        id,
+        &body.reason,
+        EmailAction::Resend,
+    )
+    .await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// `POST /admin/users/{id}/verify` (the user page's form).
+pub async fn mark_verified_submit(
+    State(app): State<Arc<App>>,
+    AdminPage(admin): AdminPage,
+    ClientIp(ip): ClientIp,
+    csrf: Csrf,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<u64>,
+    PageForm(form): PageForm<ActionForm>,
+) -> Result<Response, PageError> {
+    csrf.verify(&form.csrf)?;
+    email_action(
+        &app,
+        &admin,
+        ip,
+        &headers,
+        id,
+        &form.reason,
+        EmailAction::MarkVerified,
+    )
+    .await?;
+    Ok(see_other(&format!("/admin/users/{id}"), None))
+}
+
+/// `POST /admin/users/{id}/resend-verification` (the user page's form).
+pub async fn resend_submit(
+    State(app): State<Arc<App>>,
+    AdminPage(admin): AdminPage,
+    ClientIp(ip): ClientIp,
+    csrf: Csrf,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<u64>,
+    PageForm(form): PageForm<ActionForm>,
+) -> Result<Response, PageError> {
+    csrf.verify(&form.csrf)?;
+    email_action(
+        &app,
+        &admin,
+        ip,
+        &headers,
+        id,
+        &form.reason,
+        EmailAction::Resend,
+    )
+    .await?;
+    Ok(see_other(&format!("/admin/users/{id}"), None))
+}
+
+/// Whether deleting an account deletes its recordings too.
+fn recordings_go(value: Option<&str>) -> Result<bool, AdminError> {
+    match value {
+        None | Some("keep") => Ok(false),
+        Some("delete") => Ok(true),
+        Some(other) => Err(AdminError::InvalidQuery(format!(
+            "`recordings` is keep or delete; {other:?} is not"
+        ))),
+    }
+}
+
+/// Deletes the account `id`, and first its recordings if `with_recordings` (each with its own
+/// `delete_record` audit entry, as an admin's record delete has).
+async fn delete_account(
+    app: &App,
+    admin: &SignedAdmin,
+    ip: IpAddr,
+    id: u64,
+    with_recordings: bool,
+    reason: &str,
+) -> Result<(), ApiError> {
+    let reason = crate::admin::reason(reason)?;
+    let user = UserId(id);
+    if app.store.run(move |s| s.user(user)).await?.is_none() {
+        return Err(AdminError::NoSuchUser.into());
+    }
+    if with_recordings {
+        let records = app.store.run(|s| s.records()).await?;
+        for record in records.into_iter().filter(|r| r.host == user) {
+            let target = format!("record:{}", record.id);
+            let audit = admin.audit(AuditAction::DeleteRecord, target, &reason, ip);
+            app.records.delete_as_admin(record.id, audit).await?;
+        }
+    }
+    let audit = admin.audit(AuditAction::DeleteUser, format!("user:{id}"), &reason, ip);
+    app.accounts.delete_by_admin(user, audit).await?;
+    Ok(())
+}
+
+/// `DELETE /api/v1/admin/users/{id}?recordings=keep|delete&reason=…`. `204`.
+pub async fn delete(
+    State(app): State<Arc<App>>,
+    AdminApi(admin): AdminApi,
+    ClientIp(ip): ClientIp,
+    ApiPath(id): ApiPath<u64>,
+    RawQuery(raw): RawQuery,
+) -> Result<StatusCode, ApiError> {
+    let query = Query::of(raw);
+    let with_recordings = recordings_go(query.get("recordings"))?;
+    let reason = query.get("reason").unwrap_or_default();
+    delete_account(&app, &admin, ip, id, with_recordings, reason).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct DeleteForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+    recordings: Option<String>,
+}
+
+/// `POST /admin/users/{id}/delete` (the user page's form); `303` to the users list.
+pub async fn delete_submit(
+    State(app): State<Arc<App>>,
+    AdminPage(admin): AdminPage,
+    ClientIp(ip): ClientIp,
+    csrf: Csrf,
+    ApiPath(id): ApiPath<u64>,
+    PageForm(form): PageForm<DeleteForm>,
+) -> Result<Response, PageError> {
+    csrf.verify(&form.csrf)?;
+    let with_recordings = recordings_go(form.recordings.as_deref()).map_err(ApiError::from)?;
+    delete_account(&app, &admin, ip, id, with_recordings, &form.reason).await?;
+    Ok(see_other("/admin/users", None))
+}
