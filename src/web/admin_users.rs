@@ -24,6 +24,7 @@ use crate::model::{
     AuditAction, Ban, BanScope, LoginEvent, LoginKind, RecordId, RoomId, User, UserId, UserKind,
 };
 use crate::records::{Paging, MAX_PER_PAGE};
+use crate::rooms::RoomsError;
 use crate::store::UsersPage;
 
 use super::account_pages::{page, see_other, PageForm};
@@ -509,8 +510,20 @@ async fn delete_account(
 ) -> Result<(), ApiError> {
     let reason = crate::admin::reason(reason)?;
     let user = UserId(id);
-    if app.store.run(move |s| s.user(user)).await?.is_none() {
+    let Some(account) = app.store.run(move |s| s.user(user)).await? else {
         return Err(AdminError::NoSuchUser.into());
+    };
+    // A live room of the account closes first, its members told why, as a force-close does.
+    if let Some(room) = account.room_id {
+        let audit = admin.audit(AuditAction::CloseRoom, format!("room:{room}"), &reason, ip);
+        match app
+            .rooms
+            .force_close(room, "the host's account was deleted".to_owned(), audit)
+            .await
+        {
+            Ok(()) | Err(RoomsError::RoomNotOpen) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     if with_recordings {
         let records = app.store.run(|s| s.records()).await?;

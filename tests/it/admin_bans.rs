@@ -326,3 +326,26 @@ async fn an_admin_closes_a_room_with_a_reason_its_members_see() {
         (&json!(format!("room:{room}")), &json!("maintenance"))
     );
 }
+
+#[tokio::test]
+async fn deleting_a_live_hosts_account_closes_the_room_first() {
+    let site = Site::start_with(relaxed).await;
+    let admin = Admin::of(&site).await;
+    let (host_id, _host, room) = live(&site, "bhost8").await;
+    let (_, mut fan) = viewer(&site, "bfan8", room).await;
+    admin
+        .delete(&format!(
+            "/api/v1/admin/users/{host_id}?recordings=keep&reason=gone"
+        ))
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    let closed = fan.expect("room_closed").await;
+    assert_eq!(closed["reason"], "the host's account was deleted");
+    let rooms = admin.get("/api/v1/admin/rooms").await;
+    assert_eq!(rooms["rooms"], json!([]));
+    let entry = admin.last_audit("close_room").await;
+    assert_eq!(
+        (&entry["target"], &entry["reason"]),
+        (&json!(format!("room:{room}")), &json!("gone"))
+    );
+}
