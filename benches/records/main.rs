@@ -14,13 +14,17 @@
 // (benches/*/main.rs) again, compiled as a test harness the file is empty.
 #![cfg(not(test))]
 
+#[path = "../common/accounts.rs"]
+mod accounts;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use roommanager::model::TokenHash;
-use roommanager::store::{MailDraft, NewAccount, NewToken, RegisterOutcome, Store, VerifyOutcome};
+use roommanager::store::Store;
+
+use accounts::verified_account;
 
 /// Fills a RoomManager data dir with generated recordings.
 #[derive(Parser, Debug)]
@@ -61,30 +65,7 @@ fn fill(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut hosts = Vec::new();
     for n in 0..args.hosts.max(1) {
         let username = format!("host{n:05}");
-        let hash = TokenHash(format!("bench-verify-{n}"));
-        let account = NewAccount {
-            username: username.clone(),
-            email: format!("{username}@bench.example"),
-            password_hash: "not a real hash: these accounts never log in".to_owned(),
-            now: START,
-        };
-        let token = NewToken {
-            hash: hash.clone(),
-            expires_at: u64::MAX,
-        };
-        let mail = MailDraft {
-            to: account.email.clone(),
-            subject: "bench".to_owned(),
-            text: "bench".to_owned(),
-        };
-        let RegisterOutcome::Created(_) = store.register(account, token, mail, 0)? else {
-            return Err(format!("{username} exists already: fill an empty data dir").into());
-        };
-        let VerifyOutcome::Verified(user) = store.verify(&hash, START)? else {
-            return Err(format!("{username} was not verified").into());
-        };
-        let room = user.room_id.ok_or("a verified user has a room")?;
-        hosts.push((user.id, room));
+        hosts.push(verified_account(&store, n, &username, START, START)?);
     }
     eprintln!("{} hosts in {:.1?}", hosts.len(), began.elapsed());
     for n in 0..args.records {

@@ -15,15 +15,18 @@
 // (benches/*/main.rs) again, compiled as a test harness the file is empty.
 #![cfg(not(test))]
 
+#[path = "../common/accounts.rs"]
+mod accounts;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
+
+use accounts::verified_account;
 use roommanager::model::{LoginKind, RecordId, Session, TokenHash, UserId};
-use roommanager::store::{
-    MailDraft, NewAccount, NewToken, RegisterOutcome, Store, VerifyOutcome, WatchDelta,
-};
+use roommanager::store::{Store, WatchDelta};
 
 /// Fills a RoomManager data dir with a year of logins, live sessions and watching.
 #[derive(Parser, Debug)]
@@ -79,30 +82,13 @@ fn fill(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut users = Vec::new();
     for n in 0..args.users.max(1) {
         let username = format!("user{n:05}");
-        let hash = TokenHash(format!("bench-verify-{n}"));
-        let account = NewAccount {
-            username: username.clone(),
-            email: format!("{username}@bench.example"),
-            password_hash: "not a real hash: these accounts never log in".to_owned(),
-            now: start + mix(n) % YEAR,
-        };
-        let token = NewToken {
-            hash: hash.clone(),
-            expires_at: u64::MAX,
-        };
-        let mail = MailDraft {
-            to: account.email.clone(),
-            subject: "bench".to_owned(),
-            text: "bench".to_owned(),
-        };
-        let RegisterOutcome::Created(_) = store.register(account, token, mail, 0)? else {
-            return Err(format!("{username} exists already: fill an empty data dir").into());
-        };
-        let VerifyOutcome::Verified(user) = store.verify(&hash, start)? else {
-            return Err(format!("{username} was not verified").into());
-        };
-        let room = user.room_id.ok_or("a verified user has a room")?;
-        users.push((user.id, room));
+        users.push(verified_account(
+            &store,
+            n,
+            &username,
+            start + mix(n) % YEAR,
+            start,
+        )?);
     }
     let mut guests = Vec::new();
     for n in 0..args.guests.max(1) {
