@@ -1,10 +1,10 @@
 //! App: the running RoomManager's parts, wired together once at start.
 //!
 //! Owns: the validated config, the store handle, the domain services and the background tasks
-//! (mail delivery, the accounts purge, the rate limiters' sweep, the recordings' media removal), with the cancellation token
-//! and task tracker that shutdown uses.
+//! (mail delivery, the accounts purge, the rate limiters' sweep, the recordings' media removal,
+//! the viewer peaks' sampling), with the cancellation token and task tracker that shutdown uses.
 //! Calls: config, store, metrics, mail, files, downloads, accounts, admin, connections, rooms,
-//! records. The web layer
+//! records, stats. The web layer
 //! receives an `Arc<App>` and reaches every domain part through it. Wires accounts to the
 //! connection registry: the end of a session closes its connections.
 
@@ -192,6 +192,12 @@ impl App {
             config.gifts.clone(),
             leftovers,
             tasks.clone(),
+            shutdown.clone(),
+        ));
+        let counted = rooms.clone();
+        tasks.spawn(crate::stats::peaks::run(
+            store.clone(),
+            move || counted.viewers_now(),
             shutdown.clone(),
         ));
         let watching = Watching::new(config.records.clone(), store.clone());

@@ -551,6 +551,20 @@ impl Rooms {
         rooms
     }
 
+    /// Everyone in a live room now (hosts and co-hosts included).
+    pub fn viewers_now(&self) -> usize {
+        let directory = self
+            .shared
+            .directory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        directory
+            .values()
+            .filter(|r| matches!(r.state, RoomPhase::Live | RoomPhase::CoStreaming))
+            .map(|r| r.audience)
+            .sum()
+    }
+
     pub fn live_room(&self, room: RoomId) -> Option<RoomSummary> {
         self.shared
             .directory

@@ -5,6 +5,7 @@
 //! store (its roll-ups, `store/stats.rs`). Every figure is computed from stored events; days are
 //! UTC.
 
+pub mod peaks;
 pub mod svg;
 
 use serde::Serialize;
@@ -172,6 +173,7 @@ pub struct LiveDayView {
     pub sessions: u64,
     pub live_secs: u64,
     pub hours_live: f64,
+    pub peak_viewers: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -279,6 +281,7 @@ fn live_day(d: &LiveDay) -> LiveDayView {
         sessions: d.sessions,
         live_secs: d.live_secs,
         hours_live: (d.live_secs as f64 / 36.0).round() / 100.0,
+        peak_viewers: d.peak_viewers,
     }
 }
 
@@ -348,12 +351,19 @@ impl Report {
             Report::Lives { days, .. } => vec![Table {
                 name: "days",
                 caption: "Live sessions per day",
-                header: &["date", "sessions", "live_secs", "hours_live"],
+                header: &[
+                    "date",
+                    "sessions",
+                    "live_secs",
+                    "hours_live",
+                    "peak_viewers",
+                ],
                 rows: days
                     .iter()
                     .map(|d| {
                         let mut cells = row(&d.date, &[d.sessions, d.live_secs]);
                         cells.push(format!("{:.2}", d.hours_live));
+                        cells.push(d.peak_viewers.to_string());
                         cells
                     })
                     .collect(),

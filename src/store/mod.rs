@@ -270,6 +270,7 @@ fn open_all_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(LOGIN_DAYS)?;
     txn.open_table(LOGIN_DAY_USERS)?;
     txn.open_table(WATCH_DAYS)?;
+    txn.open_table(VIEWER_PEAKS)?;
     Ok(())
 }
 

@@ -55,6 +55,8 @@ pub struct LiveDay {
     pub sessions: u64,
     /// Seconds any room was live that day (a session over midnight counts on both days).
     pub live_secs: u64,
+    /// The most people in live rooms at once that day (0 when none was sampled).
+    pub peak_viewers: u64,
 }
 
 /// One day of recordings watched.
@@ -249,7 +251,31 @@ impl Store {
                 from = upto;
             }
         }
+        for entry in txn.open_table(VIEWER_PEAKS)?.range(first..=last)? {
+            let (day, peak) = entry?;
+            days[(day.value() - first) as usize].peak_viewers = peak.value().0;
+        }
         Ok(days)
+    }
+
+    /// Keeps `viewers` as the peak of the day holding `at` if it is higher than the one stored.
+    /// Returns whether it was.
+    pub fn raise_viewer_peak(&self, viewers: u64, at: u64) -> Result<bool, StoreError> {
+        let day = at / DAY;
+        let txn = self.db.begin_write()?;
+        let raised = {
+            let mut peaks = txn.open_table(VIEWER_PEAKS)?;
+            let before = peaks.get(day)?.map_or(0, |v| v.value().0);
+            let raised = viewers > before;
+            if raised {
+                peaks.insert(day, (viewers, at))?;
+            }
+            raised
+        };
+        if raised {
+            txn.commit()?;
+        }
+        Ok(raised)
     }
 
     /// Recordings watched from `first` to `last` (unix days), with the `top` recordings by views

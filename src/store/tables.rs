@@ -99,3 +99,6 @@ pub const LOGIN_DAY_USERS: TableDefinition<(u64, u64), ()> =
 /// roll-up. Unlike `record_days_v1` it outlives a deleted recording, as the views did happen.
 pub const WATCH_DAYS: TableDefinition<(u64, u64), (u64, u64)> =
     TableDefinition::new("watch_days_v1");
+/// Unix day (UTC) → (most people in live rooms at once that day, unix time it was first
+/// reached), from the viewer counts sampled while the server runs.
+pub const VIEWER_PEAKS: TableDefinition<u64, (u64, u64)> = TableDefinition::new("viewer_peaks_v1");

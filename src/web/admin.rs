@@ -69,7 +69,7 @@ pub struct Dashboard {
 impl Dashboard {
     pub async fn gather(app: &App) -> Result<Dashboard, ApiError> {
         let live_rooms = app.rooms.live_rooms();
-        let viewers_now = live_rooms.iter().map(|r| r.audience).sum();
+        let viewers_now = app.rooms.viewers_now();
         let midnight = unix_now() / 86_400 * 86_400;
         let registrations_today = app
             .store

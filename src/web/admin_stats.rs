@@ -229,6 +229,11 @@ fn charts(report: &Report) -> (&'static str, Vec<String>) {
                     "Hours live per day",
                     &series(days, |d| (d.date.clone(), d.hours_live)),
                 ),
+                svg::chart(
+                    Kind::Line,
+                    "Peak viewers at once per day",
+                    &series(days, |d| (d.date.clone(), d.peak_viewers as f64)),
+                ),
             ],
         ),
         Report::Records {

@@ -13,8 +13,9 @@ use roommanager::store::{unix_now, WatchDelta};
 
 use crate::accounts::{guest_token, relaxed, send, verified_user, Reply};
 use crate::admin::{admin_token, make_admin, ADMIN_PASSWORD};
-use crate::common::TestServer;
+use crate::common::{wait_for, TestServer};
 use crate::records::list_recording;
+use crate::rooms::{join, Site};
 
 const DAY: u64 = 86_400;
 const HOUR: u64 = 3_600;
@@ -225,6 +226,13 @@ async fn live_sessions_and_recordings_have_known_answers_in_json_csv_and_the_pag
             .add_watching(&[((record, UserId(viewer)), delta)])
             .expect("watching is stored");
     };
+    // The sampler's peaks: 7 people at once on D1; a lower count later that day keeps the 7.
+    assert!(store
+        .raise_viewer_peak(7, d1() + 11 * HOUR)
+        .expect("stored"));
+    assert!(!store
+        .raise_viewer_peak(5, d1() + 20 * HOUR)
+        .expect("stored"));
     watch(quoted, 2, d1() + HOUR, 60_000);
     watch(quoted, 3, d1() + 2 * HOUR, 30_000);
     watch(script, 2, d1() + DAY + HOUR, 600_000);
@@ -241,8 +249,10 @@ async fn live_sessions_and_recordings_have_known_answers_in_json_csv_and_the_pag
     assert_eq!(
         lives["days"],
         json!([
-            {"date": "2024-03-10", "sessions": 2, "live_secs": 12_600, "hours_live": 3.5},
-            {"date": "2024-03-11", "sessions": 0, "live_secs": 3_600, "hours_live": 1.0}
+            {"date": "2024-03-10", "sessions": 2, "live_secs": 12_600, "hours_live": 3.5,
+             "peak_viewers": 7},
+            {"date": "2024-03-11", "sessions": 0, "live_secs": 3_600, "hours_live": 1.0,
+             "peak_viewers": 0}
         ])
     );
     let reply = get_admin(
@@ -254,7 +264,8 @@ async fn live_sessions_and_recordings_have_known_answers_in_json_csv_and_the_pag
     .expect(StatusCode::OK);
     assert_csv(
         &reply,
-        "date,sessions,live_secs,hours_live\r\n2024-03-10,2,12600,3.50\r\n2024-03-11,0,3600,1.00\r\n",
+        "date,sessions,live_secs,hours_live,peak_viewers\r\n\
+         2024-03-10,2,12600,3.50,7\r\n2024-03-11,0,3600,1.00,0\r\n",
     );
 
     let records = get_admin(
@@ -311,6 +322,8 @@ async fn live_sessions_and_recordings_have_known_answers_in_json_csv_and_the_pag
         sessions.contains("<title>2024-03-10: 2</title>"),
         "{sessions}"
     );
+    let peaks = svg_titled(&page.text, "Peak viewers at once per day");
+    assert!(peaks.contains("<title>2024-03-10: 7</title>"), "{peaks}");
     let top_chart = svg_titled(&page.text, "Top recordings by views");
     assert!(
         top_chart.contains("&lt;script&gt;alert(1)&lt;/script&gt;: 1"),
@@ -333,6 +346,52 @@ async fn live_sessions_and_recordings_have_known_answers_in_json_csv_and_the_pag
     .expect(StatusCode::OK);
     let chart = svg_titled(&last_year.text, "Recording views per day");
     assert_eq!(chart.matches("<rect class=\"bar\"").count(), 366);
+}
+
+/// The sampler counts people in live rooms as they come and keeps the day's highest count after
+/// they leave.
+#[tokio::test]
+async fn the_day_s_peak_of_viewers_is_sampled_from_live_rooms() {
+    let site = Site::start_with(relaxed).await;
+    let server = &site.server;
+    make_admin(server, "root");
+    let admin = admin_token(&server.base, "root", ADMIN_PASSWORD).await;
+    let today = roommanager::calendar::day_label(unix_now() / DAY);
+    let peak_today = || async {
+        let lives = get_admin(
+            server,
+            &format!("/api/v1/admin/stats/lives?from={today}&to={today}"),
+            &admin,
+        )
+        .await
+        .expect(StatusCode::OK)
+        .json();
+        lives["days"][0]["peak_viewers"]
+            .as_u64()
+            .expect("the day has a peak")
+    };
+    assert_eq!(peak_today().await, 0, "nobody has watched yet");
+
+    let (mut host, room) = site.live_host("peakhost").await;
+    let mut viewers = Vec::new();
+    for _ in 0..2 {
+        let mut viewer = site.ws(&site.guest().await).await;
+        join(&mut viewer, room).await;
+        viewers.push(viewer);
+    }
+    host.expect_where("audience", |m| m["count"] == 3).await;
+    wait_for(|| async { (peak_today().await == 3).then_some(()) }).await;
+
+    drop(viewers);
+    host.expect_where("audience", |m| m["count"] == 1).await;
+    wait_for(|| async {
+        let audience = site.live_rooms().await[0]["audience"].as_u64();
+        (audience == Some(1)).then_some(())
+    })
+    .await;
+    // Long enough for the sampler to have counted the smaller audience.
+    tokio::time::sleep(roommanager::stats::peaks::SAMPLE_EVERY * 2).await;
+    assert_eq!(peak_today().await, 3, "the peak outlives the crowd");
 }
 
 /// The `<svg>` element whose `<title>` is `title`.
