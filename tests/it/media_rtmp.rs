@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
 use crate::accounts::{relaxed, verified_user};
+use crate::admin::{admin_token, make_admin, ADMIN_PASSWORD};
 use crate::common::tools::{self, Tool};
 use crate::common::webdriver::{self, Browser};
 use crate::common::ws::WsClient;
@@ -807,4 +808,70 @@ async fn rotating_the_key_drops_a_running_push() {
         .unwrap();
     assert_accepted(&server, rotated["push_url"].as_str().unwrap()).await;
     assert_refused(&server, &push_url, "wrong code").await;
+}
+
+/// An admin's stream ban while the host pushes: the room closes, nginx drops the running push, a
+/// new push with the same key is refused and going live again is refused for the ban; lifting it
+/// lets the host push again.
+#[tokio::test]
+async fn a_stream_ban_drops_the_running_push_and_refuses_the_next_until_lifted() {
+    if !media_tools_present() {
+        return;
+    }
+    let server = TestServer::start_with(|c| {
+        relaxed(c);
+        c.media.rtmp.manage_nginx = true;
+    })
+    .await;
+    make_admin(&server, "root");
+    let admin = admin_token(&server.base, "root", ADMIN_PASSWORD).await;
+    let (host_id, token) = verified_user(&server, "unrulyhost").await;
+    let mut host = WsClient::connect(&server.base, &token).await;
+    host.send(json!({"type": "start_live"})).await;
+    let push_url = host.expect("live_started").await["push_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut ffmpeg = push(&push_url, 60, 320, 180, 440);
+    assert_eq!(host.expect("on_air").await["on_air"], true);
+
+    let res = server
+        .client
+        .post(server.url(&format!("/api/v1/admin/users/{host_id}/bans")))
+        .bearer_auth(&admin)
+        .json(&json!({"scope": "stream", "reason": "pirated football"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let banned = host.expect("banned").await;
+    assert_eq!(banned["scope"], "stream");
+    assert_eq!(banned["reason"], "pirated football");
+    let closed = host.expect("room_closed").await;
+    assert_eq!(closed["reason"], "the host is banned from streaming");
+    tokio::time::timeout(Duration::from_secs(20), ffmpeg.wait())
+        .await
+        .expect("the banned host's running push was dropped")
+        .unwrap();
+    // The key's stream ended with the room, and the host cannot start another while banned.
+    assert_refused(&server, &push_url, "no such live stream").await;
+    let mut host = WsClient::connect(&server.base, &token).await;
+    host.send(json!({"type": "start_live"})).await;
+    assert_eq!(host.expect("banned").await["scope"], "stream");
+
+    let res = server
+        .client
+        .delete(server.url(&format!("/api/v1/admin/users/{host_id}/bans/stream")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let mut host = WsClient::connect(&server.base, &token).await;
+    host.send(json!({"type": "start_live"})).await;
+    let push_url = host.expect("live_started").await["push_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_accepted(&server, &push_url).await;
 }
