@@ -9,6 +9,7 @@ mod accounts_login;
 mod accounts_profile;
 mod admin;
 mod admin_bans;
+mod admin_moderation;
 mod admin_stats;
 mod admin_users;
 mod browser;
