@@ -13,6 +13,7 @@ mod admin_moderation;
 mod admin_stats;
 mod admin_users;
 mod browser;
+mod browser_moderation;
 mod browser_records;
 mod browser_room;
 mod config;
