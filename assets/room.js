@@ -86,7 +86,8 @@
   }
 
   // `fromHost` comes from the server (`is_host`), never from the nickname, which anyone may copy.
-  function addLine(who, text, className, fromHost) {
+  // A danmaku (`d`, with its `id`) gets the moderation buttons its viewer may use.
+  function addLine(who, text, className, fromHost, d) {
     const list = $("danmaku");
     const item = document.createElement("li");
     if (className) item.className = className;
@@ -101,9 +102,101 @@
     name.className = "who";
     name.textContent = who;
     item.append(name, document.createTextNode(text));
+    if (d) {
+      item.dataset.danmakuId = d.id;
+      moderationButtons(item, d);
+    }
     list.append(item);
     while (list.children.length > 200) list.firstElementChild.remove();
     list.scrollTop = list.scrollHeight;
+  }
+
+  // Moderation: an admin signed in at /admin (learnt from /admin/session.json, since the admin
+  // cookie only goes to /admin…) deletes and bans; the host deletes in their own room.
+  let admin = null;
+
+  function adminPost(path, body) {
+    return fetch(path, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-RM-CSRF": admin.csrf },
+      body: JSON.stringify(body),
+    }).then((res) => {
+      if (res.ok) return;
+      return res.json().then(
+        (e) => { throw new Error(e.error ? e.error.message : `status ${res.status}`); },
+        () => { throw new Error(`status ${res.status}`); });
+    });
+  }
+
+  function smallButton(label, onClick) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "secondary moderate";
+    button.textContent = label;
+    button.addEventListener("click", onClick);
+    return button;
+  }
+
+  // The buttons (and a ban form) sit first in the line, floated to its end, so the line's
+  // last node stays its text.
+  function moderationButtons(item, d) {
+    if (!admin && !isHost) return;
+    const tools = document.createElement("span");
+    tools.className = "moderation";
+    if (admin) {
+      tools.append(smallButton("Delete", () => {
+        adminPost(`/admin/moderation/rooms/${roomId}/danmaku/${d.id}/delete`, {})
+          .catch((e) => notice(`Cannot delete: ${e.message}`));
+      }), " ", smallButton("Ban", () => banForm(tools, d)));
+    } else {
+      tools.append(smallButton("Delete", () => send({ type: "delete_danmaku", id: d.id })));
+    }
+    item.prepend(tools);
+  }
+
+  const banLengths = [["1 hour", 3600], ["1 day", 86400], ["7 days", 604800], ["Permanent", 0]];
+
+  function banForm(tools, d) {
+    if (tools.querySelector("form")) return;
+    const form = document.createElement("form");
+    form.className = "ban-form inline-row";
+    const reason = document.createElement("input");
+    reason.name = "reason";
+    reason.required = true;
+    reason.maxLength = 500;
+    reason.placeholder = `Why ban ${d.nickname}?`;
+    reason.setAttribute("aria-label", "Reason");
+    const length = document.createElement("select");
+    length.name = "length";
+    length.setAttribute("aria-label", "Length");
+    for (const [label, secs] of banLengths) {
+      const option = document.createElement("option");
+      option.value = secs;
+      option.textContent = label;
+      length.append(option);
+    }
+    const submit = document.createElement("button");
+    submit.type = "submit";
+    submit.textContent = "Ban from chat";
+    form.append(reason, length, submit);
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const secs = Number(length.value);
+      const body = { scope: "chat", reason: reason.value.trim() };
+      if (secs > 0) body.until = Math.floor(Date.now() / 1000) + secs;
+      adminPost(`/admin/moderation/users/${d.user_id}/bans`, body).then(() => {
+        form.remove();
+        notice(`${d.nickname} is banned from chatting`);
+      }, (e) => notice(`Cannot ban: ${e.message}`));
+    });
+    tools.append(form);
+    reason.focus();
+  }
+
+  function removeLine(id) {
+    const line = $("danmaku").querySelector(`[data-danmaku-id="${Number(id)}"]`);
+    if (line) line.remove();
   }
 
   function renderQueue(queue) {
@@ -151,7 +244,7 @@
         setPhase(m.state);
         setWatch(m.watch_url);
         $("danmaku").replaceChildren();
-        for (const d of m.recent_danmaku) addLine(d.nickname, d.text, null, d.is_host);
+        for (const d of m.recent_danmaku) addLine(d.nickname, d.text, null, d.is_host, d);
         if (m.connect_queue) renderQueue(m.connect_queue);
         show($("end-connect"), Boolean(m.co_stream));
         break;
@@ -176,7 +269,10 @@
         setWatch(m.watch_url);
         break;
       case "danmaku":
-        addLine(m.nickname, m.text, null, m.is_host);
+        addLine(m.nickname, m.text, null, m.is_host, m);
+        break;
+      case "danmaku_deleted":
+        removeLine(m.id);
         break;
       case "gift":
         addLine(m.nickname, ` sent ${m.count} × ${m.icon} ${m.name}`, "gift-line");
@@ -318,5 +414,10 @@
     }).then((res) => {
       if (!res.ok && res.status !== 409) throw new Error(`guest session: ${res.status}`);
     });
-  ready.then(connect, () => notice("Cannot start a session; reload the page."));
+  // Asked once; anyone but a signed-in admin gets 401 and sees no admin buttons.
+  const adminCheck = fetch("/admin/session.json", { credentials: "same-origin" })
+    .then((res) => (res.ok ? res.json() : null))
+    .then((session) => { admin = session; }, () => { admin = null; });
+  Promise.all([ready, adminCheck])
+    .then(connect, () => notice("Cannot start a session; reload the page."));
 })();

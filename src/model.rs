@@ -216,12 +216,46 @@ pub struct CoStreamSpan {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredDanmaku {
     pub live: LiveSessionId,
+    /// The room's number for it within the live session, from 1 (0 in rows stored before
+    /// danmaku had one: those cannot be deleted one by one).
+    #[serde(default)]
+    pub id: u64,
     pub user_id: UserId,
     pub nickname: String,
     pub text: String,
     /// Milliseconds since the live session started, to place it on the replay's timeline.
     pub offset_ms: u64,
     pub at: u64,
+}
+
+/// Characters of a deleted danmaku the audit log keeps, enough to tell what was said.
+const DANMAKU_EXCERPT_CHARS: usize = 40;
+
+/// A danmaku taken back (by an admin, or the room's host): the ledger drops it, so a recording's
+/// replay never shows it, and the session's count goes down by one.
+#[derive(Debug, Clone)]
+pub struct DanmakuRemoval {
+    pub live: LiveSessionId,
+    /// [`StoredDanmaku::id`].
+    pub id: u64,
+    /// An admin's entry, its `target` naming the room and the danmaku; the ledger adds what the
+    /// danmaku said when it writes it.
+    pub audit: Option<AuditEntry>,
+}
+
+impl DanmakuRemoval {
+    /// The audit entry as stored, with an excerpt of `text` (the deleted danmaku, when found).
+    pub fn audit_entry(&self, text: Option<&str>) -> Option<AuditEntry> {
+        let mut entry = self.audit.clone()?;
+        if let Some(text) = text {
+            let mut excerpt: String = text.chars().take(DANMAKU_EXCERPT_CHARS).collect();
+            if excerpt.len() < text.len() {
+                excerpt.push('…');
+            }
+            entry.target = format!("{} {excerpt:?}", entry.target);
+        }
+        Some(entry)
+    }
 }
 
 /// One line of the gift ledger.
@@ -412,6 +446,8 @@ pub enum AuditAction {
     ResendVerification,
     /// An admin deleted a user's account.
     DeleteUser,
+    /// An admin deleted a danmaku in a live room.
+    DeleteDanmaku,
 }
 
 impl AuditAction {
@@ -429,6 +465,7 @@ impl AuditAction {
             AuditAction::MarkVerified => "mark_verified",
             AuditAction::ResendVerification => "resend_verification",
             AuditAction::DeleteUser => "delete_user",
+            AuditAction::DeleteDanmaku => "delete_danmaku",
         }
     }
 }

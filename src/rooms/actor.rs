@@ -10,7 +10,7 @@
 //! blocks by concern (`lifecycle`: live sessions and closing, `costream`, `chat`: chat and
 //! moderation), all on the one state this task owns.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::protocol::{
     ClientMessage, DanmakuView, Frame, Person, RoomPhase, ServerMessage, TopGiver,
 };
-use super::{ClientId, ClientLink, Command, Envelope, Member, RoomSummary, Shared};
+use super::{ClientId, ClientLink, Command, Envelope, Member, RoomSummary, RoomsError, Shared};
 use crate::files::ImageKind;
 use crate::media::{LiveId, MediaError, MixLayout, StreamCredentials};
 use crate::model::{LiveSession, Room, User, UserId};
@@ -62,6 +62,10 @@ struct Live {
     top_givers: HashMap<UserId, TopGiver>,
     /// Whether the host's picture is arriving at the media plane.
     host_on_air: bool,
+    /// The id the next danmaku of this session gets (`DanmakuView::id`).
+    next_danmaku: u64,
+    /// The danmaku of this session taken back, so one is not deleted twice.
+    deleted: HashSet<u64>,
 }
 
 struct CoStream {
@@ -238,6 +242,9 @@ impl RoomActor {
             Command::Banned(user, ban) => self.apply_ban(user, ban),
             Command::Unbanned(user, scope) => self.apply_unban(user, scope),
             Command::Close(reason) => self.close(&reason),
+            Command::DeleteDanmaku { id, audit, reply } => {
+                let _ = reply.send(self.delete_danmaku(id, Some(audit)));
+            }
             Command::Shutdown(reply) => {
                 self.shutdown_reply = Some(reply);
                 if self.phase != RoomPhase::Closing {
@@ -465,6 +472,15 @@ impl RoomActor {
         let about = message.kind();
         match message {
             ClientMessage::Danmaku { text } => self.danmaku(&member, text),
+            ClientMessage::DeleteDanmaku { id } if is_host => {
+                if let Err(refused) = self.delete_danmaku(id, None) {
+                    let code = match refused {
+                        RoomsError::NotLive => "not_live",
+                        _ => "danmaku_not_found",
+                    };
+                    self.error(client, code, &refused.to_string(), about);
+                }
+            }
             ClientMessage::Gift { gift, count } => self.gift(&member, &gift, count),
             ClientMessage::Like { count } => self.like(&member, count),
             ClientMessage::StartLive { title } if is_host => self.start_live(client, title),
@@ -477,6 +493,7 @@ impl RoomActor {
             ClientMessage::ApplyConnect => self.apply_connect(&member),
             ClientMessage::EndConnect => self.end_connect(&member, is_host),
             ClientMessage::StartLive { .. }
+            | ClientMessage::DeleteDanmaku { .. }
             | ClientMessage::StopLive
             | ClientMessage::CloseRoom
             | ClientMessage::UpdateRoom { .. }

@@ -50,6 +50,12 @@ pub enum RoomsError {
     NoSuchUser,
     #[error("the user has no ban of that kind in force")]
     NotBanned,
+    #[error("the room is not live")]
+    NotLive,
+    #[error("there is no such danmaku in the room's live session (or it was deleted already)")]
+    NoSuchDanmaku,
+    #[error("the chat ledger could not be written; see the server's log")]
+    LedgerFailed,
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error(transparent)]
@@ -188,6 +194,13 @@ enum Command {
     Unbanned(UserId, BanScope),
     /// An admin closes the room; members are told the reason.
     Close(String),
+    /// An admin deletes a danmaku of the live session; the reply, when the room found it,
+    /// completes once the ledger dropped it and stored the audit entry.
+    DeleteDanmaku {
+        id: u64,
+        audit: AuditEntry,
+        reply: oneshot::Sender<Result<oneshot::Receiver<()>, RoomsError>>,
+    },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -232,7 +245,7 @@ struct Shared {
     media: Arc<dyn MediaPlane>,
     config: RoomsConfig,
     gifts: Vec<GiftConfig>,
-    chat: mpsc::UnboundedSender<ChatEntry>,
+    chat: mpsc::UnboundedSender<LedgerLine>,
     /// std mutexes: each held only for a map update, never across an `.await`.
     registry: Mutex<HashMap<RoomId, (u64, RoomHandle)>>,
     directory: Mutex<HashMap<RoomId, RoomSummary>>,
@@ -250,7 +263,19 @@ struct Shared {
     stops: Mutex<HashMap<RoomId, (LiveSessionId, CancellationToken)>>,
 }
 
+/// A line on its way to the chat ledger's writer, and who waits for it to be stored.
+struct LedgerLine {
+    entry: ChatEntry,
+    stored: Option<oneshot::Sender<()>>,
+}
+
 impl Shared {
+    /// Hands `entry` to the ledger's writer; `stored` (if any) hears when it is in the store.
+    fn ledger(&self, entry: ChatEntry, stored: Option<oneshot::Sender<()>>) {
+        // The writer runs until the app's shutdown, after every room closed.
+        let _ = self.chat.send(LedgerLine { entry, stored });
+    }
+
     /// Registers the stop part of `session` in `room`; returns the token its end cancels.
     fn stopping(&self, room: RoomId, session: LiveSessionId) -> CancellationToken {
         let done = CancellationToken::new();
@@ -520,6 +545,32 @@ impl Rooms {
         Ok(())
     }
 
+    /// Deletes danmaku `id` of `room`'s live session for an admin: it leaves the room's recent
+    /// list, every member gets `danmaku_deleted`, and the ledger drops it (so the recording's
+    /// replay never shows it) and stores `audit`, completed with an excerpt of its text. Returns
+    /// once all of that is stored.
+    pub async fn delete_danmaku(
+        &self,
+        room: RoomId,
+        id: u64,
+        audit: AuditEntry,
+    ) -> Result<(), RoomsError> {
+        let handle = self.registry().get(&room).map(|(_, h)| h.clone());
+        let Some(handle) = handle else {
+            return Err(RoomsError::NotLive);
+        };
+        let (reply, answer) = oneshot::channel();
+        if !handle
+            .send(Command::DeleteDanmaku { id, audit, reply })
+            .await
+        {
+            return Err(RoomsError::NotLive);
+        }
+        // A room that ended before answering had nothing live any more.
+        let stored = answer.await.map_err(|_| RoomsError::NotLive)??;
+        stored.await.map_err(|_| RoomsError::LedgerFailed)
+    }
+
     async fn tell_every_room(&self, command: impl Fn() -> Command) {
         let handles: Vec<RoomHandle> = self.registry().values().map(|(_, h)| h.clone()).collect();
         for handle in handles {
@@ -655,26 +706,34 @@ async fn finish_leftovers(
 /// left and ends.
 async fn write_chat(
     store: Store,
-    mut ledger: mpsc::UnboundedReceiver<ChatEntry>,
+    mut ledger: mpsc::UnboundedReceiver<LedgerLine>,
     shutdown: CancellationToken,
 ) {
     const BATCH: usize = 512;
     loop {
         let first = tokio::select! {
-            entry = ledger.recv() => entry,
+            line = ledger.recv() => line,
             () = shutdown.cancelled() => ledger.try_recv().ok(),
         };
         let Some(first) = first else { return };
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
+        let mut lines = vec![first];
+        while lines.len() < BATCH {
             match ledger.try_recv() {
-                Ok(entry) => batch.push(entry),
+                Ok(line) => lines.push(line),
                 Err(_) => break,
             }
         }
-        let size = batch.len();
-        if let Err(e) = store.run(move |s| s.append_chat(&batch)).await {
-            tracing::error!(error = %e, entries = size, "cannot store danmaku and gifts");
+        let size = lines.len();
+        let (batch, waiting): (Vec<ChatEntry>, Vec<Option<oneshot::Sender<()>>>) =
+            lines.into_iter().map(|l| (l.entry, l.stored)).unzip();
+        match store.run(move |s| s.append_chat(&batch)).await {
+            Ok(()) => {
+                for stored in waiting.into_iter().flatten() {
+                    let _ = stored.send(());
+                }
+            }
+            // Whoever waits hears of it when their sender is dropped here.
+            Err(e) => tracing::error!(error = %e, entries = size, "cannot store danmaku and gifts"),
         }
     }
 }

@@ -17,6 +17,10 @@ pub enum ClientMessage {
     Danmaku {
         text: String,
     },
+    /// The host takes back a danmaku in their own room (`DanmakuView::id`).
+    DeleteDanmaku {
+        id: u64,
+    },
     Gift {
         gift: String,
         #[serde(default = "one")]
@@ -57,10 +61,11 @@ fn one() -> u32 {
 }
 
 /// Every client message type, for telling an unknown type from a malformed known one.
-const CLIENT_TYPES: [&str; 13] = [
+const CLIENT_TYPES: [&str; 14] = [
     "join_room",
     "leave_room",
     "danmaku",
+    "delete_danmaku",
     "gift",
     "like",
     "start_live",
@@ -87,6 +92,7 @@ impl ClientMessage {
             ClientMessage::JoinRoom { .. } => "join_room",
             ClientMessage::LeaveRoom => "leave_room",
             ClientMessage::Danmaku { .. } => "danmaku",
+            ClientMessage::DeleteDanmaku { .. } => "delete_danmaku",
             ClientMessage::Gift { .. } => "gift",
             ClientMessage::Like { .. } => "like",
             ClientMessage::StartLive { .. } => "start_live",
@@ -132,6 +138,9 @@ pub struct Person {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DanmakuView {
+    /// Unique within the live session, from 1: what `danmaku_deleted` and `delete_danmaku`
+    /// name.
+    pub id: u64,
     pub user_id: u64,
     pub nickname: String,
     /// Sent by the room's host: anyone may take the host's nickname, nobody this mark.
@@ -210,6 +219,10 @@ pub enum ServerMessage {
         watch_url: String,
     },
     Danmaku(DanmakuView),
+    /// A danmaku was taken back (by an admin or the host): clients drop the line.
+    DanmakuDeleted {
+        id: u64,
+    },
     Gift {
         user_id: u64,
         nickname: String,

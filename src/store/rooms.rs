@@ -9,15 +9,17 @@ use super::codec::{decode, encode};
 use super::tables::*;
 use super::{Store, StoreError};
 use crate::model::{
-    AuditEntry, Ban, BanScope, CoStreamSpan, GiftEntry, LiveSession, LiveSessionId, Record, Room,
-    RoomId, StoredDanmaku, UserId,
+    AuditEntry, Ban, BanScope, CoStreamSpan, DanmakuRemoval, GiftEntry, LiveSession, LiveSessionId,
+    Record, Room, RoomId, StoredDanmaku, UserId,
 };
 
-/// One line for the chat ledgers, written in batches.
+/// One line for the chat ledgers, written in batches, in the order the rooms sent them (so a
+/// removal always finds the danmaku it removes).
 #[derive(Debug, Clone)]
 pub enum ChatEntry {
     Danmaku(StoredDanmaku),
     Gift(GiftEntry),
+    RemoveDanmaku(DanmakuRemoval),
 }
 
 impl Store {
@@ -196,29 +198,41 @@ impl Store {
         Ok(())
     }
 
-    /// Appends a batch of danmaku and gifts in one transaction.
+    /// Appends a batch of danmaku and gifts, and removes the danmaku taken back (with their
+    /// admins' audit entries), in one transaction.
     pub fn append_chat(&self, batch: &[ChatEntry]) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         {
             let mut danmaku = txn.open_table(DANMAKU)?;
             let mut gifts = txn.open_table(GIFTS)?;
-            let mut added = std::collections::HashMap::<u64, u64>::new();
+            let mut added = std::collections::HashMap::<u64, i64>::new();
             for entry in batch {
-                let seq = next_id(&txn, SEQ_CHAT)?;
                 match entry {
                     ChatEntry::Danmaku(d) => {
+                        let seq = next_id(&txn, SEQ_CHAT)?;
                         danmaku.insert((d.live.0, seq), encode(d).as_slice())?;
                         *added.entry(d.live.0).or_default() += 1;
                     }
                     ChatEntry::Gift(g) => {
+                        let seq = next_id(&txn, SEQ_CHAT)?;
                         gifts.insert((g.live.0, seq), encode(g).as_slice())?;
+                    }
+                    ChatEntry::RemoveDanmaku(removal) => {
+                        let removed = remove_danmaku(&mut danmaku, removal)?;
+                        if removed.is_some() {
+                            *added.entry(removal.live.0).or_default() -= 1;
+                        }
+                        let text = removed.as_ref().map(|d| d.text.as_str());
+                        if let Some(audit) = removal.audit_entry(text) {
+                            write_audit(&txn, &audit)?;
+                        }
                     }
                 }
             }
             let mut counts = txn.open_table(DANMAKU_COUNTS)?;
             for (live, n) in added {
                 let before = counts.get(live)?.map(|v| v.value()).unwrap_or(0);
-                counts.insert(live, before + n)?;
+                counts.insert(live, before.saturating_add_signed(n))?;
             }
         }
         txn.commit()?;
@@ -322,6 +336,33 @@ impl Store {
         txn.commit()?;
         Ok(Some(lifted))
     }
+}
+
+/// Takes the danmaku `removal` names out of the ledger and returns it; `None` if it is not
+/// there. Searched from the session's newest danmaku back (ids grow with the ledger's order),
+/// since what gets deleted is nearly always recent.
+fn remove_danmaku(
+    danmaku: &mut redb::Table<(u64, u64), &[u8]>,
+    removal: &DanmakuRemoval,
+) -> Result<Option<StoredDanmaku>, StoreError> {
+    let live = removal.live.0;
+    let mut found = None;
+    for entry in danmaku.range((live, 0)..=(live, u64::MAX))?.rev() {
+        let (key, value) = entry?;
+        let stored: StoredDanmaku = decode(value.value(), "danmaku")?;
+        if stored.id == removal.id {
+            found = Some((key.value().1, stored));
+            break;
+        }
+        if stored.id < removal.id {
+            break;
+        }
+    }
+    let Some((seq, stored)) = found else {
+        return Ok(None);
+    };
+    danmaku.remove((live, seq))?;
+    Ok(Some(stored))
 }
 
 /// Marks a live session's recording as settled (listed, or known to be missing).

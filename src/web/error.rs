@@ -179,6 +179,9 @@ impl From<RoomsError> for ApiError {
             RoomsError::RoomNotOpen => (StatusCode::NOT_FOUND, "room_not_open"),
             RoomsError::NoSuchUser => (StatusCode::NOT_FOUND, "user_not_found"),
             RoomsError::NotBanned => (StatusCode::NOT_FOUND, "not_banned"),
+            RoomsError::NotLive => (StatusCode::NOT_FOUND, "room_not_live"),
+            RoomsError::NoSuchDanmaku => (StatusCode::NOT_FOUND, "danmaku_not_found"),
+            RoomsError::LedgerFailed => (StatusCode::INTERNAL_SERVER_ERROR, "ledger_failed"),
             RoomsError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "server_shutdown"),
             RoomsError::Store(store) => return store.into(),
         };

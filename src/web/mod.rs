@@ -9,6 +9,7 @@
 mod account_pages;
 mod admin;
 mod admin_bans;
+mod admin_moderation;
 mod admin_pages;
 mod admin_stats;
 mod admin_users;
@@ -155,6 +156,19 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/stats/{section}/csv", get(admin_stats::stats_csv))
         .route("/admin/audit", get(admin_stats::audit_page))
         .route("/admin/audit/csv", get(admin_stats::audit_csv_page))
+        .route(
+            "/api/v1/admin/rooms/{room_id}/danmaku/{danmaku_id}",
+            delete(admin_moderation::delete_danmaku_api),
+        )
+        .route("/admin/session.json", get(admin_moderation::session))
+        .route(
+            "/admin/moderation/rooms/{room_id}/danmaku/{danmaku_id}/delete",
+            post(admin_moderation::delete_danmaku_page),
+        )
+        .route(
+            "/admin/moderation/users/{id}/bans",
+            post(admin_moderation::add_ban_page),
+        )
         .route("/api/v1/register", post(api::register))
         .route("/api/v1/register/resend", post(api::resend))
         .route("/api/v1/login", post(api::login))

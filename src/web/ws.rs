@@ -276,7 +276,10 @@ impl Session {
             e @ (RoomsError::Store(_)
             | RoomsError::RoomNotOpen
             | RoomsError::NoSuchUser
-            | RoomsError::NotBanned) => {
+            | RoomsError::NotBanned
+            | RoomsError::NotLive
+            | RoomsError::NoSuchDanmaku
+            | RoomsError::LedgerFailed) => {
                 tracing::error!(error = %e, "unexpected failure in a room command");
                 self.refuse("internal", "something went wrong on the server", about)
             }

@@ -426,6 +426,14 @@ async fn every_admin_route_refuses_anyone_but_an_admin() {
         (Kind::Api, "GET", "/api/v1/admin/rooms"),
         (Kind::Api, "POST", "/api/v1/admin/rooms/1/close"),
         (Kind::Api, "POST", "/api/v1/admin/logout"),
+        (Kind::Api, "DELETE", "/api/v1/admin/rooms/1/danmaku/1"),
+        (Kind::Api, "GET", "/admin/session.json"),
+        (
+            Kind::Api,
+            "POST",
+            "/admin/moderation/rooms/1/danmaku/1/delete",
+        ),
+        (Kind::Api, "POST", "/admin/moderation/users/1/bans"),
     ];
     // Who asks: nobody, a guest and a user, by bearer token and by session cookie.
     let askers: [(&str, Option<String>, Option<String>); 5] = [

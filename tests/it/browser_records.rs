@@ -77,6 +77,7 @@ async fn the_replay_page_plays_seeks_replays_danmaku_and_takes_comments_in_a_rea
     let danmaku = [EARLY, LATE].map(|(offset_ms, text)| {
         ChatEntry::Danmaku(StoredDanmaku {
             live: record.live,
+            id: 0,
             user_id: UserId(fan),
             nickname: FAN.to_owned(),
             text: text.to_owned(),

@@ -57,6 +57,7 @@ async fn a_crash_left_session_keeps_its_window_when_the_first_retry_fails() {
         let chatty = start("chatty", "b", chatty_start);
         let danmaku = StoredDanmaku {
             live: chatty.id,
+            id: 0,
             user_id: UserId(host),
             nickname: "crashhost".into(),
             text: "still here".into(),

@@ -323,6 +323,7 @@ async fn a_live_session_becomes_a_record_with_its_danmaku_for_the_replay() {
     let said = |text: &str, offset_ms: u64| {
         ChatEntry::Danmaku(StoredDanmaku {
             live: record.live,
+            id: 0,
             user_id: UserId(fan),
             nickname: "fan05".into(),
             text: text.into(),

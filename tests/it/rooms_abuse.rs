@@ -306,6 +306,7 @@ async fn sessions_a_stopped_server_left_without_a_recording_are_listed_at_the_ne
     store
         .append_chat(&[ChatEntry::Danmaku(StoredDanmaku {
             live: crashed.id,
+            id: 0,
             user_id: UserId(crashed_host),
             nickname: "left03".into(),
             text: "still here".into(),

@@ -3,10 +3,14 @@
 
 use std::time::{Duration, Instant};
 
+use tokio::sync::oneshot;
+
 use super::{ChatWindow, RoomActor};
-use crate::model::{Ban, BanScope, GiftEntry, StoredDanmaku, UserId, UserKind};
+use crate::model::{
+    AuditEntry, Ban, BanScope, DanmakuRemoval, GiftEntry, StoredDanmaku, UserId, UserKind,
+};
 use crate::rooms::protocol::{DanmakuView, RoomPhase, ServerMessage, TopGiver};
-use crate::rooms::Member;
+use crate::rooms::{Member, RoomsError};
 use crate::store::{unix_now, ChatEntry};
 use crate::text::LineProblem;
 
@@ -87,28 +91,60 @@ impl RoomActor {
                 return self.error(member.client, "invisible_characters", &message, "danmaku");
             }
         };
-        let Some(live) = &self.live else { return };
+        let Some(live) = &mut self.live else { return };
         let offset_ms = live.started.elapsed().as_millis() as u64;
+        let id = live.next_danmaku;
+        live.next_danmaku += 1;
         let view = DanmakuView {
+            id,
             user_id: member.user.0,
             nickname: member.nickname.clone(),
             is_host: member.user.0 == self.host.user_id,
             text,
             offset_ms,
         };
-        let _ = self.shared.chat.send(ChatEntry::Danmaku(StoredDanmaku {
+        let stored = StoredDanmaku {
             live: live.session.id,
+            id,
             user_id: member.user,
             nickname: view.nickname.clone(),
             text: view.text.clone(),
             offset_ms,
             at: unix_now(),
-        }));
+        };
+        self.shared.ledger(ChatEntry::Danmaku(stored), None);
         self.recent.push_back(view.clone());
         while self.recent.len() > self.shared.config.recent_danmaku {
             self.recent.pop_front();
         }
         self.broadcast(&ServerMessage::Danmaku(view));
+    }
+
+    /// Takes danmaku `id` of the live session back (an admin's, with `audit`, or the host's):
+    /// off the recent list, every member told, out of the ledger. The receiver completes once
+    /// the ledger has dropped it.
+    pub(super) fn delete_danmaku(
+        &mut self,
+        id: u64,
+        audit: Option<AuditEntry>,
+    ) -> Result<oneshot::Receiver<()>, RoomsError> {
+        let Some(live) = &mut self.live else {
+            return Err(RoomsError::NotLive);
+        };
+        if id == 0 || id >= live.next_danmaku || !live.deleted.insert(id) {
+            return Err(RoomsError::NoSuchDanmaku);
+        }
+        let removal = DanmakuRemoval {
+            live: live.session.id,
+            id,
+            audit,
+        };
+        let (stored, done) = oneshot::channel();
+        self.shared
+            .ledger(ChatEntry::RemoveDanmaku(removal), Some(stored));
+        self.recent.retain(|d| d.id != id);
+        self.broadcast(&ServerMessage::DanmakuDeleted { id });
+        Ok(done)
     }
 
     pub(super) fn gift(&mut self, member: &Member, gift_id: &str, count: u32) {
@@ -128,7 +164,7 @@ impl RoomActor {
         }
         let Some(live) = &mut self.live else { return };
         let value = gift.value * u64::from(count);
-        let _ = self.shared.chat.send(ChatEntry::Gift(GiftEntry {
+        let entry = GiftEntry {
             live: live.session.id,
             room: self.room.id,
             giver: member.user,
@@ -136,7 +172,8 @@ impl RoomActor {
             count,
             value,
             at: unix_now(),
-        }));
+        };
+        self.shared.ledger(ChatEntry::Gift(entry), None);
         let giver = live.top_givers.entry(member.user).or_insert(TopGiver {
             user_id: member.user.0,
             nickname: member.nickname.clone(),

@@ -1,7 +1,7 @@
 //! A room's live sessions: going live and stopping, closing the room, the media sequences
 //! behind them, and the recording fetched when a session ends.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -102,6 +102,8 @@ impl RoomActor {
                     started: Instant::now(),
                     top_givers: HashMap::new(),
                     host_on_air: false,
+                    next_danmaku: 1,
+                    deleted: HashSet::new(),
                 });
             }
             Err(e) => {
