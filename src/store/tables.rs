@@ -99,3 +99,6 @@ pub const LOGIN_DAY_USERS: TableDefinition<(u64, u64), ()> =
 /// roll-up. Unlike `record_days_v1` it outlives a deleted recording, as the views did happen.
 pub const WATCH_DAYS: TableDefinition<(u64, u64), (u64, u64)> =
     TableDefinition::new("watch_days_v1");
+/// Mail id → `model::SentMail`: the latest delivered messages, for the admin's mail page;
+/// bounded to `store::MAIL_SENT_KEPT`.
+pub const MAIL_SENT: TableDefinition<u64, &[u8]> = TableDefinition::new("mail_sent_v1");
