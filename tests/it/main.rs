@@ -9,6 +9,8 @@ mod accounts_login;
 mod accounts_profile;
 mod admin;
 mod admin_bans;
+mod admin_mail;
+mod admin_pages;
 mod admin_stats;
 mod admin_users;
 mod browser;
