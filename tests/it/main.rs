@@ -14,6 +14,7 @@ mod admin_pages;
 mod admin_stats;
 mod admin_users;
 mod browser;
+mod browser_admin;
 mod browser_records;
 mod browser_room;
 mod config;
