@@ -89,6 +89,8 @@ pub struct App {
     pub rtmp: Option<Arc<RtmpMedia>>,
     pub files: Arc<Files>,
     pub downloads: Arc<Downloads>,
+    /// Delivers queued mail; the admin's mail page reads and adds to its queue.
+    pub mailer: Arc<Mailer>,
     /// Where the server is reached from: the host in the URLs it hands out.
     pub site: Site,
     /// Open connections per client address (`server.max_connections_per_ip`).
@@ -139,7 +141,12 @@ impl App {
                 }
             })?,
         );
-        let mailer = Arc::new(Mailer::new(&config.email, &data_dir, store.clone())?);
+        let mailer = Arc::new(Mailer::new(
+            &config.email,
+            &config.limits,
+            &data_dir,
+            store.clone(),
+        )?);
         let sockets = Arc::new(Connections::default());
         let hashers = Arc::new(Hashers::start().map_err(AppError::Hashing)?);
         let accounts = Arc::new(Accounts::new(
@@ -177,7 +184,7 @@ impl App {
                 }
             },
         };
-        tasks.spawn(mailer.run(shutdown.clone()));
+        tasks.spawn(mailer.clone().run(shutdown.clone()));
         tasks.spawn(accounts.clone().run_purge(shutdown.clone()));
         // Read before the server takes requests, so no session of this run is among them.
         let leftovers = store.unsettled_live_sessions()?;
@@ -217,6 +224,7 @@ impl App {
             rtmp,
             files,
             downloads,
+            mailer,
             site,
             started: Instant::now(),
             shutdown,

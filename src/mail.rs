@@ -1,7 +1,9 @@
 //! Mail: delivers the messages queued in the store, through the configured transport.
 //!
-//! Owns: the transport (an outbox folder of .eml files, or an SMTP server via lettre) and the
-//! delivery loop. Calls: store (the queue), config. Request handlers never send mail themselves:
+//! Owns: the transport (an outbox folder of .eml files, or an SMTP server via lettre), the
+//! delivery loop and the admin's test mail (rate-limited per address like every mail the site
+//! sends). Calls: store (the queue, the log of delivered mail), config, limits, accounts'
+//! address rule. Request handlers never send mail themselves:
 //! they queue it in the same transaction as the change that causes it and call [`Mailer::wake`];
 //! the loop delivers it, and on failure keeps it queued and retries with doubling back-off, also
 //! after a restart, so a verification mail is never lost.
@@ -17,9 +19,10 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{EmailConfig, MailTransport, SmtpSecurity};
-use crate::model::QueuedMail;
-use crate::store::{unix_now, Store};
+use crate::config::{EmailConfig, LimitsConfig, MailTransport, SmtpSecurity};
+use crate::limits::{Key, RateLimiter, RetryAfter};
+use crate::model::{AuditEntry, MailId, QueuedMail, SentMail};
+use crate::store::{unix_now, MailDraft, Store, StoreError, MAIL_SENT_KEPT};
 
 /// With nothing due, the loop still looks at the queue this often (mail queued by another path
 /// than `wake`, clock changes).
@@ -34,6 +37,27 @@ pub enum MailError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    InvalidAddress(String),
+    #[error("There is no such mail in the queue or in the log of sent mail.")]
+    NoSuchMail,
+    #[error("Too many mails to this address; try again in {} seconds.", .0.as_secs())]
+    RateLimited(Duration),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<RetryAfter> for MailError {
+    fn from(retry: RetryAfter) -> Self {
+        MailError::RateLimited(retry.0)
+    }
+}
+
+/// A message the mail page opens.
+#[derive(Debug, Clone)]
+pub enum Opened {
+    Queued(QueuedMail),
+    Sent(SentMail),
 }
 
 enum Transport {
@@ -46,6 +70,8 @@ pub struct Mailer {
     store: Store,
     from: Mailbox,
     transport: Transport,
+    /// Test mails per address, under the same `limits.email_*` settings as verification mails.
+    per_address: RateLimiter,
     retry_min: u64,
     retry_max: u64,
     wake: Notify,
@@ -54,6 +80,7 @@ pub struct Mailer {
 impl Mailer {
     pub fn new(
         config: &EmailConfig,
+        limits: &LimitsConfig,
         data_dir: &std::path::Path,
         store: Store,
     ) -> Result<Mailer, MailError> {
@@ -76,6 +103,11 @@ impl Mailer {
             store,
             from,
             transport,
+            per_address: RateLimiter::new(
+                limits.email_per_address,
+                Duration::from_secs(limits.email_window_secs),
+                limits.max_tracked_keys,
+            ),
             retry_min: config.retry_min_secs,
             retry_max: config.retry_max_secs,
             wake: Notify::new(),
@@ -87,6 +119,67 @@ impl Mailer {
         self.wake.notify_one();
     }
 
+    /// The configured transport.
+    pub fn transport(&self) -> MailTransport {
+        match self.transport {
+            Transport::Outbox(_) => MailTransport::Outbox,
+            Transport::Smtp(_) => MailTransport::Smtp,
+        }
+    }
+
+    /// The queued messages (oldest first) and the latest delivered ones (newest first).
+    pub async fn overview(&self) -> Result<(Vec<QueuedMail>, Vec<SentMail>), MailError> {
+        Ok(self
+            .store
+            .run(|s| Ok((s.queued_mail()?, s.sent_mail(MAIL_SENT_KEPT)?)))
+            .await?)
+    }
+
+    /// One message, queued or delivered. Its text only with the outbox transport, whose files
+    /// hold it anyway: with SMTP a verification link is for its recipient alone.
+    pub async fn open(&self, id: MailId) -> Result<Opened, MailError> {
+        let outbox = matches!(self.transport, Transport::Outbox(_));
+        let found = self
+            .store
+            .run(move |s| match s.queued(id)? {
+                Some(mail) => Ok(Some(Opened::Queued(mail))),
+                None => Ok(s.sent(id)?.map(Opened::Sent)),
+            })
+            .await?;
+        let mut opened = found.ok_or(MailError::NoSuchMail)?;
+        if !outbox {
+            match &mut opened {
+                Opened::Queued(mail) => mail.text.clear(),
+                Opened::Sent(mail) => mail.text = None,
+            }
+        }
+        Ok(opened)
+    }
+
+    /// Queues a test mail to `to` for an admin, with its audit entry; delivered (or retried)
+    /// like any other.
+    pub async fn send_test(&self, to: &str, audit: AuditEntry) -> Result<MailId, MailError> {
+        let to = to.trim();
+        crate::accounts::validate::email(to).map_err(MailError::InvalidAddress)?;
+        self.per_address
+            .check(Key::of(&[to.to_lowercase().as_bytes()]))?;
+        let draft = MailDraft {
+            to: to.to_owned(),
+            subject: "RoomManager test mail".to_owned(),
+            text: format!(
+                "Hello,\n\nthe RoomManager admin \"{}\" sent this test mail to check that the \
+                 site's mail reaches people. Nothing else to do.\n",
+                audit.admin
+            ),
+        };
+        let mail = self
+            .store
+            .run(move |s| s.enqueue_audited(draft, unix_now(), &audit))
+            .await?;
+        self.wake();
+        Ok(mail.id)
+    }
+
     /// The delivery loop: runs until `shutdown` is cancelled. Whatever is still queued then is
     /// delivered after the next start.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
@@ -96,6 +189,7 @@ impl Mailer {
                 .map(|at| Duration::from_secs(at.saturating_sub(unix_now())))
                 .unwrap_or(IDLE_RECHECK)
                 .min(IDLE_RECHECK);
+            self.per_address.sweep();
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = self.wake.notified() => {}
@@ -135,7 +229,12 @@ impl Mailer {
         match self.send(&mail).await {
             Ok(()) => {
                 tracing::info!(mail = %id, to = %mail.to, subject = %mail.subject, "mail delivered");
-                if let Err(e) = self.store.run(move |s| s.mail_delivered(id)).await {
+                let keep_text = matches!(self.transport, Transport::Outbox(_));
+                let delivered = self
+                    .store
+                    .run(move |s| s.mail_delivered(id, unix_now(), keep_text))
+                    .await;
+                if let Err(e) = delivered {
                     tracing::error!(mail = %id, error = %e, "delivered, but cannot remove it from the queue");
                 }
                 None

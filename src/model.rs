@@ -129,6 +129,21 @@ pub struct QueuedMail {
     pub last_error: Option<String>,
 }
 
+/// A delivered message, as the admin's mail page lists it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SentMail {
+    pub id: MailId,
+    pub to: String,
+    pub subject: String,
+    /// Kept only for the outbox transport, whose files hold it anyway (an admin opens a
+    /// verification link from there); a message sent by SMTP went to its recipient alone.
+    pub text: Option<String>,
+    pub created_at: u64,
+    pub delivered_at: u64,
+    /// Failed attempts before it went.
+    pub attempts: u32,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LoginKind {
@@ -448,6 +463,8 @@ pub enum AuditAction {
     DeleteUser,
     /// An admin deleted a danmaku in a live room.
     DeleteDanmaku,
+    /// An admin sent a test mail from the mail page.
+    SendTestMail,
 }
 
 impl AuditAction {
@@ -466,6 +483,7 @@ impl AuditAction {
             AuditAction::ResendVerification => "resend_verification",
             AuditAction::DeleteUser => "delete_user",
             AuditAction::DeleteDanmaku => "delete_danmaku",
+            AuditAction::SendTestMail => "send_test_mail",
         }
     }
 }

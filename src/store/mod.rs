@@ -32,6 +32,7 @@ pub use accounts::{
     RegisterOutcome, ResendOutcome, VerifyOutcome,
 };
 pub use admin::{AuditFilter, AuditPage, FirstAdminOutcome, SetupState};
+pub use mail::{MAIL_ERROR_MAX_BYTES, MAIL_SENT_KEPT};
 pub use migrations::CURRENT as SCHEMA_VERSION;
 pub use records::{CataloguePage, CatalogueQuery, Listed, RecordOrder};
 pub use rooms::ChatEntry;
@@ -271,6 +272,7 @@ fn open_all_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(LOGIN_DAY_USERS)?;
     txn.open_table(WATCH_DAYS)?;
     txn.open_table(VIEWER_PEAKS)?;
+    txn.open_table(MAIL_SENT)?;
     Ok(())
 }
 

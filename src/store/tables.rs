@@ -102,3 +102,6 @@ pub const WATCH_DAYS: TableDefinition<(u64, u64), (u64, u64)> =
 /// Unix day (UTC) → (most people in live rooms at once that day, unix time it was first
 /// reached), from the viewer counts sampled while the server runs.
 pub const VIEWER_PEAKS: TableDefinition<u64, (u64, u64)> = TableDefinition::new("viewer_peaks_v1");
+/// Mail id → `model::SentMail`: the latest delivered messages, for the admin's mail page;
+/// bounded to `store::MAIL_SENT_KEPT`.
+pub const MAIL_SENT: TableDefinition<u64, &[u8]> = TableDefinition::new("mail_sent_v1");

@@ -5,6 +5,7 @@
 //! Thin: parses, checks the admin (`AdminApi`), calls `app.rooms`, renders.
 //! Calls: app → rooms; admin (reasons, audit entries); auth, json, path, error.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
@@ -12,7 +13,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use crate::admin;
+use crate::admin::{self, SignedAdmin};
 use crate::app::App;
 use crate::model::{AuditAction, Ban, BanScope, RoomId, UserId};
 use crate::rooms::protocol::{Person, RoomPhase};
@@ -41,9 +42,33 @@ pub async fn add_ban(
     ApiPath(id): ApiPath<u64>,
     ApiJson(body): ApiJson<BanBody>,
 ) -> Result<StatusCode, ApiError> {
-    let reason = required_reason(&body.reason)?;
+    give_ban(
+        &app,
+        &admin,
+        ip,
+        UserId(id),
+        body.scope,
+        &body.reason,
+        body.until,
+    )
+    .await?;
+    Ok(StatusCode::CREATED)
+}
+
+/// Gives `user` a ban of `scope` until `until` (unix seconds; `None`: until lifted), applied at
+/// once in every open room and audited: the JSON API's and the user page's form's one path.
+pub(super) async fn give_ban(
+    app: &App,
+    admin: &SignedAdmin,
+    ip: IpAddr,
+    user: UserId,
+    scope: BanScope,
+    reason: &str,
+    until: Option<u64>,
+) -> Result<(), ApiError> {
+    let reason = required_reason(reason)?;
     let now = unix_now();
-    if body.until.is_some_and(|until| until <= now) {
+    if until.is_some_and(|until| until <= now) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_until",
@@ -51,15 +76,15 @@ pub async fn add_ban(
         ));
     }
     let ban = Ban {
-        scope: body.scope,
+        scope,
         reason: reason.clone(),
         created_at: now,
-        expires_at: body.until,
+        expires_at: until,
         lifted_at: None,
     };
-    let audit = admin.audit(AuditAction::Ban, ban_target(id, body.scope), &reason, ip);
-    app.rooms.add_ban(UserId(id), ban, Some(audit)).await?;
-    Ok(StatusCode::CREATED)
+    let audit = admin.audit(AuditAction::Ban, ban_target(user.0, scope), &reason, ip);
+    app.rooms.add_ban(user, ban, Some(audit)).await?;
+    Ok(())
 }
 
 /// `DELETE /api/v1/admin/users/{id}/bans/{scope}[?reason=…]` → 204: lifts every ban of that
@@ -71,22 +96,39 @@ pub async fn lift_ban(
     ApiPath((id, scope)): ApiPath<(u64, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<StatusCode, ApiError> {
-    let scope = match scope.as_str() {
-        "chat" => BanScope::Chat,
-        "stream" => BanScope::Stream,
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_scope",
-                "the scope is `chat` or `stream`",
-            ))
-        }
-    };
-    let query = Query::of(raw);
-    let reason = admin::reason(query.get("reason").unwrap_or_default())?;
-    let audit = admin.audit(AuditAction::Unban, ban_target(id, scope), &reason, ip);
-    app.rooms.lift_bans(UserId(id), scope, audit).await?;
+    let scope = ban_scope(&scope)?;
+    let reason = Query::of(raw).get("reason").unwrap_or_default().to_owned();
+    lift(&app, &admin, ip, UserId(id), scope, &reason).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A ban scope as a path names it.
+pub(super) fn ban_scope(name: &str) -> Result<BanScope, ApiError> {
+    match name {
+        "chat" => Ok(BanScope::Chat),
+        "stream" => Ok(BanScope::Stream),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "the scope is `chat` or `stream`",
+        )),
+    }
+}
+
+/// Lifts every ban of `scope` in force on `user`, audited; members in open rooms get
+/// `unbanned`.
+pub(super) async fn lift(
+    app: &App,
+    admin: &SignedAdmin,
+    ip: IpAddr,
+    user: UserId,
+    scope: BanScope,
+    reason: &str,
+) -> Result<(), ApiError> {
+    let reason = admin::reason(reason)?;
+    let audit = admin.audit(AuditAction::Unban, ban_target(user.0, scope), &reason, ip);
+    app.rooms.lift_bans(user, scope, audit).await?;
+    Ok(())
 }
 
 /// A live room as the admin's list shows it.
@@ -145,10 +187,27 @@ pub async fn close_room(
     ApiPath(id): ApiPath<u64>,
     ApiJson(body): ApiJson<CloseBody>,
 ) -> Result<StatusCode, ApiError> {
-    let reason = required_reason(&body.reason)?;
-    let audit = admin.audit(AuditAction::CloseRoom, format!("room:{id}"), &reason, ip);
-    app.rooms.force_close(RoomId(id), reason, audit).await?;
+    close(&app, &admin, ip, RoomId(id), &body.reason).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Closes `room` with a reason its members are shown, audited.
+pub(super) async fn close(
+    app: &App,
+    admin: &SignedAdmin,
+    ip: IpAddr,
+    room: RoomId,
+    reason: &str,
+) -> Result<(), ApiError> {
+    let reason = required_reason(reason)?;
+    let audit = admin.audit(
+        AuditAction::CloseRoom,
+        format!("room:{}", room.0),
+        &reason,
+        ip,
+    );
+    app.rooms.force_close(room, reason, audit).await?;
+    Ok(())
 }
 
 /// A reason members and the audit log are shown: required, and bounded.

@@ -32,14 +32,15 @@ pub struct NavItem {
 }
 
 /// The admin sections, in nav order.
-const SECTIONS: [(&str, &str); 7] = [
+const SECTIONS: [(&str, &str); 8] = [
     ("Dashboard", "/admin"),
     ("Users", "/admin/users"),
-    ("Recordings", ""),
-    ("Rooms", ""),
+    ("Recordings", "/admin/records"),
+    ("Rooms", "/admin/rooms"),
     ("Statistics", "/admin/stats"),
     ("Downloads", "/admin/downloads"),
     ("Audit", "/admin/audit"),
+    ("Mail", "/admin/mail"),
 ];
 
 /// What `admin/base.html` needs from every admin page.

@@ -25,9 +25,10 @@ use crate::model::{
 };
 use crate::records::{Paging, MAX_PER_PAGE};
 use crate::rooms::RoomsError;
-use crate::store::UsersPage;
+use crate::store::{unix_now, UsersPage};
 
 use super::account_pages::{page, see_other, PageForm};
+use super::admin_bans;
 use super::admin_pages::AdminLayout;
 use super::admin_stats::moment;
 use super::auth::{request_host, AdminApi, AdminPage, ClientIp};
@@ -44,6 +45,8 @@ struct BanView {
     created_at: u64,
     /// Unix seconds; `null`: until lifted.
     until: Option<u64>,
+    /// Not lifted and not run out.
+    in_force: bool,
 }
 
 impl BanView {
@@ -55,15 +58,28 @@ impl BanView {
     }
 }
 
-impl From<Ban> for BanView {
-    fn from(ban: Ban) -> Self {
+impl BanView {
+    fn of(ban: Ban, now: u64) -> Self {
         BanView {
+            in_force: ban.in_force(now),
             scope: ban.scope,
             reason: ban.reason,
             created_at: ban.created_at,
             until: ban.expires_at,
         }
     }
+
+    /// "chat until 2025-01-02 03:04:05" or "stream until lifted", for the pages.
+    fn label(&self) -> String {
+        format!("{} {}", self.scope_label(), until_label(self.until))
+    }
+}
+
+fn until_label(until: Option<u64>) -> String {
+    until.map_or_else(
+        || "until lifted".to_owned(),
+        |at| format!("until {}", moment(at)),
+    )
 }
 
 #[derive(Serialize)]
@@ -92,7 +108,10 @@ impl UserView {
             verified: user.is_verified(),
             created_at: user.created_at,
             last_login_at: user.last_login_at,
-            bans: bans.into_iter().map(BanView::from).collect(),
+            bans: bans
+                .into_iter()
+                .map(|b| BanView::of(b, unix_now()))
+                .collect(),
         }
     }
 }
@@ -222,7 +241,10 @@ async fn detail_of(app: &App, id: u64) -> Result<DetailView, ApiError> {
                 duration_secs: listed.record.duration_secs,
             })
             .collect(),
-        bans: bans.into_iter().map(BanView::from).collect(),
+        bans: bans
+            .into_iter()
+            .map(|b| BanView::of(b, unix_now()))
+            .collect(),
         logins: logins.into_iter().map(LoginView::from).collect(),
     })
 }
@@ -258,6 +280,8 @@ struct UserRow {
     user: UserView,
     registered: String,
     last_login: String,
+    /// The bans in force, as the "banned" badge says them.
+    bans: Vec<String>,
 }
 
 /// `GET /admin/users?q&filter&sort&page`: the users list page.
@@ -280,6 +304,7 @@ pub async fn users_list_page(
     let rows: Vec<UserRow> = listed(found)
         .into_iter()
         .map(|user| UserRow {
+            bans: user.bans.iter().map(BanView::label).collect(),
             registered: moment(user.created_at),
             last_login: user.last_login_at.map(moment).unwrap_or_default(),
             user,
@@ -312,6 +337,10 @@ struct UserPageView {
     ban_times: Vec<(String, String)>,
     recording_times: Vec<String>,
     login_times: Vec<String>,
+    /// What the form just done did, after its redirect.
+    notice: Option<&'static str>,
+    /// The scopes with a ban in force, for the lift buttons.
+    banned_scopes: Vec<&'static str>,
 }
 
 /// `GET /admin/users/{id}`: a user's detail page.
@@ -320,10 +349,20 @@ pub async fn user_page(
     AdminPage(admin): AdminPage,
     csrf: Csrf,
     ApiPath(id): ApiPath<u64>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
     let detail = detail_of(&app, id).await?;
+    let mut banned_scopes: Vec<&'static str> = detail
+        .bans
+        .iter()
+        .filter(|b| b.in_force)
+        .map(BanView::scope_label)
+        .collect();
+    banned_scopes.dedup();
     let view = UserPageView {
         layout: AdminLayout::new("Users", &csrf, Some(&admin)),
+        notice: Query::of(raw).get("notice").and_then(notice_text),
+        banned_scopes,
         registered: moment(detail.user.created_at),
         last_login: detail.user.last_login_at.map(moment).unwrap_or_default(),
         ban_times: detail
@@ -575,4 +614,113 @@ pub async fn delete_submit(
     let with_recordings = recordings_go(form.recordings.as_deref()).map_err(ApiError::from)?;
     delete_account(&app, &admin, ip, id, with_recordings, &form.reason).await?;
     Ok(see_other("/admin/users", None))
+}
+
+/// The notice a user page shows after its forms' redirect; only these fixed sentences, so a
+/// link cannot make the page say anything else.
+fn notice_text(key: &str) -> Option<&'static str> {
+    match key {
+        "banned" => Some("Banned: the ban applies at once, in the rooms they are in too."),
+        "lifted" => Some("Lifted: they are told at once, in the rooms they are in too."),
+        _ => None,
+    }
+}
+
+/// The user page's ban form.
+#[derive(Deserialize)]
+pub struct BanForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    scope: String,
+    #[serde(default)]
+    reason: String,
+    /// `1h`, `1d`, `7d`, `permanent` or `date` (then `date` says the last day).
+    #[serde(default)]
+    expiry: String,
+    #[serde(default)]
+    date: String,
+}
+
+/// When a ban of the form ends: a preset from `now`, or the end of a `YYYY-MM-DD` day (UTC);
+/// `None` for permanent.
+fn ban_until(expiry: &str, date: &str, now: u64) -> Result<Option<u64>, ApiError> {
+    let invalid = |message: &str| ApiError::new(StatusCode::BAD_REQUEST, "invalid_until", message);
+    let date = date.trim();
+    if !date.is_empty() && expiry != "date" {
+        return Err(invalid(
+            "a date was given with another expiry: choose \"until the end of the date\" or clear the date",
+        ));
+    }
+    let hours = match expiry {
+        "1h" => 1,
+        "1d" => 24,
+        "7d" => 7 * 24,
+        "permanent" => return Ok(None),
+        "date" => {
+            let day = crate::calendar::parse_date(date)
+                .ok_or_else(|| invalid("the date is YYYY-MM-DD, as 2030-01-31"))?;
+            return Ok(Some((day + 1) * 86_400));
+        }
+        _ => return Err(invalid("the expiry is 1h, 1d, 7d, permanent or date")),
+    };
+    Ok(Some(now + hours * 3600))
+}
+
+/// `POST /admin/users/{id}/bans` (the user page's ban form): `303` back to the page.
+pub async fn ban_submit(
+    State(app): State<Arc<App>>,
+    AdminPage(admin): AdminPage,
+    ClientIp(ip): ClientIp,
+    csrf: Csrf,
+    ApiPath(id): ApiPath<u64>,
+    PageForm(form): PageForm<BanForm>,
+) -> Result<Response, PageError> {
+    csrf.verify(&form.csrf)?;
+    let scope = admin_bans::ban_scope(&form.scope)?;
+    let until = ban_until(&form.expiry, &form.date, unix_now())?;
+    admin_bans::give_ban(&app, &admin, ip, UserId(id), scope, &form.reason, until).await?;
+    Ok(see_other(&format!("/admin/users/{id}?notice=banned"), None))
+}
+
+/// `POST /admin/users/{id}/bans/{scope}/lift` (the user page's lift button): `303` back.
+pub async fn lift_submit(
+    State(app): State<Arc<App>>,
+    AdminPage(admin): AdminPage,
+    ClientIp(ip): ClientIp,
+    csrf: Csrf,
+    ApiPath((id, scope)): ApiPath<(u64, String)>,
+    PageForm(form): PageForm<ActionForm>,
+) -> Result<Response, PageError> {
+    csrf.verify(&form.csrf)?;
+    let scope = admin_bans::ban_scope(&scope)?;
+    admin_bans::lift(&app, &admin, ip, UserId(id), scope, &form.reason).await?;
+    Ok(see_other(&format!("/admin/users/{id}?notice=lifted"), None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ban_until;
+
+    #[test]
+    fn a_ban_form_ends_at_its_preset_or_at_the_end_of_its_date() {
+        let now = 1_000_000;
+        assert_eq!(ban_until("1h", "", now).ok(), Some(Some(now + 3600)));
+        assert_eq!(ban_until("1d", "", now).ok(), Some(Some(now + 86_400)));
+        assert_eq!(ban_until("7d", "", now).ok(), Some(Some(now + 7 * 86_400)));
+        assert_eq!(ban_until("permanent", "", now).ok(), Some(None));
+        // 2030-01-31 ends at 2030-02-01 00:00:00 UTC.
+        assert_eq!(
+            ban_until("date", "2030-01-31", now).ok(),
+            Some(Some(1_896_134_400))
+        );
+        for (expiry, date) in [
+            ("date", ""),
+            ("date", "31/01/2030"),
+            ("1d", "2030-01-31"),
+            ("1y", ""),
+        ] {
+            assert!(ban_until(expiry, date, now).is_err(), "{expiry} {date}");
+        }
+    }
 }

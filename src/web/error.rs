@@ -14,6 +14,7 @@ use crate::accounts::AccountsError;
 use crate::admin::AdminError;
 use crate::downloads::DownloadsError;
 use crate::files::FilesError;
+use crate::mail::MailError;
 use crate::records::watch::WatchError;
 use crate::records::RecordsError;
 use crate::rooms::RoomsError;
@@ -213,6 +214,27 @@ impl From<AdminError> for ApiError {
             }
             E::Hashing(detail) => return ApiError::internal(&detail),
             E::Store(store) => return store.into(),
+        };
+        ApiError::new(status, code, message)
+    }
+}
+
+impl From<MailError> for ApiError {
+    fn from(e: MailError) -> Self {
+        let message = e.to_string();
+        let (status, code) = match e {
+            MailError::InvalidAddress(_) => (StatusCode::BAD_REQUEST, "invalid_email"),
+            MailError::NoSuchMail => (StatusCode::NOT_FOUND, "mail_not_found"),
+            MailError::RateLimited(wait) => {
+                let mut error =
+                    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+                error.retry_after = Some(wait.as_secs().max(1));
+                return error;
+            }
+            MailError::Store(store) => return store.into(),
+            MailError::Smtp { .. } | MailError::Outbox { .. } => {
+                return ApiError::internal(&message)
+            }
         };
         ApiError::new(status, code, message)
     }

@@ -10,7 +10,10 @@ mod account_pages;
 mod admin;
 mod admin_bans;
 mod admin_moderation;
+mod admin_mail;
 mod admin_pages;
+mod admin_records;
+mod admin_rooms;
 mod admin_stats;
 mod admin_users;
 mod api;
@@ -169,6 +172,24 @@ pub fn router(app: Arc<App>) -> Router {
             "/admin/moderation/users/{id}/bans",
             post(admin_moderation::add_ban_page),
         )
+        .route("/admin/users/{id}/bans", post(admin_users::ban_submit))
+        .route(
+            "/admin/users/{id}/bans/{scope}/lift",
+            post(admin_users::lift_submit),
+        )
+        .route("/admin/rooms", get(admin_rooms::rooms_page))
+        .route("/admin/rooms/{id}/close", post(admin_rooms::close_submit))
+        .route("/admin/records", get(admin_records::records_page))
+        .route(
+            "/admin/records/{id}/delete",
+            post(admin_records::delete_submit),
+        )
+        .route("/admin/mail", get(admin_mail::mail_page))
+        .route("/admin/mail/test", post(admin_mail::test_submit))
+        .route("/admin/mail/{id}", get(admin_mail::open_page))
+        .route("/api/v1/admin/mail", get(admin_mail::mail_api))
+        .route("/api/v1/admin/mail/test", post(admin_mail::test_api))
+        .route("/api/v1/admin/mail/{id}", get(admin_mail::open_api))
         .route("/api/v1/register", post(api::register))
         .route("/api/v1/register/resend", post(api::resend))
         .route("/api/v1/login", post(api::login))

@@ -14,10 +14,9 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use crate::admin;
 use crate::app::App;
 use crate::files::ImageKind;
-use crate::model::{AuditAction, CommentId, RecordComment, RecordId, StoredDanmaku, UserId};
+use crate::model::{CommentId, RecordComment, RecordId, StoredDanmaku, UserId};
 use crate::records::comments::CommentPage;
 use crate::records::{parse_order, Paging, RecordDetail, RecordsError, MAX_DANMAKU_PAGE};
 use crate::store::{CataloguePage, Listed};
@@ -227,14 +226,8 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     match who {
         AdminOrUser::Admin(admin) => {
-            let reason = admin::reason(Query::of(raw).get("reason").unwrap_or_default())?;
-            let audit = admin.audit(
-                AuditAction::DeleteRecord,
-                format!("record:{id}"),
-                &reason,
-                ip,
-            );
-            app.records.delete_as_admin(RecordId(id), audit).await?;
+            let reason = Query::of(raw).get("reason").unwrap_or_default().to_owned();
+            super::admin_records::delete_record(&app, &admin, ip, RecordId(id), &reason).await?;
         }
         AdminOrUser::User(who) => app.records.delete_as_host(&who.user, RecordId(id)).await?,
     }

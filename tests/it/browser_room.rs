@@ -333,7 +333,7 @@ fn distribution(site: &Site, n: usize) -> String {
         .to_string()
 }
 
-async fn send_danmaku(browser: &Browser, text: &str) {
+pub(crate) async fn send_danmaku(browser: &Browser, text: &str) {
     let input = browser.find("#danmaku-text").await;
     browser.type_text(&input, text).await;
     let send = browser.find("#danmaku-form button[type='submit']").await;
@@ -341,7 +341,7 @@ async fn send_danmaku(browser: &Browser, text: &str) {
 }
 
 /// Waits until the danmaku list has a line from `who` saying exactly `text`.
-async fn wait_for_line(browser: &Browser, who: &str, text: &str) {
+pub(crate) async fn wait_for_line(browser: &Browser, who: &str, text: &str) {
     let script = "return [...document.querySelectorAll('#danmaku li:not(.gift-line)')] \
                   .map(l => [l.querySelector('.who').textContent, l.lastChild.textContent]);";
     let wanted = serde_json::json!([who, text]);

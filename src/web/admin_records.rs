@@ -1,0 +1,157 @@
+//! The admin's recordings page (`/admin/records`): every recording with the catalogue's search,
+//! sort and paging, its host, length and views, and a delete form (the admin's delete of
+//! `DELETE /api/v1/records/{id}`, audited with an optional reason).
+//!
+//! Thin: parses, calls `app.records`, renders. Calls: records; admin (reasons, audit entries);
+//! auth, csrf, admin layout, error.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+
+use crate::admin::{self, SignedAdmin};
+use crate::app::App;
+use crate::model::{AuditAction, RecordId};
+use crate::records::parse_order;
+use crate::store::Listed;
+
+use super::account_pages::{page, see_other, PageForm};
+use super::admin_pages::AdminLayout;
+use super::admin_stats::moment;
+use super::auth::{AdminPage, ClientIp};
+use super::csrf::Csrf;
+use super::error::{ApiError, PageError};
+use super::path::ApiPath;
+use super::records::Query;
+
+/// Deletes a record as an admin, with its `delete_record` audit entry: the JSON API's and the
+/// page's one path.
+pub(super) async fn delete_record(
+    app: &App,
+    admin: &SignedAdmin,
+    ip: IpAddr,
+    id: RecordId,
+    reason: &str,
+) -> Result<(), ApiError> {
+    let reason = admin::reason(reason)?;
+    let audit = admin.audit(
+        AuditAction::DeleteRecord,
+        format!("record:{id}"),
+        &reason,
+        ip,
+    );
+    app.records.delete_as_admin(id, audit).await?;
+    Ok(())
+}
+
+/// A listed recording with what the page shows of it.
+struct RecordRow {
+    id: RecordId,
+    title: String,
+    /// The host's username (or nickname), and id when the account still exists.
+    host: Option<(u64, String)>,
+    started: String,
+    duration: String,
+    views: u64,
+}
+
+impl RecordRow {
+    fn of(listed: Listed) -> Self {
+        let record = listed.record;
+        let secs = record.duration_secs;
+        RecordRow {
+            id: record.id,
+            title: record.title,
+            host: listed.host.map(|user| {
+                let name = user.username.unwrap_or(user.nickname);
+                (user.id.0, name)
+            }),
+            started: moment(record.started_at),
+            duration: format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60),
+            views: record.views,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin/records.html")]
+struct RecordsPage {
+    layout: AdminLayout,
+    q: String,
+    sort: String,
+    rows: Vec<RecordRow>,
+    total: u64,
+    /// The search and sort as a query string, for the paging links.
+    filters: String,
+    previous: Option<usize>,
+    next: Option<usize>,
+    per_page: usize,
+    deleted: bool,
+}
+
+/// `GET /admin/records?q&sort&page&per_page`: every recording, or those the search finds.
+pub async fn records_page(
+    State(app): State<Arc<App>>,
+    AdminPage(admin): AdminPage,
+    csrf: Csrf,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, PageError> {
+    let query = Query::of(raw);
+    let paging = query.paging().map_err(ApiError::from)?;
+    let given = |name: &str| query.get(name).unwrap_or_default().trim().to_owned();
+    let (q, sort) = (given("q"), given("sort"));
+    let order =
+        parse_order(Some(sort.as_str()).filter(|s| !s.is_empty())).map_err(ApiError::from)?;
+    let found = if q.is_empty() {
+        app.records.list(order, None, paging).await
+    } else {
+        app.records.search(&q, order, paging).await
+    }
+    .map_err(ApiError::from)?;
+    let filters = form_urlencoded::Serializer::new(String::new())
+        .append_pair("q", &q)
+        .append_pair("sort", &sort)
+        .finish();
+    let rows: Vec<RecordRow> = found.records.into_iter().map(RecordRow::of).collect();
+    let shown = (paging.offset() + rows.len()) as u64;
+    let view = RecordsPage {
+        layout: AdminLayout::new("Recordings", &csrf, Some(&admin)),
+        q,
+        sort,
+        total: found.total,
+        rows,
+        filters,
+        previous: (paging.page > 1).then(|| paging.page - 1),
+        next: (shown < found.total).then_some(paging.page + 1),
+        per_page: paging.per_page,
+        deleted: query.get("notice") == Some("deleted"),
+    };
+    Ok(page(&app, &csrf, StatusCode::OK, &view))
+}
+
+#[derive(Deserialize)]
+pub struct DeleteForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /admin/records/{id}/delete` (a row's form): `303` back to the list.
+pub async fn delete_submit(
+    State(app): State<Arc<App>>,
+    AdminPage(admin): AdminPage,
+    ClientIp(ip): ClientIp,
+    csrf: Csrf,
+    ApiPath(id): ApiPath<u64>,
+    PageForm(form): PageForm<DeleteForm>,
+) -> Result<Response, PageError> {
+    csrf.verify(&form.csrf)?;
+    delete_record(&app, &admin, ip, RecordId(id), &form.reason).await?;
+    Ok(see_other("/admin/records?notice=deleted", None))
+}

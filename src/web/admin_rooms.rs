@@ -1,0 +1,78 @@
+//! The admin's live rooms page (`/admin/rooms`): every room live now with its host, title,
+//! audience, start and co-stream, each with a force-close form whose reason its members see.
+//!
+//! Thin: the same list and close as the JSON API (`admin_bans.rs`), rendered in the admin
+//! layout. Calls: admin_bans; auth, csrf, admin layout, error.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+
+use crate::app::App;
+use crate::model::RoomId;
+
+use super::account_pages::{page, see_other, PageForm};
+use super::admin_bans::{self, LiveRoom};
+use super::admin_pages::AdminLayout;
+use super::admin_stats::moment;
+use super::auth::{AdminPage, ClientIp};
+use super::csrf::Csrf;
+use super::error::PageError;
+use super::path::ApiPath;
+use super::records::Query;
+
+#[derive(Template)]
+#[template(path = "admin/rooms.html")]
+struct RoomsPage {
+    layout: AdminLayout,
+    rooms: Vec<LiveRoom>,
+    /// When each room went live, as the page shows it, in `rooms`' order.
+    since: Vec<String>,
+    closed: bool,
+}
+
+/// `GET /admin/rooms`: the rooms live now, most watched first.
+pub async fn rooms_page(
+    State(app): State<Arc<App>>,
+    AdminPage(admin): AdminPage,
+    csrf: Csrf,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let rooms = admin_bans::live_rooms(&app);
+    let view = RoomsPage {
+        layout: AdminLayout::new("Rooms", &csrf, Some(&admin)),
+        since: rooms
+            .iter()
+            .map(|r| r.since.map(moment).unwrap_or_default())
+            .collect(),
+        rooms,
+        closed: Query::of(raw).get("notice") == Some("closed"),
+    };
+    page(&app, &csrf, StatusCode::OK, &view)
+}
+
+#[derive(Deserialize)]
+pub struct CloseForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /admin/rooms/{id}/close` (a row's form): `303` back to the list.
+pub async fn close_submit(
+    State(app): State<Arc<App>>,
+    AdminPage(admin): AdminPage,
+    ClientIp(ip): ClientIp,
+    csrf: Csrf,
+    ApiPath(id): ApiPath<u64>,
+    PageForm(form): PageForm<CloseForm>,
+) -> Result<Response, PageError> {
+    csrf.verify(&form.csrf)?;
+    admin_bans::close(&app, &admin, ip, RoomId(id), &form.reason).await?;
+    Ok(see_other("/admin/rooms?notice=closed", None))
+}
