@@ -11,6 +11,7 @@ mod accounts;
 mod admin;
 mod codec;
 mod downloads;
+mod ip_bans;
 mod mail;
 mod migrations;
 mod push;
@@ -32,6 +33,7 @@ pub use accounts::{
     RegisterOutcome, ResendOutcome, VerifyOutcome,
 };
 pub use admin::{AuditFilter, AuditPage, FirstAdminOutcome, SetupState};
+pub use ip_bans::AddIpBanOutcome;
 pub use migrations::CURRENT as SCHEMA_VERSION;
 pub use records::{CataloguePage, CatalogueQuery, Listed, RecordOrder};
 pub use rooms::ChatEntry;
@@ -270,6 +272,7 @@ fn open_all_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(LOGIN_DAYS)?;
     txn.open_table(LOGIN_DAY_USERS)?;
     txn.open_table(WATCH_DAYS)?;
+    txn.open_table(IP_BANS)?;
     Ok(())
 }
 

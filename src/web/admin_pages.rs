@@ -32,7 +32,7 @@ pub struct NavItem {
 }
 
 /// The admin sections, in nav order.
-const SECTIONS: [(&str, &str); 7] = [
+const SECTIONS: [(&str, &str); 8] = [
     ("Dashboard", "/admin"),
     ("Users", "/admin/users"),
     ("Recordings", ""),
@@ -40,6 +40,7 @@ const SECTIONS: [(&str, &str); 7] = [
     ("Statistics", "/admin/stats"),
     ("Downloads", "/admin/downloads"),
     ("Audit", "/admin/audit"),
+    ("IP bans", "/admin/ip-bans"),
 ];
 
 /// What `admin/base.html` needs from every admin page.

@@ -9,6 +9,7 @@
 mod account_pages;
 mod admin;
 mod admin_bans;
+mod admin_ip_bans;
 mod admin_pages;
 mod admin_stats;
 mod admin_users;
@@ -155,6 +156,16 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/stats/{section}/csv", get(admin_stats::stats_csv))
         .route("/admin/audit", get(admin_stats::audit_page))
         .route("/admin/audit/csv", get(admin_stats::audit_csv_page))
+        .route(
+            "/api/v1/admin/ip-bans",
+            get(admin_ip_bans::list).post(admin_ip_bans::add),
+        )
+        .route("/api/v1/admin/ip-bans/{id}", delete(admin_ip_bans::lift))
+        .route(
+            "/admin/ip-bans",
+            get(admin_ip_bans::ip_bans_page).post(admin_ip_bans::add_submit),
+        )
+        .route("/admin/ip-bans/{id}/lift", post(admin_ip_bans::lift_submit))
         .route("/api/v1/register", post(api::register))
         .route("/api/v1/register/resend", post(api::resend))
         .route("/api/v1/login", post(api::login))
