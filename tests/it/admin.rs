@@ -425,6 +425,12 @@ async fn every_admin_route_refuses_anyone_but_an_admin() {
         (Kind::Api, "DELETE", "/api/v1/admin/users/1/bans/chat"),
         (Kind::Api, "GET", "/api/v1/admin/rooms"),
         (Kind::Api, "POST", "/api/v1/admin/rooms/1/close"),
+        (Kind::Api, "GET", "/api/v1/admin/ip-bans"),
+        (Kind::Api, "POST", "/api/v1/admin/ip-bans"),
+        (Kind::Api, "DELETE", "/api/v1/admin/ip-bans/1"),
+        (Kind::Page, "GET", "/admin/ip-bans"),
+        (Kind::Page, "POST", "/admin/ip-bans"),
+        (Kind::Page, "POST", "/admin/ip-bans/1/lift"),
         (Kind::Api, "POST", "/api/v1/admin/logout"),
     ];
     // Who asks: nobody, a guest and a user, by bearer token and by session cookie.

@@ -9,6 +9,7 @@ mod accounts_login;
 mod accounts_profile;
 mod admin;
 mod admin_bans;
+mod admin_ip_bans;
 mod admin_stats;
 mod admin_users;
 mod browser;
