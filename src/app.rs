@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::accounts::hashers::Hashers;
 use crate::accounts::{Accounts, SessionEnd, SessionEnds};
+use crate::admin::ip_bans::IpBans;
 use crate::admin::Admins;
 use crate::config::Config;
 use crate::config::MediaBackend;
@@ -80,6 +81,8 @@ pub struct App {
     pub metrics: Metrics,
     pub accounts: Arc<Accounts>,
     pub admins: Arc<Admins>,
+    /// The IP bans in force, which guests' sessions and joins are checked against.
+    pub ip_bans: Arc<IpBans>,
     pub rooms: Arc<Rooms>,
     pub records: Arc<Records>,
     pub watching: Arc<Watching>,
@@ -158,6 +161,7 @@ impl App {
             hashers.clone(),
         ));
         let admins = Arc::new(Admins::new(&config, store.clone(), hashers));
+        let ip_bans = Arc::new(IpBans::load(&config, store.clone())?);
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let mut rtmp = None;
@@ -217,6 +221,7 @@ impl App {
             metrics: Metrics::default(),
             accounts,
             admins,
+            ip_bans,
             rooms,
             records,
             watching,
@@ -282,6 +287,7 @@ impl App {
                 // The services hold store handles too; drop them first so the close is the last.
                 drop(app.accounts);
                 drop(app.admins);
+                drop(app.ip_bans);
                 drop(app.rooms);
                 drop(app.records);
                 drop(app.downloads);

@@ -16,6 +16,18 @@ pub fn day_label(day: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS` UTC, the way pages and messages show a moment.
+pub fn moment(at: u64) -> String {
+    let secs = at % 86_400;
+    format!(
+        "{} {:02}:{:02}:{:02}",
+        day_label(at / 86_400),
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
 /// The unix day of a `YYYY-MM-DD` date (UTC), if it is one on or after 1970-01-01.
 pub fn parse_date(text: &str) -> Option<u64> {
     let mut parts = text.trim().splitn(3, '-');

@@ -97,6 +97,34 @@ pub struct IpNet {
 }
 
 impl IpNet {
+    /// The block's length in bits: 32 for one IPv4 address, 128 for one IPv6 address.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    pub fn is_ipv4(&self) -> bool {
+        self.addr.is_ipv4()
+    }
+
+    /// The same block named by its first address (`10.0.0.7/24` → `10.0.0.0/24`).
+    pub fn network(self) -> IpNet {
+        let addr = match self.addr {
+            IpAddr::V4(v4) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::from(std::net::Ipv4Addr::from(u32::from(v4) & mask))
+            }
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::from(std::net::Ipv6Addr::from(u128::from(v6) & mask))
+            }
+        };
+        IpNet { addr, ..self }
+    }
+
     /// Whether `ip` is inside the block (an IPv4-mapped `ip` counts as its IPv4 address).
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip.to_canonical()) {
@@ -202,6 +230,8 @@ impl Default for AccountsConfig {
 pub struct AdminConfig {
     pub session_ttl_secs: u64,
     pub setup_link_secs: u64,
+    /// At most this many IP bans in force at once.
+    pub max_ip_bans: usize,
 }
 
 impl Default for AdminConfig {
@@ -209,6 +239,7 @@ impl Default for AdminConfig {
         Self {
             session_ttl_secs: 12 * 3600,
             setup_link_secs: 3600,
+            max_ip_bans: 10_000,
         }
     }
 }
@@ -740,9 +771,10 @@ impl Config {
         let m = &self.media;
         let a = &self.accounts;
         let l = &self.limits;
-        let positive: [(&'static str, u64); 31] = [
+        let positive: [(&'static str, u64); 32] = [
             ("admin.session_ttl_secs", self.admin.session_ttl_secs),
             ("admin.setup_link_secs", self.admin.setup_link_secs),
+            ("admin.max_ip_bans", self.admin.max_ip_bans as u64),
             ("media.rtmp.hls_fragment_secs", m.rtmp.hls_fragment_secs),
             ("media.rtmp.hls_playlist_secs", m.rtmp.hls_playlist_secs),
             ("media.http.timeout_secs", m.http.timeout_secs),
@@ -833,6 +865,17 @@ impl Config {
                 problem: format!(
                     "must be between {MIN_KEYS} and {MAX_KEYS}, got {}",
                     l.max_tracked_keys
+                ),
+            });
+        }
+        // Every guest's join looks through the bans in force: a bound keeps that cheap.
+        const MAX_IP_BANS: usize = 100_000;
+        if self.admin.max_ip_bans > MAX_IP_BANS {
+            return Err(ConfigError::Invalid {
+                key: "admin.max_ip_bans",
+                problem: format!(
+                    "must be at most {MAX_IP_BANS}, got {}",
+                    self.admin.max_ip_bans
                 ),
             });
         }

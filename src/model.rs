@@ -1,7 +1,7 @@
 //! Model: the plain data every part shares — id newtypes and the records the store keeps.
 //!
 //! Owns: the shape of persisted records (serialised as JSON inside the store, so a field added
-//! later with `#[serde(default)]` reads old records fine). Calls: nothing.
+//! later with `#[serde(default)]` reads old records fine). Calls: nothing (config's `IpNet` is used as a plain value).
 
 use serde::{Deserialize, Serialize};
 
@@ -465,6 +465,10 @@ pub enum AuditAction {
     DeleteDanmaku,
     /// An admin sent a test mail from the mail page.
     SendTestMail,
+    /// An admin banned an IP address or range from guest use.
+    IpBan,
+    /// An admin lifted an IP ban.
+    IpUnban,
 }
 
 impl AuditAction {
@@ -484,6 +488,8 @@ impl AuditAction {
             AuditAction::DeleteUser => "delete_user",
             AuditAction::DeleteDanmaku => "delete_danmaku",
             AuditAction::SendTestMail => "send_test_mail",
+            AuditAction::IpBan => "ip_ban",
+            AuditAction::IpUnban => "ip_unban",
         }
     }
 }
@@ -526,4 +532,31 @@ pub struct Download {
     pub created_at: u64,
     /// The admin who uploaded it.
     pub uploaded_by: String,
+}
+
+id_type!(
+    /// An IP ban, in force or in the history.
+    IpBanId
+);
+
+/// A ban of an address or a range from guest use: no new guests from it, no room joins of
+/// guest sessions from it. Registered users are banned by account instead ([`Ban`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IpBan {
+    pub id: IpBanId,
+    pub range: crate::config::IpNet,
+    pub reason: String,
+    /// The admin who gave it.
+    pub admin: String,
+    pub created_at: u64,
+    /// Unix seconds; `None` means until lifted.
+    pub expires_at: Option<u64>,
+    /// When an admin lifted it (unix seconds); a lifted ban stays for the record.
+    pub lifted_at: Option<u64>,
+}
+
+impl IpBan {
+    pub fn in_force(&self, now: u64) -> bool {
+        self.lifted_at.is_none() && self.expires_at.is_none_or(|end| now < end)
+    }
 }

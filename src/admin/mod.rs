@@ -10,6 +10,7 @@
 //! without a server, on a store they opened themselves; everything else runs in the server.
 
 pub mod disk;
+pub mod ip_bans;
 pub mod users;
 
 use std::net::IpAddr;

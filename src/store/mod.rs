@@ -11,6 +11,7 @@ mod accounts;
 mod admin;
 mod codec;
 mod downloads;
+mod ip_bans;
 mod mail;
 mod migrations;
 mod push;
@@ -33,6 +34,7 @@ pub use accounts::{
 };
 pub use admin::{AuditFilter, AuditPage, FirstAdminOutcome, SetupState};
 pub use mail::{MAIL_ERROR_MAX_BYTES, MAIL_SENT_KEPT};
+pub use ip_bans::AddIpBanOutcome;
 pub use migrations::CURRENT as SCHEMA_VERSION;
 pub use records::{CataloguePage, CatalogueQuery, Listed, RecordOrder};
 pub use rooms::ChatEntry;
@@ -273,6 +275,7 @@ fn open_all_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(WATCH_DAYS)?;
     txn.open_table(VIEWER_PEAKS)?;
     txn.open_table(MAIL_SENT)?;
+    txn.open_table(IP_BANS)?;
     Ok(())
 }
 

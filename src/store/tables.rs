@@ -10,7 +10,7 @@ use redb::TableDefinition;
 
 /// Store-wide facts and id sequences, key → value: `schema_version`, `created_at` (unix
 /// seconds), `instance_id`, `next_user_id`, `next_room_id`, `next_mail_id`, `next_login_seq`, `next_live_id`, `next_chat_seq`, `next_record_id`,
-/// `next_comment_id`, `next_audit_seq`, `next_download_id`.
+/// `next_comment_id`, `next_audit_seq`, `next_download_id`, `next_ip_ban_id`.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 pub const META_SCHEMA_VERSION: &str = "schema_version";
@@ -26,6 +26,7 @@ pub const SEQ_RECORD: &str = "next_record_id";
 pub const SEQ_COMMENT: &str = "next_comment_id";
 pub const SEQ_AUDIT: &str = "next_audit_seq";
 pub const SEQ_DOWNLOAD: &str = "next_download_id";
+pub const SEQ_IP_BAN: &str = "next_ip_ban_id";
 
 /// User id → `model::User`.
 pub const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users_v1");
@@ -105,3 +106,5 @@ pub const VIEWER_PEAKS: TableDefinition<u64, (u64, u64)> = TableDefinition::new(
 /// Mail id → `model::SentMail`: the latest delivered messages, for the admin's mail page;
 /// bounded to `store::MAIL_SENT_KEPT`.
 pub const MAIL_SENT: TableDefinition<u64, &[u8]> = TableDefinition::new("mail_sent_v1");
+/// IP ban id → `model::IpBan`: every IP ban given, lifted and expired ones kept for the record.
+pub const IP_BANS: TableDefinition<u64, &[u8]> = TableDefinition::new("ip_bans_v1");

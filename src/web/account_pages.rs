@@ -399,6 +399,7 @@ pub async fn guest_submit(
     PageForm(form): PageForm<CsrfOnlyForm>,
 ) -> Result<Response, PageError> {
     csrf.verify(&form.csrf)?;
+    app.ip_bans.check(ip).map_err(ApiError::from)?;
     let session = app
         .accounts
         .create_guest(ip)

@@ -211,7 +211,7 @@ pub(super) async fn close(
 }
 
 /// A reason members and the audit log are shown: required, and bounded.
-fn required_reason(text: &str) -> Result<String, ApiError> {
+pub(super) fn required_reason(text: &str) -> Result<String, ApiError> {
     let reason = admin::reason(text)?;
     if reason.is_empty() {
         return Err(ApiError::new(

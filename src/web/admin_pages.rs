@@ -32,7 +32,7 @@ pub struct NavItem {
 }
 
 /// The admin sections, in nav order.
-const SECTIONS: [(&str, &str); 8] = [
+const SECTIONS: [(&str, &str); 9] = [
     ("Dashboard", "/admin"),
     ("Users", "/admin/users"),
     ("Recordings", "/admin/records"),
@@ -41,6 +41,7 @@ const SECTIONS: [(&str, &str); 8] = [
     ("Downloads", "/admin/downloads"),
     ("Audit", "/admin/audit"),
     ("Mail", "/admin/mail"),
+    ("IP bans", "/admin/ip-bans"),
 ];
 
 /// What `admin/base.html` needs from every admin page.

@@ -16,7 +16,6 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::app::App;
-use crate::calendar::day_label;
 use crate::model::AuditEntry;
 use crate::records::Paging;
 use crate::stats::svg::{self, Kind, Point};
@@ -317,17 +316,7 @@ async fn audit_csv(app: &App, filter: AuditFilter) -> Result<Response, ApiError>
     Ok(csv_response("audit", stats::csv(&header, &rows)))
 }
 
-/// Unix seconds as `YYYY-MM-DD HH:MM:SS` UTC.
-pub(super) fn moment(at: u64) -> String {
-    let secs = at % 86_400;
-    format!(
-        "{} {:02}:{:02}:{:02}",
-        day_label(at / 86_400),
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
+pub(super) use crate::calendar::moment;
 
 /// `GET /api/v1/admin/audit[?admin&action&from&to&page&per_page&format=csv]` →
 /// `{"entries":[…],"total"}`, newest first (CSV: every entry the filters admit).

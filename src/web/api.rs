@@ -200,6 +200,7 @@ pub async fn guest(
              ask for POST /api/v1/guest?replace=true",
         ));
     }
+    app.ip_bans.check(ip)?;
     let session = app.accounts.create_guest(ip).await?;
     Ok(session_response(&app, StatusCode::CREATED, session))
 }

@@ -11,6 +11,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 
 use crate::accounts::AccountsError;
+use crate::admin::ip_bans::IpBanError;
 use crate::admin::AdminError;
 use crate::downloads::DownloadsError;
 use crate::files::FilesError;
@@ -235,6 +236,23 @@ impl From<MailError> for ApiError {
             MailError::Smtp { .. } | MailError::Outbox { .. } => {
                 return ApiError::internal(&message)
             }
+        };
+        ApiError::new(status, code, message)
+    }
+}
+
+impl From<IpBanError> for ApiError {
+    fn from(e: IpBanError) -> Self {
+        use IpBanError as E;
+        let message = e.to_string();
+        let (status, code) = match e {
+            E::InvalidRange(_) => (StatusCode::BAD_REQUEST, "invalid_ip_range"),
+            E::TooWide(_) => (StatusCode::BAD_REQUEST, "ip_range_too_wide"),
+            E::InvalidUntil | E::InvalidExpiry(_) => (StatusCode::BAD_REQUEST, "invalid_until"),
+            E::TooMany(_) => (StatusCode::CONFLICT, "too_many_ip_bans"),
+            E::NotFound => (StatusCode::NOT_FOUND, "ip_ban_not_found"),
+            E::Banned { .. } => (StatusCode::FORBIDDEN, "ip_banned"),
+            E::Store(store) => return store.into(),
         };
         ApiError::new(status, code, message)
     }

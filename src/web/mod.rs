@@ -11,6 +11,7 @@ mod admin;
 mod admin_bans;
 mod admin_moderation;
 mod admin_mail;
+mod admin_ip_bans;
 mod admin_pages;
 mod admin_records;
 mod admin_rooms;
@@ -190,6 +191,16 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/admin/mail", get(admin_mail::mail_api))
         .route("/api/v1/admin/mail/test", post(admin_mail::test_api))
         .route("/api/v1/admin/mail/{id}", get(admin_mail::open_api))
+        .route(
+            "/api/v1/admin/ip-bans",
+            get(admin_ip_bans::list).post(admin_ip_bans::add),
+        )
+        .route("/api/v1/admin/ip-bans/{id}", delete(admin_ip_bans::lift))
+        .route(
+            "/admin/ip-bans",
+            get(admin_ip_bans::ip_bans_page).post(admin_ip_bans::add_submit),
+        )
+        .route("/admin/ip-bans/{id}/lift", post(admin_ip_bans::lift_submit))
         .route("/api/v1/register", post(api::register))
         .route("/api/v1/register/resend", post(api::resend))
         .route("/api/v1/login", post(api::login))

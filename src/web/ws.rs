@@ -6,6 +6,7 @@
 //! app's connection registry for its lifetime, so the end of its session (logout, expiry, the
 //! account's deletion) closes it.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +28,7 @@ use crate::rooms::connections::SESSION_ENDED;
 use crate::rooms::protocol::{ClientMessage, Frame, ServerMessage};
 use crate::rooms::{ClientId, ClientLink, Member, RoomsError};
 
-use super::auth::{request_host, session_token};
+use super::auth::{request_host, session_token, ClientIp};
 use super::error::ApiError;
 use super::ProxiedSlot;
 
@@ -42,6 +43,7 @@ static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
 
 pub async fn ws(
     State(app): State<Arc<App>>,
+    ClientIp(ip): ClientIp,
     proxied: Option<Extension<ProxiedSlot>>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
@@ -65,7 +67,7 @@ pub async fn ws(
         .max_frame_size(max_frame)
         .on_upgrade(move |socket| {
             tracked.track(async move {
-                connection(app, who, rtmp_host, socket).await;
+                connection(app, who, ip, rtmp_host, socket).await;
                 // A client behind a trusted proxy holds its place for as long as the socket.
                 drop(proxied);
             })
@@ -86,8 +88,15 @@ fn same_origin(headers: &HeaderMap) -> bool {
         .is_some_and(|(_, rest)| rest.trim_end_matches('/') == host)
 }
 
-/// `rtmp_host` is the host for this client's push URLs: the name it reached the server by.
-async fn connection(app: Arc<App>, who: SignedIn, rtmp_host: Arc<str>, socket: WebSocket) {
+/// `rtmp_host` is the host for this client's push URLs: the name it reached the server by; `ip`
+/// is the client's address, which IP bans are checked against.
+async fn connection(
+    app: Arc<App>,
+    who: SignedIn,
+    ip: IpAddr,
+    rtmp_host: Arc<str>,
+    socket: WebSocket,
+) {
     let client = ClientId(NEXT_CLIENT.fetch_add(1, Ordering::Relaxed));
     let (link, frames) = ClientLink::new(app.config.rooms.client_queue);
     let (sink, stream) = socket.split();
@@ -107,6 +116,7 @@ async fn connection(app: Arc<App>, who: SignedIn, rtmp_host: Arc<str>, socket: W
     let mut session = Session {
         app: app.clone(),
         who,
+        ip,
         client,
         link: link.clone(),
         rtmp_host,
@@ -201,6 +211,7 @@ fn text(frame: Frame) -> Message {
 struct Session {
     app: Arc<App>,
     who: SignedIn,
+    ip: IpAddr,
     client: ClientId,
     link: ClientLink,
     rtmp_host: Arc<str>,
@@ -218,9 +229,15 @@ impl Session {
         // One timer, moved on only when it fires: a message costs no timer update.
         let silence = tokio::time::sleep_until(heard + idle);
         tokio::pin!(silence);
+        let guest = self.who.user.kind == UserKind::Guest;
+        let mut ip_bans = self.app.ip_bans.subscribe();
         loop {
             let message = tokio::select! {
                 () = self.link.closing() => return,
+                Ok(()) = ip_bans.changed(), if guest => {
+                    self.leave_if_ip_banned().await;
+                    continue;
+                }
                 () = self.app.stopping() => {
                     self.link.close("server_shutdown");
                     return;
@@ -345,6 +362,10 @@ impl Session {
         if let Some(current) = self.room.take() {
             self.app.rooms.leave(current, self.client).await;
         }
+        if let Err(e) = self.ip_allowed() {
+            self.refuse(e.code, e.message, about);
+            return false;
+        }
         let member = Member::new(
             self.client,
             self.who.user.id,
@@ -362,6 +383,25 @@ impl Session {
                 self.refuse_rooms(e, about);
                 false
             }
+        }
+    }
+
+    /// A guest's address may be banned (registered users are banned by account instead).
+    fn ip_allowed(&self) -> Result<(), ApiError> {
+        if self.who.user.kind != UserKind::Guest {
+            return Ok(());
+        }
+        Ok(self.app.ip_bans.check(self.ip)?)
+    }
+
+    /// After a new IP ban: a guest in a room whose address it covers leaves the room and is
+    /// told why (the connection stays, as after `room_closed`; a new join is refused).
+    async fn leave_if_ip_banned(&mut self) {
+        let Some(room) = self.room else { return };
+        if let Err(e) = self.ip_allowed() {
+            self.room = None;
+            self.app.rooms.leave(room, self.client).await;
+            self.refuse(e.code, e.message, "join_room");
         }
     }
 

@@ -10,6 +10,7 @@ mod accounts_profile;
 mod admin;
 mod admin_bans;
 mod admin_moderation;
+mod admin_ip_bans;
 mod admin_stats;
 mod admin_users;
 mod browser;
