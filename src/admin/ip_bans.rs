@@ -13,7 +13,7 @@ use std::sync::{RwLock, RwLockReadGuard};
 use tokio::sync::watch;
 
 use super::SignedAdmin;
-use crate::calendar::{moment, parse_date};
+use crate::calendar::moment;
 use crate::config::{Config, IpNet};
 use crate::model::{AuditAction, IpBan, IpBanId};
 use crate::store::{unix_now, AddIpBanOutcome, Store, StoreError};
@@ -35,8 +35,6 @@ pub enum IpBanError {
     TooWide(String),
     #[error("a ban's end must be in the future (unix seconds), or absent for a ban until lifted")]
     InvalidUntil,
-    #[error("{0}")]
-    InvalidExpiry(String),
     #[error(
         "{0} IP bans are in force already, the most `admin.max_ip_bans` allows; lift some first"
     )]
@@ -78,35 +76,6 @@ pub fn range(text: &str) -> Result<IpNet> {
         return Err(IpBanError::TooWide(String::from(net.network())));
     }
     Ok(net.network())
-}
-
-/// When a ban given with the admin form's choice ends (unix seconds; `None`: until lifted):
-/// `1h`, `1d`, `7d` from `now`, `permanent`, or `date` with `date` a `YYYY-MM-DD` whose end
-/// (UTC) is still to come.
-pub fn ban_end(choice: &str, date: &str, now: u64) -> Result<Option<u64>> {
-    const HOUR: u64 = 3600;
-    let after = |secs: u64| Ok(Some(now + secs));
-    match choice {
-        "1h" => after(HOUR),
-        "1d" => after(24 * HOUR),
-        "7d" => after(7 * 24 * HOUR),
-        "" | "permanent" => Ok(None),
-        "date" => {
-            let day = parse_date(date).ok_or_else(|| {
-                IpBanError::InvalidExpiry(format!(
-                    "give the last day of the ban as YYYY-MM-DD; {date:?} is not one"
-                ))
-            })?;
-            let end = (day + 1) * 24 * HOUR;
-            if end <= now {
-                return Err(IpBanError::InvalidUntil);
-            }
-            Ok(Some(end))
-        }
-        other => Err(IpBanError::InvalidExpiry(format!(
-            "the ban lasts 1h, 1d, 7d, permanent or until a date; {other:?} is not one of them"
-        ))),
-    }
 }
 
 pub struct IpBans {
@@ -243,32 +212,6 @@ impl IpBans {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_form_choices_end_when_they_say() {
-        let now = 1_000_000_000;
-        assert_eq!(ban_end("1h", "", now).ok(), Some(Some(now + 3600)));
-        assert_eq!(ban_end("7d", "", now).ok(), Some(Some(now + 7 * 86_400)));
-        assert_eq!(ban_end("permanent", "", now).ok(), Some(None));
-        // 2001-09-09 is the day of `now`: the ban ends when it ends.
-        assert_eq!(
-            ban_end("date", "2001-09-09", now).ok(),
-            Some(Some(1_000_080_000))
-        );
-        assert!(matches!(
-            ban_end("date", "2001-09-08", now),
-            Err(IpBanError::InvalidUntil)
-        ));
-        for (choice, date) in [("date", "09/09/2001"), ("forever", ""), ("date", "")] {
-            assert!(
-                matches!(
-                    ban_end(choice, date, now),
-                    Err(IpBanError::InvalidExpiry(_))
-                ),
-                "{choice} {date}"
-            );
-        }
-    }
 
     #[test]
     fn ranges_are_named_by_their_first_address_and_bounded_in_width() {

@@ -57,6 +57,8 @@ pub enum AdminError {
     NoSuchUser,
     #[error("{0}")]
     InvalidQuery(String),
+    #[error("{0}")]
+    InvalidBanEnd(String),
     #[error("A reason has at most {MAX_REASON_CHARS} characters; this one has {0}.")]
     ReasonTooLong(usize),
     #[error("Too many attempts; try again in {} seconds.", .0.as_secs())]
@@ -65,6 +67,48 @@ pub enum AdminError {
     Hashing(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// When a ban given with an admin form's length ends (unix seconds; `None`: until lifted):
+/// `1h`, `1d`, `7d` from `now`, `permanent`, or `date`: the end (UTC) of the `YYYY-MM-DD` day
+/// in `date`, which must still be to come. A date with another choice is refused, not guessed at.
+pub fn ban_end(choice: &str, date: &str, now: u64) -> Result<Option<u64>> {
+    const HOUR: u64 = 3600;
+    let invalid = |message: String| Err(AdminError::InvalidBanEnd(message));
+    let date = date.trim();
+    if !date.is_empty() && choice != "date" {
+        return invalid(
+            "a date was given with another length: choose \"until the end of the date\" or \
+             clear the date"
+                .to_owned(),
+        );
+    }
+    let hours = match choice {
+        "1h" => 1,
+        "1d" => 24,
+        "7d" => 7 * 24,
+        "permanent" => return Ok(None),
+        "date" => {
+            let Some(day) = crate::calendar::parse_date(date) else {
+                return invalid(format!(
+                    "give the last day of the ban as YYYY-MM-DD, as 2030-01-31; {date:?} is not one"
+                ));
+            };
+            let end = (day + 1) * 24 * HOUR;
+            if end <= now {
+                return invalid(format!(
+                    "{date} is over already: a ban's end must be in the future"
+                ));
+            }
+            return Ok(Some(end));
+        }
+        other => {
+            return invalid(format!(
+                "a ban lasts 1h, 1d, 7d, permanent or until a date; {other:?} is not one of them"
+            ))
+        }
+    };
+    Ok(Some(now + hours * HOUR))
 }
 
 impl From<RetryAfter> for AdminError {
@@ -373,4 +417,43 @@ pub fn delete(store: &Store, name: &str) -> Result<()> {
 /// `roommanager admin list`.
 pub fn list(store: &Store) -> Result<Vec<Admin>> {
     Ok(store.admins()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ban_form_ends_at_its_preset_or_at_the_end_of_its_date() {
+        let now = 1_000_000_000;
+        assert_eq!(ban_end("1h", "", now).ok(), Some(Some(now + 3600)));
+        assert_eq!(ban_end("1d", "", now).ok(), Some(Some(now + 86_400)));
+        assert_eq!(ban_end("7d", "", now).ok(), Some(Some(now + 7 * 86_400)));
+        assert_eq!(ban_end("permanent", "", now).ok(), Some(None));
+        // 2030-01-31 ends at 2030-02-01 00:00:00 UTC; 2001-09-09 is the day of `now`.
+        assert_eq!(
+            ban_end("date", "2030-01-31", now).ok(),
+            Some(Some(1_896_134_400))
+        );
+        assert_eq!(
+            ban_end("date", "2001-09-09", now).ok(),
+            Some(Some(1_000_080_000))
+        );
+        for (choice, date) in [
+            ("date", ""),
+            ("date", "31/01/2030"),
+            ("date", "2001-09-08"),
+            ("1d", "2030-01-31"),
+            ("1y", ""),
+            ("", ""),
+        ] {
+            assert!(
+                matches!(
+                    ban_end(choice, date, now),
+                    Err(AdminError::InvalidBanEnd(_))
+                ),
+                "{choice} {date}"
+            );
+        }
+    }
 }

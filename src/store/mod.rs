@@ -33,8 +33,8 @@ pub use accounts::{
     RegisterOutcome, ResendOutcome, VerifyOutcome,
 };
 pub use admin::{AuditFilter, AuditPage, FirstAdminOutcome, SetupState};
-pub use mail::{MAIL_ERROR_MAX_BYTES, MAIL_SENT_KEPT};
 pub use ip_bans::AddIpBanOutcome;
+pub use mail::{MAIL_ERROR_MAX_BYTES, MAIL_SENT_KEPT};
 pub use migrations::CURRENT as SCHEMA_VERSION;
 pub use records::{CataloguePage, CatalogueQuery, Listed, RecordOrder};
 pub use rooms::ChatEntry;

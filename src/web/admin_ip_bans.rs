@@ -227,7 +227,7 @@ pub async fn add_submit(
     csrf.verify(&form.csrf)?;
     let added = async {
         let reason = required_reason(&form.reason)?;
-        let until = ip_bans::ban_end(&form.expires, &form.date, unix_now())?;
+        let until = crate::admin::ban_end(&form.expires, &form.date, unix_now())?;
         app.ip_bans
             .add(&form.range, reason, until, &admin, ip)
             .await

@@ -642,31 +642,6 @@ pub struct BanForm {
     date: String,
 }
 
-/// When a ban of the form ends: a preset from `now`, or the end of a `YYYY-MM-DD` day (UTC);
-/// `None` for permanent.
-fn ban_until(expiry: &str, date: &str, now: u64) -> Result<Option<u64>, ApiError> {
-    let invalid = |message: &str| ApiError::new(StatusCode::BAD_REQUEST, "invalid_until", message);
-    let date = date.trim();
-    if !date.is_empty() && expiry != "date" {
-        return Err(invalid(
-            "a date was given with another expiry: choose \"until the end of the date\" or clear the date",
-        ));
-    }
-    let hours = match expiry {
-        "1h" => 1,
-        "1d" => 24,
-        "7d" => 7 * 24,
-        "permanent" => return Ok(None),
-        "date" => {
-            let day = crate::calendar::parse_date(date)
-                .ok_or_else(|| invalid("the date is YYYY-MM-DD, as 2030-01-31"))?;
-            return Ok(Some((day + 1) * 86_400));
-        }
-        _ => return Err(invalid("the expiry is 1h, 1d, 7d, permanent or date")),
-    };
-    Ok(Some(now + hours * 3600))
-}
-
 /// `POST /admin/users/{id}/bans` (the user page's ban form): `303` back to the page.
 pub async fn ban_submit(
     State(app): State<Arc<App>>,
@@ -678,7 +653,8 @@ pub async fn ban_submit(
 ) -> Result<Response, PageError> {
     csrf.verify(&form.csrf)?;
     let scope = admin_bans::ban_scope(&form.scope)?;
-    let until = ban_until(&form.expiry, &form.date, unix_now())?;
+    let until =
+        crate::admin::ban_end(&form.expiry, &form.date, unix_now()).map_err(ApiError::from)?;
     admin_bans::give_ban(&app, &admin, ip, UserId(id), scope, &form.reason, until).await?;
     Ok(see_other(&format!("/admin/users/{id}?notice=banned"), None))
 }
@@ -696,31 +672,4 @@ pub async fn lift_submit(
     let scope = admin_bans::ban_scope(&scope)?;
     admin_bans::lift(&app, &admin, ip, UserId(id), scope, &form.reason).await?;
     Ok(see_other(&format!("/admin/users/{id}?notice=lifted"), None))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ban_until;
-
-    #[test]
-    fn a_ban_form_ends_at_its_preset_or_at_the_end_of_its_date() {
-        let now = 1_000_000;
-        assert_eq!(ban_until("1h", "", now).ok(), Some(Some(now + 3600)));
-        assert_eq!(ban_until("1d", "", now).ok(), Some(Some(now + 86_400)));
-        assert_eq!(ban_until("7d", "", now).ok(), Some(Some(now + 7 * 86_400)));
-        assert_eq!(ban_until("permanent", "", now).ok(), Some(None));
-        // 2030-01-31 ends at 2030-02-01 00:00:00 UTC.
-        assert_eq!(
-            ban_until("date", "2030-01-31", now).ok(),
-            Some(Some(1_896_134_400))
-        );
-        for (expiry, date) in [
-            ("date", ""),
-            ("date", "31/01/2030"),
-            ("1d", "2030-01-31"),
-            ("1y", ""),
-        ] {
-            assert!(ban_until(expiry, date, now).is_err(), "{expiry} {date}");
-        }
-    }
 }

@@ -205,6 +205,7 @@ impl From<AdminError> for ApiError {
             E::SetupInvalid => (StatusCode::FORBIDDEN, "setup_token_invalid"),
             E::SetupDone => (StatusCode::GONE, "setup_done"),
             E::ReasonTooLong(_) => (StatusCode::BAD_REQUEST, "invalid_reason"),
+            E::InvalidBanEnd(_) => (StatusCode::BAD_REQUEST, "invalid_until"),
             E::NoSuchUser => (StatusCode::NOT_FOUND, "user_not_found"),
             E::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
             E::RateLimited(wait) => {
@@ -248,7 +249,7 @@ impl From<IpBanError> for ApiError {
         let (status, code) = match e {
             E::InvalidRange(_) => (StatusCode::BAD_REQUEST, "invalid_ip_range"),
             E::TooWide(_) => (StatusCode::BAD_REQUEST, "ip_range_too_wide"),
-            E::InvalidUntil | E::InvalidExpiry(_) => (StatusCode::BAD_REQUEST, "invalid_until"),
+            E::InvalidUntil => (StatusCode::BAD_REQUEST, "invalid_until"),
             E::TooMany(_) => (StatusCode::CONFLICT, "too_many_ip_bans"),
             E::NotFound => (StatusCode::NOT_FOUND, "ip_ban_not_found"),
             E::Banned { .. } => (StatusCode::FORBIDDEN, "ip_banned"),

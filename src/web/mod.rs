@@ -9,9 +9,9 @@
 mod account_pages;
 mod admin;
 mod admin_bans;
-mod admin_moderation;
-mod admin_mail;
 mod admin_ip_bans;
+mod admin_mail;
+mod admin_moderation;
 mod admin_pages;
 mod admin_records;
 mod admin_rooms;
