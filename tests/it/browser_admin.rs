@@ -9,10 +9,29 @@ use crate::accounts::get_auth;
 use crate::admin::{admin_token, make_admin, ADMIN_PASSWORD};
 use crate::browser_room::{log_in, send_danmaku, wait_for_line};
 use crate::common::webdriver::{self, Browser};
+use crate::common::TestServer;
 use crate::rooms::Site;
 
 const FAN: &str = "banfan40";
 const HOST: &str = "banhost40";
+
+/// Logs `browser` in at `/admin/login` as `name` (with [`ADMIN_PASSWORD`]) by the form.
+pub(crate) async fn log_in_admin(browser: &Browser, server: &TestServer, name: &str) {
+    browser.goto(&server.url("/admin/login")).await;
+    let field = browser
+        .find("form[action='/admin/login'] [name='name']")
+        .await;
+    browser.type_text(&field, name).await;
+    let password = browser
+        .find("form[action='/admin/login'] [name='password']")
+        .await;
+    browser.type_text(&password, ADMIN_PASSWORD).await;
+    let submit = browser
+        .find("form[action='/admin/login'] button[type='submit']")
+        .await;
+    browser.click(&submit).await;
+    browser.wait_for_text("header .who", name).await;
+}
 
 #[tokio::test]
 async fn an_admin_bans_a_user_in_the_browser_and_their_open_room_page_shows_it() {
@@ -40,20 +59,7 @@ async fn an_admin_bans_a_user_in_the_browser_and_their_open_room_page_shows_it()
     wait_for_line(&user, &nickname, "before the ban").await;
 
     // The admin logs in by the form, finds the user in the list and bans them from their page.
-    admin.goto(&site.server.url("/admin/login")).await;
-    let name = admin
-        .find("form[action='/admin/login'] [name='name']")
-        .await;
-    admin.type_text(&name, "root").await;
-    let password = admin
-        .find("form[action='/admin/login'] [name='password']")
-        .await;
-    admin.type_text(&password, ADMIN_PASSWORD).await;
-    let log_in_button = admin
-        .find("form[action='/admin/login'] button[type='submit']")
-        .await;
-    admin.click(&log_in_button).await;
-    admin.wait_for_text("header .who", "root").await;
+    log_in_admin(&admin, &site.server, "root").await;
     admin
         .goto(&site.server.url(&format!("/admin/users?q={FAN}")))
         .await;

@@ -3,7 +3,8 @@
 //! viewer from chat with the inline form (the viewer's next danmaku is refused). The viewer's
 //! page shows no admin buttons. The media plane is the scripted one.
 
-use crate::admin::{make_admin, ADMIN_PASSWORD};
+use crate::admin::make_admin;
+use crate::browser_admin::log_in_admin;
 use crate::browser_room::log_in;
 use crate::common::wait_for;
 use crate::common::webdriver::{self, Browser};
@@ -74,20 +75,7 @@ async fn an_admin_deletes_and_bans_from_the_room_page_and_the_viewer_sees_it() {
     let (admin, viewer) = tokio::join!(Browser::start(), Browser::start());
 
     // The admin signs in at /admin/login, then opens the room (as a guest of the site).
-    admin.goto(&site.server.url("/admin/login")).await;
-    let name = admin
-        .find("form[action='/admin/login'] [name='name']")
-        .await;
-    admin.type_text(&name, "root").await;
-    let password = admin
-        .find("form[action='/admin/login'] [name='password']")
-        .await;
-    admin.type_text(&password, ADMIN_PASSWORD).await;
-    let submit = admin
-        .find("form[action='/admin/login'] button[type='submit']")
-        .await;
-    admin.click(&submit).await;
-    wait_for(|| async { (!admin.current_url().await.contains("/login")).then_some(()) }).await;
+    log_in_admin(&admin, &site.server, "root").await;
     admin.goto(&room_url).await;
     admin.wait_for_text("#phase", "live").await;
 

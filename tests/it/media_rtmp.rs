@@ -780,6 +780,20 @@ async fn a_push_cut_by_an_nginx_restart_is_kept_in_the_recording() {
     );
 }
 
+/// `token`'s host goes live and pushes a real picture until it is on the air: the host's
+/// socket, the push URL and the running push.
+async fn live_and_pushing(server: &TestServer, token: &str) -> (WsClient, String, Child) {
+    let mut host = WsClient::connect(&server.base, token).await;
+    host.send(json!({"type": "start_live"})).await;
+    let push_url = host.expect("live_started").await["push_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ffmpeg = push(&push_url, 60, 320, 180, 440);
+    assert_eq!(host.expect("on_air").await["on_air"], true);
+    (host, push_url, ffmpeg)
+}
+
 /// Rotating a leaked key stops a push that is already running with it.
 #[tokio::test]
 async fn rotating_the_key_drops_a_running_push() {
@@ -792,14 +806,7 @@ async fn rotating_the_key_drops_a_running_push() {
     })
     .await;
     let (_, token) = verified_user(&server, "leakyhost").await;
-    let mut host = WsClient::connect(&server.base, &token).await;
-    host.send(json!({"type": "start_live"})).await;
-    let push_url = host.expect("live_started").await["push_url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut ffmpeg = push(&push_url, 60, 320, 180, 440);
-    assert_eq!(host.expect("on_air").await["on_air"], true);
+    let (mut host, push_url, mut ffmpeg) = live_and_pushing(&server, &token).await;
     let rotated = push_key(&server, &token, true).await;
     assert_eq!(host.expect("on_air").await["on_air"], false);
     tokio::time::timeout(Duration::from_secs(20), ffmpeg.wait())
@@ -826,14 +833,7 @@ async fn a_stream_ban_drops_the_running_push_and_refuses_the_next_until_lifted()
     make_admin(&server, "root");
     let admin = admin_token(&server.base, "root", ADMIN_PASSWORD).await;
     let (host_id, token) = verified_user(&server, "unrulyhost").await;
-    let mut host = WsClient::connect(&server.base, &token).await;
-    host.send(json!({"type": "start_live"})).await;
-    let push_url = host.expect("live_started").await["push_url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut ffmpeg = push(&push_url, 60, 320, 180, 440);
-    assert_eq!(host.expect("on_air").await["on_air"], true);
+    let (mut host, push_url, mut ffmpeg) = live_and_pushing(&server, &token).await;
 
     let res = server
         .client
