@@ -26,6 +26,7 @@ use crate::connections::ConnectionCounts;
 use crate::downloads::{Downloads, DownloadsError};
 use crate::files::Files;
 use crate::mail::{MailError, Mailer};
+use crate::media::browser::Publishers;
 use crate::media::http::HttpMedia;
 use crate::media::rtmp::RtmpMedia;
 use crate::media::MediaPlane;
@@ -94,6 +95,8 @@ pub struct App {
     pub downloads: Arc<Downloads>,
     /// Delivers queued mail; the admin's mail page reads and adds to its queue.
     pub mailer: Arc<Mailer>,
+    /// The streams being pushed from a browser now (one publisher each).
+    pub publishers: Arc<Publishers>,
     /// Where the server is reached from: the host in the URLs it hands out.
     pub site: Site,
     /// Open connections per client address (`server.max_connections_per_ip`).
@@ -230,6 +233,7 @@ impl App {
             files,
             downloads,
             mailer,
+            publishers: Arc::default(),
             site,
             started: Instant::now(),
             shutdown,

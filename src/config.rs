@@ -464,6 +464,7 @@ pub struct MediaConfig {
     pub watch_origins: Vec<String>,
     pub rtmp: RtmpConfig,
     pub http: HttpMediaConfig,
+    pub browser: BrowserPublishConfig,
 }
 
 impl Default for MediaConfig {
@@ -473,6 +474,7 @@ impl Default for MediaConfig {
             watch_origins: Vec::new(),
             rtmp: RtmpConfig::default(),
             http: HttpMediaConfig::default(),
+            browser: BrowserPublishConfig::default(),
         }
     }
 }
@@ -507,6 +509,33 @@ impl Default for RtmpConfig {
             hls_fragment_secs: 2,
             hls_playlist_secs: 10,
             max_reencodes: 1,
+        }
+    }
+}
+
+/// Going live from the browser (`/ws/publish`): the ffmpeg each push runs and its limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrowserPublishConfig {
+    pub enabled: bool,
+    pub ffmpeg_binary: PathBuf,
+    pub max_frame_bytes: usize,
+    pub max_kbps: u64,
+    pub queue_bytes: usize,
+    pub video_kbps: u64,
+    pub idle_secs: u64,
+}
+
+impl Default for BrowserPublishConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ffmpeg_binary: PathBuf::from("ffmpeg"),
+            max_frame_bytes: 1024 * 1024,
+            max_kbps: 16_000,
+            queue_bytes: 4 * 1024 * 1024,
+            video_kbps: 2_500,
+            idle_secs: 10,
         }
     }
 }
@@ -771,13 +800,19 @@ impl Config {
         let m = &self.media;
         let a = &self.accounts;
         let l = &self.limits;
-        let positive: [(&'static str, u64); 32] = [
+        let b = &m.browser;
+        let positive: [(&'static str, u64); 37] = [
             ("admin.session_ttl_secs", self.admin.session_ttl_secs),
             ("admin.setup_link_secs", self.admin.setup_link_secs),
             ("admin.max_ip_bans", self.admin.max_ip_bans as u64),
             ("media.rtmp.hls_fragment_secs", m.rtmp.hls_fragment_secs),
             ("media.rtmp.hls_playlist_secs", m.rtmp.hls_playlist_secs),
             ("media.http.timeout_secs", m.http.timeout_secs),
+            ("media.browser.max_frame_bytes", b.max_frame_bytes as u64),
+            ("media.browser.max_kbps", b.max_kbps),
+            ("media.browser.queue_bytes", b.queue_bytes as u64),
+            ("media.browser.video_kbps", b.video_kbps),
+            ("media.browser.idle_secs", b.idle_secs),
             ("rooms.host_grace_secs", r.host_grace_secs),
             ("rooms.recent_danmaku", r.recent_danmaku as u64),
             ("rooms.danmaku_max_chars", r.danmaku_max_chars as u64),
@@ -812,6 +847,15 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key,
                 problem: "must be greater than 0".to_owned(),
+            });
+        }
+        if b.queue_bytes < b.max_frame_bytes {
+            return Err(ConfigError::Invalid {
+                key: "media.browser.queue_bytes",
+                problem: format!(
+                    "must hold at least one frame (media.browser.max_frame_bytes = {})",
+                    b.max_frame_bytes
+                ),
             });
         }
         if let Some(bad) = m.watch_origins.iter().find(|o| !is_origin(o)) {

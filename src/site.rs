@@ -104,6 +104,17 @@ impl Site {
             .map_or_else(|| "localhost".to_owned(), host_literal)
     }
 
+    /// The host by which this machine's own programs reach the RTMP listener (a browser push's
+    /// ffmpeg): its address, or loopback when it listens on every interface.
+    pub fn local_rtmp_host(&self) -> String {
+        let ip = self.rtmp_listen.ip();
+        match ip {
+            IpAddr::V4(v4) if v4.is_unspecified() => "127.0.0.1".to_owned(),
+            IpAddr::V6(v6) if v6.is_unspecified() => "[::1]".to_owned(),
+            ip => host_literal(ip),
+        }
+    }
+
     /// `rtmp://HOST:PORT` for a publisher (see [`Site::rtmp_host`]).
     pub fn rtmp_base(&self, request_host: Option<&str>) -> String {
         format!(

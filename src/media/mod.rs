@@ -9,6 +9,7 @@
 //! call it; backends implement it: `rtmp` (nginx-rtmp + ffmpeg on this machine, the default),
 //! `http` (the seed's separate services) and `scripted` (in-process, for tests).
 
+pub mod browser;
 pub mod ffmpeg;
 pub mod http;
 pub mod nginx;

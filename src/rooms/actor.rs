@@ -245,6 +245,9 @@ impl RoomActor {
             Command::DeleteDanmaku { id, audit, reply } => {
                 let _ = reply.send(self.delete_danmaku(id, Some(audit)));
             }
+            Command::PublishTarget(user, reply) => {
+                let _ = reply.send(self.publish_target(user));
+            }
             Command::Shutdown(reply) => {
                 self.shutdown_reply = Some(reply);
                 if self.phase != RoomPhase::Closing {

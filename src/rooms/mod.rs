@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{GiftConfig, RoomsConfig};
-use crate::media::MediaPlane;
+use crate::media::{LiveId, MediaPlane};
 use crate::model::{
     AuditEntry, Ban, BanScope, LiveSession, LiveSessionId, Room, RoomId, UserId, UserKind,
 };
@@ -56,6 +56,8 @@ pub enum RoomsError {
     NoSuchDanmaku,
     #[error("the chat ledger could not be written; see the server's log")]
     LedgerFailed,
+    #[error("only the room's live host, or its co-stream guest while on stage, may publish to it")]
+    NotPublisher,
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error(transparent)]
@@ -174,6 +176,17 @@ pub struct RoomSummary {
     pub started_at: Option<u64>,
 }
 
+/// A stream of a live room that one of its people may push to: the host's, or the co-stream
+/// guest's while on stage.
+#[derive(Debug, Clone)]
+pub struct PublishTarget {
+    /// `host` or `guest`.
+    pub stream: &'static str,
+    pub live_id: LiveId,
+    /// As the media plane handed it out (its host may be left open: `media::complete_push_url`).
+    pub push_url: String,
+}
+
 enum Command {
     /// A client enters; the `&str` is the message that asked for it (for a refusal's `about`).
     Join(Member, &'static str),
@@ -201,6 +214,8 @@ enum Command {
         audit: AuditEntry,
         reply: oneshot::Sender<Result<oneshot::Receiver<()>, RoomsError>>,
     },
+    /// Where `UserId` may push a picture into this room right now, if anywhere.
+    PublishTarget(UserId, oneshot::Sender<Option<PublishTarget>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -458,6 +473,22 @@ impl Rooms {
     pub async fn stream_state(&self, room: RoomId, live_id: String, on_air: bool) {
         self.tell_if_open(room, Command::StreamState { live_id, on_air })
             .await;
+    }
+
+    /// Where `user` may push a picture into `room` now: the room's live host, or its co-stream
+    /// guest while on stage. A room that is not open has nobody live.
+    pub async fn publish_target(
+        &self,
+        room: RoomId,
+        user: UserId,
+    ) -> Result<PublishTarget, RoomsError> {
+        let handle = self.registry().get(&room).map(|(_, h)| h.clone());
+        let handle = handle.ok_or(RoomsError::NotPublisher)?;
+        let (reply, answer) = oneshot::channel();
+        if !handle.send(Command::PublishTarget(user, reply)).await {
+            return Err(RoomsError::NotPublisher);
+        }
+        answer.await.ok().flatten().ok_or(RoomsError::NotPublisher)
     }
 
     /// Sends `command` to `room`'s task if it is running; a room that is not open needs no word.

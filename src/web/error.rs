@@ -16,6 +16,7 @@ use crate::admin::AdminError;
 use crate::downloads::DownloadsError;
 use crate::files::FilesError;
 use crate::mail::MailError;
+use crate::media::browser::PublishError;
 use crate::records::watch::WatchError;
 use crate::records::RecordsError;
 use crate::rooms::RoomsError;
@@ -173,6 +174,25 @@ impl From<AccountsError> for ApiError {
     }
 }
 
+impl From<PublishError> for ApiError {
+    fn from(e: PublishError) -> Self {
+        let (status, code) = match &e {
+            PublishError::Disabled => (StatusCode::FORBIDDEN, "publish_disabled"),
+            PublishError::AlreadyPublishing => (StatusCode::CONFLICT, "already_publishing"),
+            PublishError::NotWebm | PublishError::NoVideo => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "bad_stream")
+            }
+            PublishError::TooFast { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_fast"),
+            PublishError::TooSlow { .. } => (StatusCode::SERVICE_UNAVAILABLE, "too_slow"),
+            PublishError::Spawn { .. } => {
+                tracing::error!(error = %e, "cannot start a browser push");
+                (StatusCode::SERVICE_UNAVAILABLE, "push_failed")
+            }
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
 impl From<RoomsError> for ApiError {
     fn from(e: RoomsError) -> Self {
         let message = e.to_string();
@@ -184,6 +204,7 @@ impl From<RoomsError> for ApiError {
             RoomsError::NotLive => (StatusCode::NOT_FOUND, "room_not_live"),
             RoomsError::NoSuchDanmaku => (StatusCode::NOT_FOUND, "danmaku_not_found"),
             RoomsError::LedgerFailed => (StatusCode::INTERNAL_SERVER_ERROR, "ledger_failed"),
+            RoomsError::NotPublisher => (StatusCode::FORBIDDEN, "not_publisher"),
             RoomsError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "server_shutdown"),
             RoomsError::Store(store) => return store.into(),
         };

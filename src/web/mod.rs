@@ -29,6 +29,7 @@ mod media;
 mod ops;
 mod pages;
 mod path;
+mod publish;
 mod ranged;
 mod record_pages;
 mod records;
@@ -218,6 +219,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/files/{folder}/{name}", get(api::file))
         .route("/ws", get(ws::ws))
+        .route("/ws/publish", get(publish::publish))
         .route("/hooks/rtmp/on_publish", post(media::on_publish))
         .route("/hooks/rtmp/on_publish_done", post(media::on_publish_done))
         .route("/hooks/rtmp/on_record_done", post(media::on_record_done))

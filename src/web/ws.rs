@@ -74,8 +74,13 @@ pub async fn ws(
         }))
 }
 
+/// A new connection's id, unique among every WebSocket of this run (rooms and publishing).
+pub(super) fn new_client_id() -> ClientId {
+    ClientId(NEXT_CLIENT.fetch_add(1, Ordering::Relaxed))
+}
+
 /// A browser's handshake names its page's origin; it must be this site. Programs send none.
-fn same_origin(headers: &HeaderMap) -> bool {
+pub(super) fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };
@@ -97,7 +102,7 @@ async fn connection(
     rtmp_host: Arc<str>,
     socket: WebSocket,
 ) {
-    let client = ClientId(NEXT_CLIENT.fetch_add(1, Ordering::Relaxed));
+    let client = new_client_id();
     let (link, frames) = ClientLink::new(app.config.rooms.client_queue);
     let (sink, stream) = socket.split();
     app.metrics.ws_opened();
@@ -289,14 +294,15 @@ impl Session {
             RoomsError::ShuttingDown => {
                 self.refuse("server_shutdown", "the server is shutting down", about)
             }
-            // The others answer admin actions, never a client's room message.
+            // The others answer admin actions and publishing, never a client's room message.
             e @ (RoomsError::Store(_)
             | RoomsError::RoomNotOpen
             | RoomsError::NoSuchUser
             | RoomsError::NotBanned
             | RoomsError::NotLive
             | RoomsError::NoSuchDanmaku
-            | RoomsError::LedgerFailed) => {
+            | RoomsError::LedgerFailed
+            | RoomsError::NotPublisher) => {
                 tracing::error!(error = %e, "unexpected failure in a room command");
                 self.refuse("internal", "something went wrong on the server", about)
             }

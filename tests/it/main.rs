@@ -32,6 +32,7 @@ mod media_http;
 mod media_rtmp;
 mod metrics;
 mod protocol;
+mod publish;
 mod record_pages;
 mod recording_parts;
 mod records;

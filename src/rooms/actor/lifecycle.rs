@@ -12,7 +12,7 @@ use super::{Internal, Live, RoomActor, Started};
 use crate::media::{complete_push_url, LiveId, MediaError, MixSpan, SessionMedia};
 use crate::model::{LiveSession, UserId};
 use crate::rooms::protocol::{RoomPhase, ServerMessage};
-use crate::rooms::{ClientId, Shared};
+use crate::rooms::{ClientId, PublishTarget, Shared};
 use crate::store::unix_now;
 
 /// Tries at a session's recording during one run (the first included).
@@ -67,6 +67,28 @@ impl RoomActor {
             }
             Internal::Started(start_sequence(&shared, room.0, host, title).await)
         });
+    }
+
+    /// Where `user` may push now: the host to the live session's stream, the co-stream guest
+    /// to theirs.
+    pub(super) fn publish_target(&self, user: UserId) -> Option<PublishTarget> {
+        if let Some(co) = self
+            .co_stream
+            .as_ref()
+            .filter(|co| co.guest.user_id == user.0)
+        {
+            return Some(PublishTarget {
+                stream: "guest",
+                live_id: co.guest_stream.live_id.clone(),
+                push_url: co.guest_stream.push_url.clone(),
+            });
+        }
+        let live = self.live.as_ref().filter(|_| user.0 == self.host.user_id)?;
+        Some(PublishTarget {
+            stream: "host",
+            live_id: live.host_stream.live_id.clone(),
+            push_url: live.host_stream.push_url.clone(),
+        })
     }
 
     pub(super) fn started(&mut self, result: Result<Started, MediaError>) {
