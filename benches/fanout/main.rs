@@ -74,6 +74,11 @@ struct Args {
     /// server), or the http:// or ws:// address of a running one.
     #[arg(long, value_name = "spawn|URL")]
     peer: Option<String>,
+    /// Benchmark RoomManager and the Node peer (spawned) in one invocation: both get their
+    /// viewers, then every step runs on one and then the other (their order alternating), and
+    /// the end prints the ratios of their knees, µs/delivery and KiB/connection.
+    #[arg(long, conflicts_with_all = ["peer", "url"])]
+    compare: bool,
     /// Use a RoomManager that is already running (e.g. `fanout --serve`) instead of starting
     /// one; --data-dir must then be its data dir (the verification mails are read there).
     #[arg(long)]
@@ -579,10 +584,13 @@ fn spawn_server(
     ))
 }
 
-fn start_target(args: &Args, run_id: &str) -> Result<Target, String> {
-    let log = std::env::temp_dir().join(format!("fanout-{run_id}-server.log"));
+/// The server to benchmark: the Node peer when `peer` names one ("spawn" or its address), else
+/// RoomManager (started here, or at `--url`).
+fn start_target(args: &Args, peer: Option<&str>, run_id: &str) -> Result<Target, String> {
+    let name = if peer.is_some() { "peer" } else { "server" };
+    let log = std::env::temp_dir().join(format!("fanout-{run_id}-{name}.log"));
     let cpu = (!args.no_pin).then_some(args.server_cpu.as_str());
-    if let Some(peer) = &args.peer {
+    if let Some(peer) = peer {
         if peer != "spawn" {
             return Ok(Target {
                 name: "Node ws",
@@ -1004,25 +1012,25 @@ fn append_json(path: &Option<PathBuf>, value: &Value) {
     }
 }
 
-async fn run(args: Args) -> Result<(), String> {
-    now_ns();
-    if args.viewers == 0 {
-        return Err("--viewers must be at least 1".into());
-    }
-    let run_id = format!("{}-{}", std::process::id(), now_unix());
-    let hz = probe::clock_ticks() as f64;
-    let nice = probe::nice("self").unwrap_or(0);
-    let group = fs::read_to_string("/proc/self/autogroup").unwrap_or_default();
-    println!(
-        "# machine: {} × {}; client on CPUs {}, nice {nice} ({}), open-file limit {}, load {}",
-        probe::cpu_count(),
-        probe::cpu_model(),
-        probe::affinity(),
-        group.trim(),
-        probe::open_files_limit(),
-        probe::loadavg()
-    );
-    let mut target = start_target(&args, &run_id)?;
+/// One server under test with its room, publisher and connected viewers, stepping up.
+struct Bench {
+    target: Target,
+    server_pid: Option<String>,
+    counters: Arc<Counters>,
+    publisher: Publisher,
+    viewers: usize,
+    kb_per_connection: Option<f64>,
+    /// The highest offered rate that was valid with p99 within the limit.
+    knee: Option<f64>,
+    /// Server µs per delivery at this bench's first valid step (the lowest rate).
+    low_rate_us: Option<f64>,
+    /// The sweep ended for this server (a step failed or went over the limit).
+    done: bool,
+}
+
+/// Starts (or finds) the server, sets up its room and publisher, and connects every viewer.
+async fn prepare(args: &Args, peer: Option<&str>, run_id: &str) -> Result<Bench, String> {
+    let target = start_target(args, peer, run_id)?;
     let server_pid = target.pid_text();
     println!(
         "# target: {} at http://{} (pid {}, CPUs {}){}",
@@ -1040,7 +1048,7 @@ async fn run(args: Args) -> Result<(), String> {
     let (room, publisher_stream, publisher_frames) = set_up_room(&target, &counters).await?;
     let (publisher_read, publisher_write) = publisher_stream.into_split();
     tokio::spawn(drain(publisher_read, publisher_frames, counters.clone()));
-    let mut publisher = Publisher {
+    let publisher = Publisher {
         write: publisher_write,
         peer: room.is_none(),
         seq: 0,
@@ -1108,7 +1116,8 @@ async fn run(args: Args) -> Result<(), String> {
         _ => None,
     };
     println!(
-        "# {n} viewers joined in {join_secs:.1} s; server RSS {} → {} KiB: {} KiB per connection",
+        "# {}: {n} viewers joined in {join_secs:.1} s; server RSS {} → {} KiB: {} KiB per connection",
+        target.name,
         rss_before.map_or("?".into(), |v| v.to_string()),
         rss_after.map_or("?".into(), |v| v.to_string()),
         opt(kb_per_connection, 1)
@@ -1120,36 +1129,41 @@ async fn run(args: Args) -> Result<(), String> {
                 "kb_per_connection": kb_per_connection, "join_secs": join_secs,
                 "client_queue": args.client_queue, "loadavg": probe::loadavg()}),
     );
+    Ok(Bench {
+        target,
+        server_pid,
+        counters,
+        publisher,
+        viewers: n,
+        kb_per_connection,
+        knee: None,
+        low_rate_us: None,
+        done: false,
+    })
+}
 
-    println!(
-        "\n| offered deliveries/s | danmaku/s | deliveries/s | completeness | p50 ms | p99 ms | max ms \
-         | server CPU % | server µs/delivery | server KiB/conn | client CPU % | other CPU % | valid |"
-    );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
-    let rates: Vec<f64> = if args.rates.is_empty() {
-        (0..args.max_steps)
-            .map(|i| args.start_rate * 2f64.powi(i as i32))
-            .collect()
-    } else {
-        args.rates.iter().copied().take(args.max_steps).collect()
-    };
-    for (index, offered) in rates.into_iter().enumerate() {
+impl Bench {
+    /// Runs step `index` at `offered` deliveries/s and prints its row; marks the bench done
+    /// when the step failed or went over the p99 limit.
+    async fn step(&mut self, args: &Args, index: usize, offered: f64, hz: f64) {
+        let name = self.target.name;
         let step = run_step(
             index,
             offered,
-            n,
-            &args,
-            &mut publisher,
-            &counters,
-            server_pid.as_deref(),
+            self.viewers,
+            args,
+            &mut self.publisher,
+            &self.counters,
+            self.server_pid.as_deref(),
             hz,
         )
         .await;
         let step = match step {
             Ok(step) => step,
             Err(e) => {
-                println!("| {offered:.0} | | | | | | | | | | | | no ({e}) |");
-                break;
+                println!("| {name} | {offered:.0} | | | | | | | | | | | | no ({e}) |");
+                self.done = true;
+                return;
             }
         };
         // Other work on the machine matters less when this runs ahead of it (negative nice).
@@ -1174,7 +1188,7 @@ async fn run(args: Args) -> Result<(), String> {
             }
         };
         println!(
-            "| {:.0} | {:.1} | {:.0} | {:.4} % | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} |",
+            "| {name} | {:.0} | {:.1} | {:.0} | {:.4} % | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} |",
             step.offered,
             step.danmaku_per_sec,
             step.deliveries_per_sec,
@@ -1184,7 +1198,7 @@ async fn run(args: Args) -> Result<(), String> {
             ms(step.max_ms),
             opt(step.server_cpu_pct, 0),
             opt(step.server_us_per_delivery, 2),
-            opt(kb_per_connection, 1),
+            opt(self.kb_per_connection, 1),
             step.client_cpu_pct,
             opt(step.other_cpu_pct, 0),
             verdict
@@ -1193,47 +1207,155 @@ async fn run(args: Args) -> Result<(), String> {
             println!(
                 "#   the publisher got {} error(s); last: {}",
                 step.publisher_errors,
-                counters.last_error.lock().expect("error text")
+                self.counters.last_error.lock().expect("error text")
             );
         }
         if step.viewers_lost > 0 {
             println!(
                 "#   connections ended: {:?}",
-                counters.close_reasons.lock().expect("close reasons")
+                self.counters.close_reasons.lock().expect("close reasons")
             );
         }
         append_json(
             &args.json,
-            &json!({"kind": "step", "target": target.name, "viewers": n, "step": index,
+            &json!({"kind": "step", "target": name, "viewers": self.viewers, "step": index,
                     "offered": step.offered, "danmaku_per_sec": step.danmaku_per_sec,
                     "sent": step.sent, "deliveries_per_sec": step.deliveries_per_sec,
                     "completeness": step.completeness, "p50_ms": step.p50_ms,
                     "p99_ms": step.p99_ms, "max_ms": step.max_ms, "samples": step.samples,
                     "server_cpu_pct": step.server_cpu_pct,
                     "server_us_per_delivery": step.server_us_per_delivery,
-                    "kb_per_connection": kb_per_connection,
+                    "kb_per_connection": self.kb_per_connection,
                     "client_cpu_pct": step.client_cpu_pct, "other_cpu_pct": step.other_cpu_pct,
                     "bytes_per_delivery": step.bytes_per_delivery,
                     "viewers_lost": step.viewers_lost,
                     "publisher_errors": step.publisher_errors, "loadavg": step.loadavg,
                     "valid": step.valid, "machine_busy": busy}),
         );
-        if counters.publisher_gone.load(Relaxed) {
-            println!("# the publisher's or host's connection ended; stopping");
-            break;
+        if step.valid && self.low_rate_us.is_none() {
+            self.low_rate_us = step.server_us_per_delivery;
+        }
+        if step.valid && !over {
+            self.knee = Some(step.offered);
+        }
+        if self.counters.publisher_gone.load(Relaxed) {
+            println!("# {name}: the publisher's or host's connection ended; stopping");
+            self.done = true;
         }
         if !step.valid || over {
-            break;
+            self.done = true;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let rss_end = server_pid.as_deref().and_then(probe::rss_kb);
+
+    fn stop(&mut self) {
+        let rss_end = self.server_pid.as_deref().and_then(probe::rss_kb);
+        println!(
+            "# {}: server RSS at the end: {} KiB; load {}",
+            self.target.name,
+            rss_end.map_or("?".into(), |v| v.to_string()),
+            probe::loadavg()
+        );
+        self.target.stop();
+    }
+}
+
+/// `a / b` with both figures, for the comparison's summary.
+fn ratio(what: &str, unit: &str, ours: Option<f64>, peer: Option<f64>) {
+    let shown = |v: Option<f64>| opt(v, 2);
+    let ratio = match (ours, peer) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "–".to_owned(),
+    };
     println!(
-        "# server RSS at the end: {} KiB; load {}",
-        rss_end.map_or("?".into(), |v| v.to_string()),
+        "# {what}: RoomManager {} {unit}, Node ws {} {unit}; RoomManager / Node ws = {ratio}",
+        shown(ours),
+        shown(peer)
+    );
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    now_ns();
+    if args.viewers == 0 {
+        return Err("--viewers must be at least 1".into());
+    }
+    let run_id = format!("{}-{}", std::process::id(), now_unix());
+    let hz = probe::clock_ticks() as f64;
+    let nice = probe::nice("self").unwrap_or(0);
+    let group = fs::read_to_string("/proc/self/autogroup").unwrap_or_default();
+    println!(
+        "# machine: {} × {}; client on CPUs {}, nice {nice} ({}), open-file limit {}, load {}",
+        probe::cpu_count(),
+        probe::cpu_model(),
+        probe::affinity(),
+        group.trim(),
+        probe::open_files_limit(),
         probe::loadavg()
     );
-    target.stop();
+    let mut benches = if args.compare {
+        vec![
+            prepare(&args, None, &run_id).await?,
+            prepare(&args, Some("spawn"), &run_id).await?,
+        ]
+    } else {
+        vec![prepare(&args, args.peer.as_deref(), &run_id).await?]
+    };
+    println!(
+        "\n| server | offered deliveries/s | danmaku/s | deliveries/s | completeness | p50 ms | p99 ms | max ms \
+         | server CPU % | server µs/delivery | server KiB/conn | client CPU % | other CPU % | valid |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let rates: Vec<f64> = if args.rates.is_empty() {
+        (0..args.max_steps)
+            .map(|i| args.start_rate * 2f64.powi(i as i32))
+            .collect()
+    } else {
+        args.rates.iter().copied().take(args.max_steps).collect()
+    };
+    for (index, offered) in rates.into_iter().enumerate() {
+        // Each server goes first every other step, so neither always runs on a warmer machine.
+        let mut order: Vec<usize> = (0..benches.len()).collect();
+        if index % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            if !benches[i].done {
+                benches[i].step(&args, index, offered, hz).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        if benches.iter().all(|b| b.done) {
+            break;
+        }
+    }
+    if let [ours, peer] = &benches[..] {
+        println!(
+            "\n# compared in one run, {} viewers each, p99 limit {} ms; load {}",
+            args.viewers,
+            args.p99_limit_ms,
+            probe::loadavg()
+        );
+        ratio(
+            "knee (highest valid step with p99 within the limit)",
+            "deliveries/s",
+            ours.knee,
+            peer.knee,
+        );
+        ratio(
+            "server µs per delivery at the first step",
+            "µs",
+            ours.low_rate_us,
+            peer.low_rate_us,
+        );
+        ratio(
+            "server memory per idle connection",
+            "KiB",
+            ours.kb_per_connection,
+            peer.kb_per_connection,
+        );
+    }
+    for bench in &mut benches {
+        bench.stop();
+    }
     Ok(())
 }
 
