@@ -32,9 +32,13 @@ use super::auth::{request_host, session_token, ClientIp};
 use super::error::ApiError;
 use super::ProxiedSlot;
 
-/// WebSocket read buffer: small, since client messages are small (the default is 128 KiB per
-/// connection, which adds up with thousands of viewers).
-const READ_BUFFER: usize = 8 * 1024;
+/// WebSocket read buffer, allocated when the connection opens: small, since client messages are
+/// small (a join is 40 bytes, a danmaku a few hundred; a longer one grows it while it is read).
+/// The default is 128 KiB per connection, which adds up with thousands of viewers.
+const READ_BUFFER: usize = 1024;
+/// How many bytes of frames are gathered before they are written; a batch is written whole at
+/// its flush anyway.
+const WRITE_BUFFER: usize = 8 * 1024;
 
 /// How long the close frame may take to leave.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
@@ -62,7 +66,7 @@ pub async fn ws(
     let tracked = app.clone();
     Ok(upgrade
         .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
         .max_message_size(max_frame)
         .max_frame_size(max_frame)
         .on_upgrade(move |socket| {
