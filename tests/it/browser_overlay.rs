@@ -114,16 +114,21 @@ async fn a_viewers_danmaku_fly_over_the_live_video_and_the_settings_are_kept() {
     host.send(json!({"type": "delete_danmaku", "id": doomed["id"]}))
         .await;
     host.expect("danmaku_deleted").await;
+    // Both go in the same step, long before the flight would have ended by itself.
     wait_js(
         &b,
         &format!(
-            "return (() => {{ {} }})() === null && \
-             ![...document.querySelectorAll('#danmaku li')].some(l => l.lastChild.textContent === {DOOMED:?});",
-            flight(DOOMED)
+            "return ![...document.querySelectorAll('#danmaku li')] \
+               .some(l => l.lastChild.textContent === {DOOMED:?});"
         ),
-        "the deleted danmaku gone from the picture and the list",
+        "the deleted danmaku gone from the list",
     )
     .await;
+    assert_eq!(
+        b.execute(&flight(DOOMED)).await,
+        Value::Null,
+        "the deleted danmaku still flies"
+    );
 
     // 3. A gift pops up over the picture, besides its line in the list.
     let flower = b.find("[data-gift='flower']").await;
