@@ -174,7 +174,45 @@ async fn a_viewers_danmaku_fly_over_the_live_video_and_the_settings_are_kept() {
     host.send(json!({"type": "danmaku", "text": HELLO})).await;
     wait_js(&b, &flight(HELLO), "danmaku flying again").await;
 
-    // 6. Full screen takes the whole player box, danmaku included, not the bare video.
+    // 6. A flood: every one reaches the list; over the picture, as many as the 8 rows take
+    //    fly, never overlapping, the rest are left out; once the rows have room, one flies again.
+    for n in 0..20 {
+        host.send(json!({"type": "danmaku", "text": format!("flood {n}")}))
+            .await;
+    }
+    wait_for_line(&b, HOST, "flood 19").await;
+    let flood = b
+        .execute(
+            "const lines = [...document.querySelectorAll('#danmaku li')] \
+               .filter(l => l.lastChild.textContent.startsWith('flood ')).length; \
+             const all = [...document.querySelectorAll('#overlay .flying')]; \
+             const r = all.map(e => e.getBoundingClientRect()); \
+             let overlaps = 0; \
+             for (let i = 0; i < r.length; i++) for (let j = i + 1; j < r.length; j++) { \
+               const a = r[i], c = r[j]; \
+               if (a.left < c.right && c.left < a.right && a.top < c.bottom && c.top < a.bottom) overlaps++; \
+             } \
+             return [lines, all.filter(e => e.textContent.startsWith('flood ')).length, overlaps];",
+        )
+        .await;
+    let flying_flood = flood[1].as_u64().expect("a count");
+    assert_eq!(flood[0], 20, "the list has them all: {flood}");
+    assert!((1..=8).contains(&flying_flood), "{flood}");
+    assert_eq!(flood[2], 0, "overlapping danmaku: {flood}");
+    // Past the middle, any danmaku is over half way across: every row has room again.
+    wait_js(
+        &b,
+        "const o = document.getElementById('overlay').getBoundingClientRect(); \
+         const middle = o.left + o.width / 2; \
+         return [...document.querySelectorAll('#overlay .flying')].every(e => \
+           e.getBoundingClientRect().left <= middle);",
+        "the flood past the middle",
+    )
+    .await;
+    host.send(json!({"type": "danmaku", "text": QUIET})).await;
+    wait_js(&b, &flight(QUIET), "a danmaku flying after the flood").await;
+
+    // 7. Full screen takes the whole player box, danmaku included, not the bare video.
     let full = b.find("#fullscreen").await;
     b.click(&full).await;
     let fullscreen = wait_js(
