@@ -492,6 +492,12 @@
     }
   });
 
+  // Where the bare video still goes full screen (a double click, Firefox's own button), the box
+  // takes over at once, so the danmaku come along.
+  document.addEventListener("fullscreenchange", () => {
+    if (document.fullscreenElement === player) $("player-box").requestFullscreen().catch(() => {});
+  });
+
   // Leaving the page leaves the room, also when the browser keeps the page in its
   // back/forward cache; coming back to such a page joins again.
   window.addEventListener("pagehide", () => {
