@@ -12,7 +12,7 @@
   const api = `/api/v1/records/${recordId}`;
   const $ = (id) => document.getElementById(id);
   const player = $("player");
-  const overlay = $("overlay");
+  const overlay = new window.DanmakuOverlay($("overlay"));
   const notice = (text) => { $("notice").textContent = text; };
 
   // The header tells the server this is the site's own script, not another site's form
@@ -56,14 +56,9 @@
 
   // ---- danmaku replay ----
 
-  // Each danmaku takes FLY_MS to cross the picture, in one of LANES rows; a row takes a new one
-  // once the previous has fully entered, as the live player does.
-  const FLY_MS = 8000;
-  const LANES = 8;
   const DANMAKU_KEY = "rm.replay.danmaku";
   let danmaku = [];
   let next = 0;
-  const laneFree = new Array(LANES).fill(-Infinity);
 
   // The first danmaku at or after `ms`: after a seek the replay resumes there, without a burst
   // of everything in between.
@@ -77,31 +72,8 @@
     return lo;
   }
 
-  function fly(d, nowMs) {
-    let lane = 0;
-    for (let i = 1; i < LANES; i++) if (laneFree[i] < laneFree[lane]) lane = i;
-    const item = document.createElement("span");
-    item.className = "flying";
-    item.textContent = d.text;
-    item.title = d.nickname;
-    item.style.top = `${(lane * 100) / LANES}%`;
-    overlay.append(item);
-    const travel = overlay.clientWidth + item.offsetWidth;
-    item.style.setProperty("--travel", `-${travel}px`);
-    item.style.animationDuration = `${FLY_MS}ms`;
-    item.classList.add("go");
-    // The row is free again once the tail of this one has come in from the right.
-    laneFree[lane] = nowMs + (FLY_MS * item.offsetWidth) / Math.max(travel, 1);
-    item.addEventListener("animationend", () => item.remove());
-  }
-
-  function clearOverlay() {
-    overlay.replaceChildren();
-    laneFree.fill(-Infinity);
-  }
-
   function resync() {
-    clearOverlay();
+    overlay.clear();
     next = firstAtOrAfter(player.currentTime * 1000);
   }
 
@@ -109,34 +81,24 @@
   // background, or the video stalled), not sent in a burst.
   const LATE_MS = 1000;
 
+  // The overlay's clock is the video's, so rows free up as the picture moves, not the wall clock.
   function tick() {
     const now = player.currentTime * 1000;
     while (next < danmaku.length && danmaku[next].offset_ms <= now) {
       const d = danmaku[next];
       next += 1;
-      if (now - d.offset_ms <= LATE_MS && !overlay.hidden) fly(d, now);
+      if (now - d.offset_ms <= LATE_MS) overlay.fly(d.text, now, { title: d.nickname });
     }
     if (!player.paused) requestAnimationFrame(tick);
   }
 
   player.addEventListener("play", () => {
-    overlay.classList.remove("paused");
+    overlay.element.classList.remove("paused");
     requestAnimationFrame(tick);
   });
-  player.addEventListener("pause", () => overlay.classList.add("paused"));
+  player.addEventListener("pause", () => overlay.element.classList.add("paused"));
   player.addEventListener("seeking", resync);
-
-  const toggle = $("danmaku-toggle");
-  function showDanmaku(on) {
-    toggle.checked = on;
-    overlay.hidden = !on;
-    if (!on) clearOverlay();
-  }
-  showDanmaku(localStorage.getItem(DANMAKU_KEY) !== "off");
-  toggle.addEventListener("change", () => {
-    localStorage.setItem(DANMAKU_KEY, toggle.checked ? "on" : "off");
-    showDanmaku(toggle.checked);
-  });
+  overlay.bindToggle($("danmaku-toggle"), DANMAKU_KEY);
 
   // The danmaku come a page at a time (a long session may have very many); each page joins
   // the replay as soon as it arrives.

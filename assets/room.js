@@ -1,27 +1,47 @@
-// The live room page: one WebSocket to /ws, the protocol of docs/PROTOCOL.md.
-// Everything from the server is shown with textContent, never as HTML.
+// The live room page: one WebSocket to /ws, the protocol of docs/PROTOCOL.md (docs/WEB.md
+// describes the page). Everything from the server is shown with textContent, never as HTML.
 "use strict";
 
 (() => {
   const root = document.querySelector("[data-room-id]");
   if (!root) return;
+
+  // ---- the page's words, in one place (for translations) ----
+  const TEXT = {
+    phases: {
+      idle: "offline", starting: "starting…", live: "live",
+      co_streaming: "live · co-streaming", closing: "closing",
+    },
+    goingLive: "The host is going live…",
+    notLive: "The host is not live right now.",
+    closed: (reason) => `The room is closed: ${reason}`,
+    reconnecting: (secs) => `Connection lost, reconnecting in ${secs} s…`,
+    connecting: "Connection lost, reconnecting…",
+    reconnected: "Reconnected",
+    sessionEnded: (reason) => `Your session ended (${reason}). Reload the page to continue.`,
+    notConnected: "Not connected; trying again…",
+    noSession: "Cannot start a session; reload the page.",
+    giftLine: (count, icon, name) => ` sent ${count} × ${icon} ${name}`,
+    giftShow: (nickname, count, name) => `${nickname} · ${count} × ${name}`,
+    liked: (count) => `Someone liked this (${count})`,
+    noFullscreen: "This browser cannot show the player full screen.",
+  };
+
   const roomId = Number(root.dataset.roomId);
   const isHost = root.dataset.host === "true";
+  const myId = root.dataset.userId ? Number(root.dataset.userId) : null;
   const $ = (id) => document.getElementById(id);
   const player = $("player");
+  const overlay = new window.DanmakuOverlay($("overlay"));
   let socket = null;
   let closedForGood = false;
   let retryMs = 1000;
 
   const show = (el, visible) => { if (el) el.hidden = !visible; };
   const notice = (text) => { $("notice").textContent = text; };
-  const phaseNames = {
-    idle: "offline", starting: "starting…", live: "live",
-    co_streaming: "live · co-streaming", closing: "closing",
-  };
 
   function setPhase(phase) {
-    $("phase").textContent = phaseNames[phase] || phase;
+    $("phase").textContent = TEXT.phases[phase] || phase;
     const live = phase === "live" || phase === "co_streaming";
     if (isHost) {
       $("start").disabled = live || phase === "starting";
@@ -30,7 +50,7 @@
     const offline = phase !== "live" && phase !== "co_streaming";
     show($("offline"), offline);
     $("status").textContent = offline
-      ? (phase === "starting" ? "The host is going live…" : "The host is not live right now.")
+      ? (phase === "starting" ? TEXT.goingLive : TEXT.notLive)
       : "";
   }
 
@@ -197,6 +217,24 @@
   function removeLine(id) {
     const line = $("danmaku").querySelector(`[data-danmaku-id="${Number(id)}"]`);
     if (line) line.remove();
+    overlay.remove(id);
+  }
+
+  // A gift pops up over the picture for a moment (the CSS animation), besides its line.
+  function showGift(m) {
+    const stage = $("gift-show");
+    const pop = document.createElement("div");
+    pop.className = "gift-pop";
+    const icon = document.createElement("span");
+    icon.className = "gift-icon";
+    icon.textContent = m.icon;
+    const what = document.createElement("span");
+    what.textContent = TEXT.giftShow(m.nickname, m.count, m.name);
+    pop.append(icon, what);
+    pop.addEventListener("animationend", () => pop.remove());
+    stage.append(pop);
+    // A flood of gifts keeps only the latest few on the picture.
+    while (stage.children.length > 4) stage.firstElementChild.remove();
   }
 
   function renderQueue(queue) {
@@ -238,6 +276,7 @@
   function handle(m) {
     switch (m.type) {
       case "room_info":
+        rejoined();
         $("room-title").textContent = m.title || m.name;
         $("description").textContent = m.description;
         $("audience").textContent = m.audience;
@@ -262,7 +301,7 @@
       case "room_closed":
         closedForGood = true;
         setPhase("closing");
-        $("status").textContent = "The room is closed: " + m.reason;
+        $("status").textContent = TEXT.closed(m.reason);
         stopVideo();
         break;
       case "watch_url":
@@ -270,15 +309,19 @@
         break;
       case "danmaku":
         addLine(m.nickname, m.text, null, m.is_host, m);
+        overlay.fly(m.text, performance.now(), {
+          id: m.id, title: m.nickname, mine: myId !== null && m.user_id === myId,
+        });
         break;
       case "danmaku_deleted":
         removeLine(m.id);
         break;
       case "gift":
-        addLine(m.nickname, ` sent ${m.count} × ${m.icon} ${m.name}`, "gift-line");
+        addLine(m.nickname, TEXT.giftLine(m.count, m.icon, m.name), "gift-line");
+        showGift(m);
         break;
       case "like":
-        notice(`Someone liked this (${m.count})`);
+        notice(TEXT.liked(m.count));
         break;
       case "audience":
         $("audience").textContent = m.count;
@@ -295,6 +338,7 @@
         break;
       case "connect_started":
         setPhase("co_streaming");
+        setWatch(m.watch_url);
         notice(`${m.guest.nickname} is on stage with ${m.host.nickname}`);
         show($("end-connect"), true);
         if (m.push_url) {
@@ -305,6 +349,7 @@
         break;
       case "connect_ended":
         setPhase("live");
+        setWatch(m.watch_url);
         show($("end-connect"), false);
         show($("guest-push"), false);
         show($("apply"), true);
@@ -328,8 +373,47 @@
     if (socket && socket.readyState === WebSocket.OPEN) {
       socket.send(JSON.stringify(message));
     } else {
-      notice("Not connected; trying again…");
+      notice(TEXT.notConnected);
     }
+  }
+
+  // ---- the connection: lost, it comes back after a growing wait, and the page says so ----
+
+  let dropped = false;
+  let countdown = null;
+
+  function connectionNote(text) {
+    $("connection").textContent = text || "";
+    show($("connection"), Boolean(text));
+  }
+
+  // Back in the room after a drop (its room_info arrived): said for a moment.
+  function rejoined() {
+    if (!dropped) return;
+    dropped = false;
+    connectionNote(TEXT.reconnected);
+    setTimeout(() => {
+      if (!dropped) connectionNote(null);
+    }, 4000);
+  }
+
+  // Waits double each time up to 15 s; a random part spreads the reconnects of a whole audience
+  // after a server restart.
+  function reconnectLater() {
+    dropped = true;
+    const wait = Math.round(retryMs * (0.8 + 0.4 * Math.random()));
+    retryMs = Math.min(retryMs * 2, 15000);
+    const due = Date.now() + wait;
+    const tell = () =>
+      connectionNote(TEXT.reconnecting(Math.max(1, Math.ceil((due - Date.now()) / 1000))));
+    tell();
+    clearInterval(countdown);
+    countdown = setInterval(tell, 500);
+    setTimeout(() => {
+      clearInterval(countdown);
+      connectionNote(TEXT.connecting);
+      connect();
+    }, wait);
   }
 
   function connect() {
@@ -344,17 +428,17 @@
       for (const m of Array.isArray(data) ? data : [data]) handle(m);
     });
     socket.addEventListener("close", (event) => {
+      // A stopping server closes the rooms too, but comes back: rejoin then.
+      if (event.reason === "server_shutdown") closedForGood = false;
       if (closedForGood) return;
       if (event.code === 4001) {
         // The session ended (logged out, expired, or the guest was removed): a reconnect with
         // it would be refused, so stop here and say what to do.
         closedForGood = true;
-        notice(`Your session ended (${event.reason}). Reload the page to continue.`);
+        notice(TEXT.sessionEnded(event.reason));
         return;
       }
-      notice(event.reason ? `Disconnected (${event.reason}); reconnecting…` : "Reconnecting…");
-      setTimeout(connect, retryMs);
-      retryMs = Math.min(retryMs * 2, 15000);
+      reconnectLater();
     });
   }
 
@@ -366,7 +450,7 @@
     send({ type: "danmaku", text });
     input.value = "";
   });
-  $("like").addEventListener("click", () => send({ type: "like" }));
+  if ($("like")) $("like").addEventListener("click", () => send({ type: "like" }));
   for (const button of document.querySelectorAll("[data-gift]")) {
     button.addEventListener("click", () => send({ type: "gift", gift: button.dataset.gift, count: 1 }));
   }
@@ -388,6 +472,31 @@
     $("layout").addEventListener("change", (event) =>
       send({ type: "update_room", layout: event.target.value }));
   }
+
+  // ---- the player: danmaku settings, full screen ----
+
+  overlay.bindToggle($("danmaku-toggle"), "rm.live.danmaku");
+  overlay.bindOpacity($("danmaku-opacity"), "rm.live.danmaku-opacity");
+  // The whole player box goes full screen (the video's own button is hidden), so the danmaku
+  // and gifts stay over the picture. iPhones only put a bare <video> full screen.
+  $("fullscreen").addEventListener("click", () => {
+    const box = $("player-box");
+    if (document.fullscreenElement) {
+      document.exitFullscreen().catch(() => {});
+    } else if (box.requestFullscreen) {
+      box.requestFullscreen().catch(() => notice(TEXT.noFullscreen));
+    } else if (player.webkitEnterFullscreen) {
+      player.webkitEnterFullscreen();
+    } else {
+      notice(TEXT.noFullscreen);
+    }
+  });
+
+  // Where the bare video still goes full screen (a double click, Firefox's own button), the box
+  // takes over at once, so the danmaku come along.
+  document.addEventListener("fullscreenchange", () => {
+    if (document.fullscreenElement === player) $("player-box").requestFullscreen().catch(() => {});
+  });
 
   // Leaving the page leaves the room, also when the browser keeps the page in its
   // back/forward cache; coming back to such a page joins again.
@@ -419,5 +528,5 @@
     .then((res) => (res.ok ? res.json() : null))
     .then((session) => { admin = session; }, () => { admin = null; });
   Promise.all([ready, adminCheck])
-    .then(connect, () => notice("Cannot start a session; reload the page."));
+    .then(connect, () => notice(TEXT.noSession));
 })();

@@ -87,8 +87,12 @@ pub struct RoomPage {
     description: String,
     host_nickname: String,
     signed_in: bool,
+    /// The viewer's user id (empty without a session), to mark their own danmaku.
+    user_id: String,
     is_host: bool,
-    can_chat: bool,
+    /// A registered user: chat, gifts, likes and co-streaming. Guests and visitors without a
+    /// session get the invitation to register instead of buttons the server would refuse.
+    registered: bool,
     gifts: Vec<GiftConfig>,
 }
 
@@ -124,8 +128,9 @@ pub async fn room(
         description: room.description,
         host_nickname: owner.nickname,
         signed_in: who.is_some(),
+        user_id: user.map(|u| u.id.0.to_string()).unwrap_or_default(),
         is_host: user.is_some_and(|u| u.id == room.owner),
-        can_chat: user.is_some_and(|u| u.kind == UserKind::Registered),
+        registered: user.is_some_and(|u| u.kind == UserKind::Registered),
         gifts: app.config.gifts.clone(),
         name: room.name,
     })

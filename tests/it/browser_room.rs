@@ -363,7 +363,7 @@ pub(crate) async fn wait_for_line(browser: &Browser, who: &str, text: &str) {
 }
 
 /// Waits until the player plays `url` (its `data-stream`); the stream it has then.
-async fn wait_src(browser: &Browser, url: &str) -> Value {
+pub(crate) async fn wait_src(browser: &Browser, url: &str) -> Value {
     let script = format!(
         "const s = document.getElementById('player').getAttribute('data-stream'); \
          return s === {url:?} ? s : null;"

@@ -79,6 +79,20 @@ impl Site {
         Site { server, media }
     }
 
+    /// Like [`Site::restart`], on the same address: browsers on its pages see their
+    /// connections drop, then reconnect to the new server.
+    pub(crate) async fn restart_in_place(self, adjust: impl FnOnce(&mut Config)) -> Site {
+        let bind = self.server.base.trim_start_matches("http://").to_owned();
+        let data = self.server.stop_keep_data().await;
+        let media = Arc::new(ScriptedMedia::default());
+        let server = TestServer::start_bound_in_with_media(&bind, data, media.clone(), |c| {
+            quick(c);
+            adjust(c);
+        })
+        .await;
+        Site { server, media }
+    }
+
     /// A registered, verified user; returns (user id, session token).
     pub(crate) async fn user(&self, name: &str) -> (u64, String) {
         verified_user(&self.server, name).await

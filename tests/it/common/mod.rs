@@ -87,6 +87,17 @@ impl TestServer {
         Self::start_full(data, Some(media), "127.0.0.1:0", adjust).await
     }
 
+    /// Like [`TestServer::start_in_with_media`], listening on `bind` (e.g. the address a
+    /// stopped server had, so that open pages reconnect to the new one).
+    pub async fn start_bound_in_with_media(
+        bind: &str,
+        data: tempfile::TempDir,
+        media: Arc<dyn MediaPlane>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
+        Self::start_full(data, Some(media), bind, adjust).await
+    }
+
     async fn start_full(
         data: tempfile::TempDir,
         media: Option<Arc<dyn MediaPlane>>,
