@@ -25,6 +25,7 @@ mod connections;
 mod downloads;
 mod http;
 mod http_docs;
+mod i18n;
 mod lan;
 mod lifecycle;
 mod mail;
