@@ -7,6 +7,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::accounts::{relaxed, send, verified_user, Reply, PASSWORD};
+use crate::common::webdriver::{self, Browser};
 use crate::common::TestServer;
 use crate::record_pages::list_record;
 use crate::web_hardening::no_redirects;
@@ -315,4 +316,50 @@ async fn recordings_show_dates_and_numbers_the_readers_way() {
             "data-t-confirm-comment=\"删除这条评论？\"",
         ],
     );
+}
+
+#[tokio::test]
+async fn the_footer_switch_works_in_a_real_browser_and_chinese_gets_cjk_fonts() {
+    if !webdriver::available() {
+        return;
+    }
+    let server = TestServer::start().await;
+    let browser = Browser::start().await;
+    browser.goto(&server.url("/login")).await;
+    browser.wait_for_text("main h1", "Log in").await;
+    let to_chinese = browser.find("footer a[href='/lang/zh-CN']").await;
+    browser.click(&to_chinese).await;
+    // Back on the same page, now in Chinese, remembered in the cookie.
+    browser.wait_for_text("main h1", "登录").await;
+    assert!(browser.current_url().await.ends_with("/login"));
+    assert_eq!(
+        browser
+            .execute("return document.documentElement.lang;")
+            .await,
+        "zh-CN"
+    );
+    let cookie = browser.cookie("lang").await.expect("the lang cookie");
+    assert_eq!(cookie["value"], "zh-CN");
+    // The stylesheet names CJK fonts for the page, and the Chinese heading is not cut.
+    let fonts = browser
+        .execute("return getComputedStyle(document.body).fontFamily;")
+        .await;
+    let fonts = fonts.as_str().expect("a font list");
+    for family in ["PingFang SC", "Microsoft YaHei", "Noto Sans CJK SC"] {
+        assert!(fonts.contains(family), "{family} in {fonts}");
+    }
+    let fits = browser
+        .execute(
+            "const h = document.querySelector('main h1'); \
+             return h.scrollWidth <= h.clientWidth && h.getBoundingClientRect().width > 0;",
+        )
+        .await;
+    assert_eq!(fits, true);
+    // Another page keeps the choice; the switch goes back to English.
+    browser.goto(&server.url("/register")).await;
+    browser.wait_for_text("main h1", "创建账号").await;
+    let to_english = browser.find("footer a[href='/lang/en']").await;
+    browser.click(&to_english).await;
+    browser.wait_for_text("main h1", "Create an account").await;
+    assert!(browser.csp_violations().await.is_empty());
 }
