@@ -14,6 +14,10 @@
   const player = $("player");
   const overlay = new window.DanmakuOverlay($("overlay"));
   const notice = (text) => { $("notice").textContent = text; };
+  // The page's words in the reader's language, from the page's data-t-* attributes; `{name}`
+  // placeholders are filled from `values`.
+  const t = (name, values = {}) =>
+    (root.dataset[name] || "").replace(/\{(\w+)\}/g, (all, key) => (key in values ? values[key] : all));
 
   // The header tells the server this is the site's own script, not another site's form
   // (docs/SECURITY.md); a JSON body would too, but DELETE has none.
@@ -28,7 +32,7 @@
     });
     const data = res.status === 204 ? null : await res.json().catch(() => null);
     if (!res.ok) {
-      const message = data && data.error ? data.error.message : `the server answered ${res.status}`;
+      const message = data && data.error ? data.error.message : t("tServerAnswered", { status: res.status });
       throw new Error(message);
     }
     return data;
@@ -116,7 +120,7 @@
       after = data.next;
     }
   }
-  loadDanmaku().catch(() => notice("The danmaku of this recording could not be loaded."));
+  loadDanmaku().catch(() => notice(t("tLoadingDanmaku")));
 
   // ---- comments ----
 
@@ -175,7 +179,7 @@
       const remove = document.createElement("button");
       remove.type = "button";
       remove.className = "link delete-comment";
-      remove.textContent = "Delete";
+      remove.textContent = t("tDelete");
       remove.addEventListener("click", () => removeComment(c, item));
       item.append(document.createTextNode(" "), remove);
     }
@@ -200,12 +204,12 @@
       setTotal(data.total);
       $("more").hidden = loadedPages * PER_PAGE >= data.total;
     } catch (e) {
-      notice(`Comments could not be loaded: ${e.message}`);
+      notice(t("tCommentsFailed", { reason: e.message }));
     }
   }
 
   async function removeComment(c, item) {
-    if (!confirm("Delete this comment?")) return;
+    if (!confirm(t("tConfirmComment"))) return;
     try {
       await call("DELETE", `${api}/comments/${c.id}`);
       item.remove();
@@ -269,7 +273,7 @@
       }
     });
     $("delete").addEventListener("click", async () => {
-      if (!confirm("Delete this recording, its comments and its statistics? This cannot be undone.")) return;
+      if (!confirm(t("tConfirmRecord"))) return;
       try {
         await call("DELETE", api);
         location.assign($("record-host").getAttribute("href"));

@@ -7,6 +7,8 @@
 //! - [`model`]: ids and the records the store keeps; plain data shared by every part.
 //! - [`limits`]: in-memory rate limiters.
 //! - [`connections`]: open connections per client address, for the per-IP cap.
+//! - [`i18n`]: the interface's languages (en, zh-CN), the reader's choice, the catalogues of
+//!   page strings and error messages; used by the web layer only.
 //! - [`text`]: the characters that disguise text people show each other (names, danmaku).
 //! - [`mail`]: the mail queue's delivery loop and its transports (outbox folder, SMTP).
 //! - [`files`]: uploaded images — checked, re-encoded, stored, served.
@@ -36,6 +38,7 @@ pub mod config;
 pub mod connections;
 pub mod downloads;
 pub mod files;
+pub mod i18n;
 pub mod limits;
 pub mod mail;
 pub mod media;

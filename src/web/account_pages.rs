@@ -15,6 +15,7 @@ use crate::accounts::{AccountsError, SignedIn, Verification};
 use crate::app::App;
 use crate::config::MailTransport;
 use crate::files::ImageKind;
+use crate::i18n::Lang;
 use crate::model::UserKind;
 
 use super::auth::{
@@ -50,10 +51,10 @@ pub(super) fn see_other(to: &str, cookie: Option<String>) -> Response {
     response
 }
 
-/// The status and sentence a person should see for a domain error.
-fn problem(e: AccountsError) -> (StatusCode, String) {
+/// The status and sentence a person should see for a domain error, in their language.
+fn problem(e: AccountsError, lang: Lang) -> (StatusCode, String) {
     let api = ApiError::from(e);
-    (api.status, api.message)
+    (api.status, api.message_in(lang))
 }
 
 /// A URL-encoded form whose decoding errors become an error page.
@@ -102,11 +103,12 @@ pub struct RegisterForm {
 
 pub async fn register_page(
     State(app): State<Arc<App>>,
+    lang: Lang,
     MaybeSigned(who): MaybeSigned,
     csrf: Csrf,
 ) -> Response {
     let form = RegisterPage {
-        layout: Layout::for_user("Register", who.as_ref()),
+        layout: Layout::for_user(lang, lang.t("register.title"), who.as_ref()),
         csrf: csrf.token.clone(),
         error: None,
         username: String::new(),
@@ -117,6 +119,7 @@ pub async fn register_page(
 
 pub async fn register_submit(
     State(app): State<Arc<App>>,
+    lang: Lang,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
     csrf: Csrf,
@@ -130,23 +133,18 @@ pub async fn register_submit(
         .await;
     match registered {
         Ok(_) => {
-            let mut message = format!(
-                "We sent a verification link to {}. Open it to finish registering, then log in.",
-                form.email
-            );
+            let mut message = lang.fill("register.sent", &[("email", &form.email)]);
             if app.config.email.transport == MailTransport::Outbox {
-                message.push_str(
-                    " (This server keeps its mail in an outbox: if no mail arrives, the \
-                     administrator can find your link there.)",
-                );
+                message.push(' ');
+                message.push_str(lang.t("register.outbox"));
             }
-            let notice = NoticePage::new("Check your email", message, &csrf, None);
+            let notice = NoticePage::new(lang, "notice.check_email", message, &csrf, None);
             Ok(page(&app, &csrf, StatusCode::CREATED, &notice))
         }
         Err(e) => {
-            let (status, error) = problem(e);
+            let (status, error) = problem(e, lang);
             let form = RegisterPage {
-                layout: Layout::new("Register"),
+                layout: Layout::new(lang, lang.t("register.title")),
                 csrf: csrf.token.clone(),
                 error: Some(error),
                 username: form.username,
@@ -169,8 +167,6 @@ struct NoticePage {
     offer_resend: bool,
     username: String,
     email: String,
-    next_href: &'static str,
-    next_label: &'static str,
 }
 
 /// The account a "send a new link" form is pre-filled with (either part may be empty).
@@ -181,18 +177,23 @@ struct ResendTo {
 }
 
 impl NoticePage {
-    fn new(title: &str, message: String, csrf: &Csrf, resend_to: Option<ResendTo>) -> Self {
+    /// A notice titled by the catalogue's `title` key.
+    fn new(
+        lang: Lang,
+        title: &str,
+        message: String,
+        csrf: &Csrf,
+        resend_to: Option<ResendTo>,
+    ) -> Self {
         let offer_resend = resend_to.is_some();
         let ResendTo { username, email } = resend_to.unwrap_or_default();
         NoticePage {
-            layout: Layout::new(title),
+            layout: Layout::new(lang, lang.t(title)),
             message,
             csrf: csrf.token.clone(),
             offer_resend,
             username,
             email,
-            next_href: "/login",
-            next_label: "Go to the login page",
         }
     }
 }
@@ -205,6 +206,7 @@ pub struct VerifyQuery {
 
 pub async fn verify_page(
     State(app): State<Arc<App>>,
+    lang: Lang,
     csrf: Csrf,
     Query(query): Query<VerifyQuery>,
 ) -> Result<Response, PageError> {
@@ -216,40 +218,36 @@ pub async fn verify_page(
     let (status, title, message, resend_to) = match outcome {
         Verification::Verified { nickname } => (
             StatusCode::OK,
-            "Your email is verified",
-            format!("Welcome, {nickname}! Your account and your room are ready: log in to start."),
+            "verify.verified_title",
+            lang.fill("verify.verified", &[("nickname", &nickname)]),
             None,
         ),
         Verification::AlreadyVerified => (
             StatusCode::OK,
-            "Already verified",
-            "This email address is already verified. You can log in.".to_owned(),
+            "verify.already_title",
+            lang.t("verify.already").to_owned(),
             None,
         ),
         Verification::Expired { username, email } => (
             StatusCode::GONE,
-            "This link has expired",
-            "Verification links only work for a while. Send yourself a new one:".to_owned(),
+            "verify.expired_title",
+            lang.t("verify.expired").to_owned(),
             Some(ResendTo { username, email }),
         ),
         Verification::Superseded { username, email } => (
             StatusCode::GONE,
-            "This link was replaced",
-            "A newer link was sent for this account; only the newest one works. Use it, or \
-             send yourself another:"
-                .to_owned(),
+            "verify.superseded_title",
+            lang.t("verify.superseded").to_owned(),
             Some(ResendTo { username, email }),
         ),
         Verification::Unknown => (
             StatusCode::NOT_FOUND,
-            "Unknown link",
-            "This verification link is not valid. Check that it was copied completely, or \
-             send yourself a new one:"
-                .to_owned(),
+            "verify.unknown_title",
+            lang.t("verify.unknown").to_owned(),
             Some(ResendTo::default()),
         ),
     };
-    let notice = NoticePage::new(title, message, &csrf, resend_to);
+    let notice = NoticePage::new(lang, title, message, &csrf, resend_to);
     Ok(page(&app, &csrf, status, &notice))
 }
 
@@ -265,6 +263,7 @@ pub struct ResendForm {
 
 pub async fn resend_submit(
     State(app): State<Arc<App>>,
+    lang: Lang,
     headers: HeaderMap,
     ClientIp(ip): ClientIp,
     csrf: Csrf,
@@ -280,8 +279,9 @@ pub async fn resend_submit(
         Ok(()) => (
             StatusCode::ACCEPTED,
             NoticePage::new(
-                "Check your email",
-                format!("We sent a new verification link to {}.", form.email),
+                lang,
+                "notice.check_email",
+                lang.fill("verify.resent", &[("email", &form.email)]),
                 &csrf,
                 None,
             ),
@@ -289,21 +289,22 @@ pub async fn resend_submit(
         Err(AccountsError::AlreadyVerified) => (
             StatusCode::OK,
             NoticePage::new(
-                "Already verified",
-                "This email address is already verified. You can log in.".to_owned(),
+                lang,
+                "verify.already_title",
+                lang.t("verify.already").to_owned(),
                 &csrf,
                 None,
             ),
         ),
         Err(e) => {
-            let (status, message) = problem(e);
+            let (status, message) = problem(e, lang);
             let again = ResendTo {
                 username: form.username,
                 email: form.email,
             };
             (
                 status,
-                NoticePage::new("No link sent", message, &csrf, Some(again)),
+                NoticePage::new(lang, "verify.not_sent_title", message, &csrf, Some(again)),
             )
         }
     };
@@ -337,11 +338,12 @@ pub struct LoginForm {
 
 pub async fn login_page(
     State(app): State<Arc<App>>,
+    lang: Lang,
     MaybeSigned(who): MaybeSigned,
     csrf: Csrf,
 ) -> Response {
     let form = LoginPage {
-        layout: Layout::for_user("Log in", who.as_ref()),
+        layout: Layout::for_user(lang, lang.t("login.title"), who.as_ref()),
         csrf: csrf.token.clone(),
         error: None,
         login: String::new(),
@@ -354,6 +356,7 @@ pub async fn login_page(
 
 pub async fn login_submit(
     State(app): State<Arc<App>>,
+    lang: Lang,
     ClientIp(ip): ClientIp,
     csrf: Csrf,
     PageForm(form): PageForm<LoginForm>,
@@ -366,14 +369,14 @@ pub async fn login_submit(
         )),
         Err(e) => {
             let offer_resend = matches!(e, AccountsError::EmailNotVerified);
-            let (status, error) = problem(e);
+            let (status, error) = problem(e, lang);
             let (resend_username, resend_email) = if form.login.contains('@') {
                 (String::new(), form.login.clone())
             } else {
                 (form.login.clone(), String::new())
             };
             let form = LoginPage {
-                layout: Layout::new("Log in"),
+                layout: Layout::new(lang, lang.t("login.title")),
                 csrf: csrf.token.clone(),
                 error: Some(error),
                 login: form.login,
@@ -420,11 +423,12 @@ struct LogoutPage {
 
 pub async fn logout_page(
     State(app): State<Arc<App>>,
+    lang: Lang,
     MaybeSigned(who): MaybeSigned,
     csrf: Csrf,
 ) -> Response {
     let form = LogoutPage {
-        layout: Layout::for_user("Log out", who.as_ref()),
+        layout: Layout::for_user(lang, lang.t("logout.title"), who.as_ref()),
         csrf: csrf.token.clone(),
     };
     page(&app, &csrf, StatusCode::OK, &form)
@@ -474,18 +478,20 @@ pub struct MeQuery {
 }
 
 /// What the `done` query parameter of a redirect back to `/me` announces.
-fn done_message(done: Option<&str>) -> Option<&'static str> {
-    match done? {
-        "profile" => Some("Your profile is saved."),
-        "avatar" => Some("Your new avatar is saved."),
-        "room" => Some("Your room is saved."),
-        "cover" => Some("Your new room cover is saved."),
-        _ => None,
-    }
+fn done_message(done: Option<&str>, lang: Lang) -> Option<&'static str> {
+    let key = match done? {
+        "profile" => "me.saved_profile",
+        "avatar" => "me.saved_avatar",
+        "room" => "me.saved_room",
+        "cover" => "me.saved_cover",
+        _ => return None,
+    };
+    Some(lang.t(key))
 }
 
 async fn me_response(
     app: &App,
+    lang: Lang,
     csrf: &Csrf,
     who: &SignedIn,
     status: StatusCode,
@@ -499,7 +505,7 @@ async fn me_response(
         None
     };
     let me = MePage {
-        layout: Layout::for_user("Your profile", Some(who)),
+        layout: Layout::for_user(lang, lang.t("me.title"), Some(who)),
         csrf: csrf.token.clone(),
         error,
         done,
@@ -526,6 +532,7 @@ async fn me_response(
 /// The form's outcome: back to `/me` announcing `done`, or the page again with the error.
 async fn me_after(
     app: &App,
+    lang: Lang,
     csrf: &Csrf,
     who: &SignedIn,
     result: Result<(), AccountsError>,
@@ -534,20 +541,21 @@ async fn me_after(
     match result {
         Ok(()) => see_other(&format!("/me?done={done}"), None),
         Err(e) => {
-            let (status, message) = problem(e);
-            me_response(app, csrf, who, status, Some(message), None).await
+            let (status, message) = problem(e, lang);
+            me_response(app, lang, csrf, who, status, Some(message), None).await
         }
     }
 }
 
 pub async fn me_page(
     State(app): State<Arc<App>>,
+    lang: Lang,
     PageSigned(who): PageSigned,
     csrf: Csrf,
     Query(query): Query<MeQuery>,
 ) -> Response {
-    let done = done_message(query.done.as_deref());
-    me_response(&app, &csrf, &who, StatusCode::OK, None, done).await
+    let done = done_message(query.done.as_deref(), lang);
+    me_response(&app, lang, &csrf, &who, StatusCode::OK, None, done).await
 }
 
 #[derive(Deserialize)]
@@ -560,13 +568,14 @@ pub struct ProfileForm {
 
 pub async fn profile_submit(
     State(app): State<Arc<App>>,
+    lang: Lang,
     PageSigned(who): PageSigned,
     csrf: Csrf,
     PageForm(form): PageForm<ProfileForm>,
 ) -> Result<Response, PageError> {
     csrf.verify(&form.csrf)?;
     let result = app.accounts.set_nickname(&who, &form.nickname).await;
-    Ok(me_after(&app, &csrf, &who, result.map(drop), "profile").await)
+    Ok(me_after(&app, lang, &csrf, &who, result.map(drop), "profile").await)
 }
 
 #[derive(Deserialize)]
@@ -581,6 +590,7 @@ pub struct RoomForm {
 
 pub async fn room_submit(
     State(app): State<Arc<App>>,
+    lang: Lang,
     PageSigned(who): PageSigned,
     csrf: Csrf,
     PageForm(form): PageForm<RoomForm>,
@@ -593,7 +603,7 @@ pub async fn room_submit(
     if let Ok(room) = &result {
         app.rooms.room_updated(room.clone()).await;
     }
-    Ok(me_after(&app, &csrf, &who, result.map(drop), "room").await)
+    Ok(me_after(&app, lang, &csrf, &who, result.map(drop), "room").await)
 }
 
 /// Reads an image upload form: its CSRF field and its `image` file, within the image limit.
@@ -631,6 +641,7 @@ async fn read_image_form(
 
 pub async fn avatar_submit(
     State(app): State<Arc<App>>,
+    lang: Lang,
     PageSigned(who): PageSigned,
     csrf: Csrf,
     multipart: Multipart,
@@ -638,11 +649,12 @@ pub async fn avatar_submit(
     let (submitted, image) = read_image_form(&app, multipart).await?;
     csrf.verify(&submitted)?;
     let result = app.accounts.set_avatar(&who, image).await;
-    Ok(me_after(&app, &csrf, &who, result.map(drop), "avatar").await)
+    Ok(me_after(&app, lang, &csrf, &who, result.map(drop), "avatar").await)
 }
 
 pub async fn cover_submit(
     State(app): State<Arc<App>>,
+    lang: Lang,
     PageSigned(who): PageSigned,
     csrf: Csrf,
     multipart: Multipart,
@@ -653,5 +665,5 @@ pub async fn cover_submit(
     if let Ok(room) = &result {
         app.rooms.room_updated(room.clone()).await;
     }
-    Ok(me_after(&app, &csrf, &who, result.map(drop), "cover").await)
+    Ok(me_after(&app, lang, &csrf, &who, result.map(drop), "cover").await)
 }

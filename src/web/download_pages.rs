@@ -17,6 +17,7 @@ use axum::response::{Html, Response};
 use crate::accounts::SignedIn;
 use crate::app::App;
 use crate::downloads::{DownloadsError, NewDownload};
+use crate::i18n::Lang;
 use crate::model::{DownloadId, UserKind};
 
 use super::account_pages::{page, see_other, CsrfOnlyForm, PageForm};
@@ -59,13 +60,14 @@ struct DownloadsPage {
 /// `GET /downloads`.
 pub async fn downloads(
     State(app): State<Arc<App>>,
+    lang: Lang,
     MaybeSigned(who): MaybeSigned,
 ) -> Result<Html<String>, PageError> {
     let host = who
         .as_ref()
         .is_some_and(|w: &SignedIn| w.user.kind == UserKind::Registered);
     render(&DownloadsPage {
-        layout: Layout::for_user("Downloads", who.as_ref()),
+        layout: Layout::for_user(lang, lang.t("downloads.title"), who.as_ref()),
         downloads: rows(&app).await?,
         obs_profile: host && app.rtmp.is_some(),
     })

@@ -4,9 +4,16 @@
 //! HTML page. Each domain error type is mapped to a status and a code here and nowhere else.
 //! Server-side failures are logged with their detail and answered with a generic message, so
 //! internals never leak to clients.
+//!
+//! The `code` is English for programs; the `message` is for people and follows the reader's
+//! language: the catalogue's `errors.<code>` text, with the values the error carries filled in
+//! ([`localize`], the one place that knows the request's language). The domain never sees it.
 
 use askama::Template;
+use axum::body::Body;
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 
@@ -15,6 +22,7 @@ use crate::admin::ip_bans::IpBanError;
 use crate::admin::AdminError;
 use crate::downloads::DownloadsError;
 use crate::files::FilesError;
+use crate::i18n::Lang;
 use crate::mail::MailError;
 use crate::media::browser::PublishError;
 use crate::records::watch::WatchError;
@@ -30,8 +38,10 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    /// Seconds for a `Retry-After` header (rate limits).
+    /// Seconds for a `Retry-After` header (rate limits); also `{seconds}` in a translation.
     pub retry_after: Option<u64>,
+    /// The values a translation of the message may name, as `{name}`.
+    pub args: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -41,7 +51,30 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            args: Vec::new(),
         }
+    }
+
+    /// Names a value for the message's translations.
+    pub fn with(mut self, name: &'static str, value: impl std::fmt::Display) -> Self {
+        self.args.push((name, value.to_string()));
+        self
+    }
+
+    /// The message in `lang`: the catalogue's text for the code, else the server's English.
+    pub fn message_in(&self, lang: Lang) -> String {
+        let Some(text) = lang.get(&format!("errors.{}", self.code)) else {
+            return self.message.clone();
+        };
+        let seconds = self.retry_after.map(|s| s.to_string()).unwrap_or_default();
+        let mut args: Vec<(&str, &dyn std::fmt::Display)> =
+            vec![("detail", &self.message), ("seconds", &seconds)];
+        args.extend(
+            self.args
+                .iter()
+                .map(|(n, v)| (*n, v as &dyn std::fmt::Display)),
+        );
+        crate::i18n::fill(text, &args)
     }
 
     pub fn not_found() -> Self {
@@ -66,6 +99,7 @@ impl ApiError {
             "payload_too_large",
             format!("the request body is larger than the limit of {limit} bytes"),
         )
+        .with("limit", limit)
     }
 
     /// Over `server.max_connections_per_ip` (`max`).
@@ -77,7 +111,8 @@ impl ApiError {
                 "your address already has {max} connections open to this server; \
                  close one and try again"
             ),
-        );
+        )
+        .with("max", max);
         error.retry_after = Some(1);
         error
     }
@@ -137,8 +172,14 @@ impl From<AccountsError> for ApiError {
             E::InvalidLogin(_) => (StatusCode::BAD_REQUEST, "invalid_login"),
             E::UsernameTaken => (StatusCode::CONFLICT, "username_taken"),
             E::EmailTaken => (StatusCode::CONFLICT, "email_taken"),
-            E::UsernamePending(_) => (StatusCode::CONFLICT, "username_pending"),
-            E::EmailPending(_) => (StatusCode::CONFLICT, "email_pending"),
+            E::UsernamePending(wait) => {
+                return ApiError::new(StatusCode::CONFLICT, "username_pending", message)
+                    .with("minutes", wait.as_secs().div_ceil(60))
+            }
+            E::EmailPending(wait) => {
+                return ApiError::new(StatusCode::CONFLICT, "email_pending", message)
+                    .with("minutes", wait.as_secs().div_ceil(60))
+            }
             E::UnknownAccount => (StatusCode::NOT_FOUND, "unknown_account"),
             E::AlreadyVerified => (StatusCode::CONFLICT, "already_verified"),
             E::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
@@ -341,12 +382,22 @@ struct ErrorDetail<'a> {
     message: &'a str,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+/// An error answer as it left its handler, kept on the response so that [`localize`] can say
+/// it again in the reader's language.
+#[derive(Clone)]
+struct Said {
+    error: ApiError,
+    /// A page for a person rather than JSON for a program.
+    page: bool,
+}
+
+impl ApiError {
+    fn json_in(&self, lang: Lang) -> Response {
+        let message = self.message_in(lang);
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code,
-                message: &self.message,
+                message: &message,
             },
         };
         let mut response = (self.status, Json(body)).into_response();
@@ -355,6 +406,40 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, seconds.into());
         }
+        response
+    }
+
+    fn page_in(&self, lang: Lang) -> Response {
+        let page = ErrorPage {
+            layout: Layout::new(
+                lang,
+                lang.get(&format!("status.{}", self.status.as_u16()))
+                    .or(self.status.canonical_reason())
+                    .unwrap_or("Error"),
+            ),
+            status: self.status.as_u16(),
+            message: self.message_in(lang),
+        };
+        let mut response = match page.render() {
+            Ok(html) => (self.status, Html(html)).into_response(),
+            Err(e) => ApiError::internal(&e).into_response(),
+        };
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, seconds.into());
+        }
+        response
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = self.json_in(Lang::En);
+        response.extensions_mut().insert(Said {
+            error: self,
+            page: false,
+        });
         response
     }
 }
@@ -385,28 +470,35 @@ impl From<ApiError> for PageError {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        let ApiError {
-            status,
-            message,
-            retry_after,
-            ..
-        } = self.0;
-        let page = ErrorPage {
-            layout: Layout::new(status.canonical_reason().unwrap_or("Error")),
-            status: status.as_u16(),
-            message,
-        };
-        let mut response = match page.render() {
-            Ok(html) => (status, Html(html)).into_response(),
-            Err(e) => ApiError::internal(&e).into_response(),
-        };
-        if let Some(seconds) = retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, seconds.into());
-        }
+        let mut response = self.0.page_in(Lang::En);
+        response.extensions_mut().insert(Said {
+            error: self.0,
+            page: true,
+        });
         response
     }
+}
+
+/// Middleware: says an error answer again in the reader's language. Answers are made in
+/// English first, so that one made outside the router (the per-IP cap) is still whole; here the
+/// body is replaced and every header the inner layers set is kept.
+pub async fn localize(req: Request, next: Next) -> Response {
+    let lang = super::language::of_request(req.headers());
+    let mut response = next.run(req).await;
+    if lang == Lang::En {
+        return response;
+    }
+    let Some(said) = response.extensions_mut().remove::<Said>() else {
+        return response;
+    };
+    let again = if said.page {
+        said.error.page_in(lang)
+    } else {
+        said.error.json_in(lang)
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::new(again.into_body()))
 }
 
 /// Whether a request is from a program (JSON API, media callbacks, a WebSocket handshake, which

@@ -2,8 +2,9 @@
 //!
 //! Thin by design: a handler parses the request, checks who is asking, calls the domain through
 //! [`App`], and renders JSON or a page. Errors become responses only in `error.rs`.
-//! Middleware here: body limits, the API's CSRF guard (`csrf.rs`), the security headers every
-//! answer carries, and request logging with metrics.
+//! Middleware here: body limits, the API's CSRF guard (`csrf.rs`), error answers in the
+//! reader's language (`error.rs`, `language.rs`), the security headers every answer carries,
+//! and request logging with metrics.
 //! Calls: app (and through it every domain part). Never calls the store's internals.
 
 mod account_pages;
@@ -25,6 +26,7 @@ mod download_pages;
 mod downloads;
 pub mod error;
 mod json;
+mod language;
 mod media;
 mod ops;
 mod pages;
@@ -257,6 +259,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/assets/{*path}", get(assets::asset))
+        .route("/lang/{tag}", get(language::switch))
         // Only on routes: an address that does not exist is 404 whatever the request.
         .route_layer(middleware::from_fn(csrf::api_guard))
         .fallback(error::not_found)
@@ -267,6 +270,7 @@ pub fn router(app: Arc<App>) -> Router {
             refuse_large_bodies,
         ))
         .layer(middleware::from_fn_with_state(app.clone(), cap_proxied))
+        .layer(middleware::from_fn(error::localize))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .layer(middleware::map_response_with_state(
             policy,

@@ -3,6 +3,7 @@
 //! Each page's template struct sits beside its handler and is named after the page. Templates
 //! live in `templates/`; askama escapes every value.
 
+use std::fmt::Display;
 use std::sync::Arc;
 
 use askama::Template;
@@ -13,6 +14,7 @@ use axum::response::Html;
 use crate::accounts::SignedIn;
 use crate::app::App;
 use crate::config::GiftConfig;
+use crate::i18n::Lang;
 use crate::model::{RoomId, UserKind};
 use crate::rooms::protocol::RoomPhase;
 use crate::rooms::RoomSummary;
@@ -21,8 +23,10 @@ use super::auth::MaybeSigned;
 use super::error::{ApiError, PageError};
 use super::path::ApiPath;
 
-/// What `base.html` needs from every page.
+/// What `base.html` needs from every page, and the reader's language for every template's
+/// strings: `{{ layout.t("key") }}` (catalogues in `i18n/`).
 pub struct Layout {
+    pub lang: Lang,
     pub title: String,
     pub version: &'static str,
     /// The signed-in user's nickname, for the header.
@@ -30,19 +34,88 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub fn new(title: impl Into<String>) -> Self {
+    pub fn new(lang: Lang, title: impl Into<String>) -> Self {
         Self {
+            lang,
             title: title.into(),
             version: env!("CARGO_PKG_VERSION"),
             user_name: None,
         }
     }
 
-    pub fn for_user(title: impl Into<String>, who: Option<&SignedIn>) -> Self {
+    pub fn for_user(lang: Lang, title: impl Into<String>, who: Option<&SignedIn>) -> Self {
         Self {
             user_name: who.map(|w| w.user.nickname.clone()),
-            ..Self::new(title)
+            ..Self::new(lang, title)
         }
+    }
+
+    pub fn t(&self, key: &str) -> &'static str {
+        self.lang.t(key)
+    }
+
+    /// The text of `key` with its one placeholder `{name}` filled.
+    pub fn with(&self, key: &str, name: &str, value: impl Display) -> String {
+        self.lang.fill(key, &[(name, &value)])
+    }
+
+    /// The text of `key` with its two placeholders filled.
+    pub fn with2(
+        &self,
+        key: &str,
+        name: &str,
+        value: impl Display,
+        name2: &str,
+        value2: impl Display,
+    ) -> String {
+        self.lang.fill(key, &[(name, &value), (name2, &value2)])
+    }
+
+    /// `key.one` or `key.other` for `n` things, with `{n}` filled.
+    pub fn count(&self, key: &str, n: impl Amount) -> String {
+        self.lang.count(key, n.amount(), &[])
+    }
+
+    /// Like [`Layout::count`], with one more placeholder `{name}` filled.
+    pub fn count_with(&self, key: &str, n: impl Amount, name: &str, value: impl Display) -> String {
+        self.lang.count(key, n.amount(), &[(name, &value)])
+    }
+
+    pub fn number(&self, n: impl Amount) -> String {
+        self.lang.number(n.amount())
+    }
+
+    /// A `YYYY-MM-DD` day the reader's way.
+    pub fn date(&self, iso: &str) -> String {
+        self.lang.date(iso)
+    }
+
+    /// The languages the footer's switch offers besides this page's.
+    pub fn other_languages(&self) -> Vec<Lang> {
+        Lang::ALL.into_iter().filter(|l| *l != self.lang).collect()
+    }
+}
+
+/// A whole number as templates hand it over: by value or by reference.
+pub trait Amount {
+    fn amount(&self) -> u64;
+}
+
+impl Amount for u64 {
+    fn amount(&self) -> u64 {
+        *self
+    }
+}
+
+impl Amount for usize {
+    fn amount(&self) -> u64 {
+        *self as u64
+    }
+}
+
+impl<T: Amount> Amount for &T {
+    fn amount(&self) -> u64 {
+        (**self).amount()
     }
 }
 
@@ -70,10 +143,11 @@ pub struct HomePage {
 /// `/`: the rooms that are live now.
 pub async fn home(
     State(app): State<Arc<App>>,
+    lang: Lang,
     MaybeSigned(who): MaybeSigned,
 ) -> Result<Html<String>, PageError> {
     render(&HomePage {
-        layout: Layout::for_user("Live now", who.as_ref()),
+        layout: Layout::for_user(lang, "Live now", who.as_ref()),
         rooms: app.rooms.live_rooms(),
     })
 }
@@ -99,6 +173,7 @@ pub struct RoomPage {
 /// `/room/{room_id}`: the live room — video, danmaku, gifts, and the host's console.
 pub async fn room(
     State(app): State<Arc<App>>,
+    lang: Lang,
     MaybeSigned(who): MaybeSigned,
     ApiPath(room_id): ApiPath<u64>,
 ) -> Result<Html<String>, PageError> {
@@ -123,7 +198,7 @@ pub async fn room(
     let (room, owner) = found.ok_or_else(not_found)?;
     let user = who.as_ref().map(|w| &w.user);
     render(&RoomPage {
-        layout: Layout::for_user(room.name.clone(), who.as_ref()),
+        layout: Layout::for_user(lang, room.name.clone(), who.as_ref()),
         room_id,
         description: room.description,
         host_nickname: owner.nickname,

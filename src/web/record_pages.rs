@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::app::App;
 use crate::calendar::day_label;
 use crate::files::ImageKind;
+use crate::i18n::Lang;
 use crate::model::{RecordId, UserId, UserKind};
 use crate::records::{parse_order, Paging, RecordsError, DEFAULT_PER_PAGE};
 use crate::store::{CataloguePage, Listed, RecordOrder};
@@ -82,11 +83,15 @@ impl Pager {
     }
 }
 
-/// The catalogue's orders as the sort selector offers them: the API's name and a label.
+/// The catalogue's orders as the sort selector offers them: the API's name and its label's key.
 const ORDERS: [(RecordOrder, &str, &str); 3] = [
-    (RecordOrder::Newest, "newest", "Newest"),
-    (RecordOrder::MostViewed, "most_viewed", "Most viewed"),
-    (RecordOrder::Longest, "longest", "Longest"),
+    (RecordOrder::Newest, "newest", "records.sort_newest"),
+    (
+        RecordOrder::MostViewed,
+        "most_viewed",
+        "records.sort_most_viewed",
+    ),
+    (RecordOrder::Longest, "longest", "records.sort_longest"),
 ];
 
 fn order_name(order: RecordOrder) -> &'static str {
@@ -170,31 +175,32 @@ struct RecordsPage {
 /// `/records`: the catalogue, searched (`q`), sorted (`sort`) and paged (`page`).
 pub async fn records(
     State(app): State<Arc<App>>,
+    lang: Lang,
     MaybeSigned(who): MaybeSigned,
     Query(raw): Query<GridQuery>,
 ) -> Result<Html<String>, PageError> {
     let listing = Listing::parse(raw)?;
     let (records, total) = listing.find(&app, None).await?;
     render(&RecordsPage {
-        layout: Layout::for_user("Recordings", who.as_ref()),
+        layout: Layout::for_user(lang, lang.t("records.title"), who.as_ref()),
         sorts: ORDERS
             .into_iter()
             .map(|(order, value, label)| SortOption {
                 value,
-                label,
+                label: lang.t(label),
                 selected: order == listing.order,
             })
             .collect(),
         total,
         records,
         pager: Pager::new("/records", &listing, total),
-        empty_message: if !listing.query.is_empty() {
-            "No recording matches this search."
+        empty_message: lang.t(if !listing.query.is_empty() {
+            "records.no_match"
         } else if listing.paging.page > 1 {
-            "There are no more recordings."
+            "records.no_more"
         } else {
-            "No recordings yet. Every live session is recorded and appears here when it ends."
-        },
+            "records.none_yet"
+        }),
         query: listing.query,
     })
 }
@@ -216,6 +222,7 @@ struct UserPage {
 /// `/users/{id}`: a host, their room and their recordings, newest first.
 pub async fn user(
     State(app): State<Arc<App>>,
+    lang: Lang,
     MaybeSigned(who): MaybeSigned,
     ApiPath(user_id): ApiPath<u64>,
     Query(raw): Query<GridQuery>,
@@ -233,7 +240,7 @@ pub async fn user(
         .ok_or_else(|| ApiError::from(RecordsError::UserNotFound))?;
     let (records, total) = listing.find(&app, Some(id)).await?;
     render(&UserPage {
-        layout: Layout::for_user(host.nickname.clone(), who.as_ref()),
+        layout: Layout::for_user(lang, host.nickname.clone(), who.as_ref()),
         initial: host
             .nickname
             .chars()
@@ -245,7 +252,7 @@ pub async fn user(
         total,
         records,
         pager: Pager::new(&format!("/users/{user_id}"), &listing, total),
-        empty_message: "No recordings yet.",
+        empty_message: lang.t("user.no_records"),
         nickname: host.nickname,
     })
 }
@@ -274,6 +281,7 @@ struct RecordPage {
 /// `/records/{id}`: the replay page.
 pub async fn record(
     State(app): State<Arc<App>>,
+    lang: Lang,
     MaybeSigned(who): MaybeSigned,
     ApiPath(record_id): ApiPath<u64>,
 ) -> Result<Html<String>, PageError> {
@@ -285,15 +293,14 @@ pub async fn record(
     let Listed { record, host } = detail.listed;
     let user = who.as_ref().map(|w| &w.user);
     let cannot_comment = match user {
-        None => Some("Log in to comment. Guests and visitors can watch."),
-        Some(u) if u.kind == UserKind::Guest => {
-            Some("You are watching as a guest: register to comment.")
-        }
-        Some(u) if !u.is_verified() => Some("Verify your email address to comment."),
+        None => Some("record.comment_log_in"),
+        Some(u) if u.kind == UserKind::Guest => Some("record.comment_guest"),
+        Some(u) if !u.is_verified() => Some("record.comment_verify"),
         Some(_) => None,
-    };
+    }
+    .map(|key| lang.t(key));
     render(&RecordPage {
-        layout: Layout::for_user(record.title.clone(), who.as_ref()),
+        layout: Layout::for_user(lang, record.title.clone(), who.as_ref()),
         id: record.id.0,
         url: record.url.clone(),
         host_id: record.host.0,

@@ -26,6 +26,7 @@ mod connections;
 mod downloads;
 mod http;
 mod http_docs;
+mod i18n;
 mod lan;
 mod lifecycle;
 mod mail;
