@@ -42,5 +42,6 @@ mod rooms;
 mod rooms_abuse;
 mod session_end;
 mod store;
+mod studio;
 mod uploads;
 mod web_hardening;
