@@ -236,6 +236,8 @@
   }
 
   function handle(m) {
+    // The host console and the camera (publish.js) follow the room through this event.
+    document.dispatchEvent(new CustomEvent("rm:message", { detail: m }));
     switch (m.type) {
       case "room_info":
         $("room-title").textContent = m.title || m.name;
@@ -257,7 +259,6 @@
       case "live_stopped":
         setPhase("idle");
         stopVideo();
-        show($("push"), false);
         break;
       case "room_closed":
         closedForGood = true;
@@ -367,6 +368,8 @@
     input.value = "";
   });
   $("like").addEventListener("click", () => send({ type: "like" }));
+  // publish.js asks the room for things (start_live before a camera push) through this event.
+  document.addEventListener("rm:send", (event) => send(event.detail));
   for (const button of document.querySelectorAll("[data-gift]")) {
     button.addEventListener("click", () => send({ type: "gift", gift: button.dataset.gift, count: 1 }));
   }

@@ -18,6 +18,7 @@ mod admin_users;
 mod browser;
 mod browser_admin;
 mod browser_moderation;
+mod browser_publish;
 mod browser_records;
 mod browser_room;
 mod config;
