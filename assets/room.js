@@ -274,6 +274,8 @@
   }
 
   function handle(m) {
+    // The host console and the camera (publish.js) follow the room through this event.
+    document.dispatchEvent(new CustomEvent("rm:message", { detail: m }));
     switch (m.type) {
       case "room_info":
         rejoined();
@@ -296,7 +298,6 @@
       case "live_stopped":
         setPhase("idle");
         stopVideo();
-        show($("push"), false);
         break;
       case "room_closed":
         closedForGood = true;
@@ -451,6 +452,8 @@
     input.value = "";
   });
   if ($("like")) $("like").addEventListener("click", () => send({ type: "like" }));
+  // publish.js asks the room for things (start_live before a camera push) through this event.
+  document.addEventListener("rm:send", (event) => send(event.detail));
   for (const button of document.querySelectorAll("[data-gift]")) {
     button.addEventListener("click", () => send({ type: "gift", gift: button.dataset.gift, count: 1 }));
   }

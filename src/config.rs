@@ -398,6 +398,8 @@ pub struct RoomsConfig {
     pub ws_idle_secs: u64,
     pub max_connections_per_user: usize,
     pub idle_close_secs: u64,
+    /// Names in the host's `viewers` list; the rest are counted.
+    pub viewers_listed: usize,
 }
 
 impl Default for RoomsConfig {
@@ -418,6 +420,7 @@ impl Default for RoomsConfig {
             ws_idle_secs: 60,
             max_connections_per_user: 3,
             idle_close_secs: 30,
+            viewers_listed: 100,
         }
     }
 }
@@ -973,6 +976,12 @@ impl Config {
                     "must be between 1 and 100, got {}",
                     r.max_connections_per_user
                 ),
+            });
+        }
+        if !(1..=1000).contains(&r.viewers_listed) {
+            return Err(ConfigError::Invalid {
+                key: "rooms.viewers_listed",
+                problem: format!("must be between 1 and 1000, got {}", r.viewers_listed),
             });
         }
         if r.idle_close_secs > 24 * 3600 {

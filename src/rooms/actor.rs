@@ -23,7 +23,7 @@ use super::protocol::{
 use super::{ClientId, ClientLink, Command, Envelope, Member, RoomSummary, RoomsError, Shared};
 use crate::files::ImageKind;
 use crate::media::{LiveId, MediaError, MixLayout, StreamCredentials};
-use crate::model::{LiveSession, Room, User, UserId};
+use crate::model::{LiveSession, Room, User, UserId, UserKind};
 
 mod chat;
 mod costream;
@@ -291,6 +291,10 @@ impl RoomActor {
             self.broadcast(&ServerMessage::Audience {
                 count: self.audience(),
             });
+            if self.host_client.is_some() {
+                let viewers = self.viewers();
+                self.send_to_user(UserId(self.host.user_id), &viewers);
+            }
             self.publish();
         }
         let grace = Duration::from_secs(self.shared.config.host_grace_secs);
@@ -359,6 +363,10 @@ impl RoomActor {
         }
         let info = self.room_info(client);
         self.send_to(client, &info);
+        if is_host {
+            let viewers = self.viewers();
+            self.send_to(client, &viewers);
+        }
     }
 
     /// The audience: people in the room, however many connections each has.
@@ -573,6 +581,41 @@ impl RoomActor {
             co_stream: self.co_stream.as_ref().map(|c| c.guest.clone()),
             connect_queue: you_are_host.then(|| self.connect_queue.iter().cloned().collect()),
             you_are_host,
+        }
+    }
+
+    /// The host's list of who is watching. Built only when the audience changed (at most every
+    /// `AUDIENCE_EVERY`), and capped, so a crowd costs one bounded message.
+    fn viewers(&self) -> ServerMessage {
+        let host = UserId(self.host.user_id);
+        let mut seen = HashSet::new();
+        let mut people = Vec::new();
+        let mut guests = 0;
+        for member in self.members.values() {
+            if member.user == host || !seen.insert(member.user) {
+                continue;
+            }
+            match member.kind {
+                UserKind::Guest => guests += 1,
+                UserKind::Registered => people.push(Person {
+                    user_id: member.user.0,
+                    nickname: member.nickname.clone(),
+                }),
+            }
+        }
+        let order =
+            |a: &Person, b: &Person| a.nickname.cmp(&b.nickname).then(a.user_id.cmp(&b.user_id));
+        let listed = self.shared.config.viewers_listed;
+        let more = people.len().saturating_sub(listed);
+        if more > 0 {
+            people.select_nth_unstable_by(listed, order);
+            people.truncate(listed);
+        }
+        people.sort_by(order);
+        ServerMessage::Viewers {
+            people,
+            more,
+            guests,
         }
     }
 

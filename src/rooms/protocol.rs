@@ -239,6 +239,15 @@ pub enum ServerMessage {
     Audience {
         count: usize,
     },
+    /// Only for the host: who is in the room besides the host, sent with `audience`.
+    Viewers {
+        /// Registered people, by nickname, at most `rooms.viewers_listed`.
+        people: Vec<Person>,
+        /// Registered people beyond the list.
+        more: usize,
+        /// Guests, counted only (they have no names).
+        guests: usize,
+    },
     ConnectRequest {
         user_id: u64,
         nickname: String,

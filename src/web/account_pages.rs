@@ -159,7 +159,7 @@ pub async fn register_submit(
 
 #[derive(Template)]
 #[template(path = "notice.html")]
-struct NoticePage {
+pub(super) struct NoticePage {
     layout: Layout,
     message: String,
     csrf: String,
@@ -171,14 +171,14 @@ struct NoticePage {
 
 /// The account a "send a new link" form is pre-filled with (either part may be empty).
 #[derive(Default)]
-struct ResendTo {
+pub(super) struct ResendTo {
     username: String,
     email: String,
 }
 
 impl NoticePage {
     /// A notice titled by the catalogue's `title` key.
-    fn new(
+    pub(super) fn new(
         lang: Lang,
         title: &str,
         message: String,

@@ -62,6 +62,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(pages::home))
         .route("/room/{room_id}", get(pages::room))
+        .route("/studio", get(pages::studio))
         .route("/records", get(record_pages::records))
         .route("/records/{record_id}", get(record_pages::record))
         .route("/users/{user_id}", get(record_pages::user))

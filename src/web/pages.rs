@@ -9,7 +9,7 @@ use std::sync::Arc;
 use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Html;
+use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use crate::accounts::SignedIn;
 use crate::app::App;
@@ -19,9 +19,12 @@ use crate::model::{RoomId, UserKind};
 use crate::rooms::protocol::RoomPhase;
 use crate::rooms::RoomSummary;
 
-use super::auth::MaybeSigned;
+use super::account_pages::NoticePage;
+use super::auth::{MaybeSigned, PageSigned};
+use super::csrf::Csrf;
 use super::error::{ApiError, PageError};
 use super::path::ApiPath;
+use super::record_pages::{latest, Pager, RecordCard};
 
 /// What `base.html` needs from every page, and the reader's language for every template's
 /// strings: `{{ layout.t("key") }}` (catalogues in `i18n/`).
@@ -31,6 +34,8 @@ pub struct Layout {
     pub version: &'static str,
     /// The signed-in user's nickname, for the header.
     pub user_name: Option<String>,
+    /// A registered user is signed in: the header links to their room (`/studio`).
+    pub registered: bool,
 }
 
 impl Layout {
@@ -40,12 +45,14 @@ impl Layout {
             title: title.into(),
             version: env!("CARGO_PKG_VERSION"),
             user_name: None,
+            registered: false,
         }
     }
 
     pub fn for_user(lang: Lang, title: impl Into<String>, who: Option<&SignedIn>) -> Self {
         Self {
             user_name: who.map(|w| w.user.nickname.clone()),
+            registered: who.is_some_and(|w| w.user.kind == UserKind::Registered),
             ..Self::new(lang, title)
         }
     }
@@ -133,14 +140,22 @@ pub struct ErrorPage {
     pub message: String,
 }
 
+/// Recordings the home page shows below the live rooms.
+const HOME_RECORDS: usize = 8;
+
 #[derive(Template)]
 #[template(path = "home.html")]
 pub struct HomePage {
     layout: Layout,
     rooms: Vec<RoomSummary>,
+    /// The newest recordings, in `records_grid_partial.html` (with a pager that links nowhere).
+    records: Vec<RecordCard>,
+    pager: Pager,
+    empty_message: &'static str,
 }
 
-/// `/`: the rooms that are live now.
+/// `/`: the rooms that are live now (`assets/home.js` refreshes them), and the newest
+/// recordings.
 pub async fn home(
     State(app): State<Arc<App>>,
     lang: Lang,
@@ -149,7 +164,30 @@ pub async fn home(
     render(&HomePage {
         layout: Layout::for_user(lang, "Live now", who.as_ref()),
         rooms: app.rooms.live_rooms(),
+        records: latest(&app, HOME_RECORDS).await?,
+        pager: Pager::none(),
+        empty_message: "No recordings yet.",
     })
+}
+
+/// `/studio`: "My room" in the header. The host console is the owner's own room page, so a
+/// user with a room goes there; anyone else learns how to get one.
+pub async fn studio(
+    lang: Lang,
+    csrf: Csrf,
+    PageSigned(who): PageSigned,
+) -> Result<Response, PageError> {
+    if let (UserKind::Registered, Some(room)) = (who.user.kind, who.user.room_id) {
+        return Ok(Redirect::to(&format!("/room/{room}")).into_response());
+    }
+    let notice = NoticePage::new(
+        lang,
+        "studio.no_room",
+        lang.t("studio.no_room_message").to_owned(),
+        &csrf,
+        None,
+    );
+    Ok(render(&notice)?.into_response())
 }
 
 #[derive(Template)]

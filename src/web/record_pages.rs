@@ -27,13 +27,13 @@ use super::path::ApiPath;
 
 /// One recording in a grid (`records_grid_partial.html`).
 pub struct RecordCard {
-    id: u64,
-    title: String,
-    host_nickname: String,
-    thumbnail_url: Option<String>,
-    date: String,
-    duration: String,
-    views: u64,
+    pub(super) id: u64,
+    pub(super) title: String,
+    pub(super) host_nickname: String,
+    pub(super) thumbnail_url: Option<String>,
+    pub(super) date: String,
+    pub(super) duration: String,
+    pub(super) views: u64,
 }
 
 impl From<Listed> for RecordCard {
@@ -52,13 +52,23 @@ impl From<Listed> for RecordCard {
 
 /// The links between the pages of a grid; each keeps the search and the sort.
 pub struct Pager {
-    page: usize,
-    pages: u64,
-    prev_href: Option<String>,
-    next_href: Option<String>,
+    pub(super) page: usize,
+    pub(super) pages: u64,
+    pub(super) prev_href: Option<String>,
+    pub(super) next_href: Option<String>,
 }
 
 impl Pager {
+    /// No links: a grid that shows a few recordings and links to the catalogue instead.
+    pub(super) fn none() -> Self {
+        Pager {
+            page: 1,
+            pages: 1,
+            prev_href: None,
+            next_href: None,
+        }
+    }
+
     fn new(path: &str, listing: &Listing, total: u64) -> Self {
         let per_page = listing.paging.per_page as u64;
         let pages = total.div_ceil(per_page).max(1);
@@ -158,6 +168,20 @@ impl Listing {
         let CataloguePage { records, total } = found.map_err(ApiError::from)?;
         Ok((records.into_iter().map(RecordCard::from).collect(), total))
     }
+}
+
+/// The `count` newest recordings, as cards.
+pub(super) async fn latest(app: &App, count: usize) -> Result<Vec<RecordCard>, PageError> {
+    let paging = Paging {
+        page: 1,
+        per_page: count,
+    };
+    let CataloguePage { records, .. } = app
+        .records
+        .list(RecordOrder::Newest, None, paging)
+        .await
+        .map_err(ApiError::from)?;
+    Ok(records.into_iter().map(RecordCard::from).collect())
 }
 
 #[derive(Template)]

@@ -373,7 +373,17 @@ pub(crate) async fn wait_src(browser: &Browser, url: &str) -> Value {
 
 /// Polls `script` until it answers something other than null, false or ""; that answer.
 pub(crate) async fn wait_js(browser: &Browser, script: &str, what: &str) -> Value {
-    let deadline = Instant::now() + WAIT;
+    wait_js_within(browser, script, what, WAIT).await
+}
+
+/// Like [`wait_js`], waiting up to `wait` (for what takes a real media plane a while).
+pub(crate) async fn wait_js_within(
+    browser: &Browser,
+    script: &str,
+    what: &str,
+    wait: Duration,
+) -> Value {
+    let deadline = Instant::now() + wait;
     loop {
         let value = browser.execute(script).await;
         let falsy = matches!(&value, Value::Null | Value::Bool(false)) || value == "";
@@ -382,7 +392,7 @@ pub(crate) async fn wait_js(browser: &Browser, script: &str, what: &str) -> Valu
         }
         if Instant::now() > deadline {
             panic!(
-                "never saw {what} after {WAIT:?}; page:\n{}",
+                "never saw {what} after {wait:?}; page:\n{}",
                 browser.page_source().await
             );
         }

@@ -55,6 +55,21 @@ pub struct Browser {
 
 impl Browser {
     pub async fn start() -> Browser {
+        Self::start_with(&[]).await
+    }
+
+    /// A session whose camera and microphone are Chromium's fake ones (a moving test picture and
+    /// a beep), granted without asking.
+    pub async fn start_with_camera() -> Browser {
+        Self::start_with(&[
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+        ])
+        .await
+    }
+
+    /// A session with these Chromium switches besides the usual ones.
+    pub async fn start_with(extra_args: &[&str]) -> Browser {
         let port = super::spare_port();
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
@@ -86,7 +101,8 @@ impl Browser {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let args = [
+        let profile_dir = format!("--user-data-dir={}", browser.profile.path().display());
+        let mut args = vec![
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
@@ -97,8 +113,9 @@ impl Browser {
             "--disable-sync",
             "--disable-dev-shm-usage",
             "--window-size=1280,900",
-            &format!("--user-data-dir={}", browser.profile.path().display()),
+            &profile_dir,
         ];
+        args.extend_from_slice(extra_args);
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
