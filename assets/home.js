@@ -1,6 +1,6 @@
 // The home page: the live rooms, fetched again every 10 s so the list stays current without a
-// reload (the page as served works without this script). The words come from the page
-// (#room-card-text), so they stay in the template.
+// reload (the page as served works without this script). The words come from the page, in the
+// reader's language (#room-card-text's data-t-* attributes).
 "use strict";
 
 (() => {
@@ -8,6 +8,8 @@
   const words = document.getElementById("room-card-text");
   if (!list || !words) return;
   const EVERY_MS = 10000;
+  const t = (name, values = {}) =>
+    (words.dataset[name] || "").replace(/\{(\w+)\}/g, (all, key) => (key in values ? values[key] : all));
 
   function card(room) {
     const link = document.createElement("a");
@@ -31,8 +33,8 @@
     const title = document.createElement("strong");
     title.textContent = room.title || room.name;
     const line = document.createElement("span");
-    let text = `${room.host.nickname} · ${room.audience} ${words.dataset.watching}`;
-    if (room.state === "co_streaming") text += ` · ${words.dataset.coStreaming}`;
+    let text = `${room.host.nickname} · ${t("tWatching", { n: Number(room.audience).toLocaleString("en") })}`;
+    if (room.state === "co_streaming") text += ` · ${t("tCoStreaming")}`;
     line.textContent = text;
     meta.append(title, line);
     link.append(meta);
@@ -43,7 +45,7 @@
     if (rooms.length === 0) {
       const empty = document.createElement("p");
       empty.className = "empty";
-      empty.textContent = words.dataset.empty;
+      empty.textContent = t("tEmpty");
       list.replaceChildren(empty);
       return;
     }

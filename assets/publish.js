@@ -6,38 +6,32 @@
 "use strict";
 
 (() => {
-  // ---- Every word this script shows (one table, for the translations) ----
-  const WORDS = {
-    state: {
-      idle: "not started",
-      opening: "opening the camera…",
-      going_live: "going live…",
-      connecting: "connecting…",
-      waiting: "waiting for the picture",
-      pushing: "pushing",
-      stopped: "stopped",
-      restarting: "restarting: the upload fell behind",
-      reconnecting: "connection lost; reconnecting…",
-    },
-    errors: {
-      bad_stream: "The server cannot read the video this browser records.",
-      bad_message: "The page sent something that is not video.",
-      too_fast: "The upload is faster than the server allows.",
-      too_slow: "The server could not keep up with the upload.",
-      idle: "Nothing arrived from the camera for a while.",
-      push_failed: "The server's encoder stopped.",
-      session_ended: "Your session ended; log in again.",
-    },
-    unsupported: "This browser cannot send video from this page (it needs MediaRecorder, and a page on https or localhost).",
-    denied: "The browser refused the camera or microphone.",
-    refused: "The server refused the upload: go live first (or, as a guest, be on stage).",
-    goLiveFailed: "Could not go live:",
-    camera: "Camera",
-    microphone: "Microphone",
-    copied: "Copied",
-    copyByHand: "Select the text and copy it (the browser allows no copy button on this page).",
-    rotated: "New stream key made; pushes with the old one stop.",
-    rotateConfirm: "Make a new stream key? Any push using the old key stops at once.",
+  // ---- Every word this script shows, in the reader's language ----
+  // From #publish-text's data-t-* attributes (the catalogue's js.publish section); `{name}`
+  // placeholders are filled from `values`.
+  const words = document.getElementById("publish-text");
+  if (!words) return;
+  const t = (name, values = {}) =>
+    (words.dataset[name] || "").replace(/\{(\w+)\}/g, (all, key) => (key in values ? values[key] : all));
+  const STATES = {
+    idle: t("tStateIdle"),
+    opening: t("tStateOpening"),
+    going_live: t("tStateGoingLive"),
+    connecting: t("tStateConnecting"),
+    waiting: t("tStateWaiting"),
+    pushing: t("tStatePushing"),
+    stopped: t("tStateStopped"),
+    restarting: t("tStateRestarting"),
+    reconnecting: t("tStateReconnecting"),
+  };
+  const ERRORS = {
+    bad_stream: t("tErrorBadStream"),
+    bad_message: t("tErrorBadMessage"),
+    too_fast: t("tErrorTooFast"),
+    too_slow: t("tErrorTooSlow"),
+    idle: t("tErrorIdle"),
+    push_failed: t("tErrorPushFailed"),
+    session_ended: t("tErrorSessionEnded"),
   };
 
   // Bytes waiting in the upload socket before the page starts the upload over. Dropping single
@@ -61,7 +55,7 @@
 
   function mimeType() {
     const preferred = new URLSearchParams(location.search).get("codec");
-    const offered = MIME_TYPES.filter((t) => MediaRecorder.isTypeSupported(t));
+    const offered = MIME_TYPES.filter((type) => MediaRecorder.isTypeSupported(type));
     return offered.find((t) => preferred && t.includes(preferred)) || offered[0] || "";
   }
 
@@ -96,7 +90,7 @@
     const say = (text) => { part("notice").textContent = text; };
     function state(name) {
       root.dataset.state = name;
-      part("state").textContent = WORDS.state[name] || name;
+      part("state").textContent = STATES[name] || name;
     }
     function buttons() {
       part("start").disabled = wanted;
@@ -107,7 +101,7 @@
     async function listDevices() {
       const all = await navigator.mediaDevices.enumerateDevices();
       for (const [kind, name, word] of [
-        ["videoinput", "camera", WORDS.camera], ["audioinput", "microphone", WORDS.microphone],
+        ["videoinput", "camera", t("tCamera")], ["audioinput", "microphone", t("tMicrophone")],
       ]) {
         const select = part(name);
         const chosen = select.value;
@@ -137,7 +131,7 @@
     async function start() {
       if (wanted) return;
       if (!window.MediaRecorder || !navigator.mediaDevices) {
-        say(WORDS.unsupported);
+        say(t("tUnsupported"));
         return;
       }
       wanted = true;
@@ -159,7 +153,7 @@
         }
         if (wanted) connect();
       } catch (e) {
-        say(e && e.name === "NotAllowedError" ? WORDS.denied : String(e && e.message ? e.message : e));
+        say(e && e.name === "NotAllowedError" ? t("tDenied") : String(e && e.message ? e.message : e));
         stop();
       }
     }
@@ -186,7 +180,7 @@
           if (serverBytes !== null) part("rate").textContent = Math.round(((m.bytes - serverBytes) * 8) / 1000);
           serverBytes = m.bytes;
         } else if (m.type === "error") {
-          say(WORDS.errors[m.code] ? `${WORDS.errors[m.code]} (${m.message})` : m.message);
+          say(ERRORS[m.code] ? `${ERRORS[m.code]} (${m.message})` : m.message);
         }
       });
       ws.addEventListener("close", (event) => {
@@ -200,7 +194,7 @@
         }
         failures += 1;
         if (failures > RETRIES) {
-          if (!opened) say(WORDS.refused);
+          if (!opened) say(t("tRefused"));
           stop();
           return;
         }
@@ -277,7 +271,7 @@
   function setOnAir(onAir) {
     const mark = $("on-air");
     if (!mark) return;
-    mark.textContent = onAir ? mark.dataset.on : mark.dataset.off;
+    mark.textContent = onAir ? t("tOnAir") : t("tOffAir");
     mark.classList.toggle("on-air", onAir);
   }
 
@@ -292,16 +286,16 @@
     const list = $("viewers");
     if (!list) return;
     const items = v.people.map((p) => item(p.nickname));
-    if (v.more > 0) items.push(item(list.dataset.more.replace("{n}", v.more), "hint"));
-    if (v.guests > 0) items.push(item(list.dataset.guests.replace("{n}", v.guests), "hint"));
-    if (items.length === 0) items.push(item(list.dataset.none, "hint"));
+    if (v.more > 0) items.push(item(t("tViewersMore", { n: v.more }), "hint"));
+    if (v.guests > 0) items.push(item(t("tViewersGuests", { n: v.guests }), "hint"));
+    if (items.length === 0) items.push(item(t("tViewersNone"), "hint"));
     list.replaceChildren(...items);
   }
 
   function pushKey(method, path) {
     return fetch(path, { method, credentials: "same-origin", headers: { "X-RM-CSRF": "1" } })
       .then((res) => res.json().then((body) => {
-        if (!res.ok) throw new Error(body.error ? body.error.message : `status ${res.status}`);
+        if (!res.ok) throw new Error(body.error ? body.error.message : t("tStatus", { status: res.status }));
         return body;
       }));
   }
@@ -320,22 +314,22 @@
     // leaves it.
     pushKey("GET", "/api/v1/me/push").then(showKey, () => {});
     $("rotate-key").addEventListener("click", () => {
-      if (!confirm(WORDS.rotateConfirm)) return;
+      if (!confirm(t("tRotateConfirm"))) return;
       pushKey("POST", "/api/v1/me/push/rotate")
-        .then((key) => { showKey(key); notice(WORDS.rotated); }, (e) => notice(e.message));
+        .then((key) => { showKey(key); notice(t("tRotated")); }, (e) => notice(e.message));
     });
     for (const button of document.querySelectorAll("[data-copy]")) {
       const label = button.textContent;
       button.addEventListener("click", () => {
         const text = $(button.dataset.copy).textContent;
         if (!navigator.clipboard) {
-          notice(WORDS.copyByHand);
+          notice(t("tCopyByHand"));
           return;
         }
         navigator.clipboard.writeText(text).then(() => {
-          button.textContent = WORDS.copied;
+          button.textContent = t("tCopied");
           setTimeout(() => { button.textContent = label; }, 2000);
-        }, () => notice(WORDS.copyByHand));
+        }, () => notice(t("tCopyByHand")));
       });
     }
   }
@@ -369,7 +363,7 @@
         break;
       case "error":
         if (m.about === "start_live" && room.pendingLive) {
-          room.pendingLive.reject(new Error(`${WORDS.goLiveFailed} ${m.message}`));
+          room.pendingLive.reject(new Error(t("tGoLiveFailed", { reason: m.message })));
           room.pendingLive = null;
         }
         break;

@@ -14,10 +14,11 @@
   const player = $("player");
   const overlay = new window.DanmakuOverlay($("overlay"));
   const notice = (text) => { $("notice").textContent = text; };
-  // The page's words in the reader's language, from the page's data-t-* attributes; `{name}`
-  // placeholders are filled from `values`.
+  // The page's words in the reader's language, from #record-text's data-t-* attributes (the
+  // catalogue's js.record section); `{name}` placeholders are filled from `values`.
+  const words = $("record-text").dataset;
   const t = (name, values = {}) =>
-    (root.dataset[name] || "").replace(/\{(\w+)\}/g, (all, key) => (key in values ? values[key] : all));
+    (words[name] || "").replace(/\{(\w+)\}/g, (all, key) => (key in values ? values[key] : all));
 
   // The header tells the server this is the site's own script, not another site's form
   // (docs/SECURITY.md); a JSON body would too, but DELETE has none.

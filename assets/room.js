@@ -6,26 +6,22 @@
   const root = document.querySelector("[data-room-id]");
   if (!root) return;
 
-  // ---- the page's words, in one place (for translations) ----
-  const TEXT = {
-    phases: {
-      idle: "offline", starting: "starting…", live: "live",
-      co_streaming: "live · co-streaming", closing: "closing",
-    },
-    goingLive: "The host is going live…",
-    notLive: "The host is not live right now.",
-    closed: (reason) => `The room is closed: ${reason}`,
-    reconnecting: (secs) => `Connection lost, reconnecting in ${secs} s…`,
-    connecting: "Connection lost, reconnecting…",
-    reconnected: "Reconnected",
-    sessionEnded: (reason) => `Your session ended (${reason}). Reload the page to continue.`,
-    notConnected: "Not connected; trying again…",
-    noSession: "Cannot start a session; reload the page.",
-    giftLine: (count, icon, name) => ` sent ${count} × ${icon} ${name}`,
-    giftShow: (nickname, count, name) => `${nickname} · ${count} × ${name}`,
-    liked: (count) => `Someone liked this (${count})`,
-    noFullscreen: "This browser cannot show the player full screen.",
+  // ---- the page's words, in the reader's language ----
+  // From #room-text's data-t-* attributes (the catalogue's js.room section); `{name}`
+  // placeholders are filled from `values`.
+  const words = document.getElementById("room-text").dataset;
+  const t = (name, values = {}) =>
+    (words[name] || "").replace(/\{(\w+)\}/g, (all, key) => (key in values ? values[key] : all));
+  const PHASES = {
+    idle: t("tPhaseIdle"), starting: t("tPhaseStarting"), live: t("tPhaseLive"),
+    co_streaming: t("tPhaseCoStreaming"), closing: t("tPhaseClosing"),
   };
+  // An `error` in the reader's language by its code; the server's (English) message where the
+  // catalogue has no entry. The English catalogue shows the server's message as it is.
+  function errorText(m) {
+    const name = "tError" + String(m.code).split("_").map((w) => w.charAt(0).toUpperCase() + w.slice(1)).join("");
+    return words[name] ? t(name, { detail: m.message }) : m.message;
+  }
 
   const roomId = Number(root.dataset.roomId);
   const isHost = root.dataset.host === "true";
@@ -41,7 +37,7 @@
   const notice = (text) => { $("notice").textContent = text; };
 
   function setPhase(phase) {
-    $("phase").textContent = TEXT.phases[phase] || phase;
+    $("phase").textContent = PHASES[phase] || phase;
     const live = phase === "live" || phase === "co_streaming";
     if (isHost) {
       $("start").disabled = live || phase === "starting";
@@ -50,7 +46,7 @@
     const offline = phase !== "live" && phase !== "co_streaming";
     show($("offline"), offline);
     $("status").textContent = offline
-      ? (phase === "starting" ? TEXT.goingLive : TEXT.notLive)
+      ? (phase === "starting" ? t("tGoingLive") : t("tNotLive"))
       : "";
   }
 
@@ -115,7 +111,7 @@
       item.classList.add("from-host");
       const badge = document.createElement("span");
       badge.className = "host-badge";
-      badge.textContent = "Host";
+      badge.textContent = t("tHost");
       item.append(badge);
     }
     const name = document.createElement("span");
@@ -144,8 +140,8 @@
     }).then((res) => {
       if (res.ok) return;
       return res.json().then(
-        (e) => { throw new Error(e.error ? e.error.message : `status ${res.status}`); },
-        () => { throw new Error(`status ${res.status}`); });
+        (e) => { throw new Error(e.error ? e.error.message : t("tStatus", { status: res.status })); },
+        () => { throw new Error(t("tStatus", { status: res.status })); });
     });
   }
 
@@ -165,17 +161,19 @@
     const tools = document.createElement("span");
     tools.className = "moderation";
     if (admin) {
-      tools.append(smallButton("Delete", () => {
+      tools.append(smallButton(t("tDelete"), () => {
         adminPost(`/admin/moderation/rooms/${roomId}/danmaku/${d.id}/delete`, {})
-          .catch((e) => notice(`Cannot delete: ${e.message}`));
-      }), " ", smallButton("Ban", () => banForm(tools, d)));
+          .catch((e) => notice(t("tCannotDelete", { reason: e.message })));
+      }), " ", smallButton(t("tBan"), () => banForm(tools, d)));
     } else {
-      tools.append(smallButton("Delete", () => send({ type: "delete_danmaku", id: d.id })));
+      tools.append(smallButton(t("tDelete"), () => send({ type: "delete_danmaku", id: d.id })));
     }
     item.prepend(tools);
   }
 
-  const banLengths = [["1 hour", 3600], ["1 day", 86400], ["7 days", 604800], ["Permanent", 0]];
+  const banLengths = [
+    [t("tBanHour"), 3600], [t("tBanDay"), 86400], [t("tBanWeek"), 604800], [t("tBanPermanent"), 0],
+  ];
 
   function banForm(tools, d) {
     if (tools.querySelector("form")) return;
@@ -185,11 +183,11 @@
     reason.name = "reason";
     reason.required = true;
     reason.maxLength = 500;
-    reason.placeholder = `Why ban ${d.nickname}?`;
-    reason.setAttribute("aria-label", "Reason");
+    reason.placeholder = t("tBanWhy", { nickname: d.nickname });
+    reason.setAttribute("aria-label", t("tBanReason"));
     const length = document.createElement("select");
     length.name = "length";
-    length.setAttribute("aria-label", "Length");
+    length.setAttribute("aria-label", t("tBanLength"));
     for (const [label, secs] of banLengths) {
       const option = document.createElement("option");
       option.value = secs;
@@ -198,7 +196,7 @@
     }
     const submit = document.createElement("button");
     submit.type = "submit";
-    submit.textContent = "Ban from chat";
+    submit.textContent = t("tBanSubmit");
     form.append(reason, length, submit);
     form.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -207,8 +205,8 @@
       if (secs > 0) body.until = Math.floor(Date.now() / 1000) + secs;
       adminPost(`/admin/moderation/users/${d.user_id}/bans`, body).then(() => {
         form.remove();
-        notice(`${d.nickname} is banned from chatting`);
-      }, (e) => notice(`Cannot ban: ${e.message}`));
+        notice(t("tBanned", { nickname: d.nickname }));
+      }, (e) => notice(t("tCannotBan", { reason: e.message })));
     });
     tools.append(form);
     reason.focus();
@@ -229,7 +227,7 @@
     icon.className = "gift-icon";
     icon.textContent = m.icon;
     const what = document.createElement("span");
-    what.textContent = TEXT.giftShow(m.nickname, m.count, m.name);
+    what.textContent = t("tGiftShow", { nickname: m.nickname, count: m.count, name: m.name });
     pop.append(icon, what);
     pop.addEventListener("animationend", () => pop.remove());
     stage.append(pop);
@@ -244,14 +242,14 @@
     if (!queue || queue.length === 0) {
       const empty = document.createElement("li");
       empty.className = "hint";
-      empty.textContent = "Nobody is asking to co-stream.";
+      empty.textContent = t("tQueueEmpty");
       list.append(empty);
       return;
     }
     for (const person of queue) {
       const item = document.createElement("li");
       item.append(document.createTextNode(person.nickname + " "));
-      for (const [label, accept] of [["Accept", true], ["Refuse", false]]) {
+      for (const [label, accept] of [[t("tAccept"), true], [t("tRefuse"), false]]) {
         const button = document.createElement("button");
         button.type = "button";
         button.className = accept ? "" : "secondary";
@@ -302,7 +300,7 @@
       case "room_closed":
         closedForGood = true;
         setPhase("closing");
-        $("status").textContent = TEXT.closed(m.reason);
+        $("status").textContent = t("tClosed", { reason: m.reason });
         stopVideo();
         break;
       case "watch_url":
@@ -318,29 +316,29 @@
         removeLine(m.id);
         break;
       case "gift":
-        addLine(m.nickname, TEXT.giftLine(m.count, m.icon, m.name), "gift-line");
+        addLine(m.nickname, ` ${t("tGiftLine", { count: m.count, icon: m.icon, name: m.name })}`, "gift-line");
         showGift(m);
         break;
       case "like":
-        notice(TEXT.liked(m.count));
+        notice(t("tLiked", { count: m.count }));
         break;
       case "audience":
         $("audience").textContent = m.count;
         break;
       case "connect_request":
         renderQueue(m.queue);
-        notice(`${m.nickname} asks to co-stream`);
+        notice(t("tAsks", { nickname: m.nickname }));
         break;
       case "connect_queue":
         renderQueue(m.queue);
         break;
       case "connect_answer":
-        notice(m.accept ? "The host accepted!" : "The host declined your request.");
+        notice(m.accept ? t("tAccepted") : t("tDeclined"));
         break;
       case "connect_started":
         setPhase("co_streaming");
         setWatch(m.watch_url);
-        notice(`${m.guest.nickname} is on stage with ${m.host.nickname}`);
+        notice(t("tOnStage", { guest: m.guest.nickname, host: m.host.nickname }));
         show($("end-connect"), true);
         if (m.push_url) {
           $("guest-push-url").textContent = m.push_url;
@@ -354,16 +352,16 @@
         show($("end-connect"), false);
         show($("guest-push"), false);
         show($("apply"), true);
-        notice("The co-stream ended");
+        notice(t("tCoStreamEnded"));
         break;
       case "room_updated":
         $("description").textContent = m.description;
         break;
       case "banned":
-        notice(`You are banned (${m.scope}): ${m.reason}`);
+        notice(t("tYouAreBanned", { scope: m.scope, reason: m.reason }));
         break;
       case "error":
-        notice(m.message);
+        notice(errorText(m));
         break;
       default:
         break;
@@ -374,7 +372,7 @@
     if (socket && socket.readyState === WebSocket.OPEN) {
       socket.send(JSON.stringify(message));
     } else {
-      notice(TEXT.notConnected);
+      notice(t("tNotConnected"));
     }
   }
 
@@ -392,7 +390,7 @@
   function rejoined() {
     if (!dropped) return;
     dropped = false;
-    connectionNote(TEXT.reconnected);
+    connectionNote(t("tReconnected"));
     setTimeout(() => {
       if (!dropped) connectionNote(null);
     }, 4000);
@@ -406,13 +404,13 @@
     retryMs = Math.min(retryMs * 2, 15000);
     const due = Date.now() + wait;
     const tell = () =>
-      connectionNote(TEXT.reconnecting(Math.max(1, Math.ceil((due - Date.now()) / 1000))));
+      connectionNote(t("tReconnecting", { secs: Math.max(1, Math.ceil((due - Date.now()) / 1000)) }));
     tell();
     clearInterval(countdown);
     countdown = setInterval(tell, 500);
     setTimeout(() => {
       clearInterval(countdown);
-      connectionNote(TEXT.connecting);
+      connectionNote(t("tConnecting"));
       connect();
     }, wait);
   }
@@ -436,7 +434,7 @@
         // The session ended (logged out, expired, or the guest was removed): a reconnect with
         // it would be refused, so stop here and say what to do.
         closedForGood = true;
-        notice(TEXT.sessionEnded(event.reason));
+        notice(t("tSessionEnded", { reason: event.reason }));
         return;
       }
       reconnectLater();
@@ -467,7 +465,7 @@
     });
     $("stop").addEventListener("click", () => send({ type: "stop_live" }));
     $("close").addEventListener("click", () => {
-      if (confirm("Close the room? Everyone leaves and the session is recorded.")) {
+      if (confirm(t("tConfirmClose"))) {
         send({ type: "close_room" });
       }
     });
@@ -487,11 +485,11 @@
     if (document.fullscreenElement) {
       document.exitFullscreen().catch(() => {});
     } else if (box.requestFullscreen) {
-      box.requestFullscreen().catch(() => notice(TEXT.noFullscreen));
+      box.requestFullscreen().catch(() => notice(t("tNoFullscreen")));
     } else if (player.webkitEnterFullscreen) {
       player.webkitEnterFullscreen();
     } else {
-      notice(TEXT.noFullscreen);
+      notice(t("tNoFullscreen"));
     }
   });
 
@@ -531,5 +529,5 @@
     .then((res) => (res.ok ? res.json() : null))
     .then((session) => { admin = session; }, () => { admin = null; });
   Promise.all([ready, adminCheck])
-    .then(connect, () => notice(TEXT.noSession));
+    .then(connect, () => notice(t("tNoSession")));
 })();

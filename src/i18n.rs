@@ -98,6 +98,21 @@ impl Lang {
         catalogue(self).get(key).map(String::as_str)
     }
 
+    /// Every text of a catalogue section (`js.room`) as `(name, text)`, the name the rest of the
+    /// key in kebab case (`error.not_live` → `error-not-live`), sorted: a page writes them as
+    /// `data-t-{name}` attributes, where its script reads them (`dataset.tErrorNotLive`). The
+    /// scripts get their words this way only, so a script never holds a sentence of its own.
+    pub fn script_text(self, section: &str) -> Vec<(String, &'static str)> {
+        let prefix = format!("{section}.");
+        let mut texts: Vec<_> = catalogue(Lang::En)
+            .keys()
+            .filter_map(|key| key.strip_prefix(&prefix).map(|name| (name, key)))
+            .map(|(name, key)| (name.replace(['.', '_'], "-"), self.t(key)))
+            .collect();
+        texts.sort();
+        texts
+    }
+
     /// The text of `key` with its `{name}` placeholders filled.
     pub fn fill(self, key: &str, args: &[(&str, &dyn Display)]) -> String {
         fill(self.t(key), args)
@@ -268,8 +283,12 @@ mod tests {
         for (key, zh) in catalogue(Lang::ZhCn) {
             let en = Lang::En.t(key);
             // An error's English is the server's own sentence ({detail}); its translation may
-            // name any value the error carries instead. A date's parts are written differently.
-            if key.starts_with("errors.") || key.starts_with("date.") {
+            // name any value the error carries instead (or none: the room page knows only the
+            // code). A date's parts are written differently.
+            if key.starts_with("errors.")
+                || key.starts_with("js.room.error.")
+                || key.starts_with("date.")
+            {
                 continue;
             }
             assert_eq!(placeholders(zh), placeholders(en), "placeholders of {key}");
@@ -330,13 +349,80 @@ mod tests {
             .filter(|k| {
                 let plural =
                     en.contains_key(&format!("{k}.one")) && en.contains_key(&format!("{k}.other"));
-                !(en.contains_key(k) || plural)
+                // `script_text("js.room")` names a whole section.
+                let section = en.keys().any(|key| key.starts_with(&format!("{k}.")));
+                !(en.contains_key(k) || plural || section)
             })
             .collect();
         assert!(
             missing.is_empty(),
             "keys used but not in en.toml: {missing:?}"
         );
+    }
+
+    /// Every word a script asks for (`t("tBanReason")` in `assets/room.js`) is in its section
+    /// (`js.room.ban_reason`), and every page that loads the script writes that section.
+    #[test]
+    fn every_word_the_scripts_use_exists_and_reaches_them() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let read_dir = |dir: &str| {
+            std::fs::read_dir(root.join(dir))
+                .expect("the source tree is readable")
+                .map(|e| e.expect("the source tree is readable").path())
+                .filter(|p| p.is_file())
+                .collect::<Vec<_>>()
+        };
+        let templates: Vec<String> = read_dir("templates")
+            .iter()
+            .map(|p| std::fs::read_to_string(p).expect("templates are UTF-8"))
+            .collect();
+        let mut problems = Vec::new();
+        for script in read_dir("assets") {
+            let Some(stem) = script
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".js"))
+            else {
+                continue;
+            };
+            let text = std::fs::read_to_string(&script).expect("scripts are UTF-8");
+            let section = format!("js.{stem}");
+            let known: BTreeSet<String> = Lang::En
+                .script_text(&section)
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect();
+            let mut asked = 0;
+            for piece in text.split("t(\"t").skip(1) {
+                let Some((name, _)) = piece.split_once('"') else {
+                    continue;
+                };
+                if !name.starts_with(|c: char| c.is_ascii_uppercase())
+                    || !name.chars().all(|c| c.is_ascii_alphanumeric())
+                {
+                    continue;
+                }
+                asked += 1;
+                let mut kebab = String::new();
+                for (i, c) in name.chars().enumerate() {
+                    if c.is_ascii_uppercase() && i > 0 {
+                        kebab.push('-');
+                    }
+                    kebab.push(c.to_ascii_lowercase());
+                }
+                if !known.contains(&kebab) {
+                    problems.push(format!("{stem}.js asks for {name}, not in [{section}]"));
+                }
+            }
+            let loader = format!("src=\"/assets/{stem}.js\"");
+            let writer = format!("script_text(\"{section}\")");
+            for page in templates.iter().filter(|t| t.contains(&loader)) {
+                if asked > 0 && !page.contains(&writer) {
+                    problems.push(format!("a page loads {stem}.js without its words"));
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 
     #[test]

@@ -97,6 +97,11 @@ impl Layout {
         self.lang.date(iso)
     }
 
+    /// A script's words, for its `data-t-*` attributes ([`Lang::script_text`]).
+    pub fn script_text(&self, section: &str) -> Vec<(String, &'static str)> {
+        self.lang.script_text(section)
+    }
+
     /// The languages the footer's switch offers besides this page's.
     pub fn other_languages(&self) -> Vec<Lang> {
         Lang::ALL.into_iter().filter(|l| *l != self.lang).collect()
@@ -162,11 +167,11 @@ pub async fn home(
     MaybeSigned(who): MaybeSigned,
 ) -> Result<Html<String>, PageError> {
     render(&HomePage {
-        layout: Layout::for_user(lang, "Live now", who.as_ref()),
+        layout: Layout::for_user(lang, lang.t("home.title"), who.as_ref()),
         rooms: app.rooms.live_rooms(),
         records: latest(&app, HOME_RECORDS).await?,
         pager: Pager::none(),
-        empty_message: "No recordings yet.",
+        empty_message: lang.t("home.no_records"),
     })
 }
 
