@@ -18,6 +18,7 @@ use crate::admin::ip_bans;
 use crate::admin::{self as admin_rules, SignedAdmin};
 use crate::app::App;
 use crate::calendar::moment;
+use crate::i18n::Lang;
 use crate::model::{IpBan, IpBanId};
 use crate::store::unix_now;
 
@@ -182,6 +183,7 @@ pub struct AddForm {
 
 async fn render_page(
     app: &App,
+    lang: Lang,
     csrf: &Csrf,
     admin: &SignedAdmin,
     status: StatusCode,
@@ -195,7 +197,7 @@ async fn render_page(
         None => (None, AddForm::default()),
     };
     let view = IpBansPage {
-        layout: AdminLayout::new("IP bans", csrf, Some(admin)),
+        layout: AdminLayout::new(lang, "admin.nav.ip_bans", csrf, Some(admin)),
         in_force: in_force.into_iter().map(|b| BanRow::of(b, now)).collect(),
         history: history.into_iter().map(|b| BanRow::of(b, now)).collect(),
         error,
@@ -211,9 +213,10 @@ async fn render_page(
 pub async fn ip_bans_page(
     State(app): State<Arc<App>>,
     AdminPage(admin): AdminPage,
+    lang: Lang,
     csrf: Csrf,
 ) -> Result<Response, PageError> {
-    render_page(&app, &csrf, &admin, StatusCode::OK, None).await
+    render_page(&app, lang, &csrf, &admin, StatusCode::OK, None).await
 }
 
 /// `POST /admin/ip-bans` (the form): `303` back to the page, or the page with the refusal.
@@ -221,6 +224,7 @@ pub async fn add_submit(
     State(app): State<Arc<App>>,
     AdminPage(admin): AdminPage,
     ClientIp(ip): ClientIp,
+    lang: Lang,
     csrf: Csrf,
     PageForm(form): PageForm<AddForm>,
 ) -> Result<Response, PageError> {
@@ -236,7 +240,17 @@ pub async fn add_submit(
     .await;
     match added {
         Ok(_) => Ok(see_other(PAGE_PATH, None)),
-        Err(e) => render_page(&app, &csrf, &admin, e.status, Some((e.message, form))).await,
+        Err(e) => {
+            render_page(
+                &app,
+                lang,
+                &csrf,
+                &admin,
+                e.status,
+                Some((e.message_in(lang), form)),
+            )
+            .await
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use serde_json::json;
 use crate::admin::SignedAdmin;
 use crate::app::App;
 use crate::config::MailTransport;
+use crate::i18n::Lang;
 use crate::mail::Opened;
 use crate::model::{AuditAction, MailId, QueuedMail, SentMail};
 
@@ -203,12 +204,13 @@ struct MailPage {
 pub async fn mail_page(
     State(app): State<Arc<App>>,
     AdminPage(admin): AdminPage,
+    lang: Lang,
     csrf: Csrf,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
     let (queued, sent) = overview(&app).await?;
     let view = MailPage {
-        layout: AdminLayout::new("Mail", &csrf, Some(&admin)),
+        layout: AdminLayout::new(lang, "admin.nav.mail", &csrf, Some(&admin)),
         transport: transport_name(&app),
         queued,
         sent,
@@ -222,13 +224,14 @@ pub async fn mail_page(
 pub async fn open_page(
     State(app): State<Arc<App>>,
     AdminPage(admin): AdminPage,
+    lang: Lang,
     csrf: Csrf,
     ApiPath(id): ApiPath<u64>,
 ) -> Result<Response, PageError> {
     let open = opened(&app, id).await?;
     let (queued, sent) = overview(&app).await?;
     let view = MailPage {
-        layout: AdminLayout::new("Mail", &csrf, Some(&admin)),
+        layout: AdminLayout::new(lang, "admin.nav.mail", &csrf, Some(&admin)),
         transport: transport_name(&app),
         queued,
         sent,

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::admin::{AdminError, SignedAdmin};
 use crate::app::App;
 use crate::config::MediaBackend;
+use crate::i18n::Lang;
 use crate::rooms::RoomSummary;
 
 use super::account_pages::{page, see_other, CsrfOnlyForm, PageForm};
@@ -23,6 +24,7 @@ use super::admin::Dashboard;
 use super::auth::{admin_cookie, clear_admin_cookie, cookie, AdminPage, ClientIp, ADMIN_COOKIE};
 use super::csrf::Csrf;
 use super::error::{ApiError, PageError};
+use super::pages::Amount;
 
 /// One entry of the admin nav; an empty `href` is a page not built yet, shown disabled.
 pub struct NavItem {
@@ -31,21 +33,24 @@ pub struct NavItem {
     pub current: bool,
 }
 
-/// The admin sections, in nav order.
+/// The admin sections, in nav order: the catalogue key of the label (also the page's title),
+/// and the address.
 const SECTIONS: [(&str, &str); 9] = [
-    ("Dashboard", "/admin"),
-    ("Users", "/admin/users"),
-    ("Recordings", "/admin/records"),
-    ("Rooms", "/admin/rooms"),
-    ("Statistics", "/admin/stats"),
-    ("Downloads", "/admin/downloads"),
-    ("Audit", "/admin/audit"),
-    ("Mail", "/admin/mail"),
-    ("IP bans", "/admin/ip-bans"),
+    ("admin.nav.dashboard", "/admin"),
+    ("admin.nav.users", "/admin/users"),
+    ("admin.nav.recordings", "/admin/records"),
+    ("admin.nav.rooms", "/admin/rooms"),
+    ("admin.nav.statistics", "/admin/stats"),
+    ("admin.nav.downloads", "/admin/downloads"),
+    ("admin.nav.audit", "/admin/audit"),
+    ("admin.nav.mail", "/admin/mail"),
+    ("admin.nav.ip_bans", "/admin/ip-bans"),
 ];
 
-/// What `admin/base.html` needs from every admin page.
+/// What `admin/base.html` needs from every admin page, and the reader's language for the
+/// templates' strings: `{{ layout.t("key") }}`, `{{ layout.lang.moment(…) }}`.
 pub struct AdminLayout {
+    pub lang: Lang,
     pub title: String,
     pub version: &'static str,
     /// The signed-in admin, for the nav (none on the login and setup pages).
@@ -56,21 +61,32 @@ pub struct AdminLayout {
 }
 
 impl AdminLayout {
-    pub(super) fn new(title: &str, csrf: &Csrf, admin: Option<&SignedAdmin>) -> Self {
+    /// `title` is a catalogue key; a section's key marks it current in the nav.
+    pub(super) fn new(lang: Lang, title: &str, csrf: &Csrf, admin: Option<&SignedAdmin>) -> Self {
         AdminLayout {
-            title: title.to_owned(),
+            lang,
+            title: lang.t(title).to_owned(),
             version: env!("CARGO_PKG_VERSION"),
             admin_name: admin.map(|a| a.admin.name.clone()),
             nav: SECTIONS
                 .iter()
-                .map(|&(label, href)| NavItem {
-                    label,
+                .map(|&(key, href)| NavItem {
+                    label: lang.t(key),
                     href,
-                    current: label == title,
+                    current: key == title,
                 })
                 .collect(),
             csrf: csrf.token.clone(),
         }
+    }
+
+    pub fn t(&self, key: &str) -> &'static str {
+        self.lang.t(key)
+    }
+
+    /// `key.one` or `key.other` for `n` things, with `{n}` filled.
+    pub fn count(&self, key: &str, n: impl Amount) -> String {
+        self.lang.count(key, n.amount(), &[])
     }
 }
 
@@ -82,11 +98,11 @@ struct AdminNoticePage {
 }
 
 /// A refusal as an admin page (the setup link used up or wrong).
-fn notice(app: &App, csrf: &Csrf, title: &str, e: AdminError) -> Response {
+fn notice(app: &App, lang: Lang, csrf: &Csrf, title: &str, e: AdminError) -> Response {
     let error = ApiError::from(e);
     let notice = AdminNoticePage {
-        layout: AdminLayout::new(title, csrf, None),
-        message: error.message,
+        layout: AdminLayout::new(lang, title, csrf, None),
+        message: error.message_in(lang),
     };
     page(app, csrf, error.status, &notice)
 }
@@ -123,14 +139,15 @@ pub struct SetupForm {
 /// `GET /admin/setup?token=…`: the form that creates the first admin, while the token is good.
 pub async fn setup_page(
     State(app): State<Arc<App>>,
+    lang: Lang,
     csrf: Csrf,
     Query(query): Query<SetupQuery>,
 ) -> Response {
     if let Err(e) = app.admins.check_setup(&query.token).await {
-        return notice(&app, &csrf, "Setup", e);
+        return notice(&app, lang, &csrf, "admin.setup.title", e);
     }
     let form = SetupPage {
-        layout: AdminLayout::new("Setup", &csrf, None),
+        layout: AdminLayout::new(lang, "admin.setup.title", &csrf, None),
         token: query.token,
         name: String::new(),
         error: None,
@@ -142,6 +159,7 @@ pub async fn setup_page(
 pub async fn setup_submit(
     State(app): State<Arc<App>>,
     ClientIp(ip): ClientIp,
+    lang: Lang,
     csrf: Csrf,
     PageForm(form): PageForm<SetupForm>,
 ) -> Result<Response, PageError> {
@@ -156,15 +174,15 @@ pub async fn setup_submit(
             Some(admin_cookie(&app, &login.token, login.expires_at)),
         )),
         Err(e @ (AdminError::SetupDone | AdminError::SetupInvalid)) => {
-            Ok(notice(&app, &csrf, "Setup", e))
+            Ok(notice(&app, lang, &csrf, "admin.setup.title", e))
         }
         Err(e) => {
             let error = ApiError::from(e);
             let again = SetupPage {
-                layout: AdminLayout::new("Setup", &csrf, None),
+                layout: AdminLayout::new(lang, "admin.setup.title", &csrf, None),
                 token: form.token,
                 name: form.name,
-                error: Some(error.message),
+                error: Some(error.message_in(lang)),
             };
             Ok(page(&app, &csrf, error.status, &again))
         }
@@ -192,9 +210,9 @@ pub struct LoginForm {
 }
 
 /// `GET /admin/login`.
-pub async fn login_page(State(app): State<Arc<App>>, csrf: Csrf) -> Response {
+pub async fn login_page(State(app): State<Arc<App>>, lang: Lang, csrf: Csrf) -> Response {
     let form = LoginPage {
-        layout: AdminLayout::new("Admin login", &csrf, None),
+        layout: AdminLayout::new(lang, "admin.login.title", &csrf, None),
         name: String::new(),
         error: None,
     };
@@ -205,6 +223,7 @@ pub async fn login_page(State(app): State<Arc<App>>, csrf: Csrf) -> Response {
 pub async fn login_submit(
     State(app): State<Arc<App>>,
     ClientIp(ip): ClientIp,
+    lang: Lang,
     csrf: Csrf,
     PageForm(form): PageForm<LoginForm>,
 ) -> Result<Response, PageError> {
@@ -217,9 +236,9 @@ pub async fn login_submit(
         Err(e) => {
             let error = ApiError::from(e);
             let again = LoginPage {
-                layout: AdminLayout::new("Admin login", &csrf, None),
+                layout: AdminLayout::new(lang, "admin.login.title", &csrf, None),
                 name: form.name,
-                error: Some(error.message),
+                error: Some(error.message_in(lang)),
             };
             Ok(page(&app, &csrf, error.status, &again))
         }
@@ -267,18 +286,20 @@ struct DashboardPage {
 pub async fn dashboard(
     State(app): State<Arc<App>>,
     AdminPage(admin): AdminPage,
+    lang: Lang,
     csrf: Csrf,
 ) -> Result<Response, PageError> {
     let figures = Dashboard::gather(&app).await?;
-    let unknown = || "unknown".to_owned();
+    let unknown = || lang.t("admin.dashboard.unknown").to_owned();
     let view = DashboardPage {
-        layout: AdminLayout::new("Dashboard", &csrf, Some(&admin)),
+        layout: AdminLayout::new(lang, "admin.nav.dashboard", &csrf, Some(&admin)),
         live_rooms: figures.live_rooms.len(),
         viewers_now: figures.viewers_now,
         registrations_today: figures.registrations_today,
-        recordings: figures
-            .recordings_bytes
-            .map_or_else(|| "kept by the media backend".to_owned(), in_units),
+        recordings: figures.recordings_bytes.map_or_else(
+            || lang.t("admin.dashboard.kept_by_backend").to_owned(),
+            in_units,
+        ),
         disk_free: figures
             .disk
             .map_or_else(unknown, |d| in_units(d.free_bytes)),
@@ -289,7 +310,10 @@ pub async fn dashboard(
             MediaBackend::Rtmp => "rtmp",
             MediaBackend::Http => "http",
         },
-        media_status: figures.media.status.unwrap_or("not checked"),
+        media_status: figures
+            .media
+            .status
+            .unwrap_or(lang.t("admin.dashboard.not_checked")),
         media_problem: figures.media.problem,
         rooms: figures.live_rooms,
     };

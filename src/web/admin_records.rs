@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::admin::{self, SignedAdmin};
 use crate::app::App;
+use crate::i18n::Lang;
 use crate::model::{AuditAction, RecordId};
 use crate::records::parse_order;
 use crate::store::Listed;
@@ -98,6 +99,7 @@ struct RecordsPage {
 pub async fn records_page(
     State(app): State<Arc<App>>,
     AdminPage(admin): AdminPage,
+    lang: Lang,
     csrf: Csrf,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
@@ -120,7 +122,7 @@ pub async fn records_page(
     let rows: Vec<RecordRow> = found.records.into_iter().map(RecordRow::of).collect();
     let shown = (paging.offset() + rows.len()) as u64;
     let view = RecordsPage {
-        layout: AdminLayout::new("Recordings", &csrf, Some(&admin)),
+        layout: AdminLayout::new(lang, "admin.nav.recordings", &csrf, Some(&admin)),
         q,
         sort,
         total: found.total,

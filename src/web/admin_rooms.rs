@@ -13,6 +13,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use crate::app::App;
+use crate::i18n::Lang;
 use crate::model::RoomId;
 
 use super::account_pages::{page, see_other, PageForm};
@@ -39,12 +40,13 @@ struct RoomsPage {
 pub async fn rooms_page(
     State(app): State<Arc<App>>,
     AdminPage(admin): AdminPage,
+    lang: Lang,
     csrf: Csrf,
     RawQuery(raw): RawQuery,
 ) -> Response {
     let rooms = admin_bans::live_rooms(&app);
     let view = RoomsPage {
-        layout: AdminLayout::new("Rooms", &csrf, Some(&admin)),
+        layout: AdminLayout::new(lang, "admin.nav.rooms", &csrf, Some(&admin)),
         since: rooms
             .iter()
             .map(|r| r.since.map(moment).unwrap_or_default())

@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::app::App;
+use crate::i18n::Lang;
 use crate::model::AuditEntry;
 use crate::records::Paging;
 use crate::stats::svg::{self, Kind, Point};
@@ -136,6 +137,7 @@ struct StatsPage {
 pub async fn stats_page(
     State(app): State<Arc<App>>,
     AdminPage(admin): AdminPage,
+    lang: Lang,
     csrf: Csrf,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
@@ -168,7 +170,7 @@ pub async fn stats_page(
         });
     }
     let view = StatsPage {
-        layout: AdminLayout::new("Statistics", &csrf, Some(&admin)),
+        layout: AdminLayout::new(lang, "admin.nav.statistics", &csrf, Some(&admin)),
         from,
         to,
         sections,
@@ -381,6 +383,7 @@ struct AuditPage {
 pub async fn audit_page(
     State(app): State<Arc<App>>,
     AdminPage(admin): AdminPage,
+    lang: Lang,
     csrf: Csrf,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
@@ -402,7 +405,7 @@ pub async fn audit_page(
         .finish();
     let shown = (paging.offset() + found.entries.len()) as u64;
     let view = AuditPage {
-        layout: AdminLayout::new("Audit", &csrf, Some(&admin)),
+        layout: AdminLayout::new(lang, "admin.nav.audit", &csrf, Some(&admin)),
         admin: admin_name,
         action,
         from,

@@ -20,6 +20,7 @@ use serde_json::json;
 use crate::admin::users::{self, UserDetail};
 use crate::admin::{AdminError, SignedAdmin};
 use crate::app::App;
+use crate::i18n::Lang;
 use crate::model::{
     AuditAction, Ban, BanScope, LoginEvent, LoginKind, RecordId, RoomId, User, UserId, UserKind,
 };
@@ -288,6 +289,7 @@ struct UserRow {
 pub async fn users_list_page(
     State(app): State<Arc<App>>,
     AdminPage(admin): AdminPage,
+    lang: Lang,
     csrf: Csrf,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
@@ -312,7 +314,7 @@ pub async fn users_list_page(
         .collect();
     let shown = (paging.offset() + rows.len()) as u64;
     let view = UsersPageView {
-        layout: AdminLayout::new("Users", &csrf, Some(&admin)),
+        layout: AdminLayout::new(lang, "admin.nav.users", &csrf, Some(&admin)),
         q,
         filter,
         sort,
@@ -347,6 +349,7 @@ struct UserPageView {
 pub async fn user_page(
     State(app): State<Arc<App>>,
     AdminPage(admin): AdminPage,
+    lang: Lang,
     csrf: Csrf,
     ApiPath(id): ApiPath<u64>,
     RawQuery(raw): RawQuery,
@@ -360,7 +363,7 @@ pub async fn user_page(
         .collect();
     banned_scopes.dedup();
     let view = UserPageView {
-        layout: AdminLayout::new("Users", &csrf, Some(&admin)),
+        layout: AdminLayout::new(lang, "admin.nav.users", &csrf, Some(&admin)),
         notice: Query::of(raw).get("notice").and_then(notice_text),
         banned_scopes,
         registered: moment(detail.user.created_at),

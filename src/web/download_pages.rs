@@ -84,13 +84,14 @@ struct AdminDownloadsPage {
 
 async fn admin_page(
     app: &App,
+    lang: Lang,
     csrf: &Csrf,
     admin: &crate::admin::SignedAdmin,
     status: StatusCode,
     error: Option<String>,
 ) -> Result<Response, PageError> {
     let view = AdminDownloadsPage {
-        layout: AdminLayout::new("Downloads", csrf, Some(admin)),
+        layout: AdminLayout::new(lang, "admin.nav.downloads", csrf, Some(admin)),
         downloads: rows(app).await?,
         max_size: in_units(app.downloads.max_bytes()),
         error,
@@ -102,9 +103,10 @@ async fn admin_page(
 pub async fn admin_downloads(
     State(app): State<Arc<App>>,
     AdminPage(admin): AdminPage,
+    lang: Lang,
     csrf: Csrf,
 ) -> Result<Response, PageError> {
-    admin_page(&app, &csrf, &admin, StatusCode::OK, None).await
+    admin_page(&app, lang, &csrf, &admin, StatusCode::OK, None).await
 }
 
 /// The longest value of a small field of the upload form, in bytes.
@@ -124,6 +126,7 @@ pub async fn admin_upload(
     State(app): State<Arc<App>>,
     AdminPage(admin): AdminPage,
     ClientIp(ip): ClientIp,
+    lang: Lang,
     csrf: Csrf,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, PageError> {
@@ -159,7 +162,17 @@ pub async fn admin_upload(
                 };
                 return match stored {
                     Ok(()) => Ok(see_other("/admin/downloads", None)),
-                    Err(e) => admin_page(&app, &csrf, &admin, e.status, Some(e.message)).await,
+                    Err(e) => {
+                        admin_page(
+                            &app,
+                            lang,
+                            &csrf,
+                            &admin,
+                            e.status,
+                            Some(e.message_in(lang)),
+                        )
+                        .await
+                    }
                 };
             }
             _ => &mut unknown,
@@ -168,7 +181,15 @@ pub async fn admin_upload(
     }
     csrf.verify(&fields.csrf)?;
     let missing = ApiError::from(DownloadsError::Empty);
-    admin_page(&app, &csrf, &admin, missing.status, Some(missing.message)).await
+    admin_page(
+        &app,
+        lang,
+        &csrf,
+        &admin,
+        missing.status,
+        Some(missing.message_in(lang)),
+    )
+    .await
 }
 
 /// A small field's text, at most [`FIELD_BYTES`].

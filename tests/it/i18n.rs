@@ -7,9 +7,11 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::accounts::{relaxed, send, verified_user, Reply, PASSWORD};
+use crate::admin::{admin_token, make_admin, ADMIN_PASSWORD};
 use crate::common::webdriver::{self, Browser};
 use crate::common::TestServer;
 use crate::record_pages::list_record;
+use crate::rooms::Site;
 use crate::web_hardening::no_redirects;
 
 const ZH: &str = "zh-CN,zh;q=0.9";
@@ -361,5 +363,157 @@ async fn the_footer_switch_works_in_a_real_browser_and_chinese_gets_cjk_fonts() 
     let to_english = browser.find("footer a[href='/lang/en']").await;
     browser.click(&to_english).await;
     browser.wait_for_text("main h1", "Create an account").await;
+    assert!(browser.csp_violations().await.is_empty());
+}
+
+/// `path` with the session cookie `token` (the user's or the admin's, by `cookie`) and the
+/// browser's language `accept` (none: no header).
+async fn signed_page(
+    server: &TestServer,
+    path: &str,
+    cookie: &str,
+    token: &str,
+    accept: Option<&str>,
+) -> Reply {
+    let mut headers = vec![("cookie", format!("{cookie}={token}"))];
+    if let Some(lang) = accept {
+        headers.push(("accept-language", lang.to_owned()));
+    }
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    page(server, path, &headers).await
+}
+
+#[tokio::test]
+async fn the_home_room_studio_and_admin_pages_speak_the_readers_language() {
+    let site = Site::start().await;
+    let (host_id, host_token) = site.user("zhhost").await;
+    let mut host = site.ws(&host_token).await;
+    host.send(json!({"type": "start_live"})).await;
+    host.expect("live_started").await;
+    let room = site.room_of(host_id);
+    let guest = site.guest().await;
+    let room_path = format!("/room/{room}");
+    let session = "rm_session";
+
+    // The home page and the header.
+    let home = page(&site.server, "/", &[("accept-language", ZH)]).await;
+    assert_in(
+        &home,
+        "zh-CN",
+        &["<h1>正在直播</h1>", "最新录像", "人在看", ">录像</a>"],
+    );
+    let english = page(&site.server, "/", &[]).await;
+    assert_in(&english, "en", &["<h1>Live now</h1>", "Latest recordings"]);
+    assert!(!english.text.contains("正在直播"));
+
+    // The room as the host: the buttons, the console, and the script's words for room.js and
+    // publish.js (data-t-* attributes), the room socket's errors among them.
+    let console = signed_page(&site.server, &room_path, session, &host_token, Some(ZH)).await;
+    assert_in(
+        &console,
+        "zh-CN",
+        &[
+            "主播控制台",
+            ">开播</button>",
+            "用摄像头开播",
+            "用 OBS 或 ffmpeg 推流",
+            "data-t-phase-live=\"直播中\"",
+            "data-t-reconnecting=\"连接已断开，{secs} 秒后重新连接…\"",
+            "data-t-error-chat-banned=\"你已被禁言。\"",
+            "data-t-state-pushing=\"推流中\"",
+        ],
+    );
+    let console_en = signed_page(&site.server, &room_path, session, &host_token, None).await;
+    assert_in(
+        &console_en,
+        "en",
+        &[
+            "Host console",
+            ">Go live</button>",
+            "data-t-phase-live=\"live\"",
+            // In English the page shows the server's own message.
+            "data-t-error-chat-banned=\"{detail}\"",
+        ],
+    );
+    assert!(!console_en.text.contains("主播控制台"));
+
+    // The room as a guest: the invitation to register.
+    let invited = signed_page(&site.server, &room_path, session, &guest, Some(ZH)).await;
+    assert_in(
+        &invited,
+        "zh-CN",
+        &["后即可发弹幕、送礼物和连麦。", "注册后才能发弹幕"],
+    );
+    assert!(!invited.text.contains("主播控制台"));
+    let invited_en = signed_page(&site.server, &room_path, session, &guest, None).await;
+    assert_in(&invited_en, "en", &["to chat, send gifts and co-stream."]);
+
+    // /studio for someone without a room.
+    let studio = signed_page(&site.server, "/studio", session, &guest, Some(ZH)).await;
+    assert_in(&studio, "zh-CN", &["还没有直播间"]);
+    let studio_en = signed_page(&site.server, "/studio", session, &guest, None).await;
+    assert_in(&studio_en, "en", &["No room yet"]);
+
+    // The admin dashboard and users page: the nav, the figures, dates the reader's way.
+    make_admin(&site.server, "zhadmin");
+    let admin = admin_token(&site.server.url(""), "zhadmin", ADMIN_PASSWORD).await;
+    let dashboard = signed_page(&site.server, "/admin", "rm_admin", &admin, Some(ZH)).await;
+    assert_in(
+        &dashboard,
+        "zh-CN",
+        &[
+            "<h1>概览</h1>",
+            "<title>概览 · RoomManager 管理后台</title>",
+            "个直播间在直播",
+            ">IP 封禁</a>",
+        ],
+    );
+    let dashboard_en = signed_page(&site.server, "/admin", "rm_admin", &admin, None).await;
+    assert_in(&dashboard_en, "en", &["<h1>Dashboard</h1>", "live rooms"]);
+    let users = signed_page(&site.server, "/admin/users", "rm_admin", &admin, Some(ZH)).await;
+    assert_in(
+        &users,
+        "zh-CN",
+        &["<h1>用户</h1>", "注册时间（UTC）", "个用户</p>", "年"],
+    );
+    let users_en = signed_page(&site.server, "/admin/users", "rm_admin", &admin, None).await;
+    assert_in(&users_en, "en", &["<h1>Users</h1>", "Signed up (UTC)"]);
+    assert!(!users_en.text.contains("注册时间"));
+}
+
+/// The live room in Chromium with a Chinese browser: room.js says the phase and a refused
+/// message in Chinese, translated by the error's code.
+#[tokio::test]
+async fn the_live_room_script_speaks_chinese_in_a_chinese_browser() {
+    if !webdriver::available() {
+        return;
+    }
+    let site =
+        Site::start_with(|c| c.media.watch_origins = vec!["http://scripted".to_owned()]).await;
+    let (_host, room) = site.live_host("zhlive").await;
+    let browser = Browser::start().await;
+    // The cookie the footer's switch sets stands for the browser's language.
+    browser.goto(&site.server.url("/lang/zh-CN")).await;
+    browser
+        .goto(&site.server.url(&format!("/room/{room}")))
+        .await;
+    browser.wait_for_text("#phase", "直播中").await;
+    assert_eq!(
+        browser
+            .execute("return document.documentElement.lang;")
+            .await,
+        "zh-CN"
+    );
+    // A guest's like is refused by the server (`registered_only`, in English); the page says it
+    // in Chinese. The button is not offered to guests, so the page's own socket sends it.
+    browser
+        .execute(
+            "document.dispatchEvent(new CustomEvent('rm:send', {detail: {type: 'like'}})); \
+             return true;",
+        )
+        .await;
+    browser
+        .wait_for_text("#notice", "游客只能观看；注册后才能这样做。")
+        .await;
     assert!(browser.csp_violations().await.is_empty());
 }
