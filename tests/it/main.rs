@@ -3,6 +3,7 @@
 
 mod common;
 
+mod accessibility;
 mod accounts;
 mod accounts_abuse;
 mod accounts_login;
