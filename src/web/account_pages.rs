@@ -57,6 +57,56 @@ fn problem(e: AccountsError, lang: Lang) -> (StatusCode, String) {
     (api.status, api.message_in(lang))
 }
 
+/// What a refused form shows: the sentence, and the field it is about (the `id` of its control
+/// in the page). The page marks that control `aria-invalid`, puts the sentence under it and
+/// points at it with `aria-describedby`; a sentence about no one field heads the form.
+#[derive(Default)]
+pub(super) struct FormError {
+    message: Option<String>,
+    field: Option<&'static str>,
+}
+
+impl FormError {
+    pub(super) fn new(message: String, field: Option<&'static str>) -> Self {
+        FormError {
+            message: Some(message),
+            field,
+        }
+    }
+
+    /// The sentence, when it is about the form as a whole.
+    pub(super) fn general(&self) -> Option<&str> {
+        self.message.as_deref().filter(|_| self.field.is_none())
+    }
+
+    /// The sentence, when it is about the control `id`.
+    pub(super) fn on(&self, id: &str) -> Option<&str> {
+        self.message.as_deref().filter(|_| self.field == Some(id))
+    }
+}
+
+/// The control of the account forms (register, login, `/me`) a domain error is about.
+fn field_of(e: &AccountsError) -> Option<&'static str> {
+    use AccountsError::*;
+    match e {
+        InvalidUsername(_) | UsernameTaken | UsernamePending(_) => Some("username"),
+        InvalidEmail(_) | EmailTaken | EmailPending(_) => Some("email"),
+        InvalidPassword(_) | InvalidCredentials => Some("password"),
+        InvalidLogin(_) => Some("login"),
+        InvalidNickname(_) => Some("nickname"),
+        InvalidRoomName(_) => Some("room-name"),
+        InvalidDescription(_) => Some("description"),
+        _ => None,
+    }
+}
+
+/// [`problem`], as a form shows it.
+fn form_problem(e: AccountsError, lang: Lang) -> (StatusCode, FormError) {
+    let field = field_of(&e);
+    let (status, message) = problem(e, lang);
+    (status, FormError::new(message, field))
+}
+
 /// A URL-encoded form whose decoding errors become an error page.
 pub struct PageForm<T>(pub T);
 
@@ -84,7 +134,7 @@ where
 struct RegisterPage {
     layout: Layout,
     csrf: String,
-    error: Option<String>,
+    error: FormError,
     username: String,
     email: String,
 }
@@ -110,7 +160,7 @@ pub async fn register_page(
     let form = RegisterPage {
         layout: Layout::for_user(lang, lang.t("register.title"), who.as_ref()),
         csrf: csrf.token.clone(),
-        error: None,
+        error: FormError::default(),
         username: String::new(),
         email: String::new(),
     };
@@ -142,11 +192,11 @@ pub async fn register_submit(
             Ok(page(&app, &csrf, StatusCode::CREATED, &notice))
         }
         Err(e) => {
-            let (status, error) = problem(e, lang);
+            let (status, error) = form_problem(e, lang);
             let form = RegisterPage {
                 layout: Layout::new(lang, lang.t("register.title")),
                 csrf: csrf.token.clone(),
-                error: Some(error),
+                error,
                 username: form.username,
                 email: form.email,
             };
@@ -318,7 +368,7 @@ pub async fn resend_submit(
 struct LoginPage {
     layout: Layout,
     csrf: String,
-    error: Option<String>,
+    error: FormError,
     login: String,
     offer_resend: bool,
     /// The resend form is pre-filled with what the login named.
@@ -345,7 +395,7 @@ pub async fn login_page(
     let form = LoginPage {
         layout: Layout::for_user(lang, lang.t("login.title"), who.as_ref()),
         csrf: csrf.token.clone(),
-        error: None,
+        error: FormError::default(),
         login: String::new(),
         offer_resend: false,
         resend_username: String::new(),
@@ -369,7 +419,7 @@ pub async fn login_submit(
         )),
         Err(e) => {
             let offer_resend = matches!(e, AccountsError::EmailNotVerified);
-            let (status, error) = problem(e, lang);
+            let (status, error) = form_problem(e, lang);
             let (resend_username, resend_email) = if form.login.contains('@') {
                 (String::new(), form.login.clone())
             } else {
@@ -378,7 +428,7 @@ pub async fn login_submit(
             let form = LoginPage {
                 layout: Layout::new(lang, lang.t("login.title")),
                 csrf: csrf.token.clone(),
-                error: Some(error),
+                error,
                 login: form.login,
                 offer_resend,
                 resend_username,
@@ -457,7 +507,7 @@ pub async fn logout_submit(
 struct MePage {
     layout: Layout,
     csrf: String,
-    error: Option<String>,
+    error: FormError,
     done: Option<&'static str>,
     guest: bool,
     /// For the link to the user's own recordings, on their host page.
@@ -495,7 +545,7 @@ async fn me_response(
     csrf: &Csrf,
     who: &SignedIn,
     status: StatusCode,
-    error: Option<String>,
+    error: FormError,
     done: Option<&'static str>,
 ) -> Response {
     let user = &who.user;
@@ -541,8 +591,16 @@ async fn me_after(
     match result {
         Ok(()) => see_other(&format!("/me?done={done}"), None),
         Err(e) => {
+            // An image refused, or a refusal about no field, is shown by the form's own control.
+            let field = field_of(&e).or(match done {
+                "avatar" => Some("avatar"),
+                "cover" => Some("cover"),
+                "profile" => Some("nickname"),
+                _ => None,
+            });
             let (status, message) = problem(e, lang);
-            me_response(app, lang, csrf, who, status, Some(message), None).await
+            let error = FormError::new(message, field);
+            me_response(app, lang, csrf, who, status, error, None).await
         }
     }
 }
@@ -555,7 +613,16 @@ pub async fn me_page(
     Query(query): Query<MeQuery>,
 ) -> Response {
     let done = done_message(query.done.as_deref(), lang);
-    me_response(&app, lang, &csrf, &who, StatusCode::OK, None, done).await
+    me_response(
+        &app,
+        lang,
+        &csrf,
+        &who,
+        StatusCode::OK,
+        FormError::default(),
+        done,
+    )
+    .await
 }
 
 #[derive(Deserialize)]

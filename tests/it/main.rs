@@ -3,6 +3,7 @@
 
 mod common;
 
+mod accessibility;
 mod accounts;
 mod accounts_abuse;
 mod accounts_login;
@@ -43,6 +44,7 @@ mod records_comments;
 mod records_watch;
 mod rooms;
 mod rooms_abuse;
+mod screenshots;
 mod session_end;
 mod store;
 mod studio;

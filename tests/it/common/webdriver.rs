@@ -314,6 +314,29 @@ impl Browser {
         text
     }
 
+    /// Makes the viewport `width`×`height` CSS pixels at scale 1: a phone's (`mobile`: the page's
+    /// `<meta name=viewport>` applies, touch-sized) or a desktop window's. Screenshots are then
+    /// exactly that size.
+    pub async fn set_viewport(&self, width: u32, height: u32, mobile: bool) {
+        let metrics = json!({
+            "cmd": "Emulation.setDeviceMetricsOverride",
+            "params": {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile},
+        });
+        self.cmd(Method::POST, "/goog/cdp/execute", Some(metrics))
+            .await;
+    }
+
+    /// Answers `prefers-color-scheme` with `scheme` (`"dark"` or `"light"`) from now on, as a
+    /// system set to that scheme would.
+    pub async fn prefer_color_scheme(&self, scheme: &str) {
+        let media = json!({
+            "cmd": "Emulation.setEmulatedMedia",
+            "params": {"features": [{"name": "prefers-color-scheme", "value": scheme}]},
+        });
+        self.cmd(Method::POST, "/goog/cdp/execute", Some(media))
+            .await;
+    }
+
     /// Saves a PNG screenshot of the viewport to `path`.
     pub async fn screenshot(&self, path: &Path) {
         let encoded = self.cmd(Method::GET, "/screenshot", None).await;
