@@ -199,8 +199,7 @@ async fn the_main_pages_in_both_languages_on_a_desktop_and_a_phone() {
         viewer.goto(&server.url("/admin")).await;
         viewer.find("#live-rooms").await;
         assert_eq!(viewer.text("#live-rooms").await, "1", "one room is live");
-        // The admin pages are in English only so far: their language is checked as declared.
-        page_done(&viewer, "en", &format!("admin-{lang}"), &mut problems).await;
+        page_done(&viewer, lang, &format!("admin-{lang}"), &mut problems).await;
     }
 
     // Keyboard focus is visible: a focused field draws the focus ring.
