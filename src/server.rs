@@ -7,6 +7,7 @@
 //! Calls: app, web, config, connections.
 
 mod connection;
+pub mod websocket;
 
 use std::future::Future;
 use std::net::SocketAddr;

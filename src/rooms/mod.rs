@@ -12,12 +12,12 @@ mod actor;
 pub mod connections;
 pub mod protocol;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -68,31 +68,54 @@ pub enum RoomsError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ClientId(pub u64);
 
-/// The way to a client: its bounded queue of outgoing frames and a way to close it.
+/// The way to a client: its bounded queue of outgoing frames and a way to close it. One
+/// allocation per connection, and a queue that holds memory only while frames wait in it.
 #[derive(Clone)]
-pub struct ClientLink {
-    frames: mpsc::Sender<Frame>,
-    closed: CancellationToken,
+pub struct ClientLink(Arc<Link>);
+
+struct Link {
+    /// A std mutex: held to push or take frames, never across an `.await`.
+    frames: Mutex<VecDeque<Frame>>,
+    capacity: usize,
+    /// Wakes the writer (the one receiver) when frames arrive.
+    queued: Notify,
+    /// Wakes whoever waits in [`ClientLink::closing`].
+    closed: Notify,
     /// The close frame's code and reason; the first close wins.
-    reason: Arc<OnceLock<(u16, String)>>,
+    reason: OnceLock<(u16, String)>,
 }
 
+/// The receiving end of a [`ClientLink`]: the connection's writer.
+pub struct FrameQueue(Arc<Link>);
+
 impl ClientLink {
-    /// A link with room for `capacity` frames; the receiver is the connection's writer.
-    pub fn new(capacity: usize) -> (ClientLink, mpsc::Receiver<Frame>) {
-        let (frames, receiver) = mpsc::channel(capacity);
-        let link = ClientLink {
-            frames,
-            closed: CancellationToken::new(),
-            reason: Arc::new(OnceLock::new()),
-        };
-        (link, receiver)
+    /// A link with room for `capacity` frames; the queue is the connection's writer.
+    pub fn new(capacity: usize) -> (ClientLink, FrameQueue) {
+        let link = Arc::new(Link {
+            frames: Mutex::new(VecDeque::new()),
+            capacity,
+            queued: Notify::new(),
+            closed: Notify::new(),
+            reason: OnceLock::new(),
+        });
+        (ClientLink(link.clone()), FrameQueue(link))
     }
 
-    /// Queues a frame. `false` when the client's queue is full or the client is gone: the
+    /// Queues a frame. `false` when the client's queue is full or the client is closing: the
     /// caller drops the client rather than wait for it.
     pub fn send(&self, frame: Frame) -> bool {
-        self.frames.try_send(frame).is_ok()
+        if self.0.reason.get().is_some() {
+            return false;
+        }
+        {
+            let mut frames = self.0.frames();
+            if frames.len() >= self.0.capacity {
+                return false;
+            }
+            frames.push_back(frame);
+        }
+        self.0.queued.notify_one();
+        true
     }
 
     /// Asks the connection to close, telling the client why: code 1008 for a client that
@@ -109,22 +132,61 @@ impl ClientLink {
 
     /// Asks the connection to close with this close code and reason.
     pub fn close_with(&self, code: u16, reason: &str) {
-        let _ = self.reason.set((code, reason.to_owned()));
-        self.closed.cancel();
+        let _ = self.0.reason.set((code, reason.to_owned()));
+        self.0.closed.notify_waiters();
     }
 
     /// Completes when someone asked this connection to close.
     pub async fn closing(&self) {
-        self.closed.cancelled().await;
+        let closed = self.0.closed.notified();
+        tokio::pin!(closed);
+        // Registered before the check, so a close between the two is not missed.
+        closed.as_mut().enable();
+        if self.0.reason.get().is_none() {
+            closed.await;
+        }
     }
 
     /// The close frame's code and reason, once someone asked for the close.
     pub fn close_frame(&self) -> Option<(u16, &str)> {
-        self.reason
+        self.0
+            .reason
             .get()
             .map(|(code, reason)| (*code, reason.as_str()))
     }
 }
+
+impl Link {
+    fn frames(&self) -> std::sync::MutexGuard<'_, VecDeque<Frame>> {
+        self.frames.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl FrameQueue {
+    /// Waits for frames and moves up to `max` of them, oldest first, into `batch`.
+    pub async fn next_batch(&self, batch: &mut Vec<Frame>, max: usize) {
+        loop {
+            {
+                let mut frames = self.0.frames();
+                let n = frames.len().min(max);
+                batch.extend(frames.drain(..n));
+                if frames.is_empty() && frames.capacity() > SPARE_QUEUE {
+                    // A burst grew the queue: an idle client keeps no more than a few slots.
+                    *frames = VecDeque::new();
+                }
+            }
+            if !batch.is_empty() {
+                return;
+            }
+            // `notify_one` leaves a permit when the writer is not waiting yet: no frame is
+            // missed between the look above and this wait.
+            self.0.queued.notified().await;
+        }
+    }
+}
+
+/// Slots an emptied queue may keep.
+const SPARE_QUEUE: usize = 16;
 
 /// A connected client as a room sees it.
 #[derive(Clone)]

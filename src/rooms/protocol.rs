@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::media::MixLayout;
 use crate::model::Ban;
+use crate::server::websocket;
 
 /// Client → server.
 #[derive(Debug, Clone, Deserialize)]
@@ -322,19 +323,38 @@ impl ServerMessage {
         }
     }
 
-    /// The JSON text of this message, serialised once and shared by every receiver.
+    /// This message as a complete WebSocket text frame, serialised and framed once and shared
+    /// by every receiver.
     pub fn frame(&self) -> Frame {
-        Frame(
-            serde_json::to_vec(self)
-                .expect("server messages are plain data that JSON can always express")
-                .into(),
-        )
+        let mut buf = vec![0u8; websocket::MAX_HEADER];
+        serde_json::to_writer(&mut buf, self)
+            .expect("server messages are plain data that JSON can always express");
+        Frame(websocket::finish_frame(buf, websocket::TEXT_OPCODE))
     }
 }
 
-/// One serialised server message, cheap to clone (the bytes are shared).
+/// One server message as the complete WebSocket frame a writer sends as it is (a server frame is
+/// unmasked, so it is the same bytes for every client); cheap to clone (the bytes are shared).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame(pub bytes::Bytes);
+
+impl Frame {
+    /// The frame's payload: the JSON text of a message.
+    pub fn payload(&self) -> &[u8] {
+        let header = match self.0.get(1).map(|b| b & 0x7F) {
+            Some(127) => 10,
+            Some(126) => 4,
+            _ => 2,
+        };
+        self.0.get(header..).unwrap_or_default()
+    }
+}
+
+impl AsRef<[u8]> for Frame {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -379,8 +399,13 @@ mod tests {
 
     #[test]
     fn server_messages_are_tagged_snake_case() {
-        let text =
-            String::from_utf8(ServerMessage::Audience { count: 3 }.frame().0.to_vec()).unwrap();
+        let text = String::from_utf8(
+            ServerMessage::Audience { count: 3 }
+                .frame()
+                .payload()
+                .to_vec(),
+        )
+        .unwrap();
         assert_eq!(text, r#"{"type":"audience","count":3}"#);
     }
 }

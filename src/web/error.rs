@@ -28,6 +28,7 @@ use crate::media::browser::PublishError;
 use crate::records::watch::WatchError;
 use crate::records::RecordsError;
 use crate::rooms::RoomsError;
+use crate::server::websocket::HandshakeError;
 use crate::stats::StatsError;
 use crate::store::StoreError;
 
@@ -250,6 +251,25 @@ impl From<RoomsError> for ApiError {
             RoomsError::Store(store) => return store.into(),
         };
         ApiError::new(status, code, message)
+    }
+}
+
+impl From<HandshakeError> for ApiError {
+    fn from(e: HandshakeError) -> Self {
+        let status = match e {
+            HandshakeError::NotGet => StatusCode::METHOD_NOT_ALLOWED,
+            HandshakeError::NotUpgradable => StatusCode::UPGRADE_REQUIRED,
+            HandshakeError::NotUpgrade | HandshakeError::Version | HandshakeError::NoKey => {
+                StatusCode::BAD_REQUEST
+            }
+        };
+        ApiError::new(status, "not_websocket", e.to_string())
+    }
+}
+
+impl IntoResponse for HandshakeError {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
     }
 }
 

@@ -1,6 +1,7 @@
-//! `GET /ws`: one WebSocket per client. A reader task parses the client's messages and hands
-//! them to the room it is in; a writer task drains the client's bounded queue of outgoing frames
-//! (filled by the rooms) and flushes once per batch. When either ends, the other is stopped, and
+//! `GET /ws`: one WebSocket per client, on the server's own transport (`server::websocket`). A
+//! reader task parses the client's messages and hands them to the room it is in; a writer task
+//! drains the client's bounded queue of outgoing frames (filled by the rooms, each frame complete
+//! and shared) and writes each batch with one vectored write. When either ends, the other is stopped, and
 //! the connection leaves its room once. The writer pings every `rooms.ws_ping_secs`; the reader
 //! closes a connection that has sent nothing for `rooms.ws_idle_secs`. Each connection is in the
 //! app's connection registry for its lifetime, so the end of its session (logout, expiry, the
@@ -12,13 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Extension;
-use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::accounts::{AccountsError, SignedIn};
@@ -26,19 +24,15 @@ use crate::app::App;
 use crate::model::{BanScope, RoomId, UserKind};
 use crate::rooms::connections::SESSION_ENDED;
 use crate::rooms::protocol::{ClientMessage, Frame, ServerMessage};
-use crate::rooms::{ClientId, ClientLink, Member, RoomsError};
+use crate::rooms::{ClientId, ClientLink, FrameQueue, Member, RoomsError};
+use crate::server::websocket::{self, Incoming, ReadError, Reader, WebSocketUpgrade, Writer};
 
 use super::auth::{request_host, session_token, ClientIp};
 use super::error::ApiError;
 use super::ProxiedSlot;
 
-/// WebSocket read buffer, allocated when the connection opens: small, since client messages are
-/// small (a join is 40 bytes, a danmaku a few hundred; a longer one grows it while it is read).
-/// The default is 128 KiB per connection, which adds up with thousands of viewers.
-const READ_BUFFER: usize = 1024;
-/// How many bytes of frames are gathered before they are written; a batch is written whole at
-/// its flush anyway.
-const WRITE_BUFFER: usize = 8 * 1024;
+/// At most this many queued frames go into one write.
+const BATCH: usize = 256;
 
 /// How long the close frame may take to leave.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
@@ -64,18 +58,13 @@ pub async fn ws(
     let rtmp_host: Arc<str> = app.site.rtmp_host(request_host(&headers)).into();
     let max_frame = app.config.rooms.max_frame_bytes;
     let tracked = app.clone();
-    Ok(upgrade
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(max_frame)
-        .max_frame_size(max_frame)
-        .on_upgrade(move |socket| {
-            tracked.track(async move {
-                connection(app, who, ip, rtmp_host, socket).await;
-                // A client behind a trusted proxy holds its place for as long as the socket.
-                drop(proxied);
-            })
-        }))
+    Ok(upgrade.on_upgrade(max_frame, move |reader, writer| {
+        tracked.track(async move {
+            connection(app, who, ip, rtmp_host, reader, writer).await;
+            // A client behind a trusted proxy holds its place for as long as the socket.
+            drop(proxied);
+        })
+    }))
 }
 
 /// A new connection's id, unique among every WebSocket of this run (rooms and publishing).
@@ -104,14 +93,14 @@ async fn connection(
     who: SignedIn,
     ip: IpAddr,
     rtmp_host: Arc<str>,
-    socket: WebSocket,
+    reader: Reader,
+    writer: Writer,
 ) {
     let client = new_client_id();
     let (link, frames) = ClientLink::new(app.config.rooms.client_queue);
-    let (sink, stream) = socket.split();
     app.metrics.ws_opened();
     let ping = Duration::from_secs(app.config.rooms.ws_ping_secs);
-    let writer = tokio::spawn(write(sink, frames, link.clone(), ping));
+    let writer = tokio::spawn(write(writer, frames, link.clone(), ping));
     let registration = app
         .sockets
         .register(client, who.user.id, who.session.clone(), link.clone());
@@ -131,7 +120,7 @@ async fn connection(
         rtmp_host,
         room: None,
     };
-    session.read(stream).await;
+    session.read(reader).await;
     if let Some(room) = session.room.take() {
         app.rooms.leave(room, client).await;
     }
@@ -143,77 +132,42 @@ async fn connection(
 
 /// Sends queued frames, and a ping every `ping`, until the link is closed; then a close frame
 /// with the reason.
-async fn write(
-    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut frames: mpsc::Receiver<Frame>,
-    link: ClientLink,
-    ping: Duration,
-) {
+async fn write(mut socket: Writer, frames: FrameQueue, link: ClientLink, ping: Duration) {
     let mut pings = tokio::time::interval_at(Instant::now() + ping, ping);
     pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
+        // A client that stops reading must not hold this task: closing wins over a write that
+        // does not finish.
+        let written = tokio::select! {
             biased;
             () = link.closing() => break,
-            _ = pings.tick() => {
-                let sent = tokio::select! {
-                    sent = sink.send(Message::Ping(Bytes::new())) => sent,
-                    () = link.closing() => break,
-                };
-                if sent.is_err() {
-                    link.close("write_failed");
-                    return;
-                }
-            }
-            frame = frames.recv() => {
-                let Some(frame) = frame else { break };
-                // A client that stops reading must not hold this task: closing wins over a
-                // write that does not finish.
-                let written = tokio::select! {
-                    written = write_batch(&mut sink, &mut frames, frame) => written,
-                    () = link.closing() => break,
-                };
-                if written.is_err() {
-                    // The socket is gone: stop the reader too.
-                    link.close("write_failed");
-                    return;
-                }
-            }
+            _ = pings.tick() => tokio::select! {
+                sent = socket.ping() => sent,
+                () = link.closing() => break,
+            },
+            batch = next_batch(&frames) => tokio::select! {
+                sent = socket.send(batch) => sent,
+                () = link.closing() => break,
+            },
+        };
+        if written.is_err() {
+            // The socket is gone: stop the reader too.
+            link.close("write_failed");
+            return;
         }
     }
     let (code, reason) = link.close_frame().unwrap_or((1000, "bye"));
-    let close = async {
-        let ours = sink.send(Message::Close(Some(CloseFrame {
-            code,
-            reason: Utf8Bytes::from(reason.to_owned()),
-        })));
-        if ours.await.is_err() {
-            // The client closed first: the WebSocket layer has queued the reply the protocol
-            // requires (echoing the client's code); closing the sink sends it.
-            let _ = sink.close().await;
-        }
-    };
     // A client that reads nothing never takes the close frame either: give up after a while.
-    let _ = tokio::time::timeout(CLOSE_WAIT, close).await;
+    let _ = tokio::time::timeout(CLOSE_WAIT, socket.close(code, reason)).await;
 }
 
-/// Sends `first` and whatever else is queued, then flushes once.
-async fn write_batch(
-    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
-    frames: &mut mpsc::Receiver<Frame>,
-    first: Frame,
-) -> Result<(), axum::Error> {
-    sink.feed(text(first)).await?;
-    while let Ok(frame) = frames.try_recv() {
-        sink.feed(text(frame)).await?;
-    }
-    sink.flush().await
-}
-
-fn text(frame: Frame) -> Message {
-    let text = Utf8Bytes::try_from(frame.0)
-        .expect("frames are serialised JSON, which is always valid UTF-8");
-    Message::Text(text)
+/// The next frames to send, in a vector that lives only while they are written: an idle
+/// connection keeps none.
+async fn next_batch(frames: &FrameQueue) -> Vec<Bytes> {
+    let mut batch = Vec::new();
+    frames.next_batch(&mut batch, BATCH).await;
+    // The same allocation: a frame is its bytes.
+    batch.into_iter().map(|frame| frame.0).collect()
 }
 
 /// One connection's view: who it is and which room it is in.
@@ -232,7 +186,7 @@ impl Session {
     /// all, not even the pong to the writer's pings, for `rooms.ws_idle_secs` is gone (its
     /// machine is off, its network dropped, or it holds the socket on purpose): it is closed
     /// with `ping_timeout`.
-    async fn read(&mut self, mut stream: futures_util::stream::SplitStream<WebSocket>) {
+    async fn read(&mut self, mut socket: Reader) {
         let idle = Duration::from_secs(self.app.config.rooms.ws_idle_secs);
         let mut heard = Instant::now();
         // One timer, moved on only when it fires: a message costs no timer update.
@@ -260,24 +214,40 @@ impl Session {
                     silence.as_mut().reset(heard + idle);
                     continue;
                 }
-                message = stream.next() => message,
+                message = socket.next() => message,
             };
             heard = Instant::now();
             match message {
-                Some(Ok(Message::Text(text))) => {
+                Ok(Incoming::Text(text)) => {
                     self.app.metrics.ws_received();
                     match ClientMessage::parse(&text) {
-                        Ok(message) => self.dispatch(message).await,
+                        // Boxed: the futures of the rare messages (a join, going live) would
+                        // otherwise make every idle connection's state as large as theirs.
+                        Ok(message) => Box::pin(self.dispatch(message)).await,
                         Err(bad) => self.reply(&ServerMessage::error(bad.code, bad.message, None)),
                     }
                 }
-                Some(Ok(Message::Binary(_))) => self.reply(&ServerMessage::error(
+                Ok(Incoming::Binary) => self.reply(&ServerMessage::error(
                     "bad_message",
                     "messages are JSON text frames",
                     None,
                 )),
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Ok(Incoming::Ping(payload)) => {
+                    if !self.link.send(Frame(websocket::pong(&payload))) {
+                        self.link.close("too_slow");
+                    }
+                }
+                Ok(Incoming::Pong) => {}
+                Ok(Incoming::Close(code)) => {
+                    // The reply echoes the client's code (RFC 6455 §5.5.1).
+                    self.link.close_with(code.unwrap_or(1000), "bye");
+                    return;
+                }
+                Err(ReadError::Violation(v)) => {
+                    self.link.close_with(v.code, v.reason);
+                    return;
+                }
+                Err(ReadError::Gone) => return,
             }
         }
     }

@@ -788,8 +788,8 @@ async fn a_binary_frame_is_bad_message_and_the_connection_stays_usable() {
 }
 
 /// A message of exactly `rooms.max_frame_bytes` bytes is read; one byte more ends that
-/// connection without an `error` reply, with a close frame 1000 `bye` ("bye when the connection
-/// ends for any other reason"). The room goes on serving the others.
+/// connection without an `error` reply, with the close frame 1009 `message_too_big` (RFC 6455's
+/// "message too big"). The room goes on serving the others.
 #[tokio::test]
 async fn an_oversize_message_ends_only_that_connection() {
     let site = Site::start().await;
@@ -813,7 +813,10 @@ async fn an_oversize_message_ends_only_that_connection() {
         "a message at the limit is read"
     );
     big.send_text(&frame(limit + 1)).await;
-    assert_eq!(big.expect_closed().await, (1000, "bye".to_owned()));
+    assert_eq!(
+        big.expect_closed().await,
+        (1009, "message_too_big".to_owned())
+    );
 
     host.expect_where("audience", |m| m["count"] == 2).await;
     fan.send(json!({"type": "danmaku", "text": "still on"}))
