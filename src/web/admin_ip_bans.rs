@@ -25,6 +25,7 @@ use crate::store::unix_now;
 use super::account_pages::{page, see_other, PageForm};
 use super::admin_bans::required_reason;
 use super::admin_pages::AdminLayout;
+use super::admin_users::ban_end_label;
 use super::auth::{AdminApi, AdminPage, ClientIp};
 use super::csrf::Csrf;
 use super::error::{ApiError, PageError};
@@ -129,13 +130,13 @@ struct BanRow {
 }
 
 impl BanRow {
-    fn of(ban: &IpBan, now: u64) -> Self {
-        let until = ban
-            .expires_at
-            .map_or_else(|| "until lifted".to_owned(), moment);
+    fn of(ban: &IpBan, now: u64, lang: Lang) -> Self {
+        let when = |at| lang.moment(&moment(at));
         let ended = match (ban.lifted_at, ban.expires_at) {
-            (Some(at), _) => format!("lifted {}", moment(at)),
-            (None, Some(end)) if end <= now => format!("ran out {}", moment(end)),
+            (Some(at), _) => lang.fill("admin.ban.lifted_at", &[("when", &when(at))]),
+            (None, Some(end)) if end <= now => {
+                lang.fill("admin.ban.ran_out_at", &[("when", &when(end))])
+            }
             _ => String::new(),
         };
         BanRow {
@@ -143,8 +144,8 @@ impl BanRow {
             range: ban.range.into(),
             reason: ban.reason.clone(),
             admin: ban.admin.clone(),
-            since: moment(ban.created_at),
-            until,
+            since: when(ban.created_at),
+            until: ban_end_label(lang, ban.expires_at),
             ended,
         }
     }
@@ -198,8 +199,14 @@ async fn render_page(
     };
     let view = IpBansPage {
         layout: AdminLayout::new(lang, "admin.nav.ip_bans", csrf, Some(admin)),
-        in_force: in_force.into_iter().map(|b| BanRow::of(b, now)).collect(),
-        history: history.into_iter().map(|b| BanRow::of(b, now)).collect(),
+        in_force: in_force
+            .into_iter()
+            .map(|b| BanRow::of(b, now, lang))
+            .collect(),
+        history: history
+            .into_iter()
+            .map(|b| BanRow::of(b, now, lang))
+            .collect(),
         error,
         range: form.range,
         reason: form.reason,

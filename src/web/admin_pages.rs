@@ -5,6 +5,7 @@
 //! Calls: app → admins; the dashboard's figures (`admin.rs`); auth, csrf, error, account pages'
 //! response helpers.
 
+use std::fmt::Display;
 use std::sync::Arc;
 
 use askama::Template;
@@ -87,6 +88,23 @@ impl AdminLayout {
     /// `key.one` or `key.other` for `n` things, with `{n}` filled.
     pub fn count(&self, key: &str, n: impl Amount) -> String {
         self.lang.count(key, n.amount(), &[])
+    }
+
+    /// The text of `key` with its placeholder `{name}` filled.
+    pub fn with(&self, key: &str, name: &str, value: impl Display) -> String {
+        self.lang.fill(key, &[(name, &value)])
+    }
+
+    /// The text of `key` with its two placeholders filled.
+    pub fn with2(
+        &self,
+        key: &str,
+        name: &str,
+        value: impl Display,
+        name2: &str,
+        value2: impl Display,
+    ) -> String {
+        self.lang.fill(key, &[(name, &value), (name2, &value2)])
     }
 }
 
@@ -310,10 +328,11 @@ pub async fn dashboard(
             MediaBackend::Rtmp => "rtmp",
             MediaBackend::Http => "http",
         },
-        media_status: figures
-            .media
-            .status
-            .unwrap_or(lang.t("admin.dashboard.not_checked")),
+        media_status: lang.t(match figures.media.status {
+            Some("ok") => "admin.dashboard.media_ok",
+            Some(_) => "admin.dashboard.media_unavailable",
+            None => "admin.dashboard.not_checked",
+        }),
         media_problem: figures.media.problem,
         rooms: figures.live_rooms,
     };

@@ -110,9 +110,11 @@ pub async fn stats_csv(
     Ok(stats_answer(&app, &section, &Query::of(raw), Format::Csv).await?)
 }
 
-/// A table on a page, with its CSV link.
+/// A table on a page, with its caption in the reader's language and its CSV link (whose
+/// header stays English: a spreadsheet's columns are names, not prose).
 struct TableView {
     table: Table,
+    caption: &'static str,
     csv_href: String,
 }
 
@@ -154,6 +156,7 @@ pub async fn stats_page(
             .tables()
             .into_iter()
             .map(|table| TableView {
+                caption: lang.t(caption_key(section, table.name)),
                 csv_href: format!(
                     "/admin/stats/{}/csv?from={from}&to={to}&table={}",
                     section.name(),
@@ -162,7 +165,7 @@ pub async fn stats_page(
                 table,
             })
             .collect();
-        let (title, charts) = charts(&report);
+        let (title, charts) = charts(&report, lang);
         sections.push(SectionView {
             title,
             charts,
@@ -178,8 +181,20 @@ pub async fn stats_page(
     Ok(page(&app, &csrf, StatusCode::OK, &view))
 }
 
-/// A report's title and charts.
-fn charts(report: &Report) -> (&'static str, Vec<String>) {
+/// The catalogue key of a table's caption.
+fn caption_key(section: Section, table: &str) -> &'static str {
+    match (section, table) {
+        (Section::Logins, "hours") => "admin.stats.logins_per_hour",
+        (Section::Logins, _) => "admin.stats.logins_per_day_table",
+        (Section::Lives, _) => "admin.stats.lives_per_day",
+        (Section::Records, "top_views") => "admin.stats.top_by_views",
+        (Section::Records, "top_watch_time") => "admin.stats.top_by_watch_time",
+        (Section::Records, _) => "admin.stats.records_watched_per_day",
+    }
+}
+
+/// A report's title and charts, in the reader's language.
+fn charts(report: &Report, lang: Lang) -> (&'static str, Vec<String>) {
     fn series<T>(items: &[T], point: impl Fn(&T) -> (String, f64)) -> Vec<Point> {
         items
             .iter()
@@ -191,26 +206,26 @@ fn charts(report: &Report) -> (&'static str, Vec<String>) {
     }
     match report {
         Report::Logins { days, hours, .. } => (
-            "Logins",
+            lang.t("admin.stats.logins"),
             vec![
                 svg::chart(
                     Kind::Bars,
-                    "Logins per day (registered and guests)",
+                    lang.t("admin.stats.logins_per_day"),
                     &series(days, |d| (d.date.clone(), (d.logins + d.guests) as f64)),
                 ),
                 svg::chart(
                     Kind::Line,
-                    "Unique registered users per day",
+                    lang.t("admin.stats.unique_users_per_day"),
                     &series(days, |d| (d.date.clone(), d.unique_users as f64)),
                 ),
                 svg::chart(
                     Kind::Bars,
-                    "Registrations per day",
+                    lang.t("admin.stats.registrations_per_day"),
                     &series(days, |d| (d.date.clone(), d.registrations as f64)),
                 ),
                 svg::chart(
                     Kind::Bars,
-                    "Logins per hour of the day (UTC)",
+                    lang.t("admin.stats.logins_per_hour"),
                     &series(hours, |h| {
                         (format!("{:02}", h.hour), (h.logins + h.guests) as f64)
                     }),
@@ -218,21 +233,21 @@ fn charts(report: &Report) -> (&'static str, Vec<String>) {
             ],
         ),
         Report::Lives { days, .. } => (
-            "Live sessions",
+            lang.t("admin.stats.lives"),
             vec![
                 svg::chart(
                     Kind::Bars,
-                    "Live sessions per day",
+                    lang.t("admin.stats.lives_per_day"),
                     &series(days, |d| (d.date.clone(), d.sessions as f64)),
                 ),
                 svg::chart(
                     Kind::Line,
-                    "Hours live per day",
+                    lang.t("admin.stats.hours_live_per_day"),
                     &series(days, |d| (d.date.clone(), d.hours_live)),
                 ),
                 svg::chart(
                     Kind::Line,
-                    "Peak viewers at once per day",
+                    lang.t("admin.stats.peak_viewers_per_day"),
                     &series(days, |d| (d.date.clone(), d.peak_viewers as f64)),
                 ),
             ],
@@ -240,16 +255,16 @@ fn charts(report: &Report) -> (&'static str, Vec<String>) {
         Report::Records {
             days, top_by_views, ..
         } => (
-            "Recordings",
+            lang.t("admin.stats.records"),
             vec![
                 svg::chart(
                     Kind::Bars,
-                    "Recording views per day",
+                    lang.t("admin.stats.record_views_per_day"),
                     &series(days, |d| (d.date.clone(), d.views as f64)),
                 ),
                 svg::chart(
                     Kind::Bars,
-                    "Top recordings by views",
+                    lang.t("admin.stats.top_by_views"),
                     &series(top_by_views, |t| (t.title.clone(), t.views as f64)),
                 ),
             ],

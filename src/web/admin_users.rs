@@ -51,10 +51,19 @@ struct BanView {
 }
 
 impl BanView {
-    fn scope_label(&self) -> &'static str {
+    /// The scope as its address says it (`/bans/chat/lift`).
+    fn scope_name(&self) -> &'static str {
         match self.scope {
             BanScope::Chat => "chat",
             BanScope::Stream => "stream",
+        }
+    }
+
+    /// The catalogue key of the scope's word.
+    fn scope_key(&self) -> &'static str {
+        match self.scope {
+            BanScope::Chat => "admin.ban.scope_chat",
+            BanScope::Stream => "admin.ban.scope_stream",
         }
     }
 }
@@ -71,15 +80,23 @@ impl BanView {
     }
 
     /// "chat until 2025-01-02 03:04:05" or "stream until lifted", for the pages.
-    fn label(&self) -> String {
-        format!("{} {}", self.scope_label(), until_label(self.until))
+    fn label(&self, lang: Lang) -> String {
+        let scope = lang.t(self.scope_key());
+        match self.until {
+            Some(at) => lang.fill(
+                "admin.ban.scope_until",
+                &[("scope", &scope), ("when", &lang.moment(&moment(at)))],
+            ),
+            None => lang.fill("admin.ban.scope_until_lifted", &[("scope", &scope)]),
+        }
     }
 }
 
-fn until_label(until: Option<u64>) -> String {
+/// When a ban ends, for the pages: the moment, or "until lifted".
+pub(super) fn ban_end_label(lang: Lang, until: Option<u64>) -> String {
     until.map_or_else(
-        || "until lifted".to_owned(),
-        |at| format!("until {}", moment(at)),
+        || lang.t("admin.ban.until_lifted").to_owned(),
+        |at| lang.moment(&moment(at)),
     )
 }
 
@@ -125,10 +142,11 @@ struct LoginView {
 }
 
 impl LoginView {
-    fn kind_label(&self) -> &'static str {
+    /// The catalogue key of how they logged in.
+    fn kind_key(&self) -> &'static str {
         match self.kind {
-            LoginKind::Password => "password",
-            LoginKind::Guest => "guest",
+            LoginKind::Password => "admin.user.login_password",
+            LoginKind::Guest => "admin.user.login_guest",
         }
     }
 }
@@ -306,7 +324,7 @@ pub async fn users_list_page(
     let rows: Vec<UserRow> = listed(found)
         .into_iter()
         .map(|user| UserRow {
-            bans: user.bans.iter().map(BanView::label).collect(),
+            bans: user.bans.iter().map(|b| b.label(lang)).collect(),
             registered: moment(user.created_at),
             last_login: user.last_login_at.map(moment).unwrap_or_default(),
             user,
@@ -341,8 +359,9 @@ struct UserPageView {
     login_times: Vec<String>,
     /// What the form just done did, after its redirect.
     notice: Option<&'static str>,
-    /// The scopes with a ban in force, for the lift buttons.
-    banned_scopes: Vec<&'static str>,
+    /// The scopes with a ban in force, for the lift buttons: (as the address says it, its
+    /// word).
+    banned_scopes: Vec<(&'static str, &'static str)>,
 }
 
 /// `GET /admin/users/{id}`: a user's detail page.
@@ -355,16 +374,19 @@ pub async fn user_page(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
     let detail = detail_of(&app, id).await?;
-    let mut banned_scopes: Vec<&'static str> = detail
+    let mut banned_scopes: Vec<(&'static str, &'static str)> = detail
         .bans
         .iter()
         .filter(|b| b.in_force)
-        .map(BanView::scope_label)
+        .map(|b| (b.scope_name(), lang.t(b.scope_key())))
         .collect();
     banned_scopes.dedup();
     let view = UserPageView {
         layout: AdminLayout::new(lang, "admin.nav.users", &csrf, Some(&admin)),
-        notice: Query::of(raw).get("notice").and_then(notice_text),
+        notice: Query::of(raw)
+            .get("notice")
+            .and_then(notice_key)
+            .map(|key| lang.t(key)),
         banned_scopes,
         registered: moment(detail.user.created_at),
         last_login: detail.user.last_login_at.map(moment).unwrap_or_default(),
@@ -372,8 +394,8 @@ pub async fn user_page(
             .bans
             .iter()
             .map(|b| {
-                let until = b.until.map_or_else(|| "until lifted".to_owned(), moment);
-                (moment(b.created_at), until)
+                let given = lang.moment(&moment(b.created_at));
+                (given, ban_end_label(lang, b.until))
             })
             .collect(),
         recording_times: detail
@@ -619,12 +641,12 @@ pub async fn delete_submit(
     Ok(see_other("/admin/users", None))
 }
 
-/// The notice a user page shows after its forms' redirect; only these fixed sentences, so a
-/// link cannot make the page say anything else.
-fn notice_text(key: &str) -> Option<&'static str> {
-    match key {
-        "banned" => Some("Banned: the ban applies at once, in the rooms they are in too."),
-        "lifted" => Some("Lifted: they are told at once, in the rooms they are in too."),
+/// The catalogue key of the notice a user page shows after its forms' redirect; only these
+/// fixed sentences, so a link cannot make the page say anything else.
+fn notice_key(notice: &str) -> Option<&'static str> {
+    match notice {
+        "banned" => Some("admin.user.notice_banned"),
+        "lifted" => Some("admin.user.notice_lifted"),
         _ => None,
     }
 }

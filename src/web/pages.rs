@@ -119,6 +119,12 @@ impl Amount for u64 {
     }
 }
 
+impl Amount for u32 {
+    fn amount(&self) -> u64 {
+        u64::from(*self)
+    }
+}
+
 impl Amount for usize {
     fn amount(&self) -> u64 {
         *self as u64

@@ -4,7 +4,7 @@
 
 use reqwest::header::{ACCEPT_LANGUAGE, CONTENT_LENGTH, REFERER};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::accounts::{relaxed, send, verified_user, Reply, PASSWORD};
 use crate::admin::{admin_token, make_admin, ADMIN_PASSWORD};
@@ -516,4 +516,177 @@ async fn the_live_room_script_speaks_chinese_in_a_chinese_browser() {
         .wait_for_text("#notice", "游客只能观看；注册后才能这样做。")
         .await;
     assert!(browser.csp_violations().await.is_empty());
+}
+
+/// An admin API write with the bearer `token`.
+async fn admin_write(
+    server: &TestServer,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Value,
+) -> Reply {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method name");
+    send(
+        server
+            .client
+            .request(method, server.url(path))
+            .bearer_auth(token)
+            .json(&body),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn every_admin_page_and_the_labels_the_server_builds_speak_the_readers_language() {
+    let site = Site::start().await;
+    let (_host, _room) = site.live_host("zhlivehost").await;
+    let (fan_id, _fan_token) = site.user("zhfan").await;
+    make_admin(&site.server, "zhadmin2");
+    let admin = admin_token(&site.server.url(""), "zhadmin2", ADMIN_PASSWORD).await;
+    // A chat ban until lifted, an IP ban in force and one lifted: the labels the server builds.
+    admin_write(
+        &site.server,
+        &admin,
+        "POST",
+        &format!("/api/v1/admin/users/{fan_id}/bans"),
+        json!({"scope": "chat", "reason": "spam"}),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    admin_write(
+        &site.server,
+        &admin,
+        "POST",
+        "/api/v1/admin/ip-bans",
+        json!({"range": "203.0.113.0/24", "reason": "flood"}),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    let lifted = admin_write(
+        &site.server,
+        &admin,
+        "POST",
+        "/api/v1/admin/ip-bans",
+        json!({"range": "198.51.100.7", "reason": "mistake"}),
+    )
+    .await
+    .expect(StatusCode::CREATED)
+    .json()["id"]
+        .as_u64()
+        .expect("an id");
+    admin_write(
+        &site.server,
+        &admin,
+        "DELETE",
+        &format!("/api/v1/admin/ip-bans/{lifted}?reason=appeal"),
+        json!({}),
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+
+    let user_page = format!("/admin/users/{fan_id}");
+    // (page, Chinese it shows, English it shows)
+    let pages: [(&str, &[&str], &[&str]); 9] = [
+        (
+            &user_page,
+            &[
+                "最近登录记录",
+                "<td>聊天</td>",
+                "直到解除",
+                ">解除聊天封禁</button>",
+                "<td>密码</td>",
+                "年",
+            ],
+            &[
+                "Latest logins",
+                "<td>chat</td>",
+                "until lifted",
+                ">Lift the chat ban</button>",
+                "<td>password</td>",
+            ],
+        ),
+        (
+            "/admin/users",
+            &["已封禁： 聊天，直到解除"],
+            &["banned: chat until lifted"],
+        ),
+        (
+            "/admin/rooms",
+            &[
+                "<h1>正在直播的直播间</h1>",
+                "1 个正在直播",
+                "关闭直播间",
+                "年",
+            ],
+            &["<h1>Live rooms</h1>", "1 live now", "Close the room"],
+        ),
+        (
+            "/admin/records",
+            &["<h1>录像</h1>", "0 个录像", "没有匹配的录像。"],
+            &[
+                "<h1>Recordings</h1>",
+                "0 recordings",
+                "No recording matches.",
+            ],
+        ),
+        (
+            // Chart titles and table captions translated; the CSV's column names stay.
+            "/admin/stats",
+            &[
+                "<h1>统计</h1>",
+                "<title>每日登录次数（注册用户和游客）</title>",
+                "<summary>每日登录 · ",
+                "<th>date</th>",
+            ],
+            &[
+                "<title>Logins per day (registered and guests)</title>",
+                "<summary>Logins per day · ",
+                "<th>date</th>",
+            ],
+        ),
+        (
+            "/admin/audit",
+            &["<h1>审计日志</h1>", "条记录", "<td>ip_unban</td>", "年"],
+            &["<h1>Audit log</h1>", " entries", "<td>ip_unban</td>"],
+        ),
+        (
+            "/admin/mail",
+            &["发送方式：", ">发送测试邮件</button>"],
+            &["Transport:", ">Send a test mail</button>"],
+        ),
+        (
+            "/admin/downloads",
+            &["添加文件", ">上传</button>", "还没有文件。"],
+            &["Add a file", ">Upload</button>", "No files yet."],
+        ),
+        (
+            "/admin/ip-bans",
+            &["封禁地址或网段", "<td>直到解除</td>", " 解除</td>", "年"],
+            &[
+                "Ban an address or range",
+                "<td>until lifted</td>",
+                "<td>lifted ",
+            ],
+        ),
+    ];
+    for (path, chinese, english) in pages {
+        let zh = signed_page(&site.server, path, "rm_admin", &admin, Some(ZH)).await;
+        assert_in(&zh, "zh-CN", chinese);
+        let en = signed_page(&site.server, path, "rm_admin", &admin, None).await;
+        assert_in(&en, "en", english);
+        for text in chinese.iter().filter(|t| !t.is_ascii()) {
+            assert!(
+                !en.text.contains(text),
+                "{text:?} in English {path}: {}",
+                en.text
+            );
+        }
+    }
+
+    // The site's main nav is named in the reader's language.
+    let home = page(&site.server, "/", &[("accept-language", ZH)]).await;
+    assert_in(&home, "zh-CN", &["<nav aria-label=\"主导航\">"]);
+    let home_en = page(&site.server, "/", &[]).await;
+    assert_in(&home_en, "en", &["<nav aria-label=\"Main\">"]);
 }
