@@ -362,7 +362,7 @@ async fn the_recordings_page_searches_sorts_pages_and_its_form_deletes() {
     }
     let found = admin.page("/admin/records?q=%E5%91%A8%E4%BA%94").await;
     assert!(
-        found.contains("1 recordings") && !found.contains("Old talk"),
+        found.contains("<p>1 recording</p>") && !found.contains("Old talk"),
         "{}",
         found.text
     );
