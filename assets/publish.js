@@ -39,6 +39,11 @@
   const QUEUE_CAP = 4 * 1024 * 1024;
   const CHUNK_MS = 1000;
   const VIDEO_BPS = 2500000;
+  // A keyframe every second, as for OBS (roommanager.toml, hls_fragment_secs): Chromium's own
+  // default is one per 100 frames (5 s from its fake camera), and a server-side reader that
+  // joins the stream (the co-stream mixer, a new HLS segment) sees no picture until the next
+  // one, so the mixer could give up on a stream it found without video.
+  const KEYFRAME_MS = 1000;
   // Attempts in a row that never reached "pushing" before the page gives up.
   const RETRIES = 5;
   // H.264 is copied by the server; anything else is converted, which costs it CPU.
@@ -206,7 +211,8 @@
     // A new recorder for every socket: the server needs the stream's header first.
     function record(ws) {
       const type = mimeType();
-      recorder = new MediaRecorder(media, type ? { mimeType: type, videoBitsPerSecond: VIDEO_BPS } : {});
+      const options = { videoBitsPerSecond: VIDEO_BPS, videoKeyFrameIntervalDuration: KEYFRAME_MS };
+      recorder = new MediaRecorder(media, type ? { mimeType: type, ...options } : options);
       root.dataset.mime = recorder.mimeType;
       recorder.addEventListener("dataavailable", (event) => {
         if (socket !== ws || ws.readyState !== WebSocket.OPEN || event.data.size === 0) return;

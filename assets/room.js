@@ -285,6 +285,7 @@
         $("danmaku").replaceChildren();
         for (const d of m.recent_danmaku) addLine(d.nickname, d.text, null, d.is_host, d);
         if (m.connect_queue) renderQueue(m.connect_queue);
+        showPush(m.push_url);
         show($("end-connect"), Boolean(m.co_stream));
         break;
       case "live_started":

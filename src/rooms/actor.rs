@@ -22,7 +22,7 @@ use super::protocol::{
 };
 use super::{ClientId, ClientLink, Command, Envelope, Member, RoomSummary, RoomsError, Shared};
 use crate::files::ImageKind;
-use crate::media::{LiveId, MediaError, MixLayout, StreamCredentials};
+use crate::media::{complete_push_url, LiveId, MediaError, MixLayout, StreamCredentials};
 use crate::model::{LiveSession, Room, User, UserId, UserKind};
 
 mod chat;
@@ -581,6 +581,17 @@ impl RoomActor {
             co_stream: self.co_stream.as_ref().map(|c| c.guest.clone()),
             connect_queue: you_are_host.then(|| self.connect_queue.iter().cloned().collect()),
             you_are_host,
+            push_url: self
+                .live
+                .as_ref()
+                .filter(|_| you_are_host)
+                .and_then(|live| {
+                    let member = self.members.get(&client)?;
+                    Some(complete_push_url(
+                        &live.host_stream.push_url,
+                        &member.rtmp_host,
+                    ))
+                }),
         }
     }
 

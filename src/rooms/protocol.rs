@@ -197,6 +197,10 @@ pub enum ServerMessage {
         connect_queue: Option<Vec<Person>>,
         /// Whether the receiver is the host.
         you_are_host: bool,
+        /// Only for the host, while live: where OBS or ffmpeg pushes (as in `live_started`), so
+        /// a reloaded console still shows it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        push_url: Option<String>,
     },
     LiveStarted {
         room_id: u64,

@@ -18,6 +18,7 @@ mod admin_stats;
 mod admin_users;
 mod browser;
 mod browser_admin;
+mod browser_costream;
 mod browser_moderation;
 mod browser_overlay;
 mod browser_publish;
