@@ -25,6 +25,7 @@ use crate::store::unix_now;
 use super::account_pages::{page, see_other, PageForm};
 use super::admin_bans::required_reason;
 use super::admin_pages::AdminLayout;
+use super::admin_pages::ReasonForm;
 use super::admin_users::ban_end_label;
 use super::auth::{AdminApi, AdminPage, ClientIp};
 use super::csrf::Csrf;
@@ -261,15 +262,6 @@ pub async fn add_submit(
     }
 }
 
-/// The lift button's form.
-#[derive(Deserialize)]
-pub struct LiftForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    reason: String,
-}
-
 /// `POST /admin/ip-bans/{id}/lift`: `303` back to the page.
 pub async fn lift_submit(
     State(app): State<Arc<App>>,
@@ -277,7 +269,7 @@ pub async fn lift_submit(
     ClientIp(ip): ClientIp,
     csrf: Csrf,
     ApiPath(id): ApiPath<u64>,
-    PageForm(form): PageForm<LiftForm>,
+    PageForm(form): PageForm<ReasonForm>,
 ) -> Result<Response, PageError> {
     csrf.verify(&form.csrf)?;
     let reason = admin_rules::reason(&form.reason).map_err(ApiError::from)?;

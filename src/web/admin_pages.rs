@@ -48,6 +48,16 @@ const SECTIONS: [(&str, &str); 9] = [
     ("admin.nav.ip_bans", "/admin/ip-bans"),
 ];
 
+/// An admin form that carries only an optional reason for the audit log (lift, close, delete,
+/// mark verified, resend).
+#[derive(Deserialize)]
+pub struct ReasonForm {
+    #[serde(default)]
+    pub(super) csrf: String,
+    #[serde(default)]
+    pub(super) reason: String,
+}
+
 /// What `admin/base.html` needs from every admin page, and the reader's language for the
 /// templates' strings: `{{ layout.t("key") }}`, `{{ layout.lang.moment(…) }}`.
 pub struct AdminLayout {

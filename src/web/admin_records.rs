@@ -12,7 +12,6 @@ use askama::Template;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Deserialize;
 
 use crate::admin::{self, SignedAdmin};
 use crate::app::App;
@@ -23,6 +22,7 @@ use crate::store::Listed;
 
 use super::account_pages::{page, see_other, PageForm};
 use super::admin_pages::AdminLayout;
+use super::admin_pages::ReasonForm;
 use super::admin_stats::moment;
 use super::auth::{AdminPage, ClientIp};
 use super::csrf::Csrf;
@@ -136,14 +136,6 @@ pub async fn records_page(
     Ok(page(&app, &csrf, StatusCode::OK, &view))
 }
 
-#[derive(Deserialize)]
-pub struct DeleteForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    reason: String,
-}
-
 /// `POST /admin/records/{id}/delete` (a row's form): `303` back to the list.
 pub async fn delete_submit(
     State(app): State<Arc<App>>,
@@ -151,7 +143,7 @@ pub async fn delete_submit(
     ClientIp(ip): ClientIp,
     csrf: Csrf,
     ApiPath(id): ApiPath<u64>,
-    PageForm(form): PageForm<DeleteForm>,
+    PageForm(form): PageForm<ReasonForm>,
 ) -> Result<Response, PageError> {
     csrf.verify(&form.csrf)?;
     delete_record(&app, &admin, ip, RecordId(id), &form.reason).await?;

@@ -10,7 +10,6 @@ use askama::Template;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Deserialize;
 
 use crate::app::App;
 use crate::i18n::Lang;
@@ -19,6 +18,7 @@ use crate::model::RoomId;
 use super::account_pages::{page, see_other, PageForm};
 use super::admin_bans::{self, LiveRoom};
 use super::admin_pages::AdminLayout;
+use super::admin_pages::ReasonForm;
 use super::admin_stats::moment;
 use super::auth::{AdminPage, ClientIp};
 use super::csrf::Csrf;
@@ -57,14 +57,6 @@ pub async fn rooms_page(
     page(&app, &csrf, StatusCode::OK, &view)
 }
 
-#[derive(Deserialize)]
-pub struct CloseForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    reason: String,
-}
-
 /// `POST /admin/rooms/{id}/close` (a row's form): `303` back to the list.
 pub async fn close_submit(
     State(app): State<Arc<App>>,
@@ -72,7 +64,7 @@ pub async fn close_submit(
     ClientIp(ip): ClientIp,
     csrf: Csrf,
     ApiPath(id): ApiPath<u64>,
-    PageForm(form): PageForm<CloseForm>,
+    PageForm(form): PageForm<ReasonForm>,
 ) -> Result<Response, PageError> {
     csrf.verify(&form.csrf)?;
     admin_bans::close(&app, &admin, ip, RoomId(id), &form.reason).await?;

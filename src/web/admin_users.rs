@@ -31,6 +31,7 @@ use crate::store::{unix_now, UsersPage};
 use super::account_pages::{page, see_other, PageForm};
 use super::admin_bans;
 use super::admin_pages::AdminLayout;
+use super::admin_pages::ReasonForm;
 use super::admin_stats::moment;
 use super::auth::{request_host, AdminApi, AdminPage, ClientIp};
 use super::csrf::Csrf;
@@ -416,14 +417,6 @@ pub struct ActionBody {
     reason: String,
 }
 
-#[derive(Deserialize)]
-pub struct ActionForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    reason: String,
-}
-
 /// What an admin does to an unverified account.
 #[derive(Clone, Copy)]
 enum EmailAction {
@@ -511,7 +504,7 @@ pub async fn mark_verified_submit(
     csrf: Csrf,
     headers: HeaderMap,
     ApiPath(id): ApiPath<u64>,
-    PageForm(form): PageForm<ActionForm>,
+    PageForm(form): PageForm<ReasonForm>,
 ) -> Result<Response, PageError> {
     csrf.verify(&form.csrf)?;
     email_action(
@@ -535,7 +528,7 @@ pub async fn resend_submit(
     csrf: Csrf,
     headers: HeaderMap,
     ApiPath(id): ApiPath<u64>,
-    PageForm(form): PageForm<ActionForm>,
+    PageForm(form): PageForm<ReasonForm>,
 ) -> Result<Response, PageError> {
     csrf.verify(&form.csrf)?;
     email_action(
@@ -691,7 +684,7 @@ pub async fn lift_submit(
     ClientIp(ip): ClientIp,
     csrf: Csrf,
     ApiPath((id, scope)): ApiPath<(u64, String)>,
-    PageForm(form): PageForm<ActionForm>,
+    PageForm(form): PageForm<ReasonForm>,
 ) -> Result<Response, PageError> {
     csrf.verify(&form.csrf)?;
     let scope = admin_bans::ban_scope(&scope)?;
