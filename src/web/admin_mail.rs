@@ -208,16 +208,8 @@ pub async fn mail_page(
     csrf: Csrf,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    let (queued, sent) = overview(&app).await?;
-    let view = MailPage {
-        layout: AdminLayout::new(lang, "admin.nav.mail", &csrf, Some(&admin)),
-        transport: transport_name(&app),
-        queued,
-        sent,
-        test_queued: Query::of(raw).get("notice") == Some("test_queued"),
-        open: None,
-    };
-    Ok(page(&app, &csrf, StatusCode::OK, &view))
+    let test_queued = Query::of(raw).get("notice") == Some("test_queued");
+    mail_page_with(&app, lang, &csrf, &admin, test_queued, None).await
 }
 
 /// `GET /admin/mail/{id}`: one message opened above the lists.
@@ -229,16 +221,29 @@ pub async fn open_page(
     ApiPath(id): ApiPath<u64>,
 ) -> Result<Response, PageError> {
     let open = opened(&app, id).await?;
-    let (queued, sent) = overview(&app).await?;
+    mail_page_with(&app, lang, &csrf, &admin, false, Some(open)).await
+}
+
+/// The mail page: the queue and the latest delivered, with the test mail's notice or an opened
+/// message when there is one.
+async fn mail_page_with(
+    app: &App,
+    lang: Lang,
+    csrf: &Csrf,
+    admin: &SignedAdmin,
+    test_queued: bool,
+    open: Option<MailView>,
+) -> Result<Response, PageError> {
+    let (queued, sent) = overview(app).await?;
     let view = MailPage {
-        layout: AdminLayout::new(lang, "admin.nav.mail", &csrf, Some(&admin)),
-        transport: transport_name(&app),
+        layout: AdminLayout::new(lang, "admin.nav.mail", csrf, Some(admin)),
+        transport: transport_name(app),
         queued,
         sent,
-        test_queued: false,
-        open: Some(open),
+        test_queued,
+        open,
     };
-    Ok(page(&app, &csrf, StatusCode::OK, &view))
+    Ok(page(app, csrf, StatusCode::OK, &view))
 }
 
 #[derive(Deserialize)]
