@@ -115,6 +115,16 @@ impl Paging {
     pub fn offset(self) -> usize {
         (self.page - 1) * self.per_page
     }
+
+    /// The previous and the next page's numbers, where there are such pages, for this page
+    /// showing `on_page` of `total` items.
+    pub fn neighbours(self, on_page: usize, total: u64) -> (Option<usize>, Option<usize>) {
+        let shown = (self.offset() + on_page) as u64;
+        (
+            (self.page > 1).then(|| self.page - 1),
+            (shown < total).then_some(self.page + 1),
+        )
+    }
 }
 
 /// Reads `sort` as a client sent it (absent: newest first).

@@ -120,7 +120,7 @@ pub async fn records_page(
         .append_pair("sort", &sort)
         .finish();
     let rows: Vec<RecordRow> = found.records.into_iter().map(RecordRow::of).collect();
-    let shown = (paging.offset() + rows.len()) as u64;
+    let (previous, next) = paging.neighbours(rows.len(), found.total);
     let view = RecordsPage {
         layout: AdminLayout::new(lang, "admin.nav.recordings", &csrf, Some(&admin)),
         q,
@@ -128,8 +128,8 @@ pub async fn records_page(
         total: found.total,
         rows,
         filters,
-        previous: (paging.page > 1).then(|| paging.page - 1),
-        next: (shown < found.total).then_some(paging.page + 1),
+        previous,
+        next,
         per_page: paging.per_page,
         deleted: query.get("notice") == Some("deleted"),
     };

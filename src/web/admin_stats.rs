@@ -418,7 +418,7 @@ pub async fn audit_page(
         .append_pair("from", &from)
         .append_pair("to", &to)
         .finish();
-    let shown = (paging.offset() + found.entries.len()) as u64;
+    let (previous, next) = paging.neighbours(found.entries.len(), found.total);
     let view = AuditPage {
         layout: AdminLayout::new(lang, "admin.nav.audit", &csrf, Some(&admin)),
         admin: admin_name,
@@ -435,8 +435,8 @@ pub async fn audit_page(
             .collect(),
         total: found.total,
         filters,
-        previous: (paging.page > 1).then(|| paging.page - 1),
-        next: (shown < found.total).then_some(paging.page + 1),
+        previous,
+        next,
         per_page: paging.per_page,
     };
     Ok(page(&app, &csrf, StatusCode::OK, &view))

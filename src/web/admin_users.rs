@@ -331,7 +331,7 @@ pub async fn users_list_page(
             user,
         })
         .collect();
-    let shown = (paging.offset() + rows.len()) as u64;
+    let (previous, next) = paging.neighbours(rows.len(), total);
     let view = UsersPageView {
         layout: AdminLayout::new(lang, "admin.nav.users", &csrf, Some(&admin)),
         q,
@@ -340,8 +340,8 @@ pub async fn users_list_page(
         rows,
         total,
         filters,
-        previous: (paging.page > 1).then(|| paging.page - 1),
-        next: (shown < total).then_some(paging.page + 1),
+        previous,
+        next,
         per_page: paging.per_page,
     };
     Ok(page(&app, &csrf, StatusCode::OK, &view))
