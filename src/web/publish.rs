@@ -18,7 +18,7 @@ use axum::Extension;
 use serde_json::json;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::accounts::{AccountsError, SignedIn};
+use crate::accounts::SignedIn;
 use crate::app::App;
 use crate::media::browser::{BrowserPush, Claim, PublishError};
 use crate::media::complete_push_url;
@@ -26,10 +26,9 @@ use crate::model::RoomId;
 use crate::rooms::protocol::ServerMessage;
 use crate::rooms::ClientLink;
 
-use super::auth::session_token;
 use super::error::ApiError;
 use super::records::Query;
-use super::ws::{new_client_id, same_origin};
+use super::ws::{new_client_id, signed_socket};
 use super::ProxiedSlot;
 
 /// How often the page hears how its push goes.
@@ -48,15 +47,7 @@ pub async fn publish(
     if !config.enabled {
         return Err(PublishError::Disabled.into());
     }
-    if !same_origin(&headers) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "cross_origin",
-            "WebSocket connections from other sites are refused",
-        ));
-    }
-    let token = session_token(&headers).ok_or(AccountsError::NotLoggedIn)?;
-    let who = app.accounts.authenticate(token).await?;
+    let who = signed_socket(&app, &headers).await?;
     let room = Query::of(query).get("room").unwrap_or_default().to_owned();
     let room = room.parse::<u64>().map_err(|_| {
         ApiError::new(

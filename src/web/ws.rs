@@ -46,15 +46,7 @@ pub async fn ws(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    if !same_origin(&headers) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "cross_origin",
-            "WebSocket connections from other sites are refused",
-        ));
-    }
-    let token = session_token(&headers).ok_or(AccountsError::NotLoggedIn)?;
-    let who = app.accounts.authenticate(token).await?;
+    let who = signed_socket(&app, &headers).await?;
     let rtmp_host: Arc<str> = app.site.rtmp_host(request_host(&headers)).into();
     let max_frame = app.config.rooms.max_frame_bytes;
     let tracked = app.clone();
@@ -72,8 +64,22 @@ pub(super) fn new_client_id() -> ClientId {
     ClientId(NEXT_CLIENT.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Who opens a WebSocket (`/ws`, `/ws/publish`): a page of this site (see [`same_origin`]) with
+/// a session.
+pub(super) async fn signed_socket(app: &App, headers: &HeaderMap) -> Result<SignedIn, ApiError> {
+    if !same_origin(headers) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+            "WebSocket connections from other sites are refused",
+        ));
+    }
+    let token = session_token(headers).ok_or(AccountsError::NotLoggedIn)?;
+    Ok(app.accounts.authenticate(token).await?)
+}
+
 /// A browser's handshake names its page's origin; it must be this site. Programs send none.
-pub(super) fn same_origin(headers: &HeaderMap) -> bool {
+fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };
