@@ -71,7 +71,9 @@ async fn the_host_goes_live_again_while_the_last_recording_is_fetched() {
         "both recordings are still being fetched"
     );
 
+    // One at a time, so the records are stored (and listed) in the sessions' order.
     first.open();
+    records(&site, 1).await;
     second.open();
     let listed = records(&site, 2).await;
     let titles: Vec<&str> = listed.iter().map(|r| r.title.as_str()).collect();
