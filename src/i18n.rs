@@ -5,8 +5,9 @@
 //! and parsed once. Keys are `section.name`; values are plain text, never HTML (askama escapes
 //! them like any other value), with `{name}` placeholders. Unit tests keep the catalogues' keys
 //! equal and every key the templates and the web layer ask for present.
-//! Owns nothing else; calls nothing of the project. Used by the page layer only: the domain
-//! never learns the reader's language.
+//! Owns nothing else; calls nothing of the project. Used by the page layer, and by the mail the
+//! domain writes (accounts' verification mail, the admin's test mail), which is written in its
+//! reader's language (`mail.*`, `duration.*`); the domain learns no other use of it.
 
 use std::collections::HashMap;
 use std::fmt::Display;
@@ -296,18 +297,19 @@ mod tests {
     }
 
     /// Every `t("…")`, `count("…"` and `fill("…"` key in the templates, the scripts' catalogue
-    /// section and the web layer.
+    /// section, the web layer and the mail the domain writes.
     fn keys_used() -> BTreeSet<String> {
         let mut used = BTreeSet::new();
         let mut scan = |dir: &std::path::Path| {
             let mut stack = vec![dir.to_path_buf()];
-            while let Some(dir) = stack.pop() {
-                for entry in std::fs::read_dir(&dir).expect("the source tree is readable") {
-                    let path = entry.expect("the source tree is readable").path();
-                    if path.is_dir() {
-                        stack.push(path);
-                        continue;
+            while let Some(path) = stack.pop() {
+                if path.is_dir() {
+                    for entry in std::fs::read_dir(&path).expect("the source tree is readable") {
+                        stack.push(entry.expect("the source tree is readable").path());
                     }
+                    continue;
+                }
+                {
                     let text = std::fs::read_to_string(&path).expect("sources are UTF-8");
                     for call in [
                         "t(\"",
@@ -338,6 +340,8 @@ mod tests {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         scan(&root.join("templates"));
         scan(&root.join("src/web"));
+        scan(&root.join("src/accounts"));
+        scan(&root.join("src/mail.rs"));
         used
     }
 

@@ -3,7 +3,7 @@
 //! Owns: the transport (an outbox folder of .eml files, or an SMTP server via lettre), the
 //! delivery loop and the admin's test mail (rate-limited per address like every mail the site
 //! sends). Calls: store (the queue, the log of delivered mail), config, limits, accounts'
-//! address rule. Request handlers never send mail themselves:
+//! address rule, i18n (the test mail's words). Request handlers never send mail themselves:
 //! they queue it in the same transaction as the change that causes it and call [`Mailer::wake`];
 //! the loop delivers it, and on failure keeps it queued and retries with doubling back-off, also
 //! after a restart, so a verification mail is never lost.
@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{EmailConfig, LimitsConfig, MailTransport, SmtpSecurity};
+use crate::i18n::Lang;
 use crate::limits::{Key, RateLimiter, RetryAfter};
 use crate::model::{AuditEntry, MailId, QueuedMail, SentMail};
 use crate::store::{unix_now, MailDraft, Store, StoreError, MAIL_SENT_KEPT};
@@ -156,21 +157,22 @@ impl Mailer {
         Ok(opened)
     }
 
-    /// Queues a test mail to `to` for an admin, with its audit entry; delivered (or retried)
-    /// like any other.
-    pub async fn send_test(&self, to: &str, audit: AuditEntry) -> Result<MailId, MailError> {
+    /// Queues a test mail to `to` for an admin, in the admin's language `lang`, with its audit
+    /// entry; delivered (or retried) like any other.
+    pub async fn send_test(
+        &self,
+        to: &str,
+        audit: AuditEntry,
+        lang: Lang,
+    ) -> Result<MailId, MailError> {
         let to = to.trim();
         crate::accounts::validate::email(to).map_err(MailError::InvalidAddress)?;
         self.per_address
             .check(Key::of(&[to.to_lowercase().as_bytes()]))?;
         let draft = MailDraft {
             to: to.to_owned(),
-            subject: "RoomManager test mail".to_owned(),
-            text: format!(
-                "Hello,\n\nthe RoomManager admin \"{}\" sent this test mail to check that the \
-                 site's mail reaches people. Nothing else to do.\n",
-                audit.admin
-            ),
+            subject: lang.t("mail.test.subject").to_owned(),
+            text: lang.fill("mail.test.text", &[("admin", &audit.admin)]),
         };
         let mail = self
             .store

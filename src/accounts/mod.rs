@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::files::{Files, FilesError, ImageKind};
+use crate::i18n::Lang;
 use crate::limits::{Key, LoginLimits, RateLimiter, RetryAfter};
 use crate::mail::Mailer;
 use crate::model::{AuditEntry, LoginKind, Room, Session, TokenHash, User, UserId, UserKind};
@@ -54,14 +55,14 @@ pub enum AccountsError {
     #[error(
         "That username belongs to an account whose email is not verified yet. Unless it is \
          verified, the username becomes free in {}.",
-        in_words(*.0)
+        in_words(*.0, Lang::En)
     )]
     UsernamePending(Duration),
     #[error(
         "An account whose email is not verified yet holds this email for another {}. If you \
          registered it, open the link we mailed you or ask for a new one; if not, do not open \
          that link, and register again after that time.",
-        in_words(*.0)
+        in_words(*.0, Lang::En)
     )]
     EmailPending(Duration),
     #[error("No account with this username and email is waiting for verification.")]
@@ -240,6 +241,7 @@ impl Accounts {
     /// Creates an unverified account and queues its verification mail, whose link starts with
     /// `link_base` (`scheme://host[:port]`, see `site::Site::link_base`). An unverified account
     /// that has held the username or email for its verification time gives way to this one.
+    /// `lang`, the language the person registers in, is the one the account's mail is written in.
     pub async fn register(
         &self,
         username: &str,
@@ -247,6 +249,7 @@ impl Accounts {
         email: &str,
         client: IpAddr,
         link_base: &str,
+        lang: Lang,
     ) -> Result<User> {
         validate::username(username).map_err(AccountsError::InvalidUsername)?;
         validate::email(email).map_err(AccountsError::InvalidEmail)?;
@@ -265,10 +268,11 @@ impl Accounts {
             email: email.to_owned(),
             password_hash,
             now,
+            lang: lang.tag().to_owned(),
         };
         let mail = self
             .mail_writer(link_base)
-            .write(email, username, &token, false);
+            .write(email, username, &token, false, lang);
         let hold = self.verification_ttl;
         let outcome = self
             .store
@@ -294,19 +298,23 @@ impl Accounts {
 
     /// Sends a fresh verification link for the unverified account with this username and
     /// email; its earlier links stop working. Both are needed, so a person who asks for a link
-    /// for their address never gets one for someone else's account registered with it.
+    /// for their address never gets one for someone else's account registered with it. The mail
+    /// is in `lang`, the asker's language, which the account's mail keeps from then on.
     pub async fn resend_verification(
         &self,
         username: &str,
         email: &str,
         client: IpAddr,
         link_base: &str,
+        lang: Lang,
     ) -> Result<()> {
-        self.resend(username, email, client, link_base, None).await
+        self.resend(username, email, client, link_base, Some(lang), None)
+            .await
     }
 
     /// An admin's resend for the unverified account `id`: as the user's own, with the same
     /// limits (counted on the admin's address), and the admin's `audit` entry written with it.
+    /// The mail is in the account's language, not the admin's.
     pub async fn resend_as_admin(
         &self,
         id: UserId,
@@ -322,7 +330,7 @@ impl Accounts {
         let (Some(username), Some(email)) = (user.username, user.email) else {
             return Err(AccountsError::UnknownAccount);
         };
-        self.resend(&username, &email, client, link_base, Some(audit))
+        self.resend(&username, &email, client, link_base, None, Some(audit))
             .await
     }
 
@@ -368,6 +376,7 @@ impl Accounts {
         email: &str,
         client: IpAddr,
         link_base: &str,
+        lang: Option<Lang>,
         audit: Option<AuditEntry>,
     ) -> Result<()> {
         validate::username(username).map_err(AccountsError::InvalidUsername)?;
@@ -377,17 +386,26 @@ impl Accounts {
         let (token, link) = self.verification_link();
         let mail = {
             let this = self.mail_writer(link_base);
-            move |user: &User| {
+            move |user: &User, lang: Option<&str>| {
                 let to = user.email.as_deref().unwrap_or_default();
                 let name = user.username.as_deref().unwrap_or_default();
-                this.write(to, name, &token, true)
+                let lang = lang.and_then(Lang::from_tag).unwrap_or_default();
+                this.write(to, name, &token, true, lang)
             }
         };
         let (username, email) = (username.to_owned(), email.to_owned());
         let outcome = self
             .store
             .run(move |s| {
-                s.resend_verification(&username, &email, link, mail, unix_now(), audit.as_ref())
+                s.resend_verification(
+                    &username,
+                    &email,
+                    link,
+                    lang.map(Lang::tag),
+                    mail,
+                    unix_now(),
+                    audit.as_ref(),
+                )
             })
             .await?;
         match outcome {
@@ -398,6 +416,16 @@ impl Accounts {
             ResendOutcome::UnknownAccount => Err(AccountsError::UnknownAccount),
             ResendOutcome::AlreadyVerified => Err(AccountsError::AlreadyVerified),
         }
+    }
+
+    /// The signed-in user's mail is written in `lang` from now on (a guest gets no mail, so
+    /// nothing is kept for one).
+    pub async fn set_language(&self, who: &SignedIn, lang: Lang) -> Result<()> {
+        let id = who.user.id;
+        Ok(self
+            .store
+            .run(move |s| s.set_user_lang(id, lang.tag()))
+            .await?)
     }
 
     /// Decides a click on a verification link.
@@ -796,33 +824,26 @@ struct MailWriter {
 impl MailWriter {
     /// The mail names the account it verifies: a link opened for an account someone else
     /// registered with your address gives that account your address.
-    fn write(&self, to: &str, username: &str, token: &str, resent: bool) -> MailDraft {
+    fn write(&self, to: &str, username: &str, token: &str, resent: bool, lang: Lang) -> MailDraft {
+        let who: [(&str, &dyn std::fmt::Display); 2] = [("username", &username), ("to", &to)];
         let why = if resent {
-            format!(
-                "someone asked for a new verification link for the RoomManager account \
-                 \"{username}\", registered with this email address ({to})."
-            )
+            lang.fill("mail.verify.why_resent", &who)
         } else {
-            format!(
-                "someone registered the RoomManager account \"{username}\" with this email \
-                 address ({to})."
-            )
+            lang.fill("mail.verify.why_registered", &who)
         };
-        let lifetime = in_words(Duration::from_secs(self.verification_ttl));
+        let link = format!("{}/verify?token={token}", self.link_base);
+        let lifetime = in_words(Duration::from_secs(self.verification_ttl), lang);
         MailDraft {
             to: to.to_owned(),
-            subject: format!("Verify your email for the RoomManager account \"{username}\""),
-            text: format!(
-                "Hello,\n\n\
-                 {why} If \"{username}\" is your account, confirm the address by opening \
-                 this link:\n\n\
-                 {url}/verify?token={token}\n\n\
-                 The link works for {lifetime}.\n\n\
-                 Opening it gives the account \"{username}\" this email address, so open it \
-                 only if you registered \"{username}\" yourself. If you did not, ignore this \
-                 mail: the account is deleted after its link has expired, and you can then \
-                 register your own account with this address.\n",
-                url = self.link_base,
+            subject: lang.fill("mail.verify.subject", &who),
+            text: lang.fill(
+                "mail.verify.text",
+                &[
+                    ("why", &why),
+                    ("username", &username),
+                    ("link", &link),
+                    ("lifetime", &lifetime),
+                ],
             ),
         }
     }
@@ -830,18 +851,13 @@ impl MailWriter {
 
 /// A duration as a person reads it: "40 seconds", "12 minutes", "3 hours", "2 days" (rounded
 /// up, so a wait is never longer than said).
-fn in_words(wait: Duration) -> String {
+fn in_words(wait: Duration, lang: Lang) -> String {
     let secs = wait.as_secs().max(1);
-    let (n, unit) = match secs {
-        0..120 => (secs, "second"),
-        120..7200 => (secs.div_ceil(60), "minute"),
-        7200..172_800 => (secs.div_ceil(3600), "hour"),
-        _ => (secs.div_ceil(86_400), "day"),
-    };
-    if n == 1 {
-        format!("1 {unit}")
-    } else {
-        format!("{n} {unit}s")
+    match secs {
+        0..120 => lang.count("duration.second", secs, &[]),
+        120..7200 => lang.count("duration.minute", secs.div_ceil(60), &[]),
+        7200..172_800 => lang.count("duration.hour", secs.div_ceil(3600), &[]),
+        _ => lang.count("duration.day", secs.div_ceil(86_400), &[]),
     }
 }
 
@@ -851,7 +867,7 @@ mod tests {
 
     #[test]
     fn waits_are_said_in_words_rounded_up() {
-        let said = |secs| in_words(Duration::from_secs(secs));
+        let said = |secs| in_words(Duration::from_secs(secs), Lang::En);
         assert_eq!(said(0), "1 second");
         assert_eq!(said(59), "59 seconds");
         assert_eq!(said(121), "3 minutes");
@@ -859,5 +875,9 @@ mod tests {
         assert_eq!(said(7200), "2 hours");
         assert_eq!(said(86_400), "24 hours");
         assert_eq!(said(172_800), "2 days");
+        assert_eq!(
+            in_words(Duration::from_secs(3 * 86_400), Lang::ZhCn),
+            "3 天"
+        );
     }
 }

@@ -74,6 +74,8 @@ pub struct UserDetail {
     pub bans: Vec<Ban>,
     /// The latest [`DETAIL_LOGINS`] logins, newest first.
     pub logins: Vec<LoginEvent>,
+    /// The language tag the user's mail is written in (none for guests).
+    pub language: Option<String>,
 }
 
 pub async fn detail(store: &Store, id: UserId) -> Result<UserDetail> {
@@ -87,6 +89,7 @@ pub async fn detail(store: &Store, id: UserId) -> Result<UserDetail> {
                 room,
                 bans: s.bans_of(id)?,
                 logins: s.logins_of(id, DETAIL_LOGINS)?,
+                language: s.user_lang(id)?,
                 user,
             }))
         })

@@ -33,6 +33,8 @@ pub struct NewAccount {
     pub email: String,
     pub password_hash: String,
     pub now: u64,
+    /// The language tag its mail is written in.
+    pub lang: String,
 }
 
 /// A verification link to issue: the hash of its token and when it stops working.
@@ -229,6 +231,7 @@ pub(super) fn remove_unverified(txn: &WriteTransaction, user: &User) -> Result<b
     if let Some(link) = &user.pending_verification {
         txn.open_table(VERIFY_TOKENS)?.remove(link.0.as_str())?;
     }
+    txn.open_table(USER_LANGS)?.remove(user.id.0)?;
     Ok(true)
 }
 
@@ -323,6 +326,8 @@ impl Store {
             usernames.insert(username_key.as_str(), id.0)?;
             emails.insert(email_key.as_str(), id.0)?;
             write_user(&mut txn.open_table(USERS)?, &user)?;
+            txn.open_table(USER_LANGS)?
+                .insert(id.0, account.lang.as_str())?;
             let record = VerificationToken {
                 user_id: id,
                 created_at: account.now,
@@ -415,15 +420,19 @@ impl Store {
     }
 
     /// Replaces the link of the unverified account that has both `username` and `email` (any
-    /// letter case) with a new one and queues the mail that `mail` writes for that account; the
-    /// old link is marked superseded in the same transaction. Naming the account as well as the
-    /// address means nobody can ask for a link to an account they do not know is theirs.
+    /// letter case) with a new one and queues the mail that `mail` writes for that account in its
+    /// language; the old link is marked superseded in the same transaction. Naming the account as
+    /// well as the address means nobody can ask for a link to an account they do not know is
+    /// theirs. `lang`, the asker's language, becomes the account's first; without it (an admin
+    /// asking) the account keeps its own.
+    #[allow(clippy::too_many_arguments)]
     pub fn resend_verification(
         &self,
         username: &str,
         email: &str,
         token: NewToken,
-        mail: impl FnOnce(&User) -> MailDraft,
+        lang: Option<&str>,
+        mail: impl FnOnce(&User, Option<&str>) -> MailDraft,
         now: u64,
         audit: Option<&AuditEntry>,
     ) -> Result<ResendOutcome, StoreError> {
@@ -468,13 +477,38 @@ impl Store {
             tokens.insert(token.hash.0.as_str(), encode(&record).as_slice())?;
             user.pending_verification = Some(token.hash);
             write_user(&mut users, &user)?;
-            enqueue_mail_in(&txn, mail(&user), now)?;
+            let mut langs = txn.open_table(USER_LANGS)?;
+            if let Some(lang) = lang {
+                langs.insert(user.id.0, lang)?;
+            }
+            let lang = langs.get(user.id.0)?.map(|v| v.value().to_owned());
+            enqueue_mail_in(&txn, mail(&user, lang.as_deref()), now)?;
             if let Some(audit) = audit {
                 write_audit(&txn, audit)?;
             }
         }
         txn.commit()?;
         Ok(ResendOutcome::Queued)
+    }
+
+    /// The language tag `user`'s mail is written in, if one was ever given.
+    pub fn user_lang(&self, user: UserId) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let langs = txn.open_table(USER_LANGS)?;
+        Ok(langs.get(user.0)?.map(|v| v.value().to_owned()))
+    }
+
+    /// Writes `user`'s mail in `lang` from now on; only a registered account that still exists
+    /// gets the row (guests get no mail), so a deleted account's language cannot come back.
+    pub fn set_user_lang(&self, user: UserId, lang: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        let registered = read_user(&txn.open_table(USERS)?, user.0)?
+            .is_some_and(|u| u.kind == UserKind::Registered);
+        if registered {
+            txn.open_table(USER_LANGS)?.insert(user.0, lang)?;
+        }
+        txn.commit()?;
+        Ok(())
     }
 
     /// Finds a registered user by username or email (any letter case).

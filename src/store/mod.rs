@@ -276,6 +276,7 @@ fn open_all_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(VIEWER_PEAKS)?;
     txn.open_table(MAIL_SENT)?;
     txn.open_table(IP_BANS)?;
+    txn.open_table(USER_LANGS)?;
     Ok(())
 }
 

@@ -108,3 +108,6 @@ pub const VIEWER_PEAKS: TableDefinition<u64, (u64, u64)> = TableDefinition::new(
 pub const MAIL_SENT: TableDefinition<u64, &[u8]> = TableDefinition::new("mail_sent_v1");
 /// IP ban id → `model::IpBan`: every IP ban given, lifted and expired ones kept for the record.
 pub const IP_BANS: TableDefinition<u64, &[u8]> = TableDefinition::new("ip_bans_v1");
+/// User id → the language tag (`i18n::Lang::tag`) the registered user's mail is written in: the
+/// language they registered in, then the one they last switched to.
+pub const USER_LANGS: TableDefinition<u64, &str> = TableDefinition::new("user_langs_v1");

@@ -179,7 +179,14 @@ pub async fn register_submit(
     let link_base = app.site.link_base(request_host(&headers));
     let registered = app
         .accounts
-        .register(&form.username, &form.password, &form.email, ip, &link_base)
+        .register(
+            &form.username,
+            &form.password,
+            &form.email,
+            ip,
+            &link_base,
+            lang,
+        )
         .await;
     match registered {
         Ok(_) => {
@@ -323,7 +330,7 @@ pub async fn resend_submit(
     let link_base = app.site.link_base(request_host(&headers));
     let sent = app
         .accounts
-        .resend_verification(&form.username, &form.email, ip, &link_base)
+        .resend_verification(&form.username, &form.email, ip, &link_base, lang)
         .await;
     let notice = match sent {
         Ok(()) => (

@@ -143,10 +143,11 @@ async fn send_test(
     admin: &SignedAdmin,
     ip: std::net::IpAddr,
     to: &str,
+    lang: Lang,
 ) -> Result<MailId, ApiError> {
     let to = to.trim();
     let audit = admin.audit(AuditAction::SendTestMail, format!("mail:{to}"), "", ip);
-    Ok(app.mailer.send_test(to, audit).await?)
+    Ok(app.mailer.send_test(to, audit, lang).await?)
 }
 
 /// `GET /api/v1/admin/mail` → `{"transport","queued":[…],"sent":[…]}`.
@@ -179,11 +180,12 @@ pub struct TestBody {
 /// `POST /api/v1/admin/mail/test` `{"to"}` → `202 {"mail_id"}`: queued, delivered as any mail.
 pub async fn test_api(
     State(app): State<Arc<App>>,
+    lang: Lang,
     AdminApi(admin): AdminApi,
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<TestBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let id = send_test(&app, &admin, ip, &body.to).await?;
+    let id = send_test(&app, &admin, ip, &body.to, lang).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "mail_id": id }))))
 }
 
@@ -257,12 +259,13 @@ pub struct TestForm {
 /// `POST /admin/mail/test` (the page's form): `303` back to the page.
 pub async fn test_submit(
     State(app): State<Arc<App>>,
+    lang: Lang,
     AdminPage(admin): AdminPage,
     ClientIp(ip): ClientIp,
     csrf: Csrf,
     PageForm(form): PageForm<TestForm>,
 ) -> Result<Response, PageError> {
     csrf.verify(&form.csrf)?;
-    send_test(&app, &admin, ip, &form.to).await?;
+    send_test(&app, &admin, ip, &form.to, lang).await?;
     Ok(see_other("/admin/mail?notice=test_queued", None))
 }

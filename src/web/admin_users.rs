@@ -210,6 +210,8 @@ pub async fn list(
 pub struct DetailView {
     user: UserView,
     last_login_ip: Option<String>,
+    /// The language tag the user's mail is written in.
+    language: Option<String>,
     room: Option<RoomView>,
     recordings: Vec<RecordingView>,
     /// Every ban, in force or not, oldest first.
@@ -238,6 +240,7 @@ async fn detail_of(app: &App, id: u64) -> Result<DetailView, ApiError> {
         room,
         bans,
         logins,
+        language,
     } = users::detail(&app.store, UserId(id)).await?;
     let all = Paging {
         page: 1,
@@ -247,6 +250,7 @@ async fn detail_of(app: &App, id: u64) -> Result<DetailView, ApiError> {
     Ok(DetailView {
         user: UserView::of(&user, Vec::new()),
         last_login_ip: user.last_login_ip,
+        language,
         room: room.map(|room| RoomView {
             room_id: room.id,
             name: room.name,

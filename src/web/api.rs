@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::accounts::NewSession;
 use crate::app::App;
 use crate::files::{FilesError, ImageKind};
+use crate::i18n::Lang;
 use crate::model::{Room, RoomId, User, UserKind};
 
 use super::auth::{
@@ -91,6 +92,7 @@ struct Registered {
 
 pub async fn register(
     State(app): State<Arc<App>>,
+    lang: Lang,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
     ApiJson(body): ApiJson<RegisterBody>,
@@ -98,7 +100,14 @@ pub async fn register(
     let link_base = app.site.link_base(request_host(&headers));
     let user = app
         .accounts
-        .register(&body.username, &body.password, &body.email, ip, &link_base)
+        .register(
+            &body.username,
+            &body.password,
+            &body.email,
+            ip,
+            &link_base,
+            lang,
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -119,13 +128,14 @@ pub struct ResendBody {
 
 pub async fn resend(
     State(app): State<Arc<App>>,
+    lang: Lang,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
     ApiJson(body): ApiJson<ResendBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let link_base = app.site.link_base(request_host(&headers));
     app.accounts
-        .resend_verification(&body.username, &body.email, ip, &link_base)
+        .resend_verification(&body.username, &body.email, ip, &link_base, lang)
         .await?;
     Ok((
         StatusCode::ACCEPTED,

@@ -3,7 +3,7 @@
 //! The `lang` cookie (set by the switch) wins; else `Accept-Language`; else English
 //! (`crate::i18n::Lang::negotiate`). Pages take [`Lang`] as an extractor and hand it to their
 //! [`Layout`](super::pages::Layout); error answers are put into it in `error.rs`.
-//! Calls: i18n, auth (cookies).
+//! Calls: i18n, auth (cookies, the session), accounts (a signed-in user's mail language).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use crate::app::App;
 use crate::i18n::{self, Lang};
 
 use super::account_pages::see_other;
-use super::auth::{cookie, request_host, set_cookie};
+use super::auth::{cookie, request_host, set_cookie, MaybeSigned};
 use super::path::ApiPath;
 
 /// A year: the choice is a preference, not a session.
@@ -42,13 +42,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Lang {
 
 /// `GET /lang/{tag}`: remembers the language in a cookie and goes back to the page the link was
 /// on (a path on this site only, so the switch cannot send anyone elsewhere), or home.
-/// An unknown tag clears the choice, leaving `Accept-Language` to decide.
+/// An unknown tag clears the choice, leaving `Accept-Language` to decide. A signed-in user's
+/// mail follows the switch too.
 pub async fn switch(
     State(app): State<Arc<App>>,
+    MaybeSigned(who): MaybeSigned,
     headers: HeaderMap,
     ApiPath(tag): ApiPath<String>,
 ) -> Response {
-    let cookie = match Lang::ALL.into_iter().find(|l| l.tag() == tag) {
+    let chosen = Lang::ALL.into_iter().find(|l| l.tag() == tag);
+    if let (Some(lang), Some(who)) = (chosen, &who) {
+        // The cookie is the switch's promise; a store that cannot keep the mail's language
+        // now is logged, not shown as a failed switch.
+        if let Err(e) = app.accounts.set_language(who, lang).await {
+            tracing::warn!(user = %who.user.id, error = %e, "cannot keep the mail language");
+        }
+    }
+    let cookie = match chosen {
         Some(lang) => set_cookie(&app, i18n::COOKIE, lang.tag(), COOKIE_MAX_AGE, "Lax"),
         None => set_cookie(&app, i18n::COOKIE, "", 0, "Lax"),
     };

@@ -553,6 +553,7 @@ async fn used_links_are_forgotten_after_the_grace_period_and_their_accounts_stay
             email: "wanda@example.com".to_owned(),
             password_hash: "not needed here".to_owned(),
             now: registered,
+            lang: "en".to_owned(),
         };
         let link = NewToken {
             hash: stored_hash(&old_token),
