@@ -218,6 +218,15 @@
     overlay.remove(id);
   }
 
+  // The page's gift names are in the reader's language; the message's name is the catalogue's
+  // own, shown only for a gift the page does not know (the catalogue changed since it loaded).
+  const giftNames = new Map(
+    Array.from(document.querySelectorAll("#gift-names [data-gift-id]"), (li) => [li.dataset.giftId, li.textContent]),
+  );
+  function giftName(m) {
+    return giftNames.get(m.gift) ?? m.name;
+  }
+
   // A gift pops up over the picture for a moment (the CSS animation), besides its line.
   function showGift(m) {
     const stage = $("gift-show");
@@ -227,7 +236,7 @@
     icon.className = "gift-icon";
     icon.textContent = m.icon;
     const what = document.createElement("span");
-    what.textContent = t("tGiftShow", { nickname: m.nickname, count: m.count, name: m.name });
+    what.textContent = t("tGiftShow", { nickname: m.nickname, count: m.count, name: giftName(m) });
     pop.append(icon, what);
     pop.addEventListener("animationend", () => pop.remove());
     stage.append(pop);
@@ -317,7 +326,7 @@
         removeLine(m.id);
         break;
       case "gift":
-        addLine(m.nickname, ` ${t("tGiftLine", { count: m.count, icon: m.icon, name: m.name })}`, "gift-line");
+        addLine(m.nickname, ` ${t("tGiftLine", { count: m.count, icon: m.icon, name: giftName(m) })}`, "gift-line");
         showGift(m);
         break;
       case "like":

@@ -6,6 +6,7 @@
 //! The annotated default file at the repository root is embedded as [`DEFAULT_TOML`]; a unit test
 //! keeps it equal to [`Config::default`], so the documentation cannot drift from the code.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -569,21 +570,35 @@ impl Default for HttpMediaConfig {
 pub struct GiftConfig {
     pub id: String,
     pub name: String,
+    /// The name in other languages, by language tag (`zh-CN`); `name` where none is given.
+    #[serde(default)]
+    pub names: BTreeMap<String, String>,
     pub icon: String,
     pub value: u64,
 }
 
+/// The longest gift name, in characters: it fits on a button and in a danmaku-sized line.
+pub const MAX_GIFT_NAME_CHARS: usize = 32;
+
+impl GiftConfig {
+    /// The gift's name for a reader of the language `tag`.
+    pub fn name_in(&self, tag: &str) -> &str {
+        self.names.get(tag).map_or(&self.name, String::as_str)
+    }
+}
+
 fn default_gifts() -> Vec<GiftConfig> {
-    let gift = |id: &str, name: &str, icon: &str, value| GiftConfig {
+    let gift = |id: &str, name: &str, zh: &str, icon: &str, value| GiftConfig {
         id: id.to_owned(),
         name: name.to_owned(),
+        names: BTreeMap::from([("zh-CN".to_owned(), zh.to_owned())]),
         icon: icon.to_owned(),
         value,
     };
     vec![
-        gift("heart", "Heart", "❤️", 1),
-        gift("flower", "Flower", "🌸", 5),
-        gift("rocket", "Rocket", "🚀", 100),
+        gift("heart", "Heart", "爱心", "❤️", 1),
+        gift("flower", "Flower", "鲜花", "🌸", 5),
+        gift("rocket", "Rocket", "火箭", "🚀", 100),
     ]
 }
 
@@ -1013,11 +1028,38 @@ impl Config {
                     ),
                 });
             }
-            if gift.name.trim().is_empty() {
+            if gift.name.trim().is_empty() || gift.name.chars().count() > MAX_GIFT_NAME_CHARS {
                 return Err(ConfigError::Invalid {
                     key: "gifts.name",
-                    problem: format!("the gift {:?} needs a name", gift.id),
+                    problem: format!(
+                        "the gift {:?} needs a name of 1 to {MAX_GIFT_NAME_CHARS} characters",
+                        gift.id
+                    ),
                 });
+            }
+            for (tag, name) in &gift.names {
+                if !crate::i18n::Lang::ALL.iter().any(|l| l.tag() == tag) {
+                    let spoken: Vec<_> = crate::i18n::Lang::ALL.iter().map(|l| l.tag()).collect();
+                    return Err(ConfigError::Invalid {
+                        key: "gifts.names",
+                        problem: format!(
+                            "the gift {:?} has a name for {tag:?}, not a language the site \
+                             speaks ({})",
+                            gift.id,
+                            spoken.join(", ")
+                        ),
+                    });
+                }
+                if name.trim().is_empty() || name.chars().count() > MAX_GIFT_NAME_CHARS {
+                    return Err(ConfigError::Invalid {
+                        key: "gifts.names",
+                        problem: format!(
+                            "the gift {:?} needs a {tag} name of 1 to {MAX_GIFT_NAME_CHARS} \
+                             characters",
+                            gift.id
+                        ),
+                    });
+                }
             }
         }
         if self.email.retry_max_secs < self.email.retry_min_secs {

@@ -216,7 +216,26 @@ pub struct RoomPage {
     /// A registered user: chat, gifts, likes and co-streaming. Guests and visitors without a
     /// session get the invitation to register instead of buttons the server would refuse.
     registered: bool,
-    gifts: Vec<GiftConfig>,
+    gifts: Vec<GiftView>,
+}
+
+/// A gift as a page shows it: the catalogue's entry with its name in the reader's language.
+struct GiftView {
+    id: String,
+    name: String,
+    icon: String,
+    value: u64,
+}
+
+impl GiftView {
+    fn of(gift: &GiftConfig, lang: Lang) -> Self {
+        GiftView {
+            id: gift.id.clone(),
+            name: gift.name_in(lang.tag()).to_owned(),
+            icon: gift.icon.clone(),
+            value: gift.value,
+        }
+    }
 }
 
 /// `/room/{room_id}`: the live room — video, danmaku, gifts, and the host's console.
@@ -255,7 +274,12 @@ pub async fn room(
         user_id: user.map(|u| u.id.0.to_string()).unwrap_or_default(),
         is_host: user.is_some_and(|u| u.id == room.owner),
         registered: user.is_some_and(|u| u.kind == UserKind::Registered),
-        gifts: app.config.gifts.clone(),
+        gifts: app
+            .config
+            .gifts
+            .iter()
+            .map(|g| GiftView::of(g, lang))
+            .collect(),
         name: room.name,
     })
 }

@@ -27,6 +27,7 @@ mod browser_room;
 mod config;
 mod connections;
 mod downloads;
+mod gift_names;
 mod http;
 mod http_docs;
 mod i18n;
