@@ -21,6 +21,7 @@ mod browser_admin;
 mod browser_costream;
 mod browser_moderation;
 mod browser_overlay;
+mod browser_phone;
 mod browser_publish;
 mod browser_records;
 mod browser_room;
