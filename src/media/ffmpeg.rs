@@ -246,6 +246,23 @@ async fn run(mut command: Command) -> Result<String, String> {
     }
 }
 
+/// How long the mixer probes each input for its streams, in microseconds. nginx-rtmp hands a new
+/// reader a publisher's video from its next keyframe on (it keeps no GOP cache), so this must
+/// outlast the longest keyframe interval publishers use (OBS is often set to 5 s or more, up to
+/// 10 s): probing for less ends with the audio alone, and the mix "matches no streams". It is
+/// a ceiling, not a wait: the probe ends as soon as both an input's streams have arrived.
+const MIX_PROBE_MICROS: &str = "12000000";
+/// An input that delivers nothing for this long (microseconds) ends the mixer; longer than the
+/// probe, so a publisher without sound that waits for its next keyframe is not taken for dead.
+const MIX_READ_TIMEOUT_MICROS: &str = "15000000";
+/// The first wait before the mixer is started again after it exited, and the wait while an input
+/// is not there yet (see [`inputs_not_ready`]), which never grows.
+const MIX_RETRY_FIRST: Duration = Duration::from_millis(500);
+/// The wait before a start, after the mixer exited while its inputs were not there yet.
+const MIX_RETRY_NOT_READY: Duration = Duration::from_secs(1);
+/// The longest wait between starts after other failures (doubling from [`MIX_RETRY_FIRST`]).
+const MIX_RETRY_MAX: Duration = Duration::from_secs(8);
+
 /// Where a mixer reads and writes.
 #[derive(Debug, Clone)]
 pub struct MixJob {
@@ -264,9 +281,9 @@ pub fn mix_args(job: &MixJob, layout: MixLayout) -> Vec<String> {
             "-fpsprobesize",
             "0",
             "-analyzeduration",
-            "3000000",
+            MIX_PROBE_MICROS,
             "-rw_timeout",
-            "5000000",
+            MIX_READ_TIMEOUT_MICROS,
             "-i",
             url,
         ]
@@ -322,15 +339,16 @@ pub fn mix_args(job: &MixJob, layout: MixLayout) -> Vec<String> {
     args
 }
 
-/// Runs the mixer until `stop` is cancelled, restarting it with back-off whenever it exits
-/// (an input not there yet, a publisher reconnecting), and again at once when the layout
-/// changes.
+/// Runs the mixer until `stop` is cancelled, restarting it whenever it exits, and again at once
+/// when the layout changes. While an input is not there yet (the guest not pushing yet, or a
+/// publisher's video still before its first keyframe) it is tried every second; after other
+/// failures (a publisher reconnecting, a crash) the wait doubles up to 8 s.
 pub async fn supervise_mixer(
     job: MixJob,
     mut layout: watch::Receiver<MixLayout>,
     stop_mixing: CancellationToken,
 ) {
-    let mut pause = Duration::from_millis(500);
+    let mut pause = MIX_RETRY_FIRST;
     loop {
         let current = *layout.borrow_and_update();
         let mut command = Command::new(&job.ffmpeg);
@@ -370,22 +388,29 @@ pub async fn supervise_mixer(
                     Some(task) => task.await.unwrap_or_default(),
                     None => String::new(),
                 };
+                let not_ready = inputs_not_ready(&stderr);
                 if started.elapsed() > Duration::from_secs(20) {
-                    pause = Duration::from_millis(500);
+                    pause = MIX_RETRY_FIRST;
                 }
-                tracing::warn!(?status, stderr = %stderr, retry_ms = pause.as_millis() as u64, "mixer exited; restarting");
+                let wait = if not_ready { MIX_RETRY_NOT_READY } else { pause };
+                let retry_ms = wait.as_millis() as u64;
+                if not_ready {
+                    tracing::info!(?status, stderr = %stderr, retry_ms, "mixer inputs not there yet; restarting");
+                } else {
+                    tracing::warn!(?status, stderr = %stderr, retry_ms, "mixer exited; restarting");
+                    pause = (pause * 2).min(MIX_RETRY_MAX);
+                }
                 tokio::select! {
                     () = stop_mixing.cancelled() => return,
-                    () = tokio::time::sleep(pause) => {}
+                    () = tokio::time::sleep(wait) => {}
                 }
-                pause = (pause * 2).min(Duration::from_secs(8));
             }
             changed = layout.changed() => {
                 stop(&mut child, SIGTERM, Duration::from_secs(2)).await;
                 if changed.is_err() {
                     return;
                 }
-                pause = Duration::from_millis(500);
+                pause = MIX_RETRY_FIRST;
             }
             () = stop_mixing.cancelled() => {
                 stop(&mut child, SIGTERM, Duration::from_secs(2)).await;
@@ -394,6 +419,14 @@ pub async fn supervise_mixer(
             }
         }
     }
+}
+
+/// Whether the mixer's last words say an input is not there yet rather than broken: nginx-rtmp
+/// refuses to play a stream nobody publishes yet ("No such stream", with `idle_streams off`),
+/// and an input whose video did not arrive within the probe leaves the filter graph's `[N:v]`
+/// matching no stream. Either comes right by itself once the publisher sends.
+fn inputs_not_ready(stderr: &str) -> bool {
+    stderr.contains("matches no streams") || stderr.contains("No such stream")
 }
 
 /// Reads a child's stderr to the end; keeps the last few lines for the log.
@@ -428,5 +461,18 @@ mod tests {
         assert!(args.ends_with("rtmp://127.0.0.1/mix/m?code=c"), "{args}");
         let pip = mix_args(&job, MixLayout::PictureInPicture).join(" ");
         assert!(pip.contains("overlay="), "{pip}");
+    }
+
+    #[test]
+    fn a_missing_input_is_told_from_a_broken_one() {
+        assert!(inputs_not_ready(
+            "Stream specifier ':v' in filtergraph description [0:v]scale=640:360 matches no streams."
+        ));
+        assert!(inputs_not_ready(
+            "Server error: No such stream | rtmp://127.0.0.1:1935/guest/g: Operation not permitted"
+        ));
+        assert!(!inputs_not_ready(
+            "rtmp://127.0.0.1:1935/live/h: Connection refused"
+        ));
     }
 }

@@ -39,6 +39,7 @@ mod mail_lang;
 mod media_http;
 mod media_rtmp;
 mod metrics;
+mod mixer_keyframes;
 mod protocol;
 mod publish;
 mod record_pages;

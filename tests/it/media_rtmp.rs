@@ -36,6 +36,17 @@ pub(crate) fn push(url: &str, seconds: u64, width: u32, height: u32, tone_hz: u3
 /// An ffmpeg pushing `picture` (an ffmpeg lavfi source, e.g. `color=c=red:size=320x240:rate=30`)
 /// with a tone, with a keyframe every second, for `seconds`.
 pub(crate) fn push_picture(url: &str, seconds: u64, picture: &str, tone_hz: u32) -> Child {
+    push_picture_keyframes(url, seconds, picture, tone_hz, 30)
+}
+
+/// Like [`push_picture`], with a keyframe every `gop` frames (`-g`).
+pub(crate) fn push_picture_keyframes(
+    url: &str,
+    seconds: u64,
+    picture: &str,
+    tone_hz: u32,
+    gop: u32,
+) -> Child {
     Command::new("ffmpeg")
         .args(["-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i"])
         .arg(picture)
@@ -50,7 +61,7 @@ pub(crate) fn push_picture(url: &str, seconds: u64, picture: &str, tone_hz: u32)
             "-tune",
             "zerolatency",
             "-g",
-            "30",
+            &gop.to_string(),
             "-pix_fmt",
             "yuv420p",
             "-c:a",
@@ -159,7 +170,7 @@ async fn assert_plays_in_a_browser(server: &TestServer, room: u64, width: u64) {
 }
 
 /// The pids of running processes whose command line contains `needle`.
-fn pids_mentioning(needle: &str) -> Vec<u32> {
+pub(crate) fn pids_mentioning(needle: &str) -> Vec<u32> {
     let out = std::process::Command::new("ps")
         .args(["-eo", "pid=,args="])
         .output()
@@ -178,7 +189,7 @@ fn rand_suffix() -> u64 {
         .as_nanos() as u64
 }
 
-async fn push_key(server: &TestServer, token: &str, rotate: bool) -> Value {
+pub(crate) async fn push_key(server: &TestServer, token: &str, rotate: bool) -> Value {
     let request = if rotate {
         server.client.post(server.url("/api/v1/me/push/rotate"))
     } else {
