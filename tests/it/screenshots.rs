@@ -1,7 +1,8 @@
 //! The site's main pages as a person sees them, in headless Chromium against the real server
-//! (the scripted media plane: the live room is live, without a picture): home, the live room
-//! with danmaku flying over the video (desktop and phone), the host console, the recordings, a
-//! replay and the admin dashboard, in English and in Chinese (switched by the footer's link).
+//! with the real media plane (managed nginx-rtmp; the host's picture is an ffmpeg `testsrc2`
+//! push): home, the live room with its picture playing and danmaku flying over it (desktop and
+//! phone), the host console, the recordings, a replay and the admin dashboard, in English and in
+//! Chinese (switched by the footer's link).
 //! Every run checks what the pages show: each page loaded with a title, its controls named
 //! (labels, button text), no CSP violation, the phone's room page with the video above the chat
 //! and no sideways scrolling, visible focus rings, and the dark scheme when the system asks for
@@ -14,13 +15,14 @@ use std::process::{Command, Stdio};
 use roommanager::store::unix_now;
 use serde_json::json;
 
-use crate::accounts::post_json;
+use crate::accounts::{get_auth, post_json, relaxed, verified_user};
 use crate::admin::make_admin;
 use crate::browser_admin::log_in_admin;
-use crate::browser_room::{log_in, send_danmaku, wait_for_line, wait_js};
+use crate::browser_room::{log_in, send_danmaku, wait_for_line, wait_js, wait_js_within};
 use crate::common::webdriver::{self, Browser};
+use crate::common::TestServer;
+use crate::media_rtmp::{media_tools_present, push_key, push_picture};
 use crate::records::list_recording;
-use crate::rooms::Site;
 
 const HOST: &str = "meilin";
 const VIEWER: &str = "leo_w";
@@ -35,22 +37,35 @@ const DANMAKU: [&str; 6] = [
     "Good evening everyone",
 ];
 const LANGS: [&str; 2] = ["en", "zh-CN"];
+/// The host's picture: colour bars, a moving gradient and a clock, at 30 fps.
+const PICTURE: &str = "testsrc2=size=960x540:rate=30";
 const DESKTOP: (u32, u32) = (1280, 800);
 const PHONE: (u32, u32) = (390, 844);
 
 #[tokio::test]
 async fn the_main_pages_in_both_languages_on_a_desktop_and_a_phone() {
-    if !webdriver::available() {
+    if !webdriver::available() || !media_tools_present() {
         return;
     }
-    let site =
-        Site::start_with(|c| c.media.watch_origins = vec!["http://scripted".to_owned()]).await;
-    let server = &site.server;
+    let server = &TestServer::start_with(|c| {
+        relaxed(c);
+        c.media.rtmp.manage_nginx = true;
+        c.rooms.chat_per_window = 1000;
+    })
+    .await;
     make_admin(server, "root");
-    let (host_id, _) = site.user(HOST).await;
-    let (_, viewer_token) = site.user(VIEWER).await;
-    let room = site.room_of(host_id);
+    let (host_id, host_token) = verified_user(server, HOST).await;
+    let (_, viewer_token) = verified_user(server, VIEWER).await;
+    let room = get_auth(server, "/api/v1/me/room", &host_token)
+        .await
+        .json()["room_id"]
+        .as_u64()
+        .expect("the host's room");
     let room_path = format!("/room/{room}");
+    let push_url = push_key(server, &host_token, false).await["push_url"]
+        .as_str()
+        .expect("the host's push URL")
+        .to_owned();
     let day = 24 * 3600;
     let now = unix_now();
     list_recording(
@@ -82,27 +97,33 @@ async fn the_main_pages_in_both_languages_on_a_desktop_and_a_phone() {
     log_in(&viewer, server, VIEWER).await;
 
     let mut problems = Vec::new();
+    // The last pass's push, kept running for the admin dashboard's live room.
+    let mut on_air = None;
     for lang in LANGS {
         for browser in [&host, &viewer] {
             browser.goto(&server.url(&format!("/lang/{lang}"))).await;
         }
 
-        // The host goes live from the host console, which then shows where to push.
+        // The host goes live from the host console, which then shows where to push; an ffmpeg
+        // pushes there as OBS would (until the pass ends: the room stays live after the last).
         host.goto(&server.url(&room_path)).await;
         let title = host.find("#live-title").await;
         host.type_text(&title, TITLE).await;
         let start = host.find("#start").await;
         host.click(&start).await;
-        wait_playing(&host).await;
         wait_js(
             &host,
             "return document.getElementById('push-key').textContent !== '' || null;",
             "the stream key on the host console",
         )
         .await;
+        let mut pushing = push_picture(&push_url, 900, PICTURE, 440);
+        wait_playing(&host).await;
+        // The console from its heading down to the push server and key (the live picture has
+        // its own shot).
         host.execute(
             "const c = document.querySelector('.host-console'); \
-             window.scrollTo(0, c.getBoundingClientRect().top + window.scrollY - 240);",
+             window.scrollTo(0, c.getBoundingClientRect().top + window.scrollY - 16);",
         )
         .await;
         page_done(&host, lang, &format!("studio-{lang}"), &mut problems).await;
@@ -188,6 +209,9 @@ async fn the_main_pages_in_both_languages_on_a_desktop_and_a_phone() {
                 "the room off the air",
             )
             .await;
+            let _ = pushing.kill().await;
+        } else {
+            on_air = Some(pushing);
         }
     }
 
@@ -230,6 +254,8 @@ async fn the_main_pages_in_both_languages_on_a_desktop_and_a_phone() {
     let dark = page_colours(&viewer).await;
     assert!(dark.0 < 0.1 && dark.1 > 0.6, "dark page: {dark:?}");
     page_done(&viewer, "zh-CN", "home-dark-zh-CN", &mut problems).await;
+    // The pages that show the live room are done; it may go off the air.
+    drop(on_air);
 
     assert!(problems.is_empty(), "{problems:#?}");
     for browser in [&host, &viewer] {
@@ -238,13 +264,16 @@ async fn the_main_pages_in_both_languages_on_a_desktop_and_a_phone() {
     }
 }
 
-/// Waits until the room page's player has the live stream (the scripted plane's URL: no
-/// picture, but the page is live).
+/// Waits until the room page's player plays the live picture: a frame shown and its clock
+/// running, with a second of it played (hls.js needs the playlist's first fragments first).
 async fn wait_playing(browser: &Browser) {
-    wait_js(
+    wait_js_within(
         browser,
-        "return document.getElementById('player').dataset.stream || null;",
-        "the live stream in the player",
+        "const p = document.getElementById('player'); \
+         return p.dataset.stream && p.readyState >= 2 && p.videoWidth > 0 \
+           && p.currentTime > 1 || null;",
+        "the live picture playing",
+        std::time::Duration::from_secs(60),
     )
     .await;
 }
