@@ -31,6 +31,16 @@ async fn register_in(server: &TestServer, username: &str, accept: Option<&str>) 
     send(request).await
 }
 
+/// Registers `username` as [`register_in`] does; its user id.
+async fn registered_id(server: &TestServer, username: &str, accept: Option<&str>) -> u64 {
+    register_in(server, username, accept)
+        .await
+        .expect(StatusCode::CREATED)
+        .json()["user_id"]
+        .as_u64()
+        .expect("a user id")
+}
+
 fn email(username: &str) -> String {
     format!("{username}@example.com")
 }
@@ -100,12 +110,7 @@ async fn a_resend_follows_the_language_asked_in_and_the_admin_keeps_it() {
     let Some((mail, server)) = server_and_mail().await else {
         return;
     };
-    let user = register_in(&server, "wei", None)
-        .await
-        .expect(StatusCode::CREATED)
-        .json()["user_id"]
-        .as_u64()
-        .expect("a user id");
+    let user = registered_id(&server, "wei", None).await;
     assert!(!is_chinese(&nth_mail(&mail, "wei", 1).await.subject));
 
     // The person switched the page to Chinese (the switch's cookie) and asks again.
@@ -149,6 +154,16 @@ async fn a_resend_follows_the_language_asked_in_and_the_admin_keeps_it() {
     assert_first_verification(&click(&server, &en.verify_link()).await);
 }
 
+/// The footer's language switch to `tag`, signed in with `token` (its redirect not followed).
+async fn switch(server: &TestServer, tag: &str, token: &str) -> Reply {
+    send(
+        no_redirects()
+            .get(server.url(&format!("/lang/{tag}")))
+            .bearer_auth(token),
+    )
+    .await
+}
+
 /// The language the admin's user detail says `user`'s mail is written in.
 async fn mail_language(server: &TestServer, admin: &str, user: u64) -> Value {
     get_auth(server, &format!("/api/v1/admin/users/{user}"), admin)
@@ -163,12 +178,7 @@ async fn a_signed_in_switch_changes_the_mail_language_and_deleting_the_account_f
     let Some((mail, server)) = server_and_mail().await else {
         return;
     };
-    let user = register_in(&server, "mei", Some("en-US"))
-        .await
-        .expect(StatusCode::CREATED)
-        .json()["user_id"]
-        .as_u64()
-        .expect("a user id");
+    let user = registered_id(&server, "mei", Some("en-US")).await;
     assert_first_verification(
         &click(&server, &nth_mail(&mail, "mei", 1).await.verify_link()).await,
     );
@@ -178,25 +188,14 @@ async fn a_signed_in_switch_changes_the_mail_language_and_deleting_the_account_f
     assert_eq!(mail_language(&server, &admin, user).await, "en");
 
     // The switch every page's footer links to, signed in: the cookie and the mail language.
-    let switched = send(
-        no_redirects()
-            .get(server.url("/lang/zh-CN"))
-            .bearer_auth(&token),
-    )
-    .await;
+    let switched = switch(&server, "zh-CN", &token).await;
     assert_eq!(switched.status, StatusCode::SEE_OTHER, "{}", switched.text);
     assert!(switched
         .header("set-cookie")
         .is_some_and(|c| c.starts_with("lang=zh-CN")));
     assert_eq!(mail_language(&server, &admin, user).await, "zh-CN");
     // An unknown tag clears the cookie and leaves the mail language alone.
-    send(
-        server
-            .client
-            .get(server.url("/lang/xx-bogus"))
-            .bearer_auth(&token),
-    )
-    .await;
+    switch(&server, "xx-bogus", &token).await;
     assert_eq!(mail_language(&server, &admin, user).await, "zh-CN");
 
     // A guest's switch keeps nothing (a guest gets no mail); no session: only the cookie.
@@ -207,13 +206,7 @@ async fn a_signed_in_switch_changes_the_mail_language_and_deleting_the_account_f
         .json()["user_id"]
         .as_u64()
         .expect("a guest id");
-    send(
-        server
-            .client
-            .get(server.url("/lang/zh-CN"))
-            .bearer_auth(&guest),
-    )
-    .await;
+    switch(&server, "zh-CN", &guest).await;
     assert_eq!(mail_language(&server, &admin, guest_id).await, Value::Null);
 
     // The account deleted: its language row goes in the same transaction.

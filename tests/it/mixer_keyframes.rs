@@ -22,6 +22,14 @@ use crate::media_rtmp::{
 /// Frames per second of the test pushes.
 const FPS: u32 = 30;
 
+/// The `watch_url` a server message carries.
+fn watch_url(message: &serde_json::Value) -> String {
+    message["watch_url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a watch URL in {message}"))
+        .to_owned()
+}
+
 /// Host and guest push 640x360 with a keyframe every `keyframe_secs`; the mix must play.
 async fn mix_plays_with_keyframes_every(keyframe_secs: u32) {
     if !media_tools_present() {
@@ -44,10 +52,7 @@ async fn mix_plays_with_keyframes_every(keyframe_secs: u32) {
         .await;
     let started = host.expect("live_started").await;
     let room = started["room_id"].as_u64().expect("a room id");
-    let host_watch = started["watch_url"]
-        .as_str()
-        .expect("a watch URL")
-        .to_owned();
+    let host_watch = watch_url(&started);
     let picture = format!("testsrc=size=640x360:rate={FPS}");
     let gop = keyframe_secs * FPS;
     let _host_push = push_picture_keyframes(&push_url, 90, &picture, 440, gop);
@@ -65,10 +70,7 @@ async fn mix_plays_with_keyframes_every(keyframe_secs: u32) {
         .await;
     let connect = guest.expect("connect_started").await;
     let guest_push_url = connect["push_url"].as_str().expect("a guest push URL");
-    let mixed_watch = connect["watch_url"]
-        .as_str()
-        .expect("the mix's watch URL")
-        .to_owned();
+    let mixed_watch = watch_url(&connect);
     let _guest_push = push_picture_keyframes(guest_push_url, 60, &picture, 880, gop);
     // Every mixer started on the way, with how long each was seen running.
     let mixed_id = mixed_watch
