@@ -33,6 +33,7 @@ mod i18n;
 mod lan;
 mod lifecycle;
 mod mail;
+mod media_builtin;
 mod media_http;
 mod media_rtmp;
 mod metrics;

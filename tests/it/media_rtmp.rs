@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
+use roommanager::config::Config;
 use roommanager::model::{Ban, BanScope, UserId};
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
@@ -36,13 +37,30 @@ pub(crate) fn push(url: &str, seconds: u64, width: u32, height: u32, tone_hz: u3
 /// An ffmpeg pushing `picture` (an ffmpeg lavfi source, e.g. `color=c=red:size=320x240:rate=30`)
 /// with a tone, with a keyframe every second, for `seconds`.
 pub(crate) fn push_picture(url: &str, seconds: u64, picture: &str, tone_hz: u32) -> Child {
-    Command::new("ffmpeg")
-        .args(["-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i"])
-        .arg(picture)
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!("sine=frequency={tone_hz}:sample_rate=44100"))
-        .args(["-t", &seconds.to_string()])
-        .args([
+    push_tracks(url, seconds, Some(picture), Some(tone_hz))
+}
+
+/// An ffmpeg pushing `picture` (H.264, a keyframe every second) and/or a tone of `tone_hz`
+/// (AAC) for `seconds`: either may be left out.
+pub(crate) fn push_tracks(
+    url: &str,
+    seconds: u64,
+    picture: Option<&str>,
+    tone_hz: Option<u32>,
+) -> Child {
+    let mut command = Command::new("ffmpeg");
+    command.args(["-nostdin", "-loglevel", "error", "-re"]);
+    if let Some(picture) = picture {
+        command.args(["-f", "lavfi", "-i"]).arg(picture);
+    }
+    if let Some(tone_hz) = tone_hz {
+        command
+            .args(["-f", "lavfi", "-i"])
+            .arg(format!("sine=frequency={tone_hz}:sample_rate=44100"));
+    }
+    command.args(["-t", &seconds.to_string()]);
+    if picture.is_some() {
+        command.args([
             "-c:v",
             "libx264",
             "-preset",
@@ -53,14 +71,13 @@ pub(crate) fn push_picture(url: &str, seconds: u64, picture: &str, tone_hz: u32)
             "30",
             "-pix_fmt",
             "yuv420p",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "64k",
-            "-f",
-            "flv",
-            url,
-        ])
+        ]);
+    }
+    if tone_hz.is_some() {
+        command.args(["-c:a", "aac", "-b:a", "64k"]);
+    }
+    command
+        .args(["-f", "flv", url])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -94,6 +111,21 @@ pub(crate) async fn wait_for_picture(
     dir: &Path,
     size: (u32, u32),
 ) {
+    let want = format!("{},{}", size.0, size.1);
+    wait_for_segment(server, watch_url, dir, "v:0", "stream=width,height", &want).await;
+}
+
+/// Waits until ffprobe reads `want` as the `entries` of stream `stream` (e.g. "a:0") of the
+/// newest segment of `watch_url`'s playlist; fails with what it last saw if that does not
+/// happen within 40 s.
+pub(crate) async fn wait_for_segment(
+    server: &TestServer,
+    watch_url: &str,
+    dir: &Path,
+    stream: &str,
+    entries: &str,
+    want: &str,
+) {
     assert!(
         watch_url.starts_with("/hls/"),
         "a path, not a URL with a host: {watch_url}"
@@ -104,7 +136,7 @@ pub(crate) async fn wait_for_picture(
     loop {
         assert!(
             Instant::now() < deadline,
-            "{watch_url} never showed a {size:?} picture; last: {last}"
+            "{watch_url} never showed {entries} {want} in {stream}; last: {last}"
         );
         let res = server.client.get(watch_url).send().await.unwrap();
         last = format!("status {}", res.status());
@@ -122,10 +154,10 @@ pub(crate) async fn wait_for_picture(
                 assert_eq!(res.headers()["content-type"], "video/mp2t");
                 let file = dir.join(format!("seg-{}.ts", rand_suffix()));
                 std::fs::write(&file, res.bytes().await.unwrap()).unwrap();
-                let found = probe(&file, &["-select_streams", "v:0"], "stream=width,height");
+                let found = probe(&file, &["-select_streams", stream], entries);
                 // MPEG-TS lists the stream under its program too: the first line is the stream.
-                last = format!("a {} picture", found.lines().next().unwrap_or(""));
-                if found.lines().next() == Some(format!("{},{}", size.0, size.1).as_str()) {
+                last = found.lines().next().unwrap_or("nothing").to_owned();
+                if found.lines().next() == Some(want) {
                     return;
                 }
             }
@@ -159,7 +191,7 @@ async fn assert_plays_in_a_browser(server: &TestServer, room: u64, width: u64) {
 }
 
 /// The pids of running processes whose command line contains `needle`.
-fn pids_mentioning(needle: &str) -> Vec<u32> {
+pub(crate) fn pids_mentioning(needle: &str) -> Vec<u32> {
     let out = std::process::Command::new("ps")
         .args(["-eo", "pid=,args="])
         .output()
@@ -178,7 +210,7 @@ fn rand_suffix() -> u64 {
         .as_nanos() as u64
 }
 
-async fn push_key(server: &TestServer, token: &str, rotate: bool) -> Value {
+pub(crate) async fn push_key(server: &TestServer, token: &str, rotate: bool) -> Value {
     let request = if rotate {
         server.client.post(server.url("/api/v1/me/push/rotate"))
     } else {
@@ -191,7 +223,7 @@ async fn push_key(server: &TestServer, token: &str, rotate: bool) -> Value {
 
 /// How many publishes RoomManager decided with `outcome` ("accepted" or a refusal's reason),
 /// from its `/metrics`.
-async fn publishes(server: &TestServer, outcome: &str) -> u64 {
+pub(crate) async fn publishes(server: &TestServer, outcome: &str) -> u64 {
     let text = server.get("/metrics").await.text().await.unwrap();
     let series = format!("roommanager_rtmp_publishes_total{{outcome=\"{outcome}\"}} ");
     text.lines()
@@ -201,7 +233,7 @@ async fn publishes(server: &TestServer, outcome: &str) -> u64 {
 
 /// A push to `url` is accepted, then stopped again. Each refusal below is preceded by one such
 /// positive control: nginx listens, the hook answers, and this very push works with the right key.
-async fn assert_accepted(server: &TestServer, url: &str) {
+pub(crate) async fn assert_accepted(server: &TestServer, url: &str) {
     let accepted = publishes(server, "accepted").await;
     let mut control = push(url, 30, 320, 180, 440);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -220,7 +252,7 @@ async fn assert_accepted(server: &TestServer, url: &str) {
 
 /// A push to `url` that RoomManager refuses for `reason`: ffmpeg gives up quickly, and the
 /// refusal is counted under that reason.
-async fn assert_refused(server: &TestServer, url: &str, reason: &str) {
+pub(crate) async fn assert_refused(server: &TestServer, url: &str, reason: &str) {
     let refused = publishes(server, reason).await;
     let mut ffmpeg = push(url, 5, 320, 180, 440);
     let status = tokio::time::timeout(Duration::from_secs(20), ffmpeg.wait())
@@ -235,7 +267,7 @@ async fn assert_refused(server: &TestServer, url: &str, reason: &str) {
     );
 }
 
-fn processes_mentioning(needle: &str) -> Vec<String> {
+pub(crate) fn processes_mentioning(needle: &str) -> Vec<String> {
     let out = std::process::Command::new("ps")
         .args(["-eo", "args"])
         .output()
@@ -782,7 +814,10 @@ async fn a_push_cut_by_an_nginx_restart_is_kept_in_the_recording() {
 
 /// `token`'s host goes live and pushes a real picture until it is on the air: the host's
 /// socket, the push URL and the running push.
-async fn live_and_pushing(server: &TestServer, token: &str) -> (WsClient, String, Child) {
+pub(crate) async fn live_and_pushing(
+    server: &TestServer,
+    token: &str,
+) -> (WsClient, String, Child) {
     let mut host = WsClient::connect(&server.base, token).await;
     host.send(json!({"type": "start_live"})).await;
     let push_url = host.expect("live_started").await["push_url"]
@@ -794,17 +829,23 @@ async fn live_and_pushing(server: &TestServer, token: &str) -> (WsClient, String
     (host, push_url, ffmpeg)
 }
 
-/// Rotating a leaked key stops a push that is already running with it.
+/// The rtmp backend with its managed nginx.
+fn with_nginx(c: &mut Config) {
+    relaxed(c);
+    c.media.rtmp.manage_nginx = true;
+}
+
 #[tokio::test]
 async fn rotating_the_key_drops_a_running_push() {
-    if !media_tools_present() {
-        return;
+    if media_tools_present() {
+        rotating_the_key_drops_a_running_push_on(with_nginx).await;
     }
-    let server = TestServer::start_with(|c| {
-        relaxed(c);
-        c.media.rtmp.manage_nginx = true;
-    })
-    .await;
+}
+
+/// Rotating a leaked key stops a push that is already running with it (on the media backend
+/// `setup` configures).
+pub(crate) async fn rotating_the_key_drops_a_running_push_on(setup: fn(&mut Config)) {
+    let server = TestServer::start_with(setup).await;
     let (_, token) = verified_user(&server, "leakyhost").await;
     let (mut host, push_url, mut ffmpeg) = live_and_pushing(&server, &token).await;
     let rotated = push_key(&server, &token, true).await;
@@ -817,19 +858,18 @@ async fn rotating_the_key_drops_a_running_push() {
     assert_refused(&server, &push_url, "wrong code").await;
 }
 
-/// An admin's stream ban while the host pushes: the room closes, nginx drops the running push, a
-/// new push with the same key is refused and going live again is refused for the ban; lifting it
-/// lets the host push again.
 #[tokio::test]
 async fn a_stream_ban_drops_the_running_push_and_refuses_the_next_until_lifted() {
-    if !media_tools_present() {
-        return;
+    if media_tools_present() {
+        a_stream_ban_drops_the_running_push_on(with_nginx).await;
     }
-    let server = TestServer::start_with(|c| {
-        relaxed(c);
-        c.media.rtmp.manage_nginx = true;
-    })
-    .await;
+}
+
+/// An admin's stream ban while the host pushes: the room closes, the media plane drops the
+/// running push, a new push with the same key is refused and going live again is refused for
+/// the ban; lifting it lets the host push again (on the backend `setup` configures).
+pub(crate) async fn a_stream_ban_drops_the_running_push_on(setup: fn(&mut Config)) {
+    let server = TestServer::start_with(setup).await;
     make_admin(&server, "root");
     let admin = admin_token(&server.base, "root", ADMIN_PASSWORD).await;
     let (host_id, token) = verified_user(&server, "unrulyhost").await;
