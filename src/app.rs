@@ -178,41 +178,36 @@ impl App {
             MediaChoice::Given(media) => media,
             MediaChoice::Configured => match config.media.backend {
                 MediaBackend::Http => Arc::new(HttpMedia::new(&config.media.http)),
-                MediaBackend::Rtmp => {
-                    let started = RtmpMedia::start(
-                        &config.media.rtmp,
-                        store.clone(),
-                        &data_dir,
-                        http_addr,
-                        &site,
-                        tasks.clone(),
-                        shutdown.clone(),
-                    )
-                    .map_err(|source| AppError::Media {
-                        path: data_dir.clone(),
-                        source,
-                    })?;
-                    rtmp = Some(started.clone());
-                    started
-                }
-                MediaBackend::Builtin => {
-                    let addr = config.media.builtin.rtmp_listen;
-                    let socket = std::net::TcpListener::bind(addr)
-                        .map_err(|source| AppError::RtmpListen { addr, source })?;
-                    let (tell, told) = tokio::sync::mpsc::unbounded_channel();
-                    notices = Some(told);
-                    let started = RtmpMedia::start_builtin(
-                        &config.media.rtmp,
-                        &config.media.builtin,
-                        socket,
-                        store.clone(),
-                        &data_dir,
-                        &site,
-                        tell,
-                        tasks.clone(),
-                        shutdown.clone(),
-                    )
-                    .map_err(|source| AppError::Media {
+                backend @ (MediaBackend::Rtmp | MediaBackend::Builtin) => {
+                    let started = if backend == MediaBackend::Rtmp {
+                        RtmpMedia::start(
+                            &config.media.rtmp,
+                            store.clone(),
+                            &data_dir,
+                            http_addr,
+                            &site,
+                            tasks.clone(),
+                            shutdown.clone(),
+                        )
+                    } else {
+                        let addr = config.media.builtin.rtmp_listen;
+                        let socket = std::net::TcpListener::bind(addr)
+                            .map_err(|source| AppError::RtmpListen { addr, source })?;
+                        let (tell, told) = tokio::sync::mpsc::unbounded_channel();
+                        notices = Some(told);
+                        RtmpMedia::start_builtin(
+                            &config.media.rtmp,
+                            &config.media.builtin,
+                            socket,
+                            store.clone(),
+                            &data_dir,
+                            &site,
+                            tell,
+                            tasks.clone(),
+                            shutdown.clone(),
+                        )
+                    };
+                    let started = started.map_err(|source| AppError::Media {
                         path: data_dir.clone(),
                         source,
                     })?;

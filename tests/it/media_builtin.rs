@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use roommanager::config::{Config, MediaBackend};
-use roommanager::model::{Ban, BanScope, UserId};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -17,10 +16,11 @@ use crate::common::tools::{self, Tool};
 use crate::common::ws::WsClient;
 use crate::common::{wait_for, Process, TestServer};
 use crate::media_rtmp::{
-    a_stream_ban_drops_the_running_push_on, assert_accepted, assert_refused, live_and_pushing,
-    probe, processes_mentioning, push, push_key, push_tracks,
-    rotating_the_key_drops_a_running_push_on, wait_for_picture, wait_for_segment,
+    a_stream_ban_drops_the_running_push_on, add_stream_ban, assert_accepted, assert_refused,
+    go_live, live_and_pushing, probe, processes_mentioning, push, push_key, push_tracks,
+    rotating_the_key_drops_a_running_push_on, wait_for_picture, wait_for_segment, write_flv,
 };
+use crate::session_end::download;
 
 const PICTURE: &str = "testsrc=size=320x180:rate=30";
 
@@ -73,14 +73,7 @@ async fn recording(server: &TestServer, count: usize, into: &Path) -> PathBuf {
         (records.len() == count).then(|| records.into_iter().last().unwrap())
     })
     .await;
-    let res = server
-        .client
-        .get(server.url(&record.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    std::fs::write(into, res.bytes().await.unwrap()).unwrap();
+    download(server, &record.url, into).await;
     into.to_owned()
 }
 
@@ -142,33 +135,9 @@ async fn wrong_code_unknown_stream_wrong_application_and_a_banned_host_are_refus
     let server = TestServer::start_with(builtin).await;
     let (_, token) = verified_user(&server, "refusedhost").await;
     let (banned_id, banned_token) = verified_user(&server, "bannedhost").await;
-    let mut host = WsClient::connect(&server.base, &token).await;
-    host.send(json!({"type": "start_live"})).await;
-    let push_url = host.expect("live_started").await["push_url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut banned = WsClient::connect(&server.base, &banned_token).await;
-    banned.send(json!({"type": "start_live"})).await;
-    let banned_push = banned.expect("live_started").await["push_url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    server
-        .app()
-        .store
-        .add_ban(
-            UserId(banned_id),
-            Ban {
-                scope: BanScope::Stream,
-                reason: "test".into(),
-                created_at: 0,
-                expires_at: None,
-                lifted_at: None,
-            },
-            None,
-        )
-        .unwrap();
+    let (_host, push_url, _) = go_live(&server.base, &token).await;
+    let (_banned, banned_push, _) = go_live(&server.base, &banned_token).await;
+    add_stream_ban(&server, banned_id);
 
     let (base, code) = push_url.split_once("?code=").unwrap();
     let address = rtmp_address(&push_url);
@@ -312,12 +281,7 @@ async fn two_hundred_slow_connections_are_closed_while_a_real_push_is_served() {
     })
     .await;
     let (_, token) = verified_user(&server, "slowhost").await;
-    let mut host = WsClient::connect(&server.base, &token).await;
-    host.send(json!({"type": "start_live"})).await;
-    let push_url = host.expect("live_started").await["push_url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (_host, push_url, _) = go_live(&server.base, &token).await;
     let address = rtmp_address(&push_url);
     // From another loopback address: over its per-IP cap they are closed at once, the others
     // at the handshake deadline; the real push comes from 127.0.0.1.
@@ -490,11 +454,7 @@ async fn malformed_input_closes_that_connection_only_and_interleaved_chunks_play
     let scratch = tempfile::tempdir().unwrap();
     let server = TestServer::start_with(builtin).await;
     let (_, token) = verified_user(&server, "rawhost").await;
-    let mut host = WsClient::connect(&server.base, &token).await;
-    host.send(json!({"type": "start_live"})).await;
-    let started = host.expect("live_started").await;
-    let push_url = started["push_url"].as_str().unwrap().to_owned();
-    let watch_url = started["watch_url"].as_str().unwrap().to_owned();
+    let (mut host, push_url, watch_url) = go_live(&server.base, &token).await;
     let address = rtmp_address(&push_url);
     let stream_key = push_url.rsplit('/').next().unwrap().to_owned();
 
@@ -539,32 +499,7 @@ async fn malformed_input_closes_that_connection_only_and_interleaved_chunks_play
     // A publish by hand: an empty @setDataFrame, then real H.264 and AAC from an FLV, its
     // audio chunks sent between the chunks of its video messages (as OBS does).
     let flv = scratch.path().join("source.flv");
-    let made = std::process::Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            PICTURE,
-        ])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args([
-            "-t",
-            "8",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "30",
-        ])
-        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv"])
-        .arg(&flv)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    write_flv(&flv, 8, true);
     let tags = flv_tags(&std::fs::read(&flv).unwrap());
     let mut raw = RawRtmp::connect(&address).await;
     raw.publish(&stream_key).await;
@@ -594,7 +529,12 @@ async fn malformed_input_closes_that_connection_only_and_interleaved_chunks_play
     wait_for_picture(&server, &watch_url, scratch.path(), (320, 180)).await;
     let codec = "stream=codec_name";
     wait_for_segment(&server, &watch_url, scratch.path(), "a:0", codec, "aac").await;
-    drop(raw);
+    // A publisher's 16 MiB message is refused too (media may be up to 8 MiB).
+    raw.send(&header).await;
+    assert!(
+        raw.closed().await,
+        "a 16 MiB media message closes the publish"
+    );
     assert_eq!(host.expect("on_air").await["on_air"], false);
 
     // The server stayed up, and a real push is served.
@@ -622,12 +562,7 @@ async fn sigterm_leaves_no_ffmpeg_and_finishes_the_recording() {
         crate::common::spare_port()
     );
     let mut process = Process::serve(data.path(), &config);
-    let mut host = WsClient::connect(&process.base, &token).await;
-    host.send(json!({"type": "start_live"})).await;
-    let push_url = host.expect("live_started").await["push_url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (mut host, push_url, _) = go_live(&process.base, &token).await;
     let mut ffmpeg = push(&push_url, 60, 320, 180, 440);
     assert_eq!(host.expect("on_air").await["on_air"], true);
     let on_air = Instant::now();

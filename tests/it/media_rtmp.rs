@@ -18,6 +18,7 @@ use crate::common::tools::{self, Tool};
 use crate::common::webdriver::{self, Browser};
 use crate::common::ws::WsClient;
 use crate::common::TestServer;
+use crate::session_end::download;
 
 /// Seconds the host pushes in all; the recording must be this long, within 2 s.
 const HOST_PUSH_SECS: u64 = 50;
@@ -84,6 +85,21 @@ pub(crate) fn push_tracks(
         .kill_on_drop(true)
         .spawn()
         .expect("run ffmpeg")
+}
+
+/// Writes `seconds` of test pattern (H.264, a keyframe every second), with a tone (AAC) if
+/// `tone`, to the FLV file `flv`.
+pub(crate) fn write_flv(flv: &Path, seconds: u64, tone: bool) {
+    let mut command = std::process::Command::new("ffmpeg");
+    command.args(["-nostdin", "-loglevel", "error", "-f", "lavfi", "-i"]);
+    command.arg("testsrc=size=320x180:rate=30");
+    if tone {
+        command.args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"]);
+        command.args(["-c:a", "aac"]);
+    }
+    command.args(["-t", &seconds.to_string(), "-c:v", "libx264", "-preset"]);
+    command.args(["ultrafast", "-g", "30", "-pix_fmt", "yuv420p", "-f", "flv"]);
+    assert!(command.arg(flv).status().unwrap().success());
 }
 
 /// ffprobe's answer about a file: `entries` like "stream=width" or "format=duration".
@@ -355,21 +371,7 @@ async fn real_video_flows_from_push_to_hls_to_mix_to_recording() {
     banned.send(json!({"type": "start_live"})).await;
     banned.expect("live_started").await;
     assert_accepted(&server, banned_push).await;
-    server
-        .app()
-        .store
-        .add_ban(
-            UserId(banned_id),
-            Ban {
-                scope: BanScope::Stream,
-                reason: "test".into(),
-                created_at: 0,
-                expires_at: None,
-                lifted_at: None,
-            },
-            None,
-        )
-        .unwrap();
+    add_stream_ban(&server, banned_id);
     assert_refused(&server, banned_push, "the host is banned from streaming").await;
 
     // The host's picture: HLS becomes playable and decodes; viewers see it on the air.
@@ -469,15 +471,8 @@ async fn real_video_flows_from_push_to_hls_to_mix_to_recording() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let res = server
-        .client
-        .get(server.url(&record.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
     let mp4 = scratch.path().join("record.mp4");
-    std::fs::write(&mp4, res.bytes().await.unwrap()).unwrap();
+    download(&server, &record.url, &mp4).await;
     let duration: f64 = probe(&mp4, &[], "format=duration").parse().unwrap();
     assert!(
         (duration - HOST_PUSH_SECS as f64).abs() <= 2.0,
@@ -557,30 +552,7 @@ async fn a_recording_left_by_a_crash_is_finished_at_the_next_start() {
     let flv_dir = data.path().join("media").join("flv");
     std::fs::create_dir_all(&flv_dir).unwrap();
     let flv = flv_dir.join("hcrashed1-1795700000.flv");
-    let made = std::process::Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x180:rate=30",
-        ])
-        .args([
-            "-t",
-            "3",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-f",
-            "flv",
-        ])
-        .arg(&flv)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    write_flv(&flv, 3, false);
     let server = TestServer::start_in(data, relaxed).await;
     let mp4 = server
         .data
@@ -812,18 +784,36 @@ async fn a_push_cut_by_an_nginx_restart_is_kept_in_the_recording() {
     );
 }
 
+/// A stream ban for `user`, straight into the store (the room stays open: the media plane's
+/// own check is what refuses the next push).
+pub(crate) fn add_stream_ban(server: &TestServer, user: u64) {
+    let ban = Ban {
+        scope: BanScope::Stream,
+        reason: "test".into(),
+        created_at: 0,
+        expires_at: None,
+        lifted_at: None,
+    };
+    server.app().store.add_ban(UserId(user), ban, None).unwrap();
+}
+
+/// `token`'s host goes live on the server at `base`: the host's socket, its push URL and its
+/// watch URL.
+pub(crate) async fn go_live(base: &str, token: &str) -> (WsClient, String, String) {
+    let mut host = WsClient::connect(base, token).await;
+    host.send(json!({"type": "start_live"})).await;
+    let started = host.expect("live_started").await;
+    let url = |key: &str| started[key].as_str().unwrap().to_owned();
+    (host, url("push_url"), url("watch_url"))
+}
+
 /// `token`'s host goes live and pushes a real picture until it is on the air: the host's
 /// socket, the push URL and the running push.
 pub(crate) async fn live_and_pushing(
     server: &TestServer,
     token: &str,
 ) -> (WsClient, String, Child) {
-    let mut host = WsClient::connect(&server.base, token).await;
-    host.send(json!({"type": "start_live"})).await;
-    let push_url = host.expect("live_started").await["push_url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (mut host, push_url, _) = go_live(&server.base, token).await;
     let ffmpeg = push(&push_url, 60, 320, 180, 440);
     assert_eq!(host.expect("on_air").await["on_air"], true);
     (host, push_url, ffmpeg)

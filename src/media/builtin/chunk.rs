@@ -73,6 +73,12 @@ impl Decoder {
         }
     }
 
+    /// From now on, messages up to `max` bytes are taken (a publisher's media, once its
+    /// publish is accepted; its commands before are far smaller).
+    pub fn allow_messages_up_to(&mut self, max: usize) {
+        self.max_message = max;
+    }
+
     /// Takes bytes read from the peer; [`Decoder::next`] then gives the messages they finish.
     /// The caller feeds more only once `next` gave `None` (the buffer holds less than a whole
     /// chunk then), so the buffer stays below one chunk plus one read.

@@ -6,7 +6,8 @@
 //!
 //! The port faces the network before any key is checked, so every connection is bounded: in
 //! number (in all and per IP), in time (handshake, then publish, then idle), in memory (one
-//! chunk buffered, messages capped at [`MAX_MESSAGE_BYTES`], the queue to ffmpeg capped), and
+//! chunk buffered, messages capped at 64 KiB until a publish is accepted and at
+//! [`MAX_MESSAGE_BYTES`] after, the queue to ffmpeg capped), and
 //! each runs in its own task, so a bug costs that connection only.
 //!
 //! Two publishers on one stream: the first keeps it, the second is refused (`already
@@ -42,6 +43,9 @@ use crate::store::unix_now;
 /// The largest RTMP message accepted (a keyframe of a high-bitrate 4K stream is far below);
 /// a bigger one closes the connection as soon as its header announces it.
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+/// The largest message before a publish is accepted: commands are a few hundred bytes, and
+/// nobody unauthenticated gets to make RoomManager buffer megabytes.
+const COMMAND_MAX_BYTES: usize = 64 * 1024;
 /// The chunk size RoomManager sends with (its messages are small).
 const OUT_CHUNK_SIZE: usize = 4096;
 /// The acknowledgement window RoomManager announces.
@@ -237,7 +241,7 @@ pub async fn serve(socket: std::net::TcpListener, listener: Listener) {
             peer,
             drop: listener.shutdown.child_token(),
             socket,
-            decoder: Decoder::new(MAX_MESSAGE_BYTES),
+            decoder: Decoder::new(COMMAND_MAX_BYTES),
             received: 0,
             acked: 0,
             window: 0,
@@ -514,6 +518,7 @@ impl Session {
                 return Err(SessionEnd::Refused(reason));
             }
         };
+        self.decoder.allow_messages_up_to(MAX_MESSAGE_BYTES);
         let status = on_status(
             "status",
             "NetStream.Publish.Start",
