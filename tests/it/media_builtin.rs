@@ -17,8 +17,9 @@ use crate::common::ws::WsClient;
 use crate::common::{wait_for, Process, TestServer};
 use crate::media_rtmp::{
     a_stream_ban_drops_the_running_push_on, add_stream_ban, assert_accepted, assert_refused,
-    go_live, live_and_pushing, probe, processes_mentioning, push, push_key, push_tracks,
-    rotating_the_key_drops_a_running_push_on, wait_for_picture, wait_for_segment, write_flv,
+    go_live, live_and_pushing, pids_mentioning, probe, processes_mentioning, push, push_key,
+    push_tracks, rotating_the_key_drops_a_running_push_on, wait_for_picture, wait_for_segment,
+    write_flv,
 };
 use crate::session_end::download;
 
@@ -540,6 +541,64 @@ async fn malformed_input_closes_that_connection_only_and_interleaved_chunks_play
     // The server stayed up, and a real push is served.
     let health: Value = server.get("/healthz").await.json().await.unwrap();
     assert_eq!(health["media"]["status"], "ok", "{health}");
+    assert_accepted(&server, &push_url).await;
+}
+
+/// The stream's ffmpeg stops reading (SIGSTOP) while its publisher floods: the publisher is
+/// dropped once `media.builtin.queue_bytes` wait, not after memory grew, and the next push is
+/// served.
+#[tokio::test]
+async fn a_stalled_ffmpeg_drops_its_publisher_before_its_queue_grows() {
+    if !tools_present() {
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(|c| {
+        builtin(c);
+        c.media.builtin.queue_bytes = 8 * 1024 * 1024;
+    })
+    .await;
+    let (_, token) = verified_user(&server, "stallhost").await;
+    let (mut host, push_url, _) = go_live(&server.base, &token).await;
+    let address = rtmp_address(&push_url);
+    let flv = scratch.path().join("source.flv");
+    write_flv(&flv, 2, true);
+    let mut raw = RawRtmp::connect(&address).await;
+    raw.publish(push_url.rsplit('/').next().unwrap()).await;
+    assert_eq!(host.expect("on_air").await["on_air"], true);
+    let mut last = 0;
+    for (type_id, stamp, payload) in flv_tags(&std::fs::read(&flv).unwrap()) {
+        raw.send(&chunks(6, type_id, stamp, &payload).concat())
+            .await;
+        last = stamp;
+    }
+    let data = server.data.path().to_str().unwrap().to_owned();
+    let pid = wait_for(|| async { pids_mentioning(&data).first().copied() }).await;
+    let pid = i32::try_from(pid).unwrap();
+    // SAFETY: kill(2) on a process this test found running; no memory effects.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let mut frame = vec![0x27, 1, 0, 0, 0];
+    frame.resize(1024 * 1024, 0);
+    let mut sent = 0usize;
+    while sent < 64 * 1024 * 1024 {
+        last += 33;
+        let bytes = chunks(6, 9, last, &frame).concat();
+        let write = raw.socket.write_all(&bytes);
+        if !matches!(
+            tokio::time::timeout(Duration::from_secs(10), write).await,
+            Ok(Ok(()))
+        ) {
+            break;
+        }
+        sent += frame.len();
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert!(
+        sent < 24 * 1024 * 1024,
+        "the publisher was dropped before much more than the 8 MiB queue was sent ({sent} bytes)"
+    );
+    assert_eq!(host.expect("on_air").await["on_air"], false);
     assert_accepted(&server, &push_url).await;
 }
 

@@ -533,11 +533,10 @@ impl Session {
         // Off air for the rooms at once; the stream is free once its ffmpeg is done.
         on_air.end();
         if let Some(writer) = writer {
-            if let Some(flv) = writer.finish().await {
-                listener
-                    .media
-                    .record_done(&flv.to_string_lossy(), &self.client);
-            }
+            let flv = writer.finish().await;
+            listener
+                .media
+                .record_done(&flv.to_string_lossy(), &self.client);
         }
         drop(on_air);
         result

@@ -18,8 +18,8 @@ use crate::config::RtmpConfig;
 use crate::media::nginx::MediaPaths;
 use crate::media::process;
 
-/// How long a finished push's ffmpeg may take to write its last segment and close its files
-/// once its input ended.
+/// How long a finished push's ffmpeg may take to take what is still queued, write its last
+/// segment and close its files once its input ended; then it is killed (the FLV survives that).
 const FINISH_GRACE: Duration = Duration::from_secs(10);
 
 /// Where one publish goes.
@@ -35,7 +35,9 @@ pub struct Target<'a> {
 pub struct Writer {
     feed: mpsc::UnboundedSender<(Vec<u8>, OwnedSemaphorePermit)>,
     room: Arc<Semaphore>,
-    done: JoinHandle<PathBuf>,
+    done: JoinHandle<()>,
+    /// The recording it writes.
+    flv: PathBuf,
 }
 
 /// The writer's ffmpeg stopped taking input (it exited), or fell too far behind.
@@ -107,23 +109,19 @@ impl Writer {
             // End of input: ffmpeg writes its last segment and closes the recording.
             drop(stdin);
             drop(queued);
-            match tokio::time::timeout(FINISH_GRACE, child.wait()).await {
-                Ok(Ok(status)) if status.success() => {}
-                Ok(status) => {
+            match child.wait().await {
+                Ok(status) if status.success() => {}
+                status => {
                     let stderr = process::read_stderr(&mut child).await;
                     tracing::warn!(stream, ?status, stderr = %stderr.trim(), "a push's ffmpeg failed");
                 }
-                Err(_) => {
-                    tracing::warn!(stream, "a push's ffmpeg did not finish in time; killed");
-                    let _ = child.kill().await;
-                }
             }
-            flv
         });
         Ok(Writer {
             feed,
             room: Arc::new(Semaphore::new(queue_bytes)),
             done,
+            flv,
         })
     }
 
@@ -140,10 +138,18 @@ impl Writer {
             .map_err(|_| WriterError::Stopped)
     }
 
-    /// Ends the input and waits for ffmpeg to finish: the recording it wrote.
-    pub async fn finish(self) -> Option<PathBuf> {
+    /// Ends the input and waits for ffmpeg to finish (at most [`FINISH_GRACE`], then it is
+    /// killed): the recording it wrote.
+    pub async fn finish(self) -> PathBuf {
         drop(self.feed);
-        self.done.await.ok()
+        let mut done = self.done;
+        if tokio::time::timeout(FINISH_GRACE, &mut done).await.is_err() {
+            tracing::warn!(flv = %self.flv.display(), "a push's ffmpeg did not finish in time; killed");
+            // Dropping the task drops the child, which kills it (`kill_on_drop`).
+            done.abort();
+            let _ = done.await;
+        }
+        self.flv
     }
 }
 
