@@ -156,6 +156,44 @@ async fn wrong_code_unknown_stream_wrong_application_and_a_banned_host_are_refus
     assert_accepted(&server, &push_url).await;
 }
 
+/// A push whose video is not H.264 (here Sorenson H.263, FLV codec 2) is accepted by its key,
+/// then ended as soon as its first frame shows the codec: nothing is written.
+#[tokio::test]
+async fn a_push_of_another_codec_is_ended_writing_nothing() {
+    if !tools_present() {
+        return;
+    }
+    let server = TestServer::start_with(builtin).await;
+    let (_, token) = verified_user(&server, "h263host").await;
+    let (mut host, push_url, _) = go_live(&server.base, &token).await;
+    let mut ffmpeg = tokio::process::Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "quiet",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            PICTURE,
+        ])
+        .args(["-t", "20", "-c:v", "flv1", "-f", "flv", &push_url])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    assert_eq!(host.expect("on_air").await["on_air"], true);
+    assert_eq!(host.expect("on_air").await["on_air"], false);
+    let status = tokio::time::timeout(Duration::from_secs(20), ffmpeg.wait())
+        .await
+        .expect("the push was ended")
+        .unwrap();
+    assert!(!status.success());
+    let media = server.data.path().join("media");
+    assert_eq!(files_under(&media.join("hls")), Vec::<PathBuf>::new());
+    assert_eq!(files_under(&media.join("flv")), Vec::<PathBuf>::new());
+    assert_accepted(&server, &push_url).await;
+}
+
 /// The newest segment number in a playlist.
 fn last_segment(playlist: &str) -> Option<u64> {
     playlist
