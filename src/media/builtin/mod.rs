@@ -246,6 +246,7 @@ pub async fn serve(socket: std::net::TcpListener, listener: Listener) {
             acked: 0,
             window: 0,
             app: String::new(),
+            carried: false,
         };
         listener.tasks.spawn(async move {
             let _admitted = admitted;
@@ -270,6 +271,8 @@ struct Session {
     window: u32,
     /// The application of `connect`.
     app: String,
+    /// Whether a publish was accepted (and its media carried).
+    carried: bool,
 }
 
 /// An accepted publish, until it ends; ending it (also by a panic) takes the stream off air
@@ -320,14 +323,14 @@ impl Session {
         }
         .await;
         let (client, peer) = (&self.client, self.peer);
+        // Before a publish is accepted only at debug level: anyone can open connections (and
+        // refusals are logged where they are decided).
         match result {
-            Err(e @ (SessionEnd::Unpublished | SessionEnd::Closed | SessionEnd::Dropped)) => {
-                tracing::debug!(client, %peer, "RTMP connection ended: {e}");
+            Err(e @ (SessionEnd::Codec(_) | SessionEnd::Writer(_))) => {
+                tracing::warn!(client, %peer, "RTMP publisher ended: {e}");
             }
-            Err(e @ (SessionEnd::Codec(_) | SessionEnd::Writer(_) | SessionEnd::Refused(_))) => {
-                tracing::warn!(client, %peer, "RTMP connection ended: {e}");
-            }
-            Err(e) => tracing::info!(client, %peer, "RTMP connection ended: {e}"),
+            Err(e) if self.carried => tracing::info!(client, %peer, "RTMP publisher ended: {e}"),
+            Err(e) => tracing::debug!(client, %peer, "RTMP connection ended: {e}"),
             Ok(()) => {}
         }
     }
@@ -518,6 +521,7 @@ impl Session {
                 return Err(SessionEnd::Refused(reason));
             }
         };
+        self.carried = true;
         self.decoder.allow_messages_up_to(MAX_MESSAGE_BYTES);
         let status = on_status(
             "status",
