@@ -28,7 +28,7 @@ use crate::files::Files;
 use crate::mail::{MailError, Mailer};
 use crate::media::browser::Publishers;
 use crate::media::http::HttpMedia;
-use crate::media::rtmp::RtmpMedia;
+use crate::media::rtmp::{PublishNotice, RtmpMedia};
 use crate::media::MediaPlane;
 use crate::metrics::Metrics;
 use crate::model::{TokenHash, UserId};
@@ -53,6 +53,11 @@ pub enum AppError {
     #[error("cannot prepare the media folders under {path}: {source}")]
     Media {
         path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen for RTMP on {addr} (media.builtin.rtmp_listen): {source}")]
+    RtmpListen {
+        addr: SocketAddr,
         source: std::io::Error,
     },
     #[error("cannot start the password hashing threads: {0}")]
@@ -168,21 +173,41 @@ impl App {
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let mut rtmp = None;
+        let mut notices = None;
         let media: Arc<dyn MediaPlane> = match media {
             MediaChoice::Given(media) => media,
             MediaChoice::Configured => match config.media.backend {
                 MediaBackend::Http => Arc::new(HttpMedia::new(&config.media.http)),
-                MediaBackend::Rtmp => {
-                    let started = RtmpMedia::start(
-                        &config.media.rtmp,
-                        store.clone(),
-                        &data_dir,
-                        http_addr,
-                        &site,
-                        tasks.clone(),
-                        shutdown.clone(),
-                    )
-                    .map_err(|source| AppError::Media {
+                backend @ (MediaBackend::Rtmp | MediaBackend::Builtin) => {
+                    let started = if backend == MediaBackend::Rtmp {
+                        RtmpMedia::start(
+                            &config.media.rtmp,
+                            store.clone(),
+                            &data_dir,
+                            http_addr,
+                            &site,
+                            tasks.clone(),
+                            shutdown.clone(),
+                        )
+                    } else {
+                        let addr = config.media.builtin.rtmp_listen;
+                        let socket = std::net::TcpListener::bind(addr)
+                            .map_err(|source| AppError::RtmpListen { addr, source })?;
+                        let (tell, told) = tokio::sync::mpsc::unbounded_channel();
+                        notices = Some(told);
+                        RtmpMedia::start_builtin(
+                            &config.media.rtmp,
+                            &config.media.builtin,
+                            socket,
+                            store.clone(),
+                            &data_dir,
+                            &site,
+                            tell,
+                            tasks.clone(),
+                            shutdown.clone(),
+                        )
+                    };
+                    let started = started.map_err(|source| AppError::Media {
                         path: data_dir.clone(),
                         source,
                     })?;
@@ -217,7 +242,7 @@ impl App {
         let watching = Watching::new(config.records.clone(), store.clone());
         tasks.spawn(watching.clone().run(shutdown.clone()));
         let connections = ConnectionCounts::new(config.server.max_connections_per_ip);
-        Ok(Arc::new(App {
+        let app = Arc::new(App {
             connections,
             config,
             store,
@@ -238,7 +263,41 @@ impl App {
             started: Instant::now(),
             shutdown,
             tasks,
-        }))
+        });
+        if let Some(notices) = notices {
+            app.tasks
+                .spawn(forward_notices(Arc::downgrade(&app), notices));
+        }
+        Ok(app)
+    }
+
+    /// What became of a publish, whichever ingest decided it: counted, logged, and told to
+    /// its room.
+    pub async fn publish_notice(&self, notice: PublishNotice) {
+        match notice {
+            PublishNotice::Accepted(event) => {
+                tracing::info!(room = %event.room, stream = %event.live_id, kind = event.kind.name(), "publish accepted");
+                self.metrics.publish_decided("accepted");
+                self.rooms
+                    .stream_state(event.room, event.live_id.0, true)
+                    .await;
+            }
+            PublishNotice::Refused {
+                stream,
+                app,
+                addr,
+                reason,
+            } => {
+                tracing::warn!(stream, app, addr, reason, "publish refused");
+                self.metrics.publish_decided(reason);
+            }
+            PublishNotice::Ended(event) => {
+                tracing::info!(room = %event.room, stream = %event.live_id, "publish ended");
+                self.rooms
+                    .stream_state(event.room, event.live_id.0, false)
+                    .await;
+            }
+        }
     }
 
     /// Runs `work` as part of the app: shutdown waits for it (WebSocket connections, which
@@ -321,5 +380,16 @@ impl SessionEnds for Connections {
 
     fn active_users(&self) -> HashSet<UserId> {
         self.users()
+    }
+}
+
+/// Hands the builtin listener's notices to the app, in order, until the listener is gone.
+async fn forward_notices(
+    app: std::sync::Weak<App>,
+    mut notices: tokio::sync::mpsc::UnboundedReceiver<PublishNotice>,
+) {
+    while let Some(notice) = notices.recv().await {
+        let Some(app) = app.upgrade() else { return };
+        app.publish_notice(notice).await;
     }
 }

@@ -457,6 +457,7 @@ impl Default for RecordsConfig {
 pub enum MediaBackend {
     Rtmp,
     Http,
+    Builtin,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -469,6 +470,7 @@ pub struct MediaConfig {
     pub rtmp: RtmpConfig,
     pub http: HttpMediaConfig,
     pub browser: BrowserPublishConfig,
+    pub builtin: BuiltinConfig,
 }
 
 impl Default for MediaConfig {
@@ -479,6 +481,35 @@ impl Default for MediaConfig {
             rtmp: RtmpConfig::default(),
             http: HttpMediaConfig::default(),
             browser: BrowserPublishConfig::default(),
+            builtin: BuiltinConfig::default(),
+        }
+    }
+}
+
+/// The `builtin` backend's own RTMP listener and its limits (the rest it shares with
+/// `[media.rtmp]`: ffmpeg, public host, HLS lengths, re-encodes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BuiltinConfig {
+    pub rtmp_listen: SocketAddr,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub handshake_secs: u64,
+    pub publish_secs: u64,
+    pub idle_secs: u64,
+    pub queue_bytes: usize,
+}
+
+impl Default for BuiltinConfig {
+    fn default() -> Self {
+        Self {
+            rtmp_listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
+            max_connections: 256,
+            max_connections_per_ip: 16,
+            handshake_secs: 5,
+            publish_secs: 10,
+            idle_secs: 10,
+            queue_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -819,7 +850,19 @@ impl Config {
         let a = &self.accounts;
         let l = &self.limits;
         let b = &m.browser;
-        let positive: [(&'static str, u64); 37] = [
+        let positive: [(&'static str, u64); 43] = [
+            (
+                "media.builtin.max_connections",
+                m.builtin.max_connections as u64,
+            ),
+            (
+                "media.builtin.max_connections_per_ip",
+                m.builtin.max_connections_per_ip as u64,
+            ),
+            ("media.builtin.handshake_secs", m.builtin.handshake_secs),
+            ("media.builtin.publish_secs", m.builtin.publish_secs),
+            ("media.builtin.idle_secs", m.builtin.idle_secs),
+            ("media.builtin.queue_bytes", m.builtin.queue_bytes as u64),
             ("admin.session_ttl_secs", self.admin.session_ttl_secs),
             ("admin.setup_link_secs", self.admin.setup_link_secs),
             ("admin.max_ip_bans", self.admin.max_ip_bans as u64),
@@ -953,6 +996,18 @@ impl Config {
                     problem: format!("must be an http:// address, got {url:?}"),
                 });
             }
+        }
+        // One RTMP message must fit the queue to ffmpeg, or every large keyframe drops its
+        // publisher.
+        if m.builtin.queue_bytes < crate::media::builtin::MAX_MESSAGE_BYTES {
+            return Err(ConfigError::Invalid {
+                key: "media.builtin.queue_bytes",
+                problem: format!(
+                    "must be at least {} (the largest RTMP message accepted), got {}",
+                    crate::media::builtin::MAX_MESSAGE_BYTES,
+                    m.builtin.queue_bytes
+                ),
+            });
         }
         if m.rtmp.control_port == 0 {
             return Err(ConfigError::Invalid {

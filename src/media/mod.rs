@@ -7,9 +7,11 @@
 //!
 //! Owns: the [`MediaPlane`] trait, its value types and [`MediaError`]. Calls: nothing. The rooms
 //! call it; backends implement it: `rtmp` (nginx-rtmp + ffmpeg on this machine, the default),
-//! `http` (the seed's separate services) and `scripted` (in-process, for tests).
+//! `builtin` (the same with RoomManager's own RTMP listener in place of nginx: `rtmp.rs` with
+//! `builtin/`), `http` (the seed's separate services) and `scripted` (in-process, for tests).
 
 pub mod browser;
+pub mod builtin;
 pub mod ffmpeg;
 pub mod http;
 pub mod nginx;

@@ -29,13 +29,14 @@ use tokio::sync::{watch, Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::builtin::{self, Publishers};
 use super::ffmpeg::{self, MixJob};
 use super::nginx::{self, MediaPaths};
 use super::{
     complete_push_url, LiveCode, LiveId, MediaError, MediaPlane, MixLayout, MixSpan, MixSpec,
     Recording, SessionMedia, StreamCredentials, StreamStatus,
 };
-use crate::config::RtmpConfig;
+use crate::config::{BuiltinConfig, RtmpConfig};
 use crate::model::{BanScope, PushKey, RoomId, UserId};
 use crate::site::Site;
 use crate::store::{unix_now, Store, StoreError};
@@ -170,8 +171,31 @@ pub struct PushView {
     pub last_publish_addr: Option<String>,
 }
 
+/// Who accepts the RTMP pushes and writes their HLS and FLV.
+enum Ingest {
+    /// nginx with the RTMP module, deciding through `/hooks/rtmp/…`.
+    Nginx,
+    /// RoomManager's own listener (`builtin`), one ffmpeg per stream.
+    Builtin(Arc<Publishers>),
+}
+
+/// What happened to a publish, for the rooms (and the metrics and the log), whichever ingest
+/// saw it.
+#[derive(Debug)]
+pub enum PublishNotice {
+    Accepted(StreamEvent),
+    Refused {
+        stream: String,
+        app: String,
+        addr: String,
+        reason: &'static str,
+    },
+    Ended(StreamEvent),
+}
+
 pub struct RtmpMedia {
     config: RtmpConfig,
+    ingest: Ingest,
     store: Store,
     paths: MediaPaths,
     /// `rtmp://HOST:PORT` as publishers reach nginx; `rtmp://:PORT` when no public host is
@@ -216,13 +240,7 @@ impl RtmpMedia {
         shutdown: CancellationToken,
     ) -> std::io::Result<Arc<RtmpMedia>> {
         let paths = MediaPaths::new(data_dir)?;
-        let mut problems = Vec::new();
-        if nginx::which(&config.ffmpeg_binary).is_none() {
-            problems.push(format!(
-                "ffmpeg was not found ({}); install it (Debian: apt-get install ffmpeg)",
-                config.ffmpeg_binary.display()
-            ));
-        }
+        let mut problems: Vec<String> = ffmpeg_problem(config).into_iter().collect();
         let hook_secret = hook_secret(config, &paths)?;
         write_private(
             &paths.config_file(),
@@ -237,35 +255,16 @@ impl RtmpMedia {
             None => false,
         };
         let problem = (!problems.is_empty()).then(|| problems.join("; "));
-        if let Some(problem) = &problem {
-            tracing::error!("the rtmp media plane cannot carry video: {problem}");
-        }
-        let public_host = site.fixed_rtmp_host().unwrap_or_default();
-        let port = config.rtmp_listen.port();
-        let local_ip = if config.rtmp_listen.ip().is_unspecified() {
-            "127.0.0.1".to_owned()
-        } else {
-            config.rtmp_listen.ip().to_string()
-        };
-        let media = Arc::new_cyclic(|me| RtmpMedia {
-            ffprobe: config.ffmpeg_binary.with_file_name("ffprobe"),
-            hook_secret,
-            config: config.clone(),
+        let shared = Shared {
+            config,
             store,
             paths,
-            public_rtmp: format!("rtmp://{public_host}:{port}"),
-            local_rtmp: format!("rtmp://{local_ip}:{port}"),
-            problem,
-            streams: Mutex::new(HashMap::new()),
-            mixers: Mutex::new(HashMap::new()),
-            recorders: Mutex::new(HashMap::new()),
-            remuxing: Mutex::new(Vec::new()),
-            given_up: Mutex::new(Vec::new()),
-            reencodes: Semaphore::new(config.max_reencodes),
+            site,
+            rtmp_listen: config.rtmp_listen,
             tasks,
             shutdown,
-            me: me.clone(),
-        });
+        };
+        let media = RtmpMedia::new(shared, Ingest::Nginx, hook_secret, problem);
         if supervise {
             let stopped = Arc::downgrade(&media);
             let on_exit = move || {
@@ -283,6 +282,102 @@ impl RtmpMedia {
         }
         media.remux_leftovers();
         Ok(media)
+    }
+
+    /// The `builtin` backend: the same media plane with RoomManager's own RTMP listener on
+    /// `socket` in place of nginx; what it decides goes to `notices`. A missing ffmpeg is
+    /// reported, not fatal.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_builtin(
+        config: &RtmpConfig,
+        listener: &BuiltinConfig,
+        socket: std::net::TcpListener,
+        store: Store,
+        data_dir: &Path,
+        site: &Site,
+        notices: tokio::sync::mpsc::UnboundedSender<PublishNotice>,
+        tasks: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<Arc<RtmpMedia>> {
+        let paths = MediaPaths::new(data_dir)?;
+        socket.set_nonblocking(true)?;
+        let rtmp_listen = socket.local_addr()?;
+        let publishers = Arc::new(Publishers::default());
+        let shared = Shared {
+            config,
+            store,
+            paths,
+            site,
+            rtmp_listen,
+            tasks,
+            shutdown,
+        };
+        // Nothing calls the hooks on this backend: a secret nobody knows keeps them shut.
+        let ingest = Ingest::Builtin(publishers.clone());
+        let media = RtmpMedia::new(shared, ingest, random_token(40), ffmpeg_problem(config));
+        let serve = builtin::serve(
+            socket,
+            builtin::Listener {
+                config: listener.clone(),
+                media: media.clone(),
+                publishers,
+                notices,
+                tasks: media.tasks.clone(),
+                shutdown: media.shutdown.clone(),
+            },
+        );
+        media.tasks.spawn(serve);
+        media.remux_leftovers();
+        Ok(media)
+    }
+
+    fn new(
+        shared: Shared<'_>,
+        ingest: Ingest,
+        hook_secret: String,
+        problem: Option<String>,
+    ) -> Arc<RtmpMedia> {
+        if let Some(problem) = &problem {
+            tracing::error!("the rtmp media plane cannot carry video: {problem}");
+        }
+        let config = shared.config;
+        let public_host = shared.site.fixed_rtmp_host().unwrap_or_default();
+        let port = shared.rtmp_listen.port();
+        let local_ip = if shared.rtmp_listen.ip().is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else {
+            shared.rtmp_listen.ip().to_string()
+        };
+        Arc::new_cyclic(|me| RtmpMedia {
+            ffprobe: config.ffmpeg_binary.with_file_name("ffprobe"),
+            hook_secret,
+            config: config.clone(),
+            ingest,
+            store: shared.store,
+            paths: shared.paths,
+            public_rtmp: format!("rtmp://{public_host}:{port}"),
+            local_rtmp: format!("rtmp://{local_ip}:{port}"),
+            problem,
+            streams: Mutex::new(HashMap::new()),
+            mixers: Mutex::new(HashMap::new()),
+            recorders: Mutex::new(HashMap::new()),
+            remuxing: Mutex::new(Vec::new()),
+            given_up: Mutex::new(Vec::new()),
+            reencodes: Semaphore::new(config.max_reencodes),
+            tasks: shared.tasks,
+            shutdown: shared.shutdown,
+            me: me.clone(),
+        })
+    }
+
+    /// The settings shared by both ingests (ffmpeg, HLS lengths).
+    pub fn config(&self) -> &RtmpConfig {
+        &self.config
+    }
+
+    /// The folders the media plane writes.
+    pub fn paths(&self) -> &MediaPaths {
+        &self.paths
     }
 
     /// Whether a callback carries the hook secret.
@@ -703,8 +798,13 @@ impl RtmpMedia {
         self.streams().get(&live.0).map(|s| s.kind)
     }
 
-    /// Drops whoever publishes `live` (nginx's control endpoint), e.g. when the room stops.
+    /// Drops whoever publishes `live` (nginx's control endpoint, or the builtin listener's
+    /// connection), e.g. when the room stops.
     async fn drop_publisher(&self, app: &str, name: &str) -> Result<(), MediaError> {
+        if let Ingest::Builtin(publishers) = &self.ingest {
+            publishers.drop_publisher(name);
+            return Ok(());
+        }
         let address = format!("127.0.0.1:{}", self.config.control_port);
         let request = format!(
             "GET /control/drop/publisher?app={app}&name={name} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
@@ -890,6 +990,28 @@ impl RtmpMedia {
             thumbnail_url,
         })
     }
+}
+
+/// What [`RtmpMedia::new`] takes from either start.
+struct Shared<'a> {
+    config: &'a RtmpConfig,
+    store: Store,
+    paths: MediaPaths,
+    site: &'a Site,
+    /// Where publishers reach the ingest (the bound address, for the builtin listener).
+    rtmp_listen: SocketAddr,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// Why video cannot flow without ffmpeg, if it is missing.
+fn ffmpeg_problem(config: &RtmpConfig) -> Option<String> {
+    nginx::which(&config.ffmpeg_binary).is_none().then(|| {
+        format!(
+            "ffmpeg was not found ({}); install it (Debian: apt-get install ffmpeg)",
+            config.ffmpeg_binary.display()
+        )
+    })
 }
 
 /// One MP4 part of a stream's recording: when nginx started it (unix seconds) and the file.
@@ -1141,6 +1263,11 @@ impl MediaPlane for RtmpMedia {
     async fn start_mix(&self, spec: &MixSpec) -> Result<(), MediaError> {
         if let Some(problem) = &self.problem {
             return Err(MediaError::Unavailable(problem.clone()));
+        }
+        if matches!(self.ingest, Ingest::Builtin(_)) {
+            return Err(MediaError::Unavailable(
+                "co-streaming is not available on the builtin media backend yet".to_owned(),
+            ));
         }
         let code = self
             .streams()

@@ -337,6 +337,7 @@ pub async fn dashboard(
         media_backend: match figures.media.backend {
             MediaBackend::Rtmp => "rtmp",
             MediaBackend::Http => "http",
+            MediaBackend::Builtin => "builtin",
         },
         media_status: lang.t(match figures.media.status {
             Some("ok") => "admin.dashboard.media_ok",

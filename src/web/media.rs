@@ -13,7 +13,7 @@ use axum::Json;
 use serde::Deserialize;
 
 use crate::app::App;
-use crate::media::rtmp::{Publish, PushView, RtmpMedia};
+use crate::media::rtmp::{Publish, PublishNotice, PushView, RtmpMedia};
 use crate::model::UserId;
 
 use super::auth::{request_host, Signed};
@@ -104,31 +104,30 @@ pub async fn on_publish(
     })
     .await
     .map_err(|e| ApiError::internal(&e))?;
-    match verdict {
-        (Ok(event), _) => {
-            tracing::info!(room = %event.room, stream = %event.live_id, kind = event.kind.name(), "publish accepted");
-            app.metrics.publish_decided("accepted");
-            app.rooms
-                .stream_state(event.room, event.live_id.0, true)
-                .await;
-            Ok(StatusCode::OK)
-        }
-        (Err(reason), publish) => {
-            tracing::warn!(stream = %publish.name, app = %publish.app, addr = %publish.addr, reason, "publish refused");
-            app.metrics.publish_decided(reason);
-            Ok(StatusCode::FORBIDDEN)
-        }
-    }
+    let (verdict, publish) = verdict;
+    let accepted = verdict.is_ok();
+    let notice = match verdict {
+        Ok(event) => PublishNotice::Accepted(event),
+        Err(reason) => PublishNotice::Refused {
+            stream: publish.name,
+            app: publish.app,
+            addr: publish.addr,
+            reason,
+        },
+    };
+    app.publish_notice(notice).await;
+    Ok(if accepted {
+        StatusCode::OK
+    } else {
+        StatusCode::FORBIDDEN
+    })
 }
 
 pub async fn on_publish_done(State(app): State<Arc<App>>, mut hook: HookCall) -> StatusCode {
     let name = hook.take("name");
     let client = hook.take("clientid");
     if let Some(event) = hook.media.publish_done(&name, &client) {
-        tracing::info!(room = %event.room, stream = %event.live_id, "publish ended");
-        app.rooms
-            .stream_state(event.room, event.live_id.0, false)
-            .await;
+        app.publish_notice(PublishNotice::Ended(event)).await;
     }
     StatusCode::OK
 }

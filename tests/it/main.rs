@@ -36,6 +36,7 @@ mod lan;
 mod lifecycle;
 mod mail;
 mod mail_lang;
+mod media_builtin;
 mod media_http;
 mod media_rtmp;
 mod metrics;

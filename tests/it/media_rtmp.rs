@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
+use roommanager::config::Config;
 use roommanager::model::{Ban, BanScope, UserId};
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
@@ -17,6 +18,7 @@ use crate::common::tools::{self, Tool};
 use crate::common::webdriver::{self, Browser};
 use crate::common::ws::WsClient;
 use crate::common::TestServer;
+use crate::session_end::download;
 
 /// Seconds the host pushes in all; the recording must be this long, within 2 s.
 const HOST_PUSH_SECS: u64 = 50;
@@ -47,13 +49,41 @@ pub(crate) fn push_picture_keyframes(
     tone_hz: u32,
     gop: u32,
 ) -> Child {
-    Command::new("ffmpeg")
-        .args(["-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i"])
-        .arg(picture)
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!("sine=frequency={tone_hz}:sample_rate=44100"))
-        .args(["-t", &seconds.to_string()])
-        .args([
+    push_tracks_keyframes(url, seconds, Some(picture), Some(tone_hz), gop)
+}
+
+/// An ffmpeg pushing `picture` (H.264, a keyframe every second) and/or a tone of `tone_hz`
+/// (AAC) for `seconds`: either may be left out.
+pub(crate) fn push_tracks(
+    url: &str,
+    seconds: u64,
+    picture: Option<&str>,
+    tone_hz: Option<u32>,
+) -> Child {
+    push_tracks_keyframes(url, seconds, picture, tone_hz, 30)
+}
+
+/// Like [`push_tracks`], with a keyframe every `gop` frames.
+fn push_tracks_keyframes(
+    url: &str,
+    seconds: u64,
+    picture: Option<&str>,
+    tone_hz: Option<u32>,
+    gop: u32,
+) -> Child {
+    let mut command = Command::new("ffmpeg");
+    command.args(["-nostdin", "-loglevel", "error", "-re"]);
+    if let Some(picture) = picture {
+        command.args(["-f", "lavfi", "-i"]).arg(picture);
+    }
+    if let Some(tone_hz) = tone_hz {
+        command
+            .args(["-f", "lavfi", "-i"])
+            .arg(format!("sine=frequency={tone_hz}:sample_rate=44100"));
+    }
+    command.args(["-t", &seconds.to_string()]);
+    if picture.is_some() {
+        command.args([
             "-c:v",
             "libx264",
             "-preset",
@@ -64,20 +94,34 @@ pub(crate) fn push_picture_keyframes(
             &gop.to_string(),
             "-pix_fmt",
             "yuv420p",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "64k",
-            "-f",
-            "flv",
-            url,
-        ])
+        ]);
+    }
+    if tone_hz.is_some() {
+        command.args(["-c:a", "aac", "-b:a", "64k"]);
+    }
+    command
+        .args(["-f", "flv", url])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("run ffmpeg")
+}
+
+/// Writes `seconds` of test pattern (H.264, a keyframe every second), with a tone (AAC) if
+/// `tone`, to the FLV file `flv`.
+pub(crate) fn write_flv(flv: &Path, seconds: u64, tone: bool) {
+    let mut command = std::process::Command::new("ffmpeg");
+    command.args(["-nostdin", "-loglevel", "error", "-f", "lavfi", "-i"]);
+    command.arg("testsrc=size=320x180:rate=30");
+    if tone {
+        command.args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"]);
+        command.args(["-c:a", "aac"]);
+    }
+    command.args(["-t", &seconds.to_string(), "-c:v", "libx264", "-preset"]);
+    command.args(["ultrafast", "-g", "30", "-pix_fmt", "yuv420p", "-f", "flv"]);
+    assert!(command.arg(flv).status().unwrap().success());
 }
 
 /// ffprobe's answer about a file: `entries` like "stream=width" or "format=duration".
@@ -105,6 +149,21 @@ pub(crate) async fn wait_for_picture(
     dir: &Path,
     size: (u32, u32),
 ) {
+    let want = format!("{},{}", size.0, size.1);
+    wait_for_segment(server, watch_url, dir, "v:0", "stream=width,height", &want).await;
+}
+
+/// Waits until ffprobe reads `want` as the `entries` of stream `stream` (e.g. "a:0") of the
+/// newest segment of `watch_url`'s playlist; fails with what it last saw if that does not
+/// happen within 40 s.
+pub(crate) async fn wait_for_segment(
+    server: &TestServer,
+    watch_url: &str,
+    dir: &Path,
+    stream: &str,
+    entries: &str,
+    want: &str,
+) {
     assert!(
         watch_url.starts_with("/hls/"),
         "a path, not a URL with a host: {watch_url}"
@@ -115,7 +174,7 @@ pub(crate) async fn wait_for_picture(
     loop {
         assert!(
             Instant::now() < deadline,
-            "{watch_url} never showed a {size:?} picture; last: {last}"
+            "{watch_url} never showed {entries} {want} in {stream}; last: {last}"
         );
         let res = server.client.get(watch_url).send().await.unwrap();
         last = format!("status {}", res.status());
@@ -133,10 +192,10 @@ pub(crate) async fn wait_for_picture(
                 assert_eq!(res.headers()["content-type"], "video/mp2t");
                 let file = dir.join(format!("seg-{}.ts", rand_suffix()));
                 std::fs::write(&file, res.bytes().await.unwrap()).unwrap();
-                let found = probe(&file, &["-select_streams", "v:0"], "stream=width,height");
+                let found = probe(&file, &["-select_streams", stream], entries);
                 // MPEG-TS lists the stream under its program too: the first line is the stream.
-                last = format!("a {} picture", found.lines().next().unwrap_or(""));
-                if found.lines().next() == Some(format!("{},{}", size.0, size.1).as_str()) {
+                last = found.lines().next().unwrap_or("nothing").to_owned();
+                if found.lines().next() == Some(want) {
                     return;
                 }
             }
@@ -202,7 +261,7 @@ pub(crate) async fn push_key(server: &TestServer, token: &str, rotate: bool) -> 
 
 /// How many publishes RoomManager decided with `outcome` ("accepted" or a refusal's reason),
 /// from its `/metrics`.
-async fn publishes(server: &TestServer, outcome: &str) -> u64 {
+pub(crate) async fn publishes(server: &TestServer, outcome: &str) -> u64 {
     let text = server.get("/metrics").await.text().await.unwrap();
     let series = format!("roommanager_rtmp_publishes_total{{outcome=\"{outcome}\"}} ");
     text.lines()
@@ -212,7 +271,7 @@ async fn publishes(server: &TestServer, outcome: &str) -> u64 {
 
 /// A push to `url` is accepted, then stopped again. Each refusal below is preceded by one such
 /// positive control: nginx listens, the hook answers, and this very push works with the right key.
-async fn assert_accepted(server: &TestServer, url: &str) {
+pub(crate) async fn assert_accepted(server: &TestServer, url: &str) {
     let accepted = publishes(server, "accepted").await;
     let mut control = push(url, 30, 320, 180, 440);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -231,7 +290,7 @@ async fn assert_accepted(server: &TestServer, url: &str) {
 
 /// A push to `url` that RoomManager refuses for `reason`: ffmpeg gives up quickly, and the
 /// refusal is counted under that reason.
-async fn assert_refused(server: &TestServer, url: &str, reason: &str) {
+pub(crate) async fn assert_refused(server: &TestServer, url: &str, reason: &str) {
     let refused = publishes(server, reason).await;
     let mut ffmpeg = push(url, 5, 320, 180, 440);
     let status = tokio::time::timeout(Duration::from_secs(20), ffmpeg.wait())
@@ -246,7 +305,7 @@ async fn assert_refused(server: &TestServer, url: &str, reason: &str) {
     );
 }
 
-fn processes_mentioning(needle: &str) -> Vec<String> {
+pub(crate) fn processes_mentioning(needle: &str) -> Vec<String> {
     let out = std::process::Command::new("ps")
         .args(["-eo", "args"])
         .output()
@@ -334,21 +393,7 @@ async fn real_video_flows_from_push_to_hls_to_mix_to_recording() {
     banned.send(json!({"type": "start_live"})).await;
     banned.expect("live_started").await;
     assert_accepted(&server, banned_push).await;
-    server
-        .app()
-        .store
-        .add_ban(
-            UserId(banned_id),
-            Ban {
-                scope: BanScope::Stream,
-                reason: "test".into(),
-                created_at: 0,
-                expires_at: None,
-                lifted_at: None,
-            },
-            None,
-        )
-        .unwrap();
+    add_stream_ban(&server, banned_id);
     assert_refused(&server, banned_push, "the host is banned from streaming").await;
 
     // The host's picture: HLS becomes playable and decodes; viewers see it on the air.
@@ -448,15 +493,8 @@ async fn real_video_flows_from_push_to_hls_to_mix_to_recording() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let res = server
-        .client
-        .get(server.url(&record.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
     let mp4 = scratch.path().join("record.mp4");
-    std::fs::write(&mp4, res.bytes().await.unwrap()).unwrap();
+    download(&server, &record.url, &mp4).await;
     let duration: f64 = probe(&mp4, &[], "format=duration").parse().unwrap();
     assert!(
         (duration - HOST_PUSH_SECS as f64).abs() <= 2.0,
@@ -536,30 +574,7 @@ async fn a_recording_left_by_a_crash_is_finished_at_the_next_start() {
     let flv_dir = data.path().join("media").join("flv");
     std::fs::create_dir_all(&flv_dir).unwrap();
     let flv = flv_dir.join("hcrashed1-1795700000.flv");
-    let made = std::process::Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x180:rate=30",
-        ])
-        .args([
-            "-t",
-            "3",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-f",
-            "flv",
-        ])
-        .arg(&flv)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    write_flv(&flv, 3, false);
     let server = TestServer::start_in(data, relaxed).await;
     let mp4 = server
         .data
@@ -791,31 +806,58 @@ async fn a_push_cut_by_an_nginx_restart_is_kept_in_the_recording() {
     );
 }
 
+/// A stream ban for `user`, straight into the store (the room stays open: the media plane's
+/// own check is what refuses the next push).
+pub(crate) fn add_stream_ban(server: &TestServer, user: u64) {
+    let ban = Ban {
+        scope: BanScope::Stream,
+        reason: "test".into(),
+        created_at: 0,
+        expires_at: None,
+        lifted_at: None,
+    };
+    server.app().store.add_ban(UserId(user), ban, None).unwrap();
+}
+
+/// `token`'s host goes live on the server at `base`: the host's socket, its push URL and its
+/// watch URL.
+pub(crate) async fn go_live(base: &str, token: &str) -> (WsClient, String, String) {
+    let mut host = WsClient::connect(base, token).await;
+    host.send(json!({"type": "start_live"})).await;
+    let started = host.expect("live_started").await;
+    let url = |key: &str| started[key].as_str().unwrap().to_owned();
+    (host, url("push_url"), url("watch_url"))
+}
+
 /// `token`'s host goes live and pushes a real picture until it is on the air: the host's
 /// socket, the push URL and the running push.
-async fn live_and_pushing(server: &TestServer, token: &str) -> (WsClient, String, Child) {
-    let mut host = WsClient::connect(&server.base, token).await;
-    host.send(json!({"type": "start_live"})).await;
-    let push_url = host.expect("live_started").await["push_url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+pub(crate) async fn live_and_pushing(
+    server: &TestServer,
+    token: &str,
+) -> (WsClient, String, Child) {
+    let (mut host, push_url, _) = go_live(&server.base, token).await;
     let ffmpeg = push(&push_url, 60, 320, 180, 440);
     assert_eq!(host.expect("on_air").await["on_air"], true);
     (host, push_url, ffmpeg)
 }
 
-/// Rotating a leaked key stops a push that is already running with it.
+/// The rtmp backend with its managed nginx.
+fn with_nginx(c: &mut Config) {
+    relaxed(c);
+    c.media.rtmp.manage_nginx = true;
+}
+
 #[tokio::test]
 async fn rotating_the_key_drops_a_running_push() {
-    if !media_tools_present() {
-        return;
+    if media_tools_present() {
+        rotating_the_key_drops_a_running_push_on(with_nginx).await;
     }
-    let server = TestServer::start_with(|c| {
-        relaxed(c);
-        c.media.rtmp.manage_nginx = true;
-    })
-    .await;
+}
+
+/// Rotating a leaked key stops a push that is already running with it (on the media backend
+/// `setup` configures).
+pub(crate) async fn rotating_the_key_drops_a_running_push_on(setup: fn(&mut Config)) {
+    let server = TestServer::start_with(setup).await;
     let (_, token) = verified_user(&server, "leakyhost").await;
     let (mut host, push_url, mut ffmpeg) = live_and_pushing(&server, &token).await;
     let rotated = push_key(&server, &token, true).await;
@@ -828,19 +870,18 @@ async fn rotating_the_key_drops_a_running_push() {
     assert_refused(&server, &push_url, "wrong code").await;
 }
 
-/// An admin's stream ban while the host pushes: the room closes, nginx drops the running push, a
-/// new push with the same key is refused and going live again is refused for the ban; lifting it
-/// lets the host push again.
 #[tokio::test]
 async fn a_stream_ban_drops_the_running_push_and_refuses_the_next_until_lifted() {
-    if !media_tools_present() {
-        return;
+    if media_tools_present() {
+        a_stream_ban_drops_the_running_push_on(with_nginx).await;
     }
-    let server = TestServer::start_with(|c| {
-        relaxed(c);
-        c.media.rtmp.manage_nginx = true;
-    })
-    .await;
+}
+
+/// An admin's stream ban while the host pushes: the room closes, the media plane drops the
+/// running push, a new push with the same key is refused and going live again is refused for
+/// the ban; lifting it lets the host push again (on the backend `setup` configures).
+pub(crate) async fn a_stream_ban_drops_the_running_push_on(setup: fn(&mut Config)) {
+    let server = TestServer::start_with(setup).await;
     make_admin(&server, "root");
     let admin = admin_token(&server.base, "root", ADMIN_PASSWORD).await;
     let (host_id, token) = verified_user(&server, "unrulyhost").await;

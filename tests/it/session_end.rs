@@ -201,7 +201,7 @@ async fn recorded(server: &TestServer, n: usize) -> Vec<Record> {
 }
 
 /// Downloads `url` from the server into `file`; returns the response's content type.
-async fn download(server: &TestServer, url: &str, file: &Path) -> String {
+pub(crate) async fn download(server: &TestServer, url: &str, file: &Path) -> String {
     let res = server.get(url).await;
     assert_eq!(res.status(), StatusCode::OK, "{url}");
     let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
