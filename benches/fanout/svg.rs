@@ -1,6 +1,6 @@
 //! Line charts as plain SVG for the fan-out sweep (`fanout --sweep --charts DIR`): a logarithmic x
-//! axis (the room sizes), a linear y axis from 0, one polyline per series with a dot on each point,
-//! and a legend. Written by hand: a plotting crate would be the benchmark's biggest dependency, and
+//! axis (the room sizes), a y axis from 0 (or logarithmic, for figures that span decades), one
+//! polyline per series with a dot on each point, and a legend. Written by hand: a plotting crate would be the benchmark's biggest dependency, and
 //! a browser shows the file as it is.
 //!
 //! Also the crate root of the `fanout_svg` test target (Cargo.toml), which runs the tests below
@@ -21,6 +21,9 @@ pub struct Chart<'a> {
     pub title: &'a str,
     pub x_label: &'a str,
     pub y_label: &'a str,
+    /// A logarithmic y axis (from the decade below the smallest value); points at 0 or below
+    /// are left out.
+    pub y_log: bool,
     pub series: Vec<Series<'a>>,
 }
 
@@ -79,13 +82,39 @@ pub fn render(chart: &Chart) -> String {
         (Some(a), _) => (a.log10() - 0.5, a.log10() + 0.5),
         _ => (0.0, 1.0),
     };
-    let y_top = points().map(|p| p.1).fold(0.0, f64::max);
-    let step = if y_top > 0.0 { tick_step(y_top) } else { 1.0 };
-    let y_max = (y_top / step).ceil().max(1.0) * step;
+    let shown = |p: &&(f64, f64)| p.0 > 0.0 && (!chart.y_log || p.1 > 0.0);
+    let y_top = points().filter(shown).map(|p| p.1).fold(0.0, f64::max);
+    // Linear: 0 to a round multiple of the tick step. Logarithmic: whole decades.
+    let (y_min, y_max, y_ticks) = if chart.y_log {
+        let low = points()
+            .filter(shown)
+            .map(|p| p.1)
+            .fold(f64::INFINITY, f64::min);
+        let (low, high) = if low.is_finite() {
+            (
+                low.log10().floor(),
+                y_top.log10().ceil().max(low.log10().floor() + 1.0),
+            )
+        } else {
+            (0.0, 1.0)
+        };
+        let ticks: Vec<f64> = (low as i32..=high as i32).map(|e| 10f64.powi(e)).collect();
+        (low, high, ticks)
+    } else {
+        let step = if y_top > 0.0 { tick_step(y_top) } else { 1.0 };
+        let top = (y_top / step).ceil().max(1.0) * step;
+        let ticks: Vec<f64> = (0..=(top / step).round() as usize)
+            .map(|i| i as f64 * step)
+            .collect();
+        (0.0, top, ticks)
+    };
     let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = HEIGHT - TOP - BOTTOM;
     let px = |x: f64| LEFT + (x.log10() - x_min) / (x_max - x_min) * plot_w;
-    let py = |y: f64| TOP + plot_h - y / y_max * plot_h;
+    let py = |y: f64| {
+        let y = if chart.y_log { y.log10() } else { y };
+        TOP + plot_h - (y - y_min) / (y_max - y_min) * plot_h
+    };
 
     let mut out = String::new();
     let _ = writeln!(
@@ -103,8 +132,7 @@ pub fn render(chart: &Chart) -> String {
         escape(chart.title)
     );
     // Horizontal grid lines with the y labels.
-    let mut y = 0.0;
-    while y <= y_max + step / 2.0 {
+    for y in y_ticks {
         let at = py(y);
         let _ = writeln!(
             out,
@@ -118,7 +146,6 @@ pub fn render(chart: &Chart) -> String {
             at + 4.0,
             label(y)
         );
-        y += step;
     }
     // A tick and label at each room size measured.
     for x in &xs {
@@ -155,7 +182,7 @@ pub fn render(chart: &Chart) -> String {
     for (i, series) in chart.series.iter().enumerate() {
         let color = escape(series.color);
         let mut sorted = series.points.clone();
-        sorted.retain(|p| p.0 > 0.0);
+        sorted.retain(|p| shown(&p));
         sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
         if series.line {
             let path: Vec<String> = sorted
@@ -216,6 +243,7 @@ mod tests {
             title: "µs per delivery <by N>",
             x_label: "viewers",
             y_label: "µs & more",
+            y_log: false,
             series: vec![
                 Series {
                     name: "RoomManager",
@@ -306,6 +334,21 @@ mod tests {
         assert_eq!(xs.len(), 3);
         assert!(xs.windows(2).all(|w| w[0] < w[1]), "{xs:?}");
         assert!(xs.iter().all(|x| (LEFT..=WIDTH - RIGHT).contains(x)));
+    }
+
+    #[test]
+    fn a_log_axis_has_a_line_per_decade_and_leaves_out_zero() {
+        let mut chart = chart();
+        chart.y_log = true;
+        chart.series[1].points.push((5000.0, 0.0));
+        chart.series[1].points.push((15000.0, 2500.0));
+        let svg = render(&chart);
+        for decade in ["1", "10", "100", "1k", "10k"] {
+            assert!(svg.contains(&format!(">{decade}</text>")), "{decade}");
+        }
+        assert!(!svg.contains(">100k</text>"));
+        // 3 + 3 (the point at 0 left out) + 1 points, 3 legend dots.
+        assert_eq!(svg.matches("<circle ").count(), 7 + 3);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! `fanout --sweep`: how the cost of a delivery, a connection's memory and the latency grow with
-//! the room. Each case (one room of N viewers for each N, then many small rooms) starts both
-//! servers afresh, connects their viewers (the memory reading), and runs one step on each, their
-//! order alternating from case to case as in `--compare`, at the same rate per viewer, so the
-//! offered load is that rate × N. The end prints a Markdown table of every case and, with
+//! the room. Each case (one room of N viewers for each N, then many small rooms) starts each
+//! server afresh, connects its viewers (the memory reading) and runs one step, at the same rate
+//! per viewer, so the offered load is that rate × N; the two servers take turns going first, as
+//! in `--compare`. The end prints a Markdown table of every case and, with
 //! `--charts`, draws µs/delivery, KiB/connection and p99 against N as SVG files.
 
 use std::fs;
@@ -72,54 +72,46 @@ pub async fn run(args: &Args, run_id: &str, hz: f64) -> Result<(), String> {
             "\n## {} viewers in {} room(s), {} deliveries/s each",
             shape.viewers, shape.rooms, args.per_viewer_rate
         );
-        // Both servers hold their viewers while either runs its step, as in --compare; each
-        // case is a fresh pair (a data dir and a log of its own).
+        // One server at a time (15,000 viewers of each at once would pass the client's
+        // open-file limit), the first one alternating from case to case; each case starts both
+        // afresh, with a data dir and a log of its own.
         let case_id = format!("{run_id}-{index}");
-        let mut benches = Vec::new();
-        for peer in [None, Some("spawn")] {
-            match prepare(args, peer, &case_id, shape).await {
-                Ok(bench) => benches.push(bench),
+        let mut order = [None, Some("spawn")];
+        if index % 2 == 1 {
+            order.reverse();
+        }
+        let offered = args.per_viewer_rate * shape.viewers as f64;
+        for peer in order {
+            let server = if peer.is_some() {
+                "Node ws"
+            } else {
+                "RoomManager"
+            };
+            let mut bench = match prepare(args, peer, &case_id, shape).await {
+                Ok(bench) => bench,
                 Err(e) => {
-                    println!(
-                        "# {}: {e}",
-                        if peer.is_some() {
-                            "Node ws"
-                        } else {
-                            "RoomManager"
-                        }
-                    );
+                    println!("# {server}: {e}");
                     rows.push(Row {
                         shape,
-                        server: if peer.is_some() {
-                            "Node ws"
-                        } else {
-                            "RoomManager"
-                        },
+                        server,
                         kb_per_connection: None,
                         step: None,
                         failure: Some(e),
                     });
+                    continue;
                 }
-            }
-        }
-        print_step_header();
-        if index % 2 == 1 {
-            benches.reverse();
-        }
-        let offered = args.per_viewer_rate * shape.viewers as f64;
-        for bench in &mut benches {
+            };
+            print_step_header();
             let step = bench.step(args, index, offered, hz).await;
+            bench.stop();
             rows.push(Row {
                 shape,
-                server: bench.target.name,
+                server,
                 kb_per_connection: bench.kb_per_connection,
                 failure: step.is_none().then(|| "the step failed".to_owned()),
                 step,
             });
             tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        for bench in &mut benches {
-            bench.stop();
         }
     }
     rows.sort_by_key(|r| (r.shape.rooms, r.shape.viewers, r.server));
@@ -173,23 +165,27 @@ fn print_table(args: &Args, rows: &[Row]) {
 fn write_charts(dir: &Path, rows: &[Row]) -> Result<(), String> {
     fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     type Figure = fn(&Row) -> Option<f64>;
-    let figures: [(&str, &str, &str, Figure); 3] = [
+    // The p99 spans milliseconds to the seconds of an overloaded server: a logarithmic axis.
+    let figures: [(&str, &str, &str, bool, Figure); 3] = [
         (
             "fanout-us-per-delivery.svg",
             "Server CPU per delivery",
             "server CPU µs per delivery",
+            false,
             |r| r.step.as_ref().and_then(|s| s.server_us_per_delivery),
         ),
         (
             "fanout-kib-per-connection.svg",
             "Server memory per idle viewer",
             "server KiB per connection",
+            false,
             |r| r.kb_per_connection,
         ),
         (
             "fanout-p99.svg",
             "Latency, 99th percentile",
-            "p99 latency (ms)",
+            "p99 latency (ms, log scale)",
+            true,
             |r| r.step.as_ref().and_then(|s| s.p99_ms),
         ),
     ];
@@ -202,7 +198,7 @@ fn write_charts(dir: &Path, rows: &[Row]) -> Result<(), String> {
         ("RoomManager", RM_COLOR, format!("RoomManager, {many}")),
         ("Node ws", PEER_COLOR, format!("Node ws, {many}")),
     ];
-    for (file, title, y_label, figure) in figures {
+    for (file, title, y_label, y_log, figure) in figures {
         let points = |server: &str, many_rooms: bool| -> Vec<(f64, f64)> {
             rows.iter()
                 .filter(|r| r.server == server && (r.shape.rooms > 1) == many_rooms)
@@ -231,6 +227,7 @@ fn write_charts(dir: &Path, rows: &[Row]) -> Result<(), String> {
             title,
             x_label: "viewers (log scale)",
             y_label,
+            y_log,
             series,
         };
         let path = dir.join(file);
