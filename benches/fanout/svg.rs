@@ -1,12 +1,16 @@
 //! Line charts as plain SVG for the fan-out sweep (`fanout --sweep --charts DIR`): a logarithmic x
 //! axis (the room sizes), a y axis from 0 (or logarithmic, for figures that span decades), one
-//! polyline per series with a dot on each point, and a legend. Written by hand: a plotting crate would be the benchmark's biggest dependency, and
-//! a browser shows the file as it is.
+//! polyline per series with a dot on each point, and a legend: several series and log axes, which
+//! the admin pages' one-series charts (`stats::svg`, whose escaping this reuses) do not draw.
+//! Written by hand: a plotting crate would be the benchmark's biggest dependency, and a browser
+//! shows the file as it is.
 //!
 //! Also the crate root of the `fanout_svg` test target (Cargo.toml), which runs the tests below
 //! without the benchmark's feature.
 
 use std::fmt::Write;
+
+use roommanager::stats::svg::escape;
 
 /// One line of a chart: `points` are (x, y), x > 0. `line: false` draws the points alone (a case
 /// that is not part of the sweep, such as many small rooms).
@@ -33,14 +37,6 @@ const LEFT: f64 = 80.0;
 const RIGHT: f64 = 260.0;
 const TOP: f64 = 50.0;
 const BOTTOM: f64 = 60.0;
-
-/// Text as XML character data or an attribute value.
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 /// A round step (1, 2 or 5 × 10^k) that cuts 0..=max into about five parts.
 fn tick_step(max: f64) -> f64 {
