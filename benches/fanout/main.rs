@@ -19,8 +19,11 @@
 // `autobenches` be turned back on) the file is empty: it has no tests of its own.
 #![cfg(not(test))]
 
+mod hosts;
 mod probe;
 mod serve;
+mod svg;
+mod sweep;
 mod wire;
 
 use std::fs;
@@ -123,6 +126,34 @@ struct Args {
     /// With --serve: address to listen on.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
+    /// How cost grows: for each of --sweep-viewers (one room) and then --many-rooms, start each
+    /// server afresh (RoomManager and the Node peer, their order alternating), connect the
+    /// viewers and run one step at --per-viewer-rate; print a table and draw --charts.
+    #[arg(long, conflicts_with_all = ["peer", "url", "compare", "data_dir"])]
+    sweep: bool,
+    /// With --sweep: the room sizes, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "100,1000,5000,10000,15000"
+    )]
+    sweep_viewers: Vec<usize>,
+    /// With --sweep: deliveries per second to each viewer (danmaku/s in its room), so a step
+    /// offers this × viewers.
+    #[arg(long, default_value_t = 25.0)]
+    per_viewer_rate: f64,
+    /// With --sweep: the many-rooms case as ROOMSxVIEWERS (each room's host chats in it;
+    /// "0x0" leaves it out).
+    #[arg(long, default_value = "500x20", value_parser = sweep::parse_rooms)]
+    many_rooms: (usize, usize),
+    /// With --sweep: write the charts (SVG) into this folder.
+    #[arg(long)]
+    charts: Option<PathBuf>,
+    /// Start RoomManager (as for a benchmark) with this many rooms live, each with its host
+    /// connected, print `ready: http://ADDR` and hold them until standard input closes (the
+    /// HTTP benchmark, benches/http/run.sh).
+    #[arg(long, value_name = "ROOMS", conflicts_with_all = ["peer", "url", "compare", "sweep"])]
+    hold_rooms: Option<usize>,
 }
 
 const PASSWORD: &str = "fan-out-bench-password";
@@ -415,37 +446,39 @@ impl Publisher {
         }
         Ok(())
     }
+}
 
-    /// Sends `per_sec` danmaku a second for `length`, tagged `tag`; returns how many it sent,
-    /// and the write error that ended it early, if one did.
-    /// Paced by a 1 ms tick: each tick sends what is due by then, in one write.
-    async fn offer(
-        &mut self,
-        per_sec: f64,
-        length: Duration,
-        tag: u8,
-    ) -> (u64, Option<std::io::Error>) {
-        let start = tokio::time::Instant::now();
-        let mut sent = 0u64;
-        let mut tick = tokio::time::interval(Duration::from_millis(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            tick.tick().await;
-            let elapsed = start.elapsed();
-            if elapsed >= length {
-                return (sent, None);
+/// Each publisher sends `per_sec` danmaku a second (into its own room) for `length`, tagged
+/// `tag`; returns how many they sent in all, and the write error that ended it early, if one did.
+/// Paced by a 1 ms tick: each tick sends what is due by then, in one write per publisher.
+async fn offer(
+    publishers: &mut [Publisher],
+    per_sec: f64,
+    length: Duration,
+    tag: u8,
+) -> (u64, Option<std::io::Error>) {
+    let start = tokio::time::Instant::now();
+    let mut sent = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut each = 0u64;
+    loop {
+        tick.tick().await;
+        let elapsed = start.elapsed();
+        if elapsed >= length {
+            return (sent, None);
+        }
+        let due = (elapsed.as_secs_f64() * per_sec) as u64 + 1;
+        for publisher in publishers.iter_mut() {
+            for _ in each..due {
+                publisher.push(tag);
             }
-            let due = (elapsed.as_secs_f64() * per_sec) as u64 + 1;
-            let mut batch = 0;
-            while sent + batch < due {
-                self.push(tag);
-                batch += 1;
-            }
-            if let Err(e) = self.flush().await {
+            if let Err(e) = publisher.flush().await {
                 return (sent, Some(e));
             }
-            sent += batch;
+            sent += due.saturating_sub(each);
         }
+        each = each.max(due);
     }
 }
 
@@ -585,8 +618,14 @@ fn spawn_server(
 }
 
 /// The server to benchmark: the Node peer when `peer` names one ("spawn" or its address), else
-/// RoomManager (started here, or at `--url`).
-fn start_target(args: &Args, peer: Option<&str>, run_id: &str) -> Result<Target, String> {
+/// RoomManager (started here, or at `--url`). A RoomManager started here gets `seed_hosts` host
+/// accounts with known sessions (`hosts::seed`).
+fn start_target(
+    args: &Args,
+    peer: Option<&str>,
+    run_id: &str,
+    seed_hosts: usize,
+) -> Result<Target, String> {
     let name = if peer.is_some() { "peer" } else { "server" };
     let log = std::env::temp_dir().join(format!("fanout-{run_id}-{name}.log"));
     let cpu = (!args.no_pin).then_some(args.server_cpu.as_str());
@@ -627,6 +666,9 @@ fn start_target(args: &Args, peer: Option<&str>, run_id: &str) -> Result<Target,
         });
     }
     if let Some(url) = &args.url {
+        if seed_hosts > 0 {
+            return Err("many rooms need a server started here (no --url)".into());
+        }
         let Some(dir) = &args.data_dir else {
             return Err("--url needs --data-dir (the server's, for the verification mails)".into());
         };
@@ -647,6 +689,9 @@ fn start_target(args: &Args, peer: Option<&str>, run_id: &str) -> Result<Target,
             (dir.clone(), Some(dir))
         }
     };
+    if seed_hosts > 0 {
+        hosts::seed(&dir, seed_hosts)?;
+    }
     let mut serve_args = vec![
         "--serve".to_owned(),
         "--listen".to_owned(),
@@ -898,7 +943,7 @@ async fn run_step(
     offered: f64,
     viewers: usize,
     args: &Args,
-    publisher: &mut Publisher,
+    publishers: &mut [Publisher],
     counters: &Arc<Counters>,
     server_pid: Option<&str>,
     hz: f64,
@@ -907,9 +952,13 @@ async fn run_step(
     let loadavg = probe::loadavg();
     let lost_before = counters.ended.load(Relaxed);
     let errors_before = counters.publisher_errors.load(Relaxed);
-    let (_, failed) = publisher
-        .offer(per_sec, Duration::from_secs(args.warmup_secs), b'w')
-        .await;
+    let (_, failed) = offer(
+        publishers,
+        per_sec,
+        Duration::from_secs(args.warmup_secs),
+        b'w',
+    )
+    .await;
     if let Some(e) = failed {
         return Err(format!(
             "the publisher's connection failed in the warm-up: {e}"
@@ -926,9 +975,7 @@ async fn run_step(
     let danmaku_before = counters.danmaku.load(Relaxed);
     let bytes_before = counters.bytes.load(Relaxed);
     let started = Instant::now();
-    let (sent, failed) = publisher
-        .offer(per_sec, Duration::from_secs(args.secs), tag)
-        .await;
+    let (sent, failed) = offer(publishers, per_sec, Duration::from_secs(args.secs), tag).await;
     if let Some(e) = &failed {
         println!("#   the publisher's connection failed: {e}");
         counters.publisher_gone.store(true, Relaxed);
@@ -939,8 +986,8 @@ async fn run_step(
     let machine_after = probe::machine_busy_ticks();
     let delivered = counters.danmaku.load(Relaxed) - danmaku_before;
     let bytes = counters.bytes.load(Relaxed) - bytes_before;
-    // Let the window's danmaku arrive.
-    let expected = sent * viewers as u64;
+    // Let the window's danmaku arrive: each goes to the viewers of its publisher's room.
+    let expected = sent * (viewers / publishers.len()) as u64;
     let drain_until = Instant::now() + DRAIN_LIMIT;
     while counters.measured.load(Relaxed) < expected && Instant::now() < drain_until {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -1017,7 +1064,8 @@ struct Bench {
     target: Target,
     server_pid: Option<String>,
     counters: Arc<Counters>,
-    publisher: Publisher,
+    /// One per room, each sending into its own room.
+    publishers: Vec<Publisher>,
     viewers: usize,
     kb_per_connection: Option<f64>,
     /// The highest offered rate that was valid with p99 within the limit.
@@ -1028,9 +1076,28 @@ struct Bench {
     done: bool,
 }
 
-/// Starts (or finds) the server, sets up its room and publisher, and connects every viewer.
-async fn prepare(args: &Args, peer: Option<&str>, run_id: &str) -> Result<Bench, String> {
-    let target = start_target(args, peer, run_id)?;
+/// The audience under test: `viewers` spread evenly over `rooms`, each room with its publisher.
+#[derive(Clone, Copy)]
+struct Shape {
+    viewers: usize,
+    rooms: usize,
+}
+
+/// Starts (or finds) the server, sets up its rooms and publishers, and connects every viewer.
+async fn prepare(
+    args: &Args,
+    peer: Option<&str>,
+    run_id: &str,
+    shape: Shape,
+) -> Result<Bench, String> {
+    if shape.rooms == 0 || shape.viewers % shape.rooms != 0 {
+        return Err(format!(
+            "{} viewers do not spread evenly over {} rooms",
+            shape.viewers, shape.rooms
+        ));
+    }
+    let seed_hosts = if shape.rooms > 1 { shape.rooms } else { 0 };
+    let target = start_target(args, peer, run_id, seed_hosts)?;
     let server_pid = target.pid_text();
     println!(
         "# target: {} at http://{} (pid {}, CPUs {}){}",
@@ -1045,19 +1112,29 @@ async fn prepare(args: &Args, peer: Option<&str>, run_id: &str) -> Result<Bench,
             .unwrap_or_default()
     );
     let counters = Arc::new(Counters::default());
-    let (room, publisher_stream, publisher_frames) = set_up_room(&target, &counters).await?;
-    let (publisher_read, publisher_write) = publisher_stream.into_split();
-    tokio::spawn(drain(publisher_read, publisher_frames, counters.clone()));
-    let publisher = Publisher {
-        write: publisher_write,
-        peer: room.is_none(),
-        seq: 0,
-        out: Vec::with_capacity(64 * 1024),
-        mask: 0x9e37_79b9,
+    let rooms = if shape.rooms == 1 {
+        vec![set_up_room(&target, &counters).await?]
+    } else {
+        hosts::set_up_rooms(&target, shape.rooms).await?
     };
+    let mut publishers = Vec::with_capacity(rooms.len());
+    let mut room_ids = Vec::with_capacity(rooms.len());
+    for (i, (room, stream, frames)) in rooms.into_iter().enumerate() {
+        let (read, write) = stream.into_split();
+        tokio::spawn(drain(read, frames, counters.clone()));
+        publishers.push(Publisher {
+            write,
+            peer: target.data_dir.is_none(),
+            seq: 0,
+            out: Vec::new(),
+            // Any non-zero start works for the xorshift.
+            mask: 0x9e37_79b9_u32.wrapping_add(i as u32),
+        });
+        room_ids.push(room);
+    }
 
-    let n = args.viewers;
-    let tokens: Vec<Option<String>> = if room.is_some() {
+    let n = shape.viewers;
+    let tokens: Vec<Option<String>> = if target.data_dir.is_some() {
         let count = if args.guests == 0 {
             n
         } else {
@@ -1081,7 +1158,7 @@ async fn prepare(args: &Args, peer: Option<&str>, run_id: &str) -> Result<Bench,
         tokio::spawn(viewer(
             target.addr,
             token,
-            room,
+            room_ids[i % room_ids.len()],
             args.latency_viewers > 0 && i % every == 0 && i / every < args.latency_viewers,
             counters.clone(),
             gate.clone(),
@@ -1133,7 +1210,7 @@ async fn prepare(args: &Args, peer: Option<&str>, run_id: &str) -> Result<Bench,
         target,
         server_pid,
         counters,
-        publisher,
+        publishers,
         viewers: n,
         kb_per_connection,
         knee: None,
@@ -1143,16 +1220,16 @@ async fn prepare(args: &Args, peer: Option<&str>, run_id: &str) -> Result<Bench,
 }
 
 impl Bench {
-    /// Runs step `index` at `offered` deliveries/s and prints its row; marks the bench done
-    /// when the step failed or went over the p99 limit.
-    async fn step(&mut self, args: &Args, index: usize, offered: f64, hz: f64) {
+    /// Runs step `index` at `offered` deliveries/s, prints its row and returns it; marks the
+    /// bench done when the step failed or went over the p99 limit.
+    async fn step(&mut self, args: &Args, index: usize, offered: f64, hz: f64) -> Option<Step> {
         let name = self.target.name;
         let step = run_step(
             index,
             offered,
             self.viewers,
             args,
-            &mut self.publisher,
+            &mut self.publishers,
             &self.counters,
             self.server_pid.as_deref(),
             hz,
@@ -1163,7 +1240,7 @@ impl Bench {
             Err(e) => {
                 println!("| {name} | {offered:.0} | | | | | | | | | | | | no ({e}) |");
                 self.done = true;
-                return;
+                return None;
             }
         };
         // Other work on the machine matters less when this runs ahead of it (negative nice).
@@ -1245,6 +1322,7 @@ impl Bench {
         if !step.valid || over {
             self.done = true;
         }
+        Some(step)
     }
 
     fn stop(&mut self) {
@@ -1257,6 +1335,15 @@ impl Bench {
         );
         self.target.stop();
     }
+}
+
+/// The head of the table `Bench::step` prints a row of.
+fn print_step_header() {
+    println!(
+        "\n| server | offered deliveries/s | danmaku/s | deliveries/s | completeness | p50 ms | p99 ms | max ms \
+         | server CPU % | server µs/delivery | server KiB/conn | client CPU % | other CPU % | valid |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
 }
 
 /// `a / b` with both figures, for the comparison's summary.
@@ -1291,19 +1378,25 @@ async fn run(args: Args) -> Result<(), String> {
         probe::open_files_limit(),
         probe::loadavg()
     );
+    if args.sweep {
+        return sweep::run(&args, &run_id, hz).await;
+    }
+    if let Some(rooms) = args.hold_rooms {
+        return hosts::hold(&args, &run_id, rooms).await;
+    }
+    let shape = Shape {
+        viewers: args.viewers,
+        rooms: 1,
+    };
     let mut benches = if args.compare {
         vec![
-            prepare(&args, None, &run_id).await?,
-            prepare(&args, Some("spawn"), &run_id).await?,
+            prepare(&args, None, &run_id, shape).await?,
+            prepare(&args, Some("spawn"), &run_id, shape).await?,
         ]
     } else {
-        vec![prepare(&args, args.peer.as_deref(), &run_id).await?]
+        vec![prepare(&args, args.peer.as_deref(), &run_id, shape).await?]
     };
-    println!(
-        "\n| server | offered deliveries/s | danmaku/s | deliveries/s | completeness | p50 ms | p99 ms | max ms \
-         | server CPU % | server µs/delivery | server KiB/conn | client CPU % | other CPU % | valid |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    print_step_header();
     let rates: Vec<f64> = if args.rates.is_empty() {
         (0..args.max_steps)
             .map(|i| args.start_rate * 2f64.powi(i as i32))

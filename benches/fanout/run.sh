@@ -3,6 +3,9 @@
 # in one invocation (`--compare`: both get their viewers, then each step runs on one and then the
 # other), with 1,000 and 10,000 viewers, offered rates doubling from 25k deliveries/s. Extra
 # arguments go to every run (e.g. --secs 6). Results: target/fanout/*.md and results.jsonl.
+# `run.sh --sweep [ARGS]` runs "Fan-out: how cost grows" instead: `fanout --sweep` (one room of
+# 100 to 15,000 viewers and 500 rooms × 20, both servers, 25 deliveries/s per viewer), its table
+# in target/fanout/sweep.md and its charts in docs/bench/.
 # Run it on a quiet machine: the figures mean nothing while other work shares the cores.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -12,6 +15,13 @@ cargo build --release --features bench --bin fanout
 (cd benches/peer && npm install --no-audit --no-fund --silent)
 out=target/fanout
 mkdir -p "$out"
+if [ "${1:-}" = --sweep ]; then
+  shift
+  echo "== sweep; $(date -u +%FT%TZ); commit $(git rev-parse --short HEAD); $(uptime)" | tee "$out/sweep.md"
+  target/release/fanout --sweep --boost --charts docs/bench --json "$out/results.jsonl" "$@" \
+    | tee -a "$out/sweep.md"
+  exit
+fi
 for viewers in ${VIEWERS:-1000 10000}; do
   echo "== $viewers viewers; $(date -u +%FT%TZ); commit $(git rev-parse --short HEAD); $(uptime)"
   target/release/fanout --compare --boost --viewers "$viewers" --json "$out/results.jsonl" "$@" \

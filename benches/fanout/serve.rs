@@ -110,7 +110,7 @@ async fn serve(mut config: Config) -> Result<(), String> {
 }
 
 /// Completes when standard input ends (the parent closed it or died), or on SIGTERM/SIGINT.
-async fn stop_signal() {
+pub async fn stop_signal() {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     std::thread::spawn(move || {
         let stdin = std::io::stdin();

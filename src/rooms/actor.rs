@@ -650,7 +650,7 @@ impl RoomActor {
             .directory
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(self.room.id, summary);
+            .put(summary);
     }
 
     /// Takes the room out of the registry and the directory, unless a newer task of the same
@@ -670,7 +670,7 @@ impl RoomActor {
                 .directory
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .remove(&self.room.id);
+                .remove(self.room.id);
         }
     }
 

@@ -224,6 +224,72 @@ impl Member {
     }
 }
 
+/// The open rooms' summaries, and the listing of the live ones built from them, kept until a
+/// summary changes: with hundreds of rooms live, building the listing per request cost more than
+/// everything else a `GET /api/v1/rooms` does.
+#[derive(Default)]
+struct Directory {
+    rooms: HashMap<RoomId, RoomSummary>,
+    /// Counts the changes to `rooms`.
+    changes: u64,
+    /// The listing and the `changes` it was built at.
+    listing: Option<(u64, Arc<LiveListing>)>,
+}
+
+impl Directory {
+    fn put(&mut self, summary: RoomSummary) {
+        self.changes += 1;
+        self.rooms.insert(RoomId(summary.room_id), summary);
+    }
+
+    fn remove(&mut self, room: RoomId) {
+        if self.rooms.remove(&room).is_some() {
+            self.changes += 1;
+        }
+    }
+
+    /// The rooms that are live now, most watched first.
+    fn live(&self) -> Vec<&RoomSummary> {
+        let mut rooms: Vec<&RoomSummary> = self
+            .rooms
+            .values()
+            .filter(|r| matches!(r.state, RoomPhase::Live | RoomPhase::CoStreaming))
+            .collect();
+        rooms.sort_by(|a, b| b.audience.cmp(&a.audience).then(a.room_id.cmp(&b.room_id)));
+        rooms
+    }
+}
+
+/// The rooms live now as `GET /api/v1/rooms` sends them: `{"rooms": […]}`, and the same gzipped
+/// for clients that take it (a tenth of the bytes).
+pub struct LiveListing {
+    pub json: bytes::Bytes,
+    pub gzip: bytes::Bytes,
+}
+
+impl LiveListing {
+    fn of(rooms: &[RoomSummary]) -> LiveListing {
+        use std::io::Write;
+        #[derive(serde::Serialize)]
+        struct Listing<'a> {
+            rooms: &'a [RoomSummary],
+        }
+        let json = serde_json::to_vec(&Listing { rooms })
+            .expect("a summary is strings and numbers, which always serialize");
+        let mut gzip = flate2::write::GzEncoder::new(
+            Vec::with_capacity(json.len() / 4),
+            flate2::Compression::fast(),
+        );
+        gzip.write_all(&json)
+            .expect("compressing into memory cannot fail");
+        let gzip = gzip.finish().expect("compressing into memory cannot fail");
+        LiveListing {
+            json: json.into(),
+            gzip: gzip.into(),
+        }
+    }
+}
+
 /// A live room as the directory lists it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RoomSummary {
@@ -325,7 +391,7 @@ struct Shared {
     chat: mpsc::UnboundedSender<LedgerLine>,
     /// std mutexes: each held only for a map update, never across an `.await`.
     registry: Mutex<HashMap<RoomId, (u64, RoomHandle)>>,
-    directory: Mutex<HashMap<RoomId, RoomSummary>>,
+    directory: Mutex<Directory>,
     /// Counts the bans given and lifted; a join that sees it change re-checks its member's
     /// chat ban.
     bans_given: AtomicU64,
@@ -407,7 +473,7 @@ impl Rooms {
             gifts,
             chat,
             registry: Mutex::new(HashMap::new()),
-            directory: Mutex::new(HashMap::new()),
+            directory: Mutex::new(Directory::default()),
             bans_given: AtomicU64::new(0),
             tasks,
             shutdown: CancellationToken::new(),
@@ -686,13 +752,36 @@ impl Rooms {
             .directory
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let mut rooms: Vec<RoomSummary> = directory
-            .values()
-            .filter(|r| matches!(r.state, RoomPhase::Live | RoomPhase::CoStreaming))
-            .cloned()
-            .collect();
-        rooms.sort_by(|a, b| b.audience.cmp(&a.audience).then(a.room_id.cmp(&b.room_id)));
-        rooms
+        directory.live().into_iter().cloned().collect()
+    }
+
+    /// `live_rooms` as `GET /api/v1/rooms` sends it, built again only after a room changed.
+    pub fn live_listing(&self) -> Arc<LiveListing> {
+        let (changes, rooms) = {
+            let directory = self
+                .shared
+                .directory
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match &directory.listing {
+                Some((at, listing)) if *at == directory.changes => return listing.clone(),
+                _ => (
+                    directory.changes,
+                    directory.live().into_iter().cloned().collect::<Vec<_>>(),
+                ),
+            }
+        };
+        // Built outside the lock: the rooms publishing their summaries do not wait for it.
+        let listing = Arc::new(LiveListing::of(&rooms));
+        let mut directory = self
+            .shared
+            .directory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if directory.changes == changes {
+            directory.listing = Some((changes, listing.clone()));
+        }
+        listing
     }
 
     /// Everyone in a live room now (hosts and co-hosts included).
@@ -702,11 +791,7 @@ impl Rooms {
             .directory
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        directory
-            .values()
-            .filter(|r| matches!(r.state, RoomPhase::Live | RoomPhase::CoStreaming))
-            .map(|r| r.audience)
-            .sum()
+        directory.live().iter().map(|r| r.audience).sum()
     }
 
     pub fn live_room(&self, room: RoomId) -> Option<RoomSummary> {
@@ -714,6 +799,7 @@ impl Rooms {
             .directory
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .rooms
             .get(&room)
             .cloned()
     }

@@ -326,9 +326,52 @@ pub async fn file(
     }
 }
 
-/// `GET /api/v1/rooms`: the rooms that are live now.
-pub async fn rooms(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "rooms": app.rooms.live_rooms() }))
+/// `GET /api/v1/rooms`: the rooms that are live now, gzipped for a client that takes it.
+pub async fn rooms(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let listing = app.rooms.live_listing();
+    let gzip = accepts_gzip(&headers);
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::VARY, "accept-encoding"),
+        ],
+        if gzip {
+            listing.gzip.clone()
+        } else {
+            listing.json.clone()
+        },
+    )
+        .into_response();
+    if gzip {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    response
+}
+
+/// Whether `Accept-Encoding` takes gzip: named with a weight above 0, or else `*` so.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let mut star = false;
+    for coding in headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+    {
+        let mut parts = coding.split(';').map(str::trim);
+        let name = parts.next().unwrap_or_default();
+        let wanted = !parts.any(|p| {
+            p.strip_prefix("q=")
+                .and_then(|q| q.parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        if name.eq_ignore_ascii_case("gzip") {
+            return wanted;
+        }
+        star |= name == "*" && wanted;
+    }
+    star
 }
 
 /// `GET /api/v1/rooms/{room_id}`: one room — its record, and its live state when open.

@@ -50,6 +50,7 @@ mod records_comments;
 mod records_watch;
 mod rooms;
 mod rooms_abuse;
+mod rooms_listing;
 mod screenshots;
 mod session_end;
 mod store;
