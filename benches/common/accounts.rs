@@ -18,6 +18,7 @@ pub fn verified_account(
         username: username.to_owned(),
         email: format!("{username}@bench.example"),
         password_hash: "not a real hash: these accounts never log in".to_owned(),
+        lang: "en".to_owned(),
         now: created_at,
     };
     let token = NewToken {
