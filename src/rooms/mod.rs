@@ -9,6 +9,7 @@
 //! oneshot or, for a client, into that client's bounded outgoing queue.
 
 mod actor;
+mod coalesce;
 pub mod connections;
 pub mod protocol;
 
@@ -107,14 +108,19 @@ impl ClientLink {
         if self.0.reason.get().is_some() {
             return false;
         }
-        {
+        let was_empty = {
             let mut frames = self.0.frames();
             if frames.len() >= self.0.capacity {
                 return false;
             }
             frames.push_back(frame);
+            frames.len() == 1
+        };
+        // The writer takes everything queued before it waits again, so only the first frame
+        // of a wait needs to wake it.
+        if was_empty {
+            self.0.queued.notify_one();
         }
-        self.0.queued.notify_one();
         true
     }
 

@@ -24,6 +24,7 @@ mod browser_overlay;
 mod browser_publish;
 mod browser_records;
 mod browser_room;
+mod coalescing;
 mod config;
 mod connections;
 mod downloads;
