@@ -169,20 +169,20 @@ impl Link {
 }
 
 impl FrameQueue {
-    /// Waits for frames and moves up to `max` of them, oldest first, into `batch`.
-    pub async fn next_batch(&self, batch: &mut Vec<Frame>, max: usize) {
+    /// Waits for frames and takes up to `max` of them, oldest first.
+    pub async fn next_batch(&self, max: usize) -> Vec<Frame> {
         loop {
             {
                 let mut frames = self.0.frames();
-                let n = frames.len().min(max);
-                batch.extend(frames.drain(..n));
-                if frames.is_empty() && frames.capacity() > SPARE_QUEUE {
-                    // A burst grew the queue: an idle client keeps no more than a few slots.
-                    *frames = VecDeque::new();
+                if !frames.is_empty() {
+                    let n = frames.len().min(max);
+                    let batch = frames.drain(..n).collect();
+                    if frames.is_empty() && frames.capacity() > SPARE_QUEUE {
+                        // A burst grew the queue: an idle client keeps no more than a few slots.
+                        *frames = VecDeque::new();
+                    }
+                    return batch;
                 }
-            }
-            if !batch.is_empty() {
-                return;
             }
             // `notify_one` leaves a permit when the writer is not waiting yet: no frame is
             // missed between the look above and this wait.
