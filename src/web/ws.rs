@@ -98,7 +98,7 @@ async fn connection(
     who: SignedIn,
     ip: IpAddr,
     rtmp_host: Arc<str>,
-    reader: Reader,
+    mut reader: Reader,
     writer: Writer,
 ) {
     let client = new_client_id();
@@ -106,6 +106,18 @@ async fn connection(
     app.metrics.ws_opened();
     let ping = Duration::from_secs(app.config.rooms.ws_ping_secs);
     let mut outgoing = Outgoing::new(writer, frames, ping);
+    // Everything moves into the session at once: what this task keeps between its waits is
+    // every idle connection's memory.
+    let mut session = Session {
+        app: app.clone(),
+        who,
+        ip,
+        client,
+        link: link.clone(),
+        rtmp_host,
+        room: None,
+    };
+    let who = &session.who;
     let registration = app
         .sockets
         .register(client, who.user.id, who.session.clone(), link.clone());
@@ -116,18 +128,10 @@ async fn connection(
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "cannot re-check a new connection's session"),
     }
-    let mut session = Session {
-        app: app.clone(),
-        who,
-        ip,
-        client,
-        link: link.clone(),
-        rtmp_host,
-        room: None,
-    };
-    let written = session.serve(reader, &mut outgoing).await;
+    let written = session.serve(&mut reader, &mut outgoing).await;
     if let Some(room) = session.room.take() {
-        app.rooms.leave(room, client).await;
+        // Boxed, like every rare path: the connection's state is as large as its largest wait.
+        Box::pin(app.rooms.leave(room, client)).await;
     }
     link.close("bye");
     drop(registration);
@@ -198,7 +202,7 @@ impl Session {
     /// A client that sends nothing at all, not even the pong to the pings, for
     /// `rooms.ws_idle_secs` is gone (its machine is off, its network dropped, or it holds the
     /// socket on purpose): it is closed with `ping_timeout`.
-    async fn serve(&mut self, mut socket: Reader, out: &mut Outgoing) -> bool {
+    async fn serve(&mut self, socket: &mut Reader, out: &mut Outgoing) -> bool {
         let idle = Duration::from_secs(self.app.config.rooms.ws_idle_secs);
         let mut heard = Instant::now();
         // One timer, moved on only when it fires: a message costs no timer update.
@@ -224,7 +228,7 @@ impl Session {
                     continue;
                 }
                 Ok(()) = ip_bans.changed(), if guest => {
-                    self.leave_if_ip_banned().await;
+                    Box::pin(self.leave_if_ip_banned()).await;
                     continue;
                 }
                 () = stopping.as_mut() => {
