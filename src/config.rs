@@ -370,6 +370,10 @@ pub struct DownloadsConfig {
     pub max_bytes: u64,
 }
 
+/// The longest `rooms.coalesce_ms` accepted: a merged frame waits at most this long, so chat
+/// stays live.
+pub const MAX_COALESCE_MS: u64 = 50;
+
 /// The largest `downloads.max_bytes` accepted: 1 TiB.
 pub const MAX_DOWNLOAD_BYTES: u64 = 1 << 40;
 
@@ -392,6 +396,8 @@ pub struct RoomsConfig {
     pub chat_per_window: u32,
     pub chat_window_secs: u64,
     pub client_queue: usize,
+    /// Milliseconds of a busy room's broadcast events merged into one frame (0: never merge).
+    pub coalesce_ms: u64,
     pub max_frame_bytes: usize,
     pub media_timeout_secs: u64,
     pub media_attempts: u32,
@@ -414,6 +420,7 @@ impl Default for RoomsConfig {
             chat_per_window: 10,
             chat_window_secs: 10,
             client_queue: 256,
+            coalesce_ms: 20,
             max_frame_bytes: 16 * 1024,
             media_timeout_secs: 10,
             media_attempts: 3,
@@ -795,6 +802,15 @@ impl Config {
                     "must be longer than rooms.ws_ping_secs ({} s), or every client would be \
                      dropped before it could answer a ping; got {}",
                     self.rooms.ws_ping_secs, self.rooms.ws_idle_secs
+                ),
+            });
+        }
+        if self.rooms.coalesce_ms > MAX_COALESCE_MS {
+            return Err(ConfigError::Invalid {
+                key: "rooms.coalesce_ms",
+                problem: format!(
+                    "must be between 0 (off) and {MAX_COALESCE_MS} milliseconds, got {}",
+                    self.rooms.coalesce_ms
                 ),
             });
         }

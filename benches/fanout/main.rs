@@ -334,11 +334,13 @@ async fn viewer(
             match frame.opcode {
                 wire::OP_TEXT if frame.fin => {
                     let payload = frames.bytes(frame.payload);
-                    if permit.is_some() && payload.starts_with(b"{\"type\":\"room_info\"") {
-                        counters.joined.fetch_add(1, Relaxed);
-                        permit = None;
+                    for message in wire::messages(payload) {
+                        if permit.is_some() && message.starts_with(b"{\"type\":\"room_info\"") {
+                            counters.joined.fetch_add(1, Relaxed);
+                            permit = None;
+                        }
+                        counters.viewer_message(message, latency);
                     }
-                    counters.viewer_message(payload, latency);
                 }
                 wire::OP_CLOSE => {
                     let payload = frames.bytes(frame.payload);
@@ -380,11 +382,12 @@ async fn drain<R: tokio::io::AsyncRead + Unpin>(
                 counters.publisher_gone.store(true, Relaxed);
                 return;
             }
-            let payload = frames.bytes(frame.payload);
-            if payload.starts_with(b"{\"type\":\"error\"") {
-                counters.publisher_errors.fetch_add(1, Relaxed);
-                *counters.last_error.lock().expect("error text") =
-                    String::from_utf8_lossy(payload).into_owned();
+            for message in wire::messages(frames.bytes(frame.payload)) {
+                if message.starts_with(b"{\"type\":\"error\"") {
+                    counters.publisher_errors.fetch_add(1, Relaxed);
+                    *counters.last_error.lock().expect("error text") =
+                        String::from_utf8_lossy(message).into_owned();
+                }
             }
         }
         match frames.fill(&mut io).await {
@@ -818,13 +821,14 @@ async fn expect_message(
                 if frame.opcode != wire::OP_TEXT {
                     continue;
                 }
-                let message: Value =
-                    serde_json::from_slice(frames.bytes(frame.payload)).unwrap_or(Value::Null);
-                if message["type"] == kind {
-                    return Ok(message);
-                }
-                if message["type"] == "error" {
-                    return Err(format!("waiting for {kind}, got {message}"));
+                for message in wire::messages(frames.bytes(frame.payload)) {
+                    let message: Value = serde_json::from_slice(message).unwrap_or(Value::Null);
+                    if message["type"] == kind {
+                        return Ok(message);
+                    }
+                    if message["type"] == "error" {
+                        return Err(format!("waiting for {kind}, got {message}"));
+                    }
                 }
             }
             if frames.fill(stream).await.map_err(|e| e.to_string())? == 0 {

@@ -252,6 +252,58 @@ impl FrameBuffer {
     }
 }
 
+/// The messages of one text frame: the frame itself when it holds one object, each element
+/// when it holds a JSON array (a busy room's merged tick), looked at in place.
+pub fn messages(payload: &[u8]) -> Messages<'_> {
+    match payload.first() {
+        Some(b'[') => Messages {
+            rest: &payload[1..payload.len().saturating_sub(1)],
+        },
+        _ => Messages { rest: payload },
+    }
+}
+
+pub struct Messages<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Messages<'a> {
+    type Item = &'a [u8];
+
+    /// The next element: up to the first comma outside any string, object or array.
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        let mut end = self.rest.len();
+        for (i, &b) in self.rest.iter().enumerate() {
+            if in_string {
+                match b {
+                    _ if escaped => escaped = false,
+                    b'\\' => escaped = true,
+                    b'"' => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                b',' if depth == 0 => {
+                    end = i;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let message = &self.rest[..end];
+        self.rest = self.rest.get(end + 1..).unwrap_or_default();
+        Some(message)
+    }
+}
+
 /// Appends one masked client frame (FIN set) to `out`.
 pub fn client_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) {
     out.push(0x80 | opcode);

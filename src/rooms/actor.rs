@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::coalesce::Coalescer;
 use super::protocol::{
     ClientMessage, DanmakuView, Frame, Person, RoomPhase, ServerMessage, TopGiver,
 };
@@ -104,6 +105,10 @@ pub(super) struct RoomActor {
     layout: MixLayout,
     deferred: Vec<Command>,
     audience_dirty: bool,
+    /// Broadcast events waiting to go out as one frame. It is sent before any member joins or
+    /// leaves and before any message to one member, so every member gets each event of its
+    /// time in the room exactly once, in order with its own messages.
+    coalescer: Coalescer,
     /// Who asked for the shutdown, to tell them when the room is gone.
     shutdown_reply: Option<oneshot::Sender<()>>,
     internal_tx: mpsc::UnboundedSender<Internal>,
@@ -119,7 +124,6 @@ impl RoomActor {
     pub(super) fn new(shared: Arc<Shared>, room: Room, owner: User, generation: u64) -> Self {
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         RoomActor {
-            shared,
             generation,
             host: Person {
                 user_id: owner.id.0,
@@ -140,18 +144,31 @@ impl RoomActor {
             layout: MixLayout::default(),
             deferred: Vec::new(),
             audience_dirty: false,
+            coalescer: Coalescer::new(Duration::from_millis(shared.config.coalesce_ms)),
             shutdown_reply: None,
             internal_tx,
             internal_rx,
             empty_since: None,
             next_ban_expiry: None,
+            shared,
         }
     }
 
     pub(super) async fn run(mut self, mut inbox: mpsc::Receiver<Envelope>) {
         let mut tick = tokio::time::interval(AUDIENCE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let flush = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(flush);
         loop {
+            // Commands come first and may never pause in a flood: the batch's time is checked
+            // here too, not only by its timer.
+            self.flush_if_due();
+            let due = self.coalescer.due().map(tokio::time::Instant::from_std);
+            if let Some(at) = due {
+                if flush.deadline() != at {
+                    flush.as_mut().reset(at);
+                }
+            }
             tokio::select! {
                 // Commands first: one that arrived before a media result is handled before it,
                 // so a client's message sent while the room was starting is answered as such.
@@ -178,6 +195,7 @@ impl RoomActor {
                         break;
                     }
                 }
+                () = flush.as_mut(), if due.is_some() => self.flush(),
                 _ = tick.tick() => {
                     self.on_tick();
                     if self.idle_over() && inbox.is_empty() {
@@ -208,6 +226,7 @@ impl RoomActor {
                     )
                     .frame()
                 };
+                self.flush();
                 match &command {
                     Command::Act(_, link, message) => {
                         link.send(busy(message.kind()));
@@ -325,6 +344,8 @@ impl RoomActor {
     /// `about` is the message that asked for the join (`join_room`, or `start_live` joining the
     /// host's own room), for the error that refuses it.
     fn join(&mut self, member: Member, about: &'static str) {
+        // Events from before the join are not the newcomer's.
+        self.flush();
         if self.phase == RoomPhase::Closing {
             let frame = ServerMessage::RoomClosed {
                 room_id: self.room.id.0,
@@ -375,6 +396,8 @@ impl RoomActor {
     }
 
     fn leave(&mut self, client: ClientId) {
+        // Events from before the departure are still the leaver's.
+        self.flush();
         let Some(member) = self.members.remove(&client) else {
             return;
         };
@@ -424,9 +447,29 @@ impl RoomActor {
         }
     }
 
-    /// Sends to every member; members whose queue is full are dropped, never waited for.
+    /// Sends to every member, at once or, in a busy room, with the other events of its tick.
     fn broadcast(&mut self, message: &ServerMessage) {
-        let frame = message.frame();
+        if let Some(frame) = self.coalescer.offer(message, Instant::now()) {
+            self.fan_out(frame);
+        }
+    }
+
+    /// Sends the waiting batch of events now.
+    pub(super) fn flush(&mut self) {
+        if let Some(frame) = self.coalescer.take(Instant::now()) {
+            self.fan_out(frame);
+        }
+    }
+
+    fn flush_if_due(&mut self) {
+        if self.coalescer.due().is_some_and(|at| at <= Instant::now()) {
+            self.flush();
+        }
+    }
+
+    /// Hands `frame` to every member; members whose queue is full are dropped, never waited
+    /// for.
+    fn fan_out(&mut self, frame: Frame) {
         let slow: Vec<ClientId> = self
             .members
             .iter()
@@ -441,6 +484,8 @@ impl RoomActor {
     }
 
     fn send_frame(&mut self, client: ClientId, frame: Frame) {
+        // After the room's events before it, as they happened.
+        self.flush();
         let failed = self
             .members
             .get(&client)

@@ -9,6 +9,7 @@
 //! oneshot or, for a client, into that client's bounded outgoing queue.
 
 mod actor;
+mod coalesce;
 pub mod connections;
 pub mod protocol;
 
@@ -107,14 +108,19 @@ impl ClientLink {
         if self.0.reason.get().is_some() {
             return false;
         }
-        {
+        let was_empty = {
             let mut frames = self.0.frames();
             if frames.len() >= self.0.capacity {
                 return false;
             }
             frames.push_back(frame);
+            frames.len() == 1
+        };
+        // The writer takes everything queued before it waits again, so only the first frame
+        // of a wait needs to wake it.
+        if was_empty {
+            self.0.queued.notify_one();
         }
-        self.0.queued.notify_one();
         true
     }
 
@@ -163,20 +169,20 @@ impl Link {
 }
 
 impl FrameQueue {
-    /// Waits for frames and moves up to `max` of them, oldest first, into `batch`.
-    pub async fn next_batch(&self, batch: &mut Vec<Frame>, max: usize) {
+    /// Waits for frames and takes up to `max` of them, oldest first.
+    pub async fn next_batch(&self, max: usize) -> Vec<Frame> {
         loop {
             {
                 let mut frames = self.0.frames();
-                let n = frames.len().min(max);
-                batch.extend(frames.drain(..n));
-                if frames.is_empty() && frames.capacity() > SPARE_QUEUE {
-                    // A burst grew the queue: an idle client keeps no more than a few slots.
-                    *frames = VecDeque::new();
+                if !frames.is_empty() {
+                    let n = frames.len().min(max);
+                    let batch = frames.drain(..n).collect();
+                    if frames.is_empty() && frames.capacity() > SPARE_QUEUE {
+                        // A burst grew the queue: an idle client keeps no more than a few slots.
+                        *frames = VecDeque::new();
+                    }
+                    return batch;
                 }
-            }
-            if !batch.is_empty() {
-                return;
             }
             // `notify_one` leaves a permit when the writer is not waiting yet: no frame is
             // missed between the look above and this wait.

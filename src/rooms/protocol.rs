@@ -331,9 +331,14 @@ impl ServerMessage {
     /// by every receiver.
     pub fn frame(&self) -> Frame {
         let mut buf = vec![0u8; websocket::MAX_HEADER];
-        serde_json::to_writer(&mut buf, self)
+        self.write_json(&mut buf);
+        Frame::finish(buf)
+    }
+
+    /// Appends this message's JSON text to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        serde_json::to_writer(out, self)
             .expect("server messages are plain data that JSON can always express");
-        Frame(websocket::finish_frame(buf, websocket::TEXT_OPCODE))
     }
 }
 
@@ -343,6 +348,12 @@ impl ServerMessage {
 pub struct Frame(pub bytes::Bytes);
 
 impl Frame {
+    /// The text frame of the payload in `buf` after its first [`websocket::MAX_HEADER`] bytes,
+    /// which are left for the header.
+    pub fn finish(buf: Vec<u8>) -> Frame {
+        Frame(websocket::finish_frame(buf, websocket::TEXT_OPCODE))
+    }
+
     /// The frame's payload: the JSON text of a message.
     pub fn payload(&self) -> &[u8] {
         let header = match self.0.get(1).map(|b| b & 0x7F) {

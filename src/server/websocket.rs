@@ -24,7 +24,7 @@ use base64::Engine;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 
 /// The GUID every server appends to the client's key (RFC 6455 §1.3).
 const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -421,12 +421,12 @@ impl Reader {
     }
 }
 
-/// The writing half of a connection: writes complete frames as they are.
+/// The writing half of a connection: writes complete frames as they are. Frames are queued,
+/// then written by [`Writer::flush`], which may be given up at any point (the connection's task
+/// also reads and waits for other things meanwhile) and picks up where it stopped.
 pub struct Writer {
     io: WriteHalf<Io>,
-    /// The batch being written, kept here rather than in the write's future: a write given up
-    /// halfway (the connection is closing) leaves a frame cut short, which must be finished
-    /// before the close frame can follow. Empty (and unallocated) between batches.
+    /// The frames being written. Empty (and unallocated) between batches.
     pending: Vec<Bytes>,
     /// Frames of `pending` written in full, and bytes written of the next one.
     done: usize,
@@ -443,18 +443,33 @@ impl Writer {
         }
     }
 
-    /// Writes whole `frames` with as few system calls as the socket allows.
-    pub async fn send(&mut self, frames: Vec<Bytes>) -> io::Result<()> {
+    /// Adds whole `frames` to what [`Writer::flush`] writes.
+    pub fn queue(&mut self, frames: Vec<Bytes>) {
         if self.pending.is_empty() {
             self.pending = frames;
         } else {
             self.pending.extend(frames);
         }
-        self.write_pending(self.pending.len()).await
     }
 
-    /// Writes `pending` up to frame `upto` (exclusive), then forgets the batch.
-    async fn write_pending(&mut self, upto: usize) -> io::Result<()> {
+    pub fn queue_ping(&mut self) {
+        self.pending.push(Bytes::from_static(&[0x80 | PING, 0]));
+    }
+
+    /// Whether queued frames wait for [`Writer::flush`].
+    pub fn is_writing(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Writes the queued frames with as few system calls as the socket allows.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        let upto = self.pending.len();
+        std::future::poll_fn(|cx| self.poll_write(cx, upto)).await
+    }
+
+    /// Writes `pending` up to frame `upto` (exclusive), then forgets the batch. The slices are
+    /// built on the stack of each poll, so a connection waiting for its socket holds none.
+    fn poll_write(&mut self, cx: &mut std::task::Context<'_>, upto: usize) -> Poll<io::Result<()>> {
         while self.done < upto {
             let mut slices = [IoSlice::new(&[]); BATCH_SLICES];
             let n = (upto - self.done).min(BATCH_SLICES);
@@ -463,10 +478,12 @@ impl Writer {
                 let skip = if i == 0 { self.offset } else { 0 };
                 *slice = IoSlice::new(&frame[skip..]);
             }
-            let mut written = self.io.write_vectored(&slices[..n]).await?;
-            if written == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
+            let mut written = match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(written)) => written,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            };
             while written > 0 {
                 let left = self.pending[self.done].len() - self.offset;
                 if written >= left {
@@ -482,18 +499,15 @@ impl Writer {
         self.pending = Vec::new();
         self.done = 0;
         self.offset = 0;
-        Ok(())
-    }
-
-    pub async fn ping(&mut self) -> io::Result<()> {
-        self.send(vec![Bytes::from_static(&[0x80 | PING, 0])]).await
+        Poll::Ready(Ok(()))
     }
 
     /// Finishes a frame cut short, sends the close frame with `code` and `reason` and ends the
     /// sending side. Frames not begun are dropped.
     pub async fn close(&mut self, code: u16, reason: &str) -> io::Result<()> {
         if self.offset > 0 {
-            self.write_pending(self.done + 1).await?;
+            let upto = self.done + 1;
+            std::future::poll_fn(|cx| self.poll_write(cx, upto)).await?;
         }
         self.pending = Vec::new();
         self.done = 0;

@@ -1,18 +1,17 @@
-//! `GET /ws`: one WebSocket per client, on the server's own transport (`server::websocket`). A
-//! reader task parses the client's messages and hands them to the room it is in; a writer task
-//! drains the client's bounded queue of outgoing frames (filled by the rooms, each frame complete
-//! and shared) and writes each batch with one vectored write. When either ends, the other is stopped, and
-//! the connection leaves its room once. The writer pings every `rooms.ws_ping_secs`; the reader
-//! closes a connection that has sent nothing for `rooms.ws_idle_secs`. Each connection is in the
-//! app's connection registry for its lifetime, so the end of its session (logout, expiry, the
-//! account's deletion) closes it.
+//! `GET /ws`: one WebSocket per client, on the server's own transport (`server::websocket`), in
+//! one task: it parses the client's messages and hands them to the room it is in, and drains the
+//! client's bounded queue of outgoing frames (filled by the rooms, each frame complete and
+//! shared), each batch with one vectored write. A write the client is slow to take never stops
+//! the reading, nor a close. It pings every `rooms.ws_ping_secs` and closes a connection that
+//! has sent nothing for `rooms.ws_idle_secs`; when it ends, the connection leaves its room once.
+//! Each connection is in the app's connection registry for its lifetime, so the end of its
+//! session (logout, expiry, the account's deletion) closes it.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
@@ -99,14 +98,26 @@ async fn connection(
     who: SignedIn,
     ip: IpAddr,
     rtmp_host: Arc<str>,
-    reader: Reader,
+    mut reader: Reader,
     writer: Writer,
 ) {
     let client = new_client_id();
     let (link, frames) = ClientLink::new(app.config.rooms.client_queue);
     app.metrics.ws_opened();
     let ping = Duration::from_secs(app.config.rooms.ws_ping_secs);
-    let writer = tokio::spawn(write(writer, frames, link.clone(), ping));
+    let mut outgoing = Outgoing::new(writer, frames, ping);
+    // Everything moves into the session at once: what this task keeps between its waits is
+    // every idle connection's memory.
+    let mut session = Session {
+        app: app.clone(),
+        who,
+        ip,
+        client,
+        link: link.clone(),
+        rtmp_host,
+        room: None,
+    };
+    let who = &session.who;
     let registration = app
         .sockets
         .register(client, who.user.id, who.session.clone(), link.clone());
@@ -117,63 +128,61 @@ async fn connection(
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "cannot re-check a new connection's session"),
     }
-    let mut session = Session {
-        app: app.clone(),
-        who,
-        ip,
-        client,
-        link: link.clone(),
-        rtmp_host,
-        room: None,
-    };
-    session.read(reader).await;
+    let written = session.serve(&mut reader, &mut outgoing).await;
     if let Some(room) = session.room.take() {
-        app.rooms.leave(room, client).await;
+        // Boxed, like every rare path: the connection's state is as large as its largest wait.
+        Box::pin(app.rooms.leave(room, client)).await;
     }
     link.close("bye");
     drop(registration);
-    let _ = writer.await;
+    if written {
+        let (code, reason) = link.close_frame().unwrap_or((1000, "bye"));
+        // A client that reads nothing never takes the close frame either: give up after a while.
+        let _ = tokio::time::timeout(CLOSE_WAIT, outgoing.socket.close(code, reason)).await;
+    }
     app.metrics.ws_closed();
 }
 
-/// Sends queued frames, and a ping every `ping`, until the link is closed; then a close frame
-/// with the reason.
-async fn write(mut socket: Writer, frames: FrameQueue, link: ClientLink, ping: Duration) {
-    let mut pings = tokio::time::interval_at(Instant::now() + ping, ping);
-    pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        // A client that stops reading must not hold this task: closing wins over a write that
-        // does not finish.
-        let written = tokio::select! {
-            biased;
-            () = link.closing() => break,
-            _ = pings.tick() => tokio::select! {
-                sent = socket.ping() => sent,
-                () = link.closing() => break,
-            },
-            batch = next_batch(&frames) => tokio::select! {
-                sent = socket.send(batch) => sent,
-                () = link.closing() => break,
-            },
-        };
-        if written.is_err() {
-            // The socket is gone: stop the reader too.
-            link.close("write_failed");
-            return;
-        }
-    }
-    let (code, reason) = link.close_frame().unwrap_or((1000, "bye"));
-    // A client that reads nothing never takes the close frame either: give up after a while.
-    let _ = tokio::time::timeout(CLOSE_WAIT, socket.close(code, reason)).await;
+/// The sending side: the client's queue, and its socket with the batch being written.
+struct Outgoing {
+    socket: Writer,
+    frames: FrameQueue,
+    pings: tokio::time::Interval,
 }
 
-/// The next frames to send, in a vector that lives only while they are written: an idle
-/// connection keeps none.
-async fn next_batch(frames: &FrameQueue) -> Vec<Bytes> {
-    let mut batch = Vec::new();
-    frames.next_batch(&mut batch, BATCH).await;
-    // The same allocation: a frame is its bytes.
-    batch.into_iter().map(|frame| frame.0).collect()
+impl Outgoing {
+    fn new(socket: Writer, frames: FrameQueue, ping: Duration) -> Self {
+        let mut pings = tokio::time::interval_at(Instant::now() + ping, ping);
+        pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Outgoing {
+            socket,
+            frames,
+            pings,
+        }
+    }
+
+    /// Writes the batch being written or, when there is none, waits for the next one. Either
+    /// may be given up at any point and taken up again.
+    async fn step(&mut self) -> std::io::Result<()> {
+        if self.socket.is_writing() {
+            return self.socket.flush().await;
+        }
+        self.next().await;
+        Ok(())
+    }
+
+    /// Waits for frames or the time of a ping and hands them to the socket. The batch lives
+    /// only while it is written: an idle connection keeps none.
+    async fn next(&mut self) {
+        tokio::select! {
+            biased;
+            _ = self.pings.tick() => self.socket.queue_ping(),
+            batch = self.frames.next_batch(BATCH) => {
+                // The same allocation: a frame is its bytes.
+                self.socket.queue(batch.into_iter().map(|frame| frame.0).collect());
+            }
+        }
+    }
 }
 
 /// One connection's view: who it is and which room it is in.
@@ -188,11 +197,12 @@ struct Session {
 }
 
 impl Session {
-    /// Reads the client's messages until the connection ends. A client that sends nothing at
-    /// all, not even the pong to the writer's pings, for `rooms.ws_idle_secs` is gone (its
-    /// machine is off, its network dropped, or it holds the socket on purpose): it is closed
-    /// with `ping_timeout`.
-    async fn read(&mut self, mut socket: Reader) {
+    /// Reads the client's messages and writes what the rooms queue for it until the connection
+    /// ends; `false` when the socket failed to take a write (then no close frame can follow).
+    /// A client that sends nothing at all, not even the pong to the pings, for
+    /// `rooms.ws_idle_secs` is gone (its machine is off, its network dropped, or it holds the
+    /// socket on purpose): it is closed with `ping_timeout`.
+    async fn serve(&mut self, socket: &mut Reader, out: &mut Outgoing) -> bool {
         let idle = Duration::from_secs(self.app.config.rooms.ws_idle_secs);
         let mut heard = Instant::now();
         // One timer, moved on only when it fires: a message costs no timer update.
@@ -200,22 +210,36 @@ impl Session {
         tokio::pin!(silence);
         let guest = self.who.user.kind == UserKind::Guest;
         let mut ip_bans = self.app.ip_bans.subscribe();
+        // Made once, not at every wake-up: each registers with a shared waiter list.
+        let (link, app) = (self.link.clone(), self.app.clone());
+        let closing = link.closing();
+        tokio::pin!(closing);
+        let stopping = app.stopping();
+        tokio::pin!(stopping);
         loop {
             let message = tokio::select! {
-                () = self.link.closing() => return,
-                Ok(()) = ip_bans.changed(), if guest => {
-                    self.leave_if_ip_banned().await;
+                biased;
+                () = closing.as_mut() => return true,
+                written = out.step() => {
+                    if written.is_err() {
+                        self.link.close("write_failed");
+                        return false;
+                    }
                     continue;
                 }
-                () = self.app.stopping() => {
+                Ok(()) = ip_bans.changed(), if guest => {
+                    Box::pin(self.leave_if_ip_banned()).await;
+                    continue;
+                }
+                () = stopping.as_mut() => {
                     self.link.close("server_shutdown");
-                    return;
+                    return true;
                 }
                 () = silence.as_mut() => {
                     if heard.elapsed() >= idle {
                         self.app.metrics.connection_dropped("ping_timeout");
                         self.link.close("ping_timeout");
-                        return;
+                        return true;
                     }
                     silence.as_mut().reset(heard + idle);
                     continue;
@@ -247,13 +271,13 @@ impl Session {
                 Ok(Incoming::Close(code)) => {
                     // The reply echoes the client's code (RFC 6455 §5.5.1).
                     self.link.close_with(code.unwrap_or(1000), "bye");
-                    return;
+                    return true;
                 }
                 Err(ReadError::Violation(v)) => {
                     self.link.close_with(v.code, v.reason);
-                    return;
+                    return true;
                 }
-                Err(ReadError::Gone) => return,
+                Err(ReadError::Gone) => return true,
             }
         }
     }

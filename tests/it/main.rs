@@ -25,6 +25,7 @@ mod browser_phone;
 mod browser_publish;
 mod browser_records;
 mod browser_room;
+mod coalescing;
 mod config;
 mod connections;
 mod downloads;

@@ -218,6 +218,7 @@ impl RoomActor {
             room_id: self.room.id.0,
             reason: reason.to_owned(),
         });
+        self.flush();
         self.members.clear();
         self.connections.clear();
         self.host_client = None;

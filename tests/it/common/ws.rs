@@ -24,6 +24,8 @@ pub struct WsClient {
     inbox: VecDeque<Value>,
     /// The close frame (code, reason), once the server closed the connection.
     pub closed: Option<(u16, String)>,
+    /// Frames that carried several messages (a JSON array: a busy room's merged tick).
+    pub merged_frames: usize,
 }
 
 impl WsClient {
@@ -100,6 +102,7 @@ impl WsClient {
             socket,
             inbox: VecDeque::new(),
             closed: None,
+            merged_frames: 0,
         }
     }
 
@@ -141,7 +144,10 @@ impl WsClient {
                 Message::Text(text) => {
                     let value: Value = serde_json::from_str(&text).expect("server sends JSON");
                     match value {
-                        Value::Array(items) => self.inbox.extend(items),
+                        Value::Array(items) => {
+                            self.merged_frames += 1;
+                            self.inbox.extend(items);
+                        }
                         one => self.inbox.push_back(one),
                     }
                     return true;
@@ -189,6 +195,12 @@ impl WsClient {
                 return None;
             }
         }
+    }
+
+    /// Whether a message that `matches` has arrived already (and is still in the inbox), without
+    /// reading more.
+    pub fn received(&self, matches: impl Fn(&Value) -> bool) -> bool {
+        self.inbox.iter().any(matches)
     }
 
     /// The next message of `kind`; other messages stay in the inbox for later.
