@@ -21,8 +21,9 @@ use crate::browser_admin::log_in_admin;
 use crate::browser_room::{log_in, send_danmaku, wait_for_line, wait_js, wait_js_within};
 use crate::common::webdriver::{self, Browser};
 use crate::common::TestServer;
+use crate::http_docs::put_recording;
 use crate::media_rtmp::{media_tools_present, push_key, push_picture};
-use crate::records::list_recording;
+use crate::records::{list_recording, Media};
 
 const HOST: &str = "meilin";
 const VIEWER: &str = "leo_w";
@@ -39,6 +40,8 @@ const DANMAKU: [&str; 6] = [
 const LANGS: [&str; 2] = ["en", "zh-CN"];
 /// The host's picture: colour bars, a moving gradient and a clock, at 30 fps.
 const PICTURE: &str = "testsrc2=size=960x540:rate=30";
+/// The replay's length: a real recording of [`PICTURE`].
+const REPLAY_SECS: u64 = 30;
 const DESKTOP: (u32, u32) = (1280, 800);
 const PHONE: (u32, u32) = (390, 844);
 
@@ -77,11 +80,20 @@ async fn the_main_pages_in_both_languages_on_a_desktop_and_a_phone() {
         None,
     );
     list_recording(server, host_id, "周末钢琴练习", now - 2 * day, 1520, None);
-    let replay = list_recording(server, host_id, TITLE, now - day, 3725, None).id;
-    for (text, at) in [
-        ("The solo at 12:40!", 760_000),
-        ("太好听了，下周见", 1_905_000),
-    ] {
+    let replay = list_recording(
+        server,
+        host_id,
+        TITLE,
+        now - day,
+        REPLAY_SECS,
+        Some(Media {
+            stream: "replay",
+            url: &put_recording(server, "replay", &replay_mp4()),
+            thumbnail: None,
+        }),
+    )
+    .id;
+    for (text, at) in [("The solo at 0:12!", 12_000), ("太好听了，下周见", 21_000)] {
         let body = json!({"text": text, "position_ms": at});
         let path = format!("/api/v1/records/{replay}/comments");
         post_json(server, &path, &body, Some(&viewer_token))
@@ -194,6 +206,21 @@ async fn the_main_pages_in_both_languages_on_a_desktop_and_a_phone() {
             &viewer,
             "return document.querySelectorAll('#comments li').length >= 2 || null;",
             "the comments of the replay",
+        )
+        .await;
+        viewer
+            .execute(
+                "const v = document.querySelector('#player'); \
+                 v.muted = true; v.currentTime = 12; v.play();",
+            )
+            .await;
+        // Played a moment, then paused: a paused video straight after a seek keeps the
+        // browser's loading spinner over the picture.
+        wait_js(
+            &viewer,
+            "const v = document.querySelector('#player'); \
+             if (v.currentTime < 12.5) return null; v.pause(); return true;",
+            "the replay playing from 0:12",
         )
         .await;
         page_done(&viewer, lang, &format!("replay-{lang}"), &mut problems).await;
@@ -384,4 +411,37 @@ async fn save(browser: &Browser, dir: &std::path::Path, name: &str) {
         .expect("ffmpeg runs (RM_SCREENSHOTS needs it)");
     assert!(status.success(), "ffmpeg made {name}.png");
     std::fs::remove_file(&raw).expect("the full-size shot can be removed");
+}
+
+/// A real H.264/AAC MP4 of [`PICTURE`] and a tone, [`REPLAY_SECS`] long, as the rtmp backend
+/// leaves a finished recording.
+fn replay_mp4() -> Vec<u8> {
+    let made = tempfile::tempdir().expect("temp dir");
+    let mp4 = made.path().join("replay.mp4");
+    let status = Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            PICTURE,
+        ])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", &REPLAY_SECS.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-c:a", "aac", "-movflags", "+faststart"])
+        .arg(&mp4)
+        .status()
+        .expect("run ffmpeg");
+    assert!(status.success(), "ffmpeg made the replay's MP4");
+    std::fs::read(&mp4).expect("read the MP4")
 }
