@@ -7,6 +7,7 @@ the WebSocket). Prints each request and the totals.
 
 Usage: first_load.py BASE_URL (a RoomManager on this machine, with at least one live room)."""
 
+import gzip
 import json
 import re
 import sys
@@ -34,8 +35,13 @@ class References(HTMLParser):
 
 
 def fetch(url):
-    with urllib.request.urlopen(url, timeout=30) as answer:
-        return answer.status, answer.headers.get("content-type", ""), answer.read()
+    """Status, content type, the body (decoded) and the bytes it took on the wire, asking for
+    gzip as browsers do."""
+    request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        wire = answer.read()
+        body = gzip.decompress(wire) if answer.headers.get("content-encoding") == "gzip" else wire
+        return answer.status, answer.headers.get("content-type", ""), body, len(wire)
 
 
 def main():
@@ -55,8 +61,8 @@ def main():
         if url in seen:
             continue
         seen.add(url)
-        status, kind, body = fetch(url)
-        rows.append((url[len(base):], status, kind.split(";")[0], len(body)))
+        status, kind, body, wire = fetch(url)
+        rows.append((url[len(base):], status, kind.split(";")[0], len(body), wire))
         if kind.startswith("text/html"):
             parser = References()
             parser.feed(body.decode("utf-8", "replace"))
@@ -72,11 +78,15 @@ def main():
             # data: URIs cost no request; other sites are not this server's.
             if target.startswith(base + "/"):
                 queue.append(urllib.parse.urldefrag(target)[0])
-    print(f"\n| request | status | type | bytes |\n|---|---:|---|---:|")
-    for path, status, kind, size in rows:
-        print(f"| {path} | {status} | {kind} | {size:,} |")
+    print(f"\n| request | status | type | bytes | on the wire |\n|---|---:|---|---:|---:|")
+    for path, status, kind, size, wire in rows:
+        print(f"| {path} | {status} | {kind} | {size:,} | {wire:,} |")
     total = sum(r[3] for r in rows)
-    print(f"\nroom page first load: {len(rows)} requests, {total:,} bytes ({total / 1024:.1f} KiB), uncompressed")
+    wire = sum(r[4] for r in rows)
+    print(
+        f"\nroom page first load: {len(rows)} requests, {total:,} bytes ({total / 1024:.1f} KiB), "
+        f"{wire:,} bytes on the wire ({wire / 1024:.1f} KiB)"
+    )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ use crate::files::{FilesError, ImageKind};
 use crate::i18n::Lang;
 use crate::model::{Room, RoomId, User, UserKind};
 
+use super::accepts_gzip;
 use super::auth::{
     clear_session_cookie, request_host, session_cookie, session_token, ClientIp, MaybeSigned,
     Signed,
@@ -348,30 +349,6 @@ pub async fn rooms(State(app): State<Arc<App>>, headers: HeaderMap) -> Response 
             .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     response
-}
-
-/// Whether `Accept-Encoding` takes gzip: named with a weight above 0, or else `*` so.
-fn accepts_gzip(headers: &HeaderMap) -> bool {
-    let mut star = false;
-    for coding in headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-    {
-        let mut parts = coding.split(';').map(str::trim);
-        let name = parts.next().unwrap_or_default();
-        let wanted = !parts.any(|p| {
-            p.strip_prefix("q=")
-                .and_then(|q| q.parse::<f32>().ok())
-                .is_some_and(|q| q <= 0.0)
-        });
-        if name.eq_ignore_ascii_case("gzip") {
-            return wanted;
-        }
-        star |= name == "*" && wanted;
-    }
-    star
 }
 
 /// `GET /api/v1/rooms/{room_id}`: one room — its record, and its live state when open.

@@ -430,3 +430,27 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
     );
     response
 }
+
+/// Whether `Accept-Encoding` takes gzip: named with a weight above 0, or else `*` so.
+pub(crate) fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let mut star = false;
+    for coding in headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+    {
+        let mut parts = coding.split(';').map(str::trim);
+        let name = parts.next().unwrap_or_default();
+        let wanted = !parts.any(|p| {
+            p.strip_prefix("q=")
+                .and_then(|q| q.parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        if name.eq_ignore_ascii_case("gzip") {
+            return wanted;
+        }
+        star |= name == "*" && wanted;
+    }
+    star
+}

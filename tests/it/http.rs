@@ -1,6 +1,9 @@
 //! The HTTP surface every later feature builds on: health, pages, assets, errors, limits, metrics.
 
-use reqwest::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use reqwest::header::{
+    HeaderValue, ACCEPT, ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, ETAG,
+    IF_NONE_MATCH, VARY,
+};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -73,6 +76,63 @@ async fn assets_have_content_types_and_cache_headers() {
         assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
         assert_eq!(again.headers()[ETAG], etag);
     }
+}
+
+#[tokio::test]
+async fn text_assets_are_gzipped_for_browsers_that_take_it() {
+    use std::io::Read;
+    let server = TestServer::start().await;
+    let fetch = |path: &'static str, accept: &'static str, etag: Option<HeaderValue>| {
+        let mut request = server.client.get(server.url(path));
+        if !accept.is_empty() {
+            request = request.header(ACCEPT_ENCODING, accept);
+        }
+        if let Some(etag) = etag {
+            request = request.header(IF_NONE_MATCH, etag);
+        }
+        request.send()
+    };
+    for path in ["/assets/style.css", "/assets/room.js"] {
+        let on_disk = std::fs::read(format!("{}{}", env!("CARGO_MANIFEST_DIR"), path)).unwrap();
+        let res = fetch(path, "gzip, deflate, br", None).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        assert_eq!(res.headers()[CONTENT_ENCODING], "gzip", "{path}");
+        assert_eq!(res.headers()[VARY], "accept-encoding", "{path}");
+        let gz_etag = res.headers()[ETAG].clone();
+        let body = res.bytes().await.unwrap();
+        assert!(
+            body.len() < on_disk.len() / 2,
+            "{path}: {} bytes",
+            body.len()
+        );
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(body.as_ref())
+            .read_to_end(&mut plain)
+            .expect("the body is gzip");
+        assert_eq!(plain, on_disk, "{path} unzips to the embedded file");
+
+        // The two encodings are two representations: each has its own ETag.
+        let res = fetch(path, "gzip;q=0, identity", None).await.unwrap();
+        assert!(res.headers().get(CONTENT_ENCODING).is_none(), "{path}");
+        let etag = res.headers()[ETAG].clone();
+        assert_ne!(etag, gz_etag, "{path}");
+        assert_eq!(res.bytes().await.unwrap().as_ref(), on_disk.as_slice());
+        let again = fetch(path, "gzip", Some(gz_etag.clone())).await.unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
+        let stale = fetch(path, "gzip", Some(etag)).await.unwrap();
+        assert_eq!(
+            stale.status(),
+            StatusCode::OK,
+            "{path}: the plain ETag is not the gzip one"
+        );
+    }
+    // A small file is sent as it is, whatever the browser takes: gzip would save nothing.
+    let res = fetch("/assets/favicon.svg", "gzip", None).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers().get(CONTENT_ENCODING).is_none(),
+        "a small icon is sent as it is"
+    );
 }
 
 #[tokio::test]
