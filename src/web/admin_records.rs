@@ -21,12 +21,13 @@ use crate::records::parse_order;
 use crate::store::Listed;
 
 use super::account_pages::{page, see_other, PageForm};
-use super::admin_pages::AdminLayout;
 use super::admin_pages::ReasonForm;
+use super::admin_pages::{AdminLayout, AdminPager};
 use super::admin_stats::moment;
 use super::auth::{AdminPage, ClientIp};
 use super::csrf::Csrf;
 use super::error::{ApiError, PageError};
+use super::pages::Speaks as _;
 use super::path::ApiPath;
 use super::records::Query;
 
@@ -87,11 +88,7 @@ struct RecordsPage {
     sort: String,
     rows: Vec<RecordRow>,
     total: u64,
-    /// The search and sort as a query string, for the paging links.
-    filters: String,
-    previous: Option<usize>,
-    next: Option<usize>,
-    per_page: usize,
+    pager: AdminPager,
     deleted: bool,
 }
 
@@ -115,22 +112,22 @@ pub async fn records_page(
         app.records.search(&q, order, paging).await
     }
     .map_err(ApiError::from)?;
-    let filters = form_urlencoded::Serializer::new(String::new())
-        .append_pair("q", &q)
-        .append_pair("sort", &sort)
-        .finish();
     let rows: Vec<RecordRow> = found.records.into_iter().map(RecordRow::of).collect();
-    let (previous, next) = paging.neighbours(rows.len(), found.total);
+    let pager = AdminPager::new(
+        "/admin/records",
+        &[("q", &q), ("sort", &sort)],
+        paging,
+        rows.len(),
+        found.total,
+        ("admin.users.previous", "admin.users.next"),
+    );
     let view = RecordsPage {
         layout: AdminLayout::new(lang, "admin.nav.recordings", &csrf, Some(&admin)),
         q,
         sort,
         total: found.total,
         rows,
-        filters,
-        previous,
-        next,
-        per_page: paging.per_page,
+        pager,
         deleted: query.get("notice") == Some("deleted"),
     };
     Ok(page(&app, &csrf, StatusCode::OK, &view))

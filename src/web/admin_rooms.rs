@@ -23,6 +23,7 @@ use super::admin_stats::moment;
 use super::auth::{AdminPage, ClientIp};
 use super::csrf::Csrf;
 use super::error::PageError;
+use super::pages::Speaks as _;
 use super::path::ApiPath;
 use super::records::Query;
 

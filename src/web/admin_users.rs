@@ -30,13 +30,14 @@ use crate::store::{unix_now, UsersPage};
 
 use super::account_pages::{page, see_other, PageForm};
 use super::admin_bans;
-use super::admin_pages::AdminLayout;
 use super::admin_pages::ReasonForm;
+use super::admin_pages::{AdminLayout, AdminPager};
 use super::admin_stats::moment;
 use super::auth::{request_host, AdminApi, AdminPage, ClientIp};
 use super::csrf::Csrf;
 use super::error::{ApiError, PageError};
 use super::json::ApiJson;
+use super::pages::Speaks as _;
 use super::path::ApiPath;
 use super::records::Query;
 
@@ -292,11 +293,7 @@ struct UsersPageView {
     sort: String,
     rows: Vec<UserRow>,
     total: u64,
-    /// The search, filter and sort as a query string, for the paging links.
-    filters: String,
-    previous: Option<usize>,
-    next: Option<usize>,
-    per_page: usize,
+    pager: AdminPager,
 }
 
 /// A listed user with the times as the page shows them.
@@ -320,11 +317,6 @@ pub async fn users_list_page(
     let (found, paging) = users_page(&app, &query).await?;
     let given = |name: &str| query.get(name).unwrap_or_default().trim().to_owned();
     let (q, filter, sort) = (given("q"), given("filter"), given("sort"));
-    let filters = form_urlencoded::Serializer::new(String::new())
-        .append_pair("q", &q)
-        .append_pair("filter", &filter)
-        .append_pair("sort", &sort)
-        .finish();
     let total = found.total;
     let rows: Vec<UserRow> = listed(found)
         .into_iter()
@@ -335,7 +327,14 @@ pub async fn users_list_page(
             user,
         })
         .collect();
-    let (previous, next) = paging.neighbours(rows.len(), total);
+    let pager = AdminPager::new(
+        "/admin/users",
+        &[("q", &q), ("filter", &filter), ("sort", &sort)],
+        paging,
+        rows.len(),
+        total,
+        ("admin.users.previous", "admin.users.next"),
+    );
     let view = UsersPageView {
         layout: AdminLayout::new(lang, "admin.nav.users", &csrf, Some(&admin)),
         q,
@@ -343,10 +342,7 @@ pub async fn users_list_page(
         sort,
         rows,
         total,
-        filters,
-        previous,
-        next,
-        per_page: paging.per_page,
+        pager,
     };
     Ok(page(&app, &csrf, StatusCode::OK, &view))
 }
