@@ -107,7 +107,7 @@ pub struct AdminPager {
     pub previous: Option<usize>,
     pub next: Option<usize>,
     pub per_page: usize,
-    /// The catalogue keys of the two links' words.
+    /// The two links' words.
     pub words: (&'static str, &'static str),
 }
 

@@ -98,7 +98,7 @@ pub async fn records_page(
         paging,
         rows.len(),
         found.total,
-        ("admin.users.previous", "admin.users.next"),
+        (lang.t("admin.users.previous"), lang.t("admin.users.next")),
     );
     let view = RecordsPage {
         layout: AdminLayout::new(lang, "admin.nav.recordings", &csrf, Some(&admin)),

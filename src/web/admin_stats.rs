@@ -420,7 +420,7 @@ pub async fn audit_page(
         paging,
         found.entries.len(),
         found.total,
-        ("admin.audit.newer", "admin.audit.older"),
+        (lang.t("admin.audit.newer"), lang.t("admin.audit.older")),
     );
     let view = AuditPage {
         layout: AdminLayout::new(lang, "admin.nav.audit", &csrf, Some(&admin)),

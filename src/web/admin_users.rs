@@ -332,7 +332,7 @@ pub async fn users_list_page(
         paging,
         rows.len(),
         total,
-        ("admin.users.previous", "admin.users.next"),
+        (lang.t("admin.users.previous"), lang.t("admin.users.next")),
     );
     let view = UsersPageView {
         layout: AdminLayout::new(lang, "admin.nav.users", &csrf, Some(&admin)),
