@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::accounts::hashers::Hashers;
 use crate::accounts::{Accounts, SessionEnd, SessionEnds};
 use crate::admin::ip_bans::IpBans;
+use crate::admin::moderation::Moderation;
 use crate::admin::Admins;
 use crate::config::Config;
 use crate::config::MediaBackend;
@@ -89,6 +90,8 @@ pub struct App {
     pub admins: Arc<Admins>,
     /// The IP bans in force, which guests' sessions and joins are checked against.
     pub ip_bans: Arc<IpBans>,
+    /// What admins do to users, rooms and recordings (bans, closes, deletes).
+    pub moderation: Moderation,
     pub rooms: Arc<Rooms>,
     pub records: Arc<Records>,
     pub watching: Arc<Watching>,
@@ -242,6 +245,12 @@ impl App {
         let watching = Watching::new(config.records.clone(), store.clone());
         tasks.spawn(watching.clone().run(shutdown.clone()));
         let connections = ConnectionCounts::new(config.server.max_connections_per_ip);
+        let moderation = Moderation::new(
+            store.clone(),
+            accounts.clone(),
+            rooms.clone(),
+            records.clone(),
+        );
         let app = Arc::new(App {
             connections,
             config,
@@ -250,6 +259,7 @@ impl App {
             accounts,
             admins,
             ip_bans,
+            moderation,
             rooms,
             records,
             watching,

@@ -11,6 +11,7 @@
 
 pub mod disk;
 pub mod ip_bans;
+pub mod moderation;
 pub mod users;
 
 use std::net::IpAddr;
@@ -61,6 +62,8 @@ pub enum AdminError {
     InvalidBanEnd(String),
     #[error("A reason has at most {MAX_REASON_CHARS} characters; this one has {0}.")]
     ReasonTooLong(usize),
+    #[error("give a reason")]
+    ReasonRequired,
     #[error("Too many attempts; try again in {} seconds.", .0.as_secs())]
     RateLimited(Duration),
     #[error("password hashing failed: {0}")]
@@ -350,6 +353,16 @@ pub fn reason(text: &str) -> Result<String> {
         return Err(AdminError::ReasonTooLong(text.chars().count()));
     }
     Ok(text.to_owned())
+}
+
+/// A reason the people an action touches are shown (a ban's, a room's close): as [`reason`],
+/// and not empty.
+pub fn required_reason(text: &str) -> Result<String> {
+    let reason = reason(text)?;
+    if reason.is_empty() {
+        return Err(AdminError::ReasonRequired);
+    }
+    Ok(reason)
 }
 
 /// Names follow the username rule, passwords the users' password rule.

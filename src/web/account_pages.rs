@@ -24,7 +24,7 @@ use super::auth::{
 };
 use super::csrf::Csrf;
 use super::error::{ApiError, PageError};
-use super::pages::{render, Layout};
+use super::pages::{render, Layout, Speaks as _};
 
 /// A page response, with the CSRF cookie when the browser needs one.
 pub(super) fn page(app: &App, csrf: &Csrf, status: StatusCode, page: &impl Template) -> Response {

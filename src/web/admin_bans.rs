@@ -2,10 +2,9 @@
 //! stream), list the live rooms, force-close one. Every action is written to the audit log with
 //! the admin's reason and address.
 //!
-//! Thin: parses, checks the admin (`AdminApi`), calls `app.rooms`, renders.
-//! Calls: app → rooms; admin (reasons, audit entries); auth, json, path, error.
+//! Thin: parses, checks the admin (`AdminApi`), calls `app.moderation` (`app.rooms` for the
+//! list), renders. Calls: app → admin's moderation, rooms; auth, json, path, error.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
@@ -13,11 +12,10 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use crate::admin::{self, SignedAdmin};
+use crate::admin::moderation::Acting;
 use crate::app::App;
-use crate::model::{AuditAction, Ban, BanScope, RoomId, UserId};
+use crate::model::{BanScope, RoomId, UserId};
 use crate::rooms::protocol::{Person, RoomPhase};
-use crate::store::unix_now;
 
 use super::auth::{AdminApi, ClientIp};
 use super::error::ApiError;
@@ -42,49 +40,11 @@ pub async fn add_ban(
     ApiPath(id): ApiPath<u64>,
     ApiJson(body): ApiJson<BanBody>,
 ) -> Result<StatusCode, ApiError> {
-    give_ban(
-        &app,
-        &admin,
-        ip,
-        UserId(id),
-        body.scope,
-        &body.reason,
-        body.until,
-    )
-    .await?;
+    let by = Acting { admin: &admin, ip };
+    app.moderation
+        .ban(by, UserId(id), body.scope, &body.reason, body.until)
+        .await?;
     Ok(StatusCode::CREATED)
-}
-
-/// Gives `user` a ban of `scope` until `until` (unix seconds; `None`: until lifted), applied at
-/// once in every open room and audited: the JSON API's and the user page's form's one path.
-pub(super) async fn give_ban(
-    app: &App,
-    admin: &SignedAdmin,
-    ip: IpAddr,
-    user: UserId,
-    scope: BanScope,
-    reason: &str,
-    until: Option<u64>,
-) -> Result<(), ApiError> {
-    let reason = required_reason(reason)?;
-    let now = unix_now();
-    if until.is_some_and(|until| until <= now) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_until",
-            "a ban's end must be in the future (unix seconds), or absent for a ban until lifted",
-        ));
-    }
-    let ban = Ban {
-        scope,
-        reason: reason.clone(),
-        created_at: now,
-        expires_at: until,
-        lifted_at: None,
-    };
-    let audit = admin.audit(AuditAction::Ban, ban_target(user.0, scope), &reason, ip);
-    app.rooms.add_ban(user, ban, Some(audit)).await?;
-    Ok(())
 }
 
 /// `DELETE /api/v1/admin/users/{id}/bans/{scope}[?reason=…]` → 204: lifts every ban of that
@@ -98,7 +58,10 @@ pub async fn lift_ban(
 ) -> Result<StatusCode, ApiError> {
     let scope = ban_scope(&scope)?;
     let reason = Query::of(raw).get("reason").unwrap_or_default().to_owned();
-    lift(&app, &admin, ip, UserId(id), scope, &reason).await?;
+    let by = Acting { admin: &admin, ip };
+    app.moderation
+        .lift_bans(by, UserId(id), scope, &reason)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -113,22 +76,6 @@ pub(super) fn ban_scope(name: &str) -> Result<BanScope, ApiError> {
             "the scope is `chat` or `stream`",
         )),
     }
-}
-
-/// Lifts every ban of `scope` in force on `user`, audited; members in open rooms get
-/// `unbanned`.
-pub(super) async fn lift(
-    app: &App,
-    admin: &SignedAdmin,
-    ip: IpAddr,
-    user: UserId,
-    scope: BanScope,
-    reason: &str,
-) -> Result<(), ApiError> {
-    let reason = admin::reason(reason)?;
-    let audit = admin.audit(AuditAction::Unban, ban_target(user.0, scope), &reason, ip);
-    app.rooms.lift_bans(user, scope, audit).await?;
-    Ok(())
 }
 
 /// A live room as the admin's list shows it.
@@ -187,42 +134,9 @@ pub async fn close_room(
     ApiPath(id): ApiPath<u64>,
     ApiJson(body): ApiJson<CloseBody>,
 ) -> Result<StatusCode, ApiError> {
-    close(&app, &admin, ip, RoomId(id), &body.reason).await?;
+    let by = Acting { admin: &admin, ip };
+    app.moderation
+        .close_room(by, RoomId(id), &body.reason)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Closes `room` with a reason its members are shown, audited.
-pub(super) async fn close(
-    app: &App,
-    admin: &SignedAdmin,
-    ip: IpAddr,
-    room: RoomId,
-    reason: &str,
-) -> Result<(), ApiError> {
-    let reason = required_reason(reason)?;
-    let audit = admin.audit(
-        AuditAction::CloseRoom,
-        format!("room:{}", room.0),
-        &reason,
-        ip,
-    );
-    app.rooms.force_close(room, reason, audit).await?;
-    Ok(())
-}
-
-/// A reason members and the audit log are shown: required, and bounded.
-pub(super) fn required_reason(text: &str) -> Result<String, ApiError> {
-    let reason = admin::reason(text)?;
-    if reason.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_reason",
-            "give a reason",
-        ));
-    }
-    Ok(reason)
-}
-
-fn ban_target(user: u64, scope: BanScope) -> String {
-    format!("user:{user}:{}", scope.as_str())
 }

@@ -15,7 +15,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use crate::admin::ip_bans;
-use crate::admin::{self as admin_rules, SignedAdmin};
+use crate::admin::{self as admin_rules, required_reason, SignedAdmin};
 use crate::app::App;
 use crate::calendar::moment;
 use crate::i18n::Lang;
@@ -23,7 +23,6 @@ use crate::model::{IpBan, IpBanId};
 use crate::store::unix_now;
 
 use super::account_pages::{page, see_other, PageForm};
-use super::admin_bans::required_reason;
 use super::admin_pages::AdminLayout;
 use super::admin_pages::ReasonForm;
 use super::admin_users::ban_end_label;
@@ -31,6 +30,7 @@ use super::auth::{AdminApi, AdminPage, ClientIp};
 use super::csrf::Csrf;
 use super::error::{ApiError, PageError};
 use super::json::ApiJson;
+use super::pages::Speaks as _;
 use super::path::ApiPath;
 use super::records::Query;
 

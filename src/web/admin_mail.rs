@@ -29,6 +29,7 @@ use super::auth::{AdminApi, AdminPage, ClientIp};
 use super::csrf::Csrf;
 use super::error::{ApiError, PageError};
 use super::json::ApiJson;
+use super::pages::Speaks as _;
 use super::path::ApiPath;
 use super::records::Query;
 

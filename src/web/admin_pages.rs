@@ -5,7 +5,6 @@
 //! Calls: app → admins; the dashboard's figures (`admin.rs`); auth, csrf, error, account pages'
 //! response helpers.
 
-use std::fmt::Display;
 use std::sync::Arc;
 
 use askama::Template;
@@ -18,6 +17,7 @@ use crate::admin::{AdminError, SignedAdmin};
 use crate::app::App;
 use crate::config::MediaBackend;
 use crate::i18n::Lang;
+use crate::records::Paging;
 use crate::rooms::RoomSummary;
 
 use super::account_pages::{page, see_other, CsrfOnlyForm, PageForm};
@@ -25,7 +25,7 @@ use super::admin::Dashboard;
 use super::auth::{admin_cookie, clear_admin_cookie, cookie, AdminPage, ClientIp, ADMIN_COOKIE};
 use super::csrf::Csrf;
 use super::error::{ApiError, PageError};
-use super::pages::Amount;
+use super::pages::Speaks;
 
 /// One entry of the admin nav; an empty `href` is a page not built yet, shown disabled.
 pub struct NavItem {
@@ -59,7 +59,7 @@ pub struct ReasonForm {
 }
 
 /// What `admin/base.html` needs from every admin page, and the reader's language for the
-/// templates' strings: `{{ layout.t("key") }}`, `{{ layout.lang.moment(…) }}`.
+/// templates' strings ([`Speaks`]; `{{ layout.lang.moment(…) }}` for times).
 pub struct AdminLayout {
     pub lang: Lang,
     pub title: String,
@@ -90,31 +90,49 @@ impl AdminLayout {
             csrf: csrf.token.clone(),
         }
     }
+}
 
-    pub fn t(&self, key: &str) -> &'static str {
-        self.lang.t(key)
+impl Speaks for AdminLayout {
+    fn lang(&self) -> Lang {
+        self.lang
     }
+}
 
-    /// `key.one` or `key.other` for `n` things, with `{n}` filled.
-    pub fn count(&self, key: &str, n: impl Amount) -> String {
-        self.lang.count(key, n.amount(), &[])
-    }
+/// The paging links under an admin list (`admin/pager.html`): the same search on the page
+/// before and the page after, where there are such pages.
+pub struct AdminPager {
+    pub path: &'static str,
+    /// The search as a query string (the audit page's CSV link takes it too).
+    pub filters: String,
+    pub previous: Option<usize>,
+    pub next: Option<usize>,
+    pub per_page: usize,
+    /// The two links' words.
+    pub words: (&'static str, &'static str),
+}
 
-    /// The text of `key` with its placeholder `{name}` filled.
-    pub fn with(&self, key: &str, name: &str, value: impl Display) -> String {
-        self.lang.fill(key, &[(name, &value)])
-    }
-
-    /// The text of `key` with its two placeholders filled.
-    pub fn with2(
-        &self,
-        key: &str,
-        name: &str,
-        value: impl Display,
-        name2: &str,
-        value2: impl Display,
-    ) -> String {
-        self.lang.fill(key, &[(name, &value), (name2, &value2)])
+impl AdminPager {
+    /// For the list at `path` searched with `search` (each field as given, empty ones too),
+    /// showing `on_page` of `total` items on the page `paging` asks for.
+    pub(super) fn new(
+        path: &'static str,
+        search: &[(&str, &str)],
+        paging: Paging,
+        on_page: usize,
+        total: u64,
+        words: (&'static str, &'static str),
+    ) -> Self {
+        let (previous, next) = paging.neighbours(on_page, total);
+        AdminPager {
+            path,
+            filters: form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(search)
+                .finish(),
+            previous,
+            next,
+            per_page: paging.per_page,
+            words,
+        }
     }
 }
 

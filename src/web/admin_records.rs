@@ -2,10 +2,9 @@
 //! sort and paging, its host, length and views, and a delete form (the admin's delete of
 //! `DELETE /api/v1/records/{id}`, audited with an optional reason).
 //!
-//! Thin: parses, calls `app.records`, renders. Calls: records; admin (reasons, audit entries);
-//! auth, csrf, admin layout, error.
+//! Thin: parses, calls `app.records` (the delete: `app.moderation`), renders. Calls: records;
+//! admin's moderation; auth, csrf, admin layout, error.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use askama::Template;
@@ -13,42 +12,23 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use crate::admin::{self, SignedAdmin};
+use crate::admin::moderation::Acting;
 use crate::app::App;
 use crate::i18n::Lang;
-use crate::model::{AuditAction, RecordId};
+use crate::model::RecordId;
 use crate::records::parse_order;
 use crate::store::Listed;
 
 use super::account_pages::{page, see_other, PageForm};
-use super::admin_pages::AdminLayout;
 use super::admin_pages::ReasonForm;
+use super::admin_pages::{AdminLayout, AdminPager};
 use super::admin_stats::moment;
 use super::auth::{AdminPage, ClientIp};
 use super::csrf::Csrf;
 use super::error::{ApiError, PageError};
+use super::pages::Speaks as _;
 use super::path::ApiPath;
 use super::records::Query;
-
-/// Deletes a record as an admin, with its `delete_record` audit entry: the JSON API's and the
-/// page's one path.
-pub(super) async fn delete_record(
-    app: &App,
-    admin: &SignedAdmin,
-    ip: IpAddr,
-    id: RecordId,
-    reason: &str,
-) -> Result<(), ApiError> {
-    let reason = admin::reason(reason)?;
-    let audit = admin.audit(
-        AuditAction::DeleteRecord,
-        format!("record:{id}"),
-        &reason,
-        ip,
-    );
-    app.records.delete_as_admin(id, audit).await?;
-    Ok(())
-}
 
 /// A listed recording with what the page shows of it.
 struct RecordRow {
@@ -87,11 +67,7 @@ struct RecordsPage {
     sort: String,
     rows: Vec<RecordRow>,
     total: u64,
-    /// The search and sort as a query string, for the paging links.
-    filters: String,
-    previous: Option<usize>,
-    next: Option<usize>,
-    per_page: usize,
+    pager: AdminPager,
     deleted: bool,
 }
 
@@ -115,22 +91,22 @@ pub async fn records_page(
         app.records.search(&q, order, paging).await
     }
     .map_err(ApiError::from)?;
-    let filters = form_urlencoded::Serializer::new(String::new())
-        .append_pair("q", &q)
-        .append_pair("sort", &sort)
-        .finish();
     let rows: Vec<RecordRow> = found.records.into_iter().map(RecordRow::of).collect();
-    let (previous, next) = paging.neighbours(rows.len(), found.total);
+    let pager = AdminPager::new(
+        "/admin/records",
+        &[("q", &q), ("sort", &sort)],
+        paging,
+        rows.len(),
+        found.total,
+        (lang.t("admin.users.previous"), lang.t("admin.users.next")),
+    );
     let view = RecordsPage {
         layout: AdminLayout::new(lang, "admin.nav.recordings", &csrf, Some(&admin)),
         q,
         sort,
         total: found.total,
         rows,
-        filters,
-        previous,
-        next,
-        per_page: paging.per_page,
+        pager,
         deleted: query.get("notice") == Some("deleted"),
     };
     Ok(page(&app, &csrf, StatusCode::OK, &view))
@@ -146,6 +122,10 @@ pub async fn delete_submit(
     PageForm(form): PageForm<ReasonForm>,
 ) -> Result<Response, PageError> {
     csrf.verify(&form.csrf)?;
-    delete_record(&app, &admin, ip, RecordId(id), &form.reason).await?;
+    let by = Acting { admin: &admin, ip };
+    app.moderation
+        .delete_record(by, RecordId(id), &form.reason)
+        .await
+        .map_err(ApiError::from)?;
     Ok(see_other("/admin/records?notice=deleted", None))
 }

@@ -1,8 +1,9 @@
 //! The admin's live rooms page (`/admin/rooms`): every room live now with its host, title,
 //! audience, start and co-stream, each with a force-close form whose reason its members see.
 //!
-//! Thin: the same list and close as the JSON API (`admin_bans.rs`), rendered in the admin
-//! layout. Calls: admin_bans; auth, csrf, admin layout, error.
+//! Thin: the same list as the JSON API (`admin_bans.rs`) and the same close (the admin's
+//! moderation), rendered in the admin layout. Calls: admin_bans, admin's moderation; auth,
+//! csrf, admin layout, error.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
+use crate::admin::moderation::Acting;
 use crate::app::App;
 use crate::i18n::Lang;
 use crate::model::RoomId;
@@ -22,7 +24,8 @@ use super::admin_pages::ReasonForm;
 use super::admin_stats::moment;
 use super::auth::{AdminPage, ClientIp};
 use super::csrf::Csrf;
-use super::error::PageError;
+use super::error::{ApiError, PageError};
+use super::pages::Speaks as _;
 use super::path::ApiPath;
 use super::records::Query;
 
@@ -67,6 +70,10 @@ pub async fn close_submit(
     PageForm(form): PageForm<ReasonForm>,
 ) -> Result<Response, PageError> {
     csrf.verify(&form.csrf)?;
-    admin_bans::close(&app, &admin, ip, RoomId(id), &form.reason).await?;
+    let by = Acting { admin: &admin, ip };
+    app.moderation
+        .close_room(by, RoomId(id), &form.reason)
+        .await
+        .map_err(ApiError::from)?;
     Ok(see_other("/admin/rooms?notice=closed", None))
 }

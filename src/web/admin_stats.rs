@@ -24,10 +24,11 @@ use crate::stats::{self, audit_filter, DayRange, Report, Section, StatsError, Ta
 use crate::store::{unix_now, AuditFilter};
 
 use super::account_pages::page;
-use super::admin_pages::AdminLayout;
+use super::admin_pages::{AdminLayout, AdminPager};
 use super::auth::{AdminApi, AdminPage};
 use super::csrf::Csrf;
 use super::error::{ApiError, PageError};
+use super::pages::Speaks as _;
 use super::path::ApiPath;
 use super::records::Query;
 
@@ -387,11 +388,7 @@ struct AuditPage {
     to: String,
     rows: Vec<AuditRow>,
     total: u64,
-    /// The filters as a query string, for the CSV and paging links.
-    filters: String,
-    previous: Option<usize>,
-    next: Option<usize>,
-    per_page: usize,
+    pager: AdminPager,
 }
 
 /// `GET /admin/audit?admin&action&from&to&page`: the audit log, newest first, filtered.
@@ -412,13 +409,19 @@ pub async fn audit_page(
     let given = |name: &str| query.get(name).unwrap_or_default().trim().to_owned();
     let (admin_name, action, from, to) =
         (given("admin"), given("action"), given("from"), given("to"));
-    let filters = form_urlencoded::Serializer::new(String::new())
-        .append_pair("admin", &admin_name)
-        .append_pair("action", &action)
-        .append_pair("from", &from)
-        .append_pair("to", &to)
-        .finish();
-    let (previous, next) = paging.neighbours(found.entries.len(), found.total);
+    let pager = AdminPager::new(
+        "/admin/audit",
+        &[
+            ("admin", &admin_name),
+            ("action", &action),
+            ("from", &from),
+            ("to", &to),
+        ],
+        paging,
+        found.entries.len(),
+        found.total,
+        (lang.t("admin.audit.newer"), lang.t("admin.audit.older")),
+    );
     let view = AuditPage {
         layout: AdminLayout::new(lang, "admin.nav.audit", &csrf, Some(&admin)),
         admin: admin_name,
@@ -434,10 +437,7 @@ pub async fn audit_page(
             })
             .collect(),
         total: found.total,
-        filters,
-        previous,
-        next,
-        per_page: paging.per_page,
+        pager,
     };
     Ok(page(&app, &csrf, StatusCode::OK, &view))
 }

@@ -6,7 +6,6 @@
 //! Calls: admin's users, rooms (who is live), records; auth, csrf, admin layout, error.
 
 use std::collections::HashSet;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use askama::Template;
@@ -17,26 +16,27 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::admin::moderation::{Acting, Recordings};
 use crate::admin::users::{self, UserDetail};
-use crate::admin::{AdminError, SignedAdmin};
+use crate::admin::AdminError;
 use crate::app::App;
 use crate::i18n::Lang;
 use crate::model::{
     AuditAction, Ban, BanScope, LoginEvent, LoginKind, RecordId, RoomId, User, UserId, UserKind,
 };
 use crate::records::{Paging, MAX_PER_PAGE};
-use crate::rooms::RoomsError;
 use crate::store::{unix_now, UsersPage};
 
 use super::account_pages::{page, see_other, PageForm};
 use super::admin_bans;
-use super::admin_pages::AdminLayout;
 use super::admin_pages::ReasonForm;
+use super::admin_pages::{AdminLayout, AdminPager};
 use super::admin_stats::moment;
 use super::auth::{request_host, AdminApi, AdminPage, ClientIp};
 use super::csrf::Csrf;
 use super::error::{ApiError, PageError};
 use super::json::ApiJson;
+use super::pages::Speaks as _;
 use super::path::ApiPath;
 use super::records::Query;
 
@@ -292,11 +292,7 @@ struct UsersPageView {
     sort: String,
     rows: Vec<UserRow>,
     total: u64,
-    /// The search, filter and sort as a query string, for the paging links.
-    filters: String,
-    previous: Option<usize>,
-    next: Option<usize>,
-    per_page: usize,
+    pager: AdminPager,
 }
 
 /// A listed user with the times as the page shows them.
@@ -320,11 +316,6 @@ pub async fn users_list_page(
     let (found, paging) = users_page(&app, &query).await?;
     let given = |name: &str| query.get(name).unwrap_or_default().trim().to_owned();
     let (q, filter, sort) = (given("q"), given("filter"), given("sort"));
-    let filters = form_urlencoded::Serializer::new(String::new())
-        .append_pair("q", &q)
-        .append_pair("filter", &filter)
-        .append_pair("sort", &sort)
-        .finish();
     let total = found.total;
     let rows: Vec<UserRow> = listed(found)
         .into_iter()
@@ -335,7 +326,14 @@ pub async fn users_list_page(
             user,
         })
         .collect();
-    let (previous, next) = paging.neighbours(rows.len(), total);
+    let pager = AdminPager::new(
+        "/admin/users",
+        &[("q", &q), ("filter", &filter), ("sort", &sort)],
+        paging,
+        rows.len(),
+        total,
+        (lang.t("admin.users.previous"), lang.t("admin.users.next")),
+    );
     let view = UsersPageView {
         layout: AdminLayout::new(lang, "admin.nav.users", &csrf, Some(&admin)),
         q,
@@ -343,10 +341,7 @@ pub async fn users_list_page(
         sort,
         rows,
         total,
-        filters,
-        previous,
-        next,
-        per_page: paging.per_page,
+        pager,
     };
     Ok(page(&app, &csrf, StatusCode::OK, &view))
 }
@@ -423,15 +418,43 @@ pub struct ActionBody {
 
 /// What an admin does to an unverified account.
 #[derive(Clone, Copy)]
-enum EmailAction {
+pub enum EmailAction {
     MarkVerified,
     Resend,
 }
 
+impl EmailAction {
+    /// What the JSON API answers: the address is verified now (`204`), or a mail is on its
+    /// way (`202`).
+    fn done(self) -> StatusCode {
+        match self {
+            EmailAction::MarkVerified => StatusCode::NO_CONTENT,
+            EmailAction::Resend => StatusCode::ACCEPTED,
+        }
+    }
+}
+
+/// An [`EmailAction`] as a type, so that one handler serves each action's route
+/// (`email_api::<Resend>`).
+pub trait ChosenAction {
+    const ACTION: EmailAction;
+}
+
+pub struct MarkVerified;
+
+impl ChosenAction for MarkVerified {
+    const ACTION: EmailAction = EmailAction::MarkVerified;
+}
+
+pub struct Resend;
+
+impl ChosenAction for Resend {
+    const ACTION: EmailAction = EmailAction::Resend;
+}
+
 async fn email_action(
     app: &App,
-    admin: &SignedAdmin,
-    ip: IpAddr,
+    by: Acting<'_>,
     headers: &HeaderMap,
     id: u64,
     reason: &str,
@@ -442,22 +465,23 @@ async fn email_action(
     let id = UserId(id);
     match action {
         EmailAction::MarkVerified => {
-            let audit = admin.audit(AuditAction::MarkVerified, target, &reason, ip);
+            let audit = by.audit(AuditAction::MarkVerified, target, &reason);
             app.accounts.mark_verified(id, audit).await?;
         }
         EmailAction::Resend => {
-            let audit = admin.audit(AuditAction::ResendVerification, target, &reason, ip);
+            let audit = by.audit(AuditAction::ResendVerification, target, &reason);
             let link_base = app.site.link_base(request_host(headers));
             app.accounts
-                .resend_as_admin(id, ip, &link_base, audit)
+                .resend_as_admin(id, by.ip, &link_base, audit)
                 .await?;
         }
     }
     Ok(())
 }
 
-/// `POST /api/v1/admin/users/{id}/verify` `{"reason"?}`: marks the email verified. `204`.
-pub async fn mark_verified(
+/// `POST /api/v1/admin/users/{id}/verify` `{"reason"?}`: marks the email verified, `204`;
+/// `POST /api/v1/admin/users/{id}/resend-verification` `{"reason"?}`: a new link, `202`.
+pub async fn email_api<A: ChosenAction>(
     State(app): State<Arc<App>>,
     AdminApi(admin): AdminApi,
     ClientIp(ip): ClientIp,
@@ -465,43 +489,14 @@ pub async fn mark_verified(
     ApiPath(id): ApiPath<u64>,
     ApiJson(body): ApiJson<ActionBody>,
 ) -> Result<StatusCode, ApiError> {
-    email_action(
-        &app,
-        &admin,
-        ip,
-        &headers,
-        id,
-        &body.reason,
-        EmailAction::MarkVerified,
-    )
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+    let by = Acting { admin: &admin, ip };
+    email_action(&app, by, &headers, id, &body.reason, A::ACTION).await?;
+    Ok(A::ACTION.done())
 }
 
-/// `POST /api/v1/admin/users/{id}/resend-verification` `{"reason"?}`: a new link. `202`.
-pub async fn resend(
-    State(app): State<Arc<App>>,
-    AdminApi(admin): AdminApi,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    ApiPath(id): ApiPath<u64>,
-    ApiJson(body): ApiJson<ActionBody>,
-) -> Result<StatusCode, ApiError> {
-    email_action(
-        &app,
-        &admin,
-        ip,
-        &headers,
-        id,
-        &body.reason,
-        EmailAction::Resend,
-    )
-    .await?;
-    Ok(StatusCode::ACCEPTED)
-}
-
-/// `POST /admin/users/{id}/verify` (the user page's form).
-pub async fn mark_verified_submit(
+/// `POST /admin/users/{id}/verify` and `POST /admin/users/{id}/resend-verification` (the user
+/// page's forms): `303` back to the page.
+pub async fn email_submit<A: ChosenAction>(
     State(app): State<Arc<App>>,
     AdminPage(admin): AdminPage,
     ClientIp(ip): ClientIp,
@@ -511,92 +506,20 @@ pub async fn mark_verified_submit(
     PageForm(form): PageForm<ReasonForm>,
 ) -> Result<Response, PageError> {
     csrf.verify(&form.csrf)?;
-    email_action(
-        &app,
-        &admin,
-        ip,
-        &headers,
-        id,
-        &form.reason,
-        EmailAction::MarkVerified,
-    )
-    .await?;
+    let by = Acting { admin: &admin, ip };
+    email_action(&app, by, &headers, id, &form.reason, A::ACTION).await?;
     Ok(see_other(&format!("/admin/users/{id}"), None))
 }
 
-/// `POST /admin/users/{id}/resend-verification` (the user page's form).
-pub async fn resend_submit(
-    State(app): State<Arc<App>>,
-    AdminPage(admin): AdminPage,
-    ClientIp(ip): ClientIp,
-    csrf: Csrf,
-    headers: HeaderMap,
-    ApiPath(id): ApiPath<u64>,
-    PageForm(form): PageForm<ReasonForm>,
-) -> Result<Response, PageError> {
-    csrf.verify(&form.csrf)?;
-    email_action(
-        &app,
-        &admin,
-        ip,
-        &headers,
-        id,
-        &form.reason,
-        EmailAction::Resend,
-    )
-    .await?;
-    Ok(see_other(&format!("/admin/users/{id}"), None))
-}
-
-/// Whether deleting an account deletes its recordings too.
-fn recordings_go(value: Option<&str>) -> Result<bool, AdminError> {
+/// Whether deleting an account deletes its recordings too, as the query or form says it.
+fn recordings(value: Option<&str>) -> Result<Recordings, AdminError> {
     match value {
-        None | Some("keep") => Ok(false),
-        Some("delete") => Ok(true),
+        None | Some("keep") => Ok(Recordings::Keep),
+        Some("delete") => Ok(Recordings::Delete),
         Some(other) => Err(AdminError::InvalidQuery(format!(
             "`recordings` is keep or delete; {other:?} is not"
         ))),
     }
-}
-
-/// Deletes the account `id`, and first its recordings if `with_recordings` (each with its own
-/// `delete_record` audit entry, as an admin's record delete has).
-async fn delete_account(
-    app: &App,
-    admin: &SignedAdmin,
-    ip: IpAddr,
-    id: u64,
-    with_recordings: bool,
-    reason: &str,
-) -> Result<(), ApiError> {
-    let reason = crate::admin::reason(reason)?;
-    let user = UserId(id);
-    let Some(account) = app.store.run(move |s| s.user(user)).await? else {
-        return Err(AdminError::NoSuchUser.into());
-    };
-    // A live room of the account closes first, its members told why, as a force-close does.
-    if let Some(room) = account.room_id {
-        let audit = admin.audit(AuditAction::CloseRoom, format!("room:{room}"), &reason, ip);
-        match app
-            .rooms
-            .force_close(room, "the host's account was deleted".to_owned(), audit)
-            .await
-        {
-            Ok(()) | Err(RoomsError::RoomNotOpen) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if with_recordings {
-        let records = app.store.run(|s| s.records()).await?;
-        for record in records.into_iter().filter(|r| r.host == user) {
-            let target = format!("record:{}", record.id);
-            let audit = admin.audit(AuditAction::DeleteRecord, target, &reason, ip);
-            app.records.delete_as_admin(record.id, audit).await?;
-        }
-    }
-    let audit = admin.audit(AuditAction::DeleteUser, format!("user:{id}"), &reason, ip);
-    app.accounts.delete_by_admin(user, audit).await?;
-    Ok(())
 }
 
 /// `DELETE /api/v1/admin/users/{id}?recordings=keep|delete&reason=…`. `204`.
@@ -608,9 +531,12 @@ pub async fn delete(
     RawQuery(raw): RawQuery,
 ) -> Result<StatusCode, ApiError> {
     let query = Query::of(raw);
-    let with_recordings = recordings_go(query.get("recordings"))?;
+    let recordings = recordings(query.get("recordings"))?;
     let reason = query.get("reason").unwrap_or_default();
-    delete_account(&app, &admin, ip, id, with_recordings, reason).await?;
+    let by = Acting { admin: &admin, ip };
+    app.moderation
+        .delete_account(by, UserId(id), recordings, reason)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -633,8 +559,12 @@ pub async fn delete_submit(
     PageForm(form): PageForm<DeleteForm>,
 ) -> Result<Response, PageError> {
     csrf.verify(&form.csrf)?;
-    let with_recordings = recordings_go(form.recordings.as_deref()).map_err(ApiError::from)?;
-    delete_account(&app, &admin, ip, id, with_recordings, &form.reason).await?;
+    let recordings = recordings(form.recordings.as_deref()).map_err(ApiError::from)?;
+    let by = Acting { admin: &admin, ip };
+    app.moderation
+        .delete_account(by, UserId(id), recordings, &form.reason)
+        .await
+        .map_err(ApiError::from)?;
     Ok(see_other("/admin/users", None))
 }
 
@@ -677,7 +607,11 @@ pub async fn ban_submit(
     let scope = admin_bans::ban_scope(&form.scope)?;
     let until =
         crate::admin::ban_end(&form.expiry, &form.date, unix_now()).map_err(ApiError::from)?;
-    admin_bans::give_ban(&app, &admin, ip, UserId(id), scope, &form.reason, until).await?;
+    let by = Acting { admin: &admin, ip };
+    app.moderation
+        .ban(by, UserId(id), scope, &form.reason, until)
+        .await
+        .map_err(ApiError::from)?;
     Ok(see_other(&format!("/admin/users/{id}?notice=banned"), None))
 }
 
@@ -692,6 +626,10 @@ pub async fn lift_submit(
 ) -> Result<Response, PageError> {
     csrf.verify(&form.csrf)?;
     let scope = admin_bans::ban_scope(&scope)?;
-    admin_bans::lift(&app, &admin, ip, UserId(id), scope, &form.reason).await?;
+    let by = Acting { admin: &admin, ip };
+    app.moderation
+        .lift_bans(by, UserId(id), scope, &form.reason)
+        .await
+        .map_err(ApiError::from)?;
     Ok(see_other(&format!("/admin/users/{id}?notice=lifted"), None))
 }

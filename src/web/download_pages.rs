@@ -26,7 +26,7 @@ use super::auth::{AdminPage, ClientIp, MaybeSigned};
 use super::csrf::Csrf;
 use super::downloads::{interrupted, DownloadView};
 use super::error::{ApiError, PageError};
-use super::pages::{render, Layout};
+use super::pages::{render, Layout, Speaks as _};
 use super::path::ApiPath;
 
 /// A download with its size as a person reads it.

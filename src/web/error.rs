@@ -19,6 +19,7 @@ use axum::Json;
 
 use crate::accounts::AccountsError;
 use crate::admin::ip_bans::IpBanError;
+use crate::admin::moderation::ModerationError;
 use crate::admin::AdminError;
 use crate::downloads::DownloadsError;
 use crate::files::FilesError;
@@ -286,7 +287,7 @@ impl From<AdminError> for ApiError {
             E::AdminRequired => (StatusCode::UNAUTHORIZED, "admin_required"),
             E::SetupInvalid => (StatusCode::FORBIDDEN, "setup_token_invalid"),
             E::SetupDone => (StatusCode::GONE, "setup_done"),
-            E::ReasonTooLong(_) => (StatusCode::BAD_REQUEST, "invalid_reason"),
+            E::ReasonTooLong(_) | E::ReasonRequired => (StatusCode::BAD_REQUEST, "invalid_reason"),
             E::InvalidBanEnd(_) => (StatusCode::BAD_REQUEST, "invalid_until"),
             E::NoSuchUser => (StatusCode::NOT_FOUND, "user_not_found"),
             E::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
@@ -300,6 +301,18 @@ impl From<AdminError> for ApiError {
             E::Store(store) => return store.into(),
         };
         ApiError::new(status, code, message)
+    }
+}
+
+impl From<ModerationError> for ApiError {
+    fn from(e: ModerationError) -> Self {
+        match e {
+            ModerationError::Admin(e) => e.into(),
+            ModerationError::Accounts(e) => e.into(),
+            ModerationError::Rooms(e) => e.into(),
+            ModerationError::Records(e) => e.into(),
+            ModerationError::Store(e) => e.into(),
+        }
     }
 }
 

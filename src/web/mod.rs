@@ -144,20 +144,20 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/users/{id}", get(admin_users::user_page))
         .route(
             "/api/v1/admin/users/{id}/verify",
-            post(admin_users::mark_verified),
+            post(admin_users::email_api::<admin_users::MarkVerified>),
         )
         .route(
             "/api/v1/admin/users/{id}/resend-verification",
-            post(admin_users::resend),
+            post(admin_users::email_api::<admin_users::Resend>),
         )
         .route("/admin/users/{id}/delete", post(admin_users::delete_submit))
         .route(
             "/admin/users/{id}/verify",
-            post(admin_users::mark_verified_submit),
+            post(admin_users::email_submit::<admin_users::MarkVerified>),
         )
         .route(
             "/admin/users/{id}/resend-verification",
-            post(admin_users::resend_submit),
+            post(admin_users::email_submit::<admin_users::Resend>),
         )
         .route("/api/v1/admin/stats/{section}", get(admin_stats::stats_api))
         .route("/admin/stats", get(admin_stats::stats_page))

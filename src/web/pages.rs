@@ -27,7 +27,7 @@ use super::path::ApiPath;
 use super::record_pages::{latest, Pager, RecordCard};
 
 /// What `base.html` needs from every page, and the reader's language for every template's
-/// strings: `{{ layout.t("key") }}` (catalogues in `i18n/`).
+/// strings ([`Speaks`]).
 pub struct Layout {
     pub lang: Lang,
     pub title: String,
@@ -57,17 +57,30 @@ impl Layout {
         }
     }
 
-    pub fn t(&self, key: &str) -> &'static str {
-        self.lang.t(key)
+    /// The languages the footer's switch offers besides this page's.
+    pub fn other_languages(&self) -> Vec<Lang> {
+        Lang::ALL.into_iter().filter(|l| *l != self.lang).collect()
+    }
+}
+
+/// The reader's language as templates use it: `{{ layout.t("key") }}`, `{{ layout.count(…) }}`
+/// (catalogues in `i18n/`). Both layouts speak it, so the ~400 template call sites read the same
+/// on public and admin pages. A module that derives a template holding a layout imports this
+/// trait (`use super::pages::Speaks as _;`): askama's generated code calls it there.
+pub trait Speaks {
+    fn lang(&self) -> Lang;
+
+    fn t(&self, key: &str) -> &'static str {
+        self.lang().t(key)
     }
 
     /// The text of `key` with its one placeholder `{name}` filled.
-    pub fn with(&self, key: &str, name: &str, value: impl Display) -> String {
-        self.lang.fill(key, &[(name, &value)])
+    fn with(&self, key: &str, name: &str, value: impl Display) -> String {
+        self.lang().fill(key, &[(name, &value)])
     }
 
     /// The text of `key` with its two placeholders filled.
-    pub fn with2(
+    fn with2(
         &self,
         key: &str,
         name: &str,
@@ -75,36 +88,37 @@ impl Layout {
         name2: &str,
         value2: impl Display,
     ) -> String {
-        self.lang.fill(key, &[(name, &value), (name2, &value2)])
+        self.lang().fill(key, &[(name, &value), (name2, &value2)])
     }
 
     /// `key.one` or `key.other` for `n` things, with `{n}` filled.
-    pub fn count(&self, key: &str, n: impl Amount) -> String {
-        self.lang.count(key, n.amount(), &[])
+    fn count(&self, key: &str, n: impl Amount) -> String {
+        self.lang().count(key, n.amount(), &[])
     }
 
-    /// Like [`Layout::count`], with one more placeholder `{name}` filled.
-    pub fn count_with(&self, key: &str, n: impl Amount, name: &str, value: impl Display) -> String {
-        self.lang.count(key, n.amount(), &[(name, &value)])
+    /// Like [`Speaks::count`], with one more placeholder `{name}` filled.
+    fn count_with(&self, key: &str, n: impl Amount, name: &str, value: impl Display) -> String {
+        self.lang().count(key, n.amount(), &[(name, &value)])
     }
 
-    pub fn number(&self, n: impl Amount) -> String {
-        self.lang.number(n.amount())
+    fn number(&self, n: impl Amount) -> String {
+        self.lang().number(n.amount())
     }
 
     /// A `YYYY-MM-DD` day the reader's way.
-    pub fn date(&self, iso: &str) -> String {
-        self.lang.date(iso)
+    fn date(&self, iso: &str) -> String {
+        self.lang().date(iso)
     }
 
     /// A script's words, for its `data-t-*` attributes ([`Lang::script_text`]).
-    pub fn script_text(&self, section: &str) -> Vec<(String, &'static str)> {
-        self.lang.script_text(section)
+    fn script_text(&self, section: &str) -> Vec<(String, &'static str)> {
+        self.lang().script_text(section)
     }
+}
 
-    /// The languages the footer's switch offers besides this page's.
-    pub fn other_languages(&self) -> Vec<Lang> {
-        Lang::ALL.into_iter().filter(|l| *l != self.lang).collect()
+impl Speaks for Layout {
+    fn lang(&self) -> Lang {
+        self.lang
     }
 }
 

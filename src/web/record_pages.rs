@@ -22,7 +22,7 @@ use crate::store::{CataloguePage, Listed, RecordOrder};
 
 use super::auth::MaybeSigned;
 use super::error::{ApiError, PageError};
-use super::pages::{render, Layout};
+use super::pages::{render, Layout, Speaks as _};
 use super::path::ApiPath;
 
 /// One recording in a grid (`records_grid_partial.html`).

@@ -14,6 +14,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
+use crate::admin::moderation::Acting;
 use crate::app::App;
 use crate::files::ImageKind;
 use crate::model::{CommentId, RecordComment, RecordId, StoredDanmaku, UserId};
@@ -227,7 +228,10 @@ pub async fn delete(
     match who {
         AdminOrUser::Admin(admin) => {
             let reason = Query::of(raw).get("reason").unwrap_or_default().to_owned();
-            super::admin_records::delete_record(&app, &admin, ip, RecordId(id), &reason).await?;
+            let by = Acting { admin: &admin, ip };
+            app.moderation
+                .delete_record(by, RecordId(id), &reason)
+                .await?;
         }
         AdminOrUser::User(who) => app.records.delete_as_host(&who.user, RecordId(id)).await?,
     }

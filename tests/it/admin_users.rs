@@ -279,7 +279,7 @@ async fn a_users_detail_shows_last_login_room_recordings_bans_and_logins() {
 }
 
 /// An admin page, by the `rm_admin` cookie as a browser sends it.
-async fn admin_page(server: &TestServer, token: &str, path: &str) -> Reply {
+pub async fn admin_page(server: &TestServer, token: &str, path: &str) -> Reply {
     send(
         reqwest::Client::new()
             .get(server.url(path))

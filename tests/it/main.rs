@@ -11,6 +11,7 @@ mod accounts_profile;
 mod admin;
 mod admin_bans;
 mod admin_ip_bans;
+mod admin_lists;
 mod admin_mail;
 mod admin_moderation;
 mod admin_pages;
