@@ -498,6 +498,8 @@ pub struct BuiltinConfig {
     pub publish_secs: u64,
     pub idle_secs: u64,
     pub queue_bytes: usize,
+    /// Where the co-stream mixers read the streams (HTTP-FLV); loopback only.
+    pub relay_listen: SocketAddr,
 }
 
 impl Default for BuiltinConfig {
@@ -510,6 +512,7 @@ impl Default for BuiltinConfig {
             publish_secs: 10,
             idle_secs: 10,
             queue_bytes: 16 * 1024 * 1024,
+            relay_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 }
@@ -1006,6 +1009,16 @@ impl Config {
                     "must be at least {} (the largest RTMP message accepted), got {}",
                     crate::media::builtin::MAX_MESSAGE_BYTES,
                     m.builtin.queue_bytes
+                ),
+            });
+        }
+        // The relay checks no key: only this machine may reach it.
+        if !m.builtin.relay_listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid {
+                key: "media.builtin.relay_listen",
+                problem: format!(
+                    "must be a loopback address (127.0.0.1 or ::1), got {}",
+                    m.builtin.relay_listen
                 ),
             });
         }
