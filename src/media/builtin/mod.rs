@@ -279,6 +279,12 @@ pub async fn serve(socket: std::net::TcpListener, listener: Listener) {
             tracing::debug!(%peer, "RTMP connection refused: media.builtin connection caps");
             continue;
         };
+        // The replies to `connect` are several small writes: with Nagle's algorithm each
+        // waits for the peer's delayed acknowledgement, and the publish starts tens of
+        // milliseconds later (as nginx does, no delay).
+        if let Err(e) = socket.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+        }
         next_client += 1;
         let session = Session {
             listener: listener.clone(),

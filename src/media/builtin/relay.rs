@@ -255,6 +255,8 @@ pub async fn serve(
                 }
             },
         };
+        // A tag goes out as soon as it comes, not held for the reader's acknowledgement.
+        let _ = socket.set_nodelay(true);
         let slot = slots.clone().try_acquire_owned();
         let (relay, shutdown) = (relay.clone(), shutdown.clone());
         tasks.spawn(async move {
