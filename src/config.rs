@@ -476,7 +476,7 @@ pub struct MediaConfig {
 impl Default for MediaConfig {
     fn default() -> Self {
         Self {
-            backend: MediaBackend::Rtmp,
+            backend: MediaBackend::Builtin,
             watch_origins: Vec::new(),
             rtmp: RtmpConfig::default(),
             http: HttpMediaConfig::default(),
