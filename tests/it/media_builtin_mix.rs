@@ -16,7 +16,8 @@ use crate::common::ws::WsClient;
 use crate::common::{spare_port, wait_for, TestServer};
 use crate::media_builtin::{builtin, tools_present};
 use crate::media_rtmp::{live_and_pushing, probe, processes_mentioning, push, wait_for_picture};
-use crate::session_end::download;
+use crate::rooms::join;
+use crate::session_end::{live_with_picture, on_stage, recorded, recorded_for};
 
 const HOST_PUSH_SECS: u64 = 40;
 
@@ -31,33 +32,19 @@ async fn a_co_stream_of_two_builtin_pushes_is_mixed_and_recorded() {
     let (_, host_token) = verified_user(&server, "mixhost").await;
     let (fan_id, fan_token) = verified_user(&server, "mixfan").await;
 
-    let mut host = WsClient::connect(&server.base, &host_token).await;
-    host.send(json!({"type": "start_live", "title": "Mixed pattern"}))
-        .await;
-    let started = host.expect("live_started").await;
-    let room = started["room_id"].as_u64().unwrap();
-    let host_watch = started["watch_url"].as_str().unwrap().to_owned();
-    let mut host_push = push(
-        started["push_url"].as_str().unwrap(),
+    let (mut host, room, host_watch, mut host_push) = live_with_picture(
+        &server,
+        &host_token,
+        "Mixed",
         HOST_PUSH_SECS,
-        640,
-        360,
-        440,
-    );
-    assert_eq!(host.expect("on_air").await["on_air"], true);
-    wait_for_picture(&server, &host_watch, scratch.path(), (640, 360)).await;
+        scratch.path(),
+    )
+    .await;
 
     // The fan joins as a guest and pushes a second pattern: the mix is twice as wide.
     let mut viewer = WsClient::connect(&server.base, &fan_token).await;
-    viewer
-        .send(json!({"type": "join_room", "room_id": room}))
-        .await;
-    viewer.expect("room_info").await;
-    viewer.send(json!({"type": "apply_connect"})).await;
-    host.expect("connect_request").await;
-    host.send(json!({"type": "answer_connect", "user_id": fan_id, "accept": true}))
-        .await;
-    let connect = viewer.expect("connect_started").await;
+    join(&mut viewer, room).await;
+    let connect = on_stage(&mut host, &mut viewer, fan_id).await;
     let guest_push_url = connect["push_url"].as_str().unwrap().to_owned();
     let mixed_watch = connect["watch_url"].as_str().unwrap().to_owned();
     let mut guest_push = push(&guest_push_url, 60, 640, 360, 880);
@@ -112,29 +99,9 @@ async fn a_co_stream_of_two_builtin_pushes_is_mixed_and_recorded() {
     assert!(status.success(), "the host's push failed");
     host.send(json!({"type": "close_room"})).await;
     viewer.expect("room_closed").await;
-    // A co-streamed session is re-encoded: longer than `wait_for` waits on a busy machine.
-    let closed_at = Instant::now();
-    let record = loop {
-        let records = server.app().store.records().unwrap();
-        if let Some(record) = records
-            .into_iter()
-            .find(|r| r.title.ends_with(" · Mixed pattern"))
-        {
-            break record;
-        }
-        assert!(
-            closed_at.elapsed() < Duration::from_secs(90),
-            "no recording listed within 90 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let record = recorded(&server, 1).await.remove(0);
     let mp4 = scratch.path().join("record.mp4");
-    download(&server, &record.url, &mp4).await;
-    let duration: f64 = probe(&mp4, &[], "format=duration").parse().unwrap();
-    assert!(
-        (duration - HOST_PUSH_SECS as f64).abs() <= 2.0,
-        "recording is {duration:.1} s, the push was {HOST_PUSH_SECS} s"
-    );
+    recorded_for(&server, &record, &mp4, HOST_PUSH_SECS).await;
     assert_eq!(
         probe(&mp4, &["-select_streams", "v:0"], "stream=width,height"),
         "1280,720",
