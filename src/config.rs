@@ -486,6 +486,17 @@ impl Default for MediaConfig {
     }
 }
 
+impl MediaConfig {
+    /// Where publishers reach the RTMP ingest: the builtin listener's address on that backend,
+    /// nginx's otherwise.
+    pub fn rtmp_listen(&self) -> SocketAddr {
+        match self.backend {
+            MediaBackend::Builtin => self.builtin.rtmp_listen,
+            MediaBackend::Rtmp | MediaBackend::Http => self.rtmp.rtmp_listen,
+        }
+    }
+}
+
 /// The `builtin` backend's own RTMP listener and its limits (the rest it shares with
 /// `[media.rtmp]`: ffmpeg, public host, HLS lengths, re-encodes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

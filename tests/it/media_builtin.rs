@@ -271,6 +271,26 @@ async fn a_second_publisher_on_a_key_is_refused_and_one_ffmpeg_runs() {
     first.kill().await.unwrap();
 }
 
+/// The default backend's start-up lines name its own listener's port for OBS (not nginx's).
+#[test]
+fn the_start_banner_names_the_builtin_listener() {
+    let data = tempfile::tempdir().unwrap();
+    let (builtin_port, nginx_port) = (crate::common::spare_port(), crate::common::spare_port());
+    let config = format!(
+        "[media.builtin]\nrtmp_listen = \"127.0.0.1:{builtin_port}\"\n\
+         [media.rtmp]\nmanage_nginx = false\nrtmp_listen = \"127.0.0.1:{nginx_port}\"\n\
+         [media]\nbackend = \"builtin\"\n"
+    );
+    let mut process = Process::serve(data.path(), &config);
+    let banner = process.wait_for_line("OBS and ffmpeg push to");
+    assert_eq!(
+        banner.as_deref().and_then(|l| l.split("push to ").nth(1)),
+        Some(format!("rtmp://127.0.0.1:{builtin_port}/live").as_str()),
+        "{:?}",
+        process.log
+    );
+}
+
 #[tokio::test]
 async fn a_silent_publisher_is_taken_over_by_a_publish_with_the_code() {
     if !tools_present() {
