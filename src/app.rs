@@ -28,6 +28,7 @@ use crate::downloads::{Downloads, DownloadsError};
 use crate::files::Files;
 use crate::mail::{MailError, Mailer};
 use crate::media::browser::Publishers;
+use crate::media::builtin::Sockets;
 use crate::media::http::HttpMedia;
 use crate::media::rtmp::{PublishNotice, RtmpMedia};
 use crate::media::MediaPlane;
@@ -58,6 +59,11 @@ pub enum AppError {
     },
     #[error("cannot listen for RTMP on {addr} (media.builtin.rtmp_listen): {source}")]
     RtmpListen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot listen for the mixers on {addr} (media.builtin.relay_listen): {source}")]
+    RelayListen {
         addr: SocketAddr,
         source: std::io::Error,
     },
@@ -194,14 +200,17 @@ impl App {
                         )
                     } else {
                         let addr = config.media.builtin.rtmp_listen;
-                        let socket = std::net::TcpListener::bind(addr)
+                        let rtmp = std::net::TcpListener::bind(addr)
                             .map_err(|source| AppError::RtmpListen { addr, source })?;
+                        let addr = config.media.builtin.relay_listen;
+                        let relay = std::net::TcpListener::bind(addr)
+                            .map_err(|source| AppError::RelayListen { addr, source })?;
                         let (tell, told) = tokio::sync::mpsc::unbounded_channel();
                         notices = Some(told);
                         RtmpMedia::start_builtin(
                             &config.media.rtmp,
                             &config.media.builtin,
-                            socket,
+                            Sockets { rtmp, relay },
                             store.clone(),
                             &data_dir,
                             &site,

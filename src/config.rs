@@ -483,12 +483,23 @@ pub struct MediaConfig {
 impl Default for MediaConfig {
     fn default() -> Self {
         Self {
-            backend: MediaBackend::Rtmp,
+            backend: MediaBackend::Builtin,
             watch_origins: Vec::new(),
             rtmp: RtmpConfig::default(),
             http: HttpMediaConfig::default(),
             browser: BrowserPublishConfig::default(),
             builtin: BuiltinConfig::default(),
+        }
+    }
+}
+
+impl MediaConfig {
+    /// Where publishers reach the RTMP ingest: the builtin listener's address on that backend,
+    /// nginx's otherwise.
+    pub fn rtmp_listen(&self) -> SocketAddr {
+        match self.backend {
+            MediaBackend::Builtin => self.builtin.rtmp_listen,
+            MediaBackend::Rtmp | MediaBackend::Http => self.rtmp.rtmp_listen,
         }
     }
 }
@@ -505,6 +516,8 @@ pub struct BuiltinConfig {
     pub publish_secs: u64,
     pub idle_secs: u64,
     pub queue_bytes: usize,
+    /// Where the co-stream mixers read the streams (HTTP-FLV); loopback only.
+    pub relay_listen: SocketAddr,
 }
 
 impl Default for BuiltinConfig {
@@ -517,6 +530,7 @@ impl Default for BuiltinConfig {
             publish_secs: 10,
             idle_secs: 10,
             queue_bytes: 16 * 1024 * 1024,
+            relay_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 }
@@ -1022,6 +1036,16 @@ impl Config {
                     "must be at least {} (the largest RTMP message accepted), got {}",
                     crate::media::builtin::MAX_MESSAGE_BYTES,
                     m.builtin.queue_bytes
+                ),
+            });
+        }
+        // The relay checks no key: only this machine may reach it.
+        if !m.builtin.relay_listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid {
+                key: "media.builtin.relay_listen",
+                problem: format!(
+                    "must be a loopback address (127.0.0.1 or ::1), got {}",
+                    m.builtin.relay_listen
                 ),
             });
         }

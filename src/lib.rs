@@ -1,5 +1,5 @@
 //! RoomManager: a self-hosted live-streaming site in one binary — the control plane that drives
-//! a media plane (nginx-rtmp + ffmpeg by default).
+//! a media plane (its own RTMP ingest + ffmpeg by default, or nginx-rtmp + ffmpeg).
 //!
 //! # Layout
 //! - [`config`]: the typed settings from `roommanager.toml`, defaults and validation.

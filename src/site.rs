@@ -33,7 +33,7 @@ impl Site {
         Site {
             public_url: (!public_url.is_empty()).then(|| public_url.to_owned()),
             listen,
-            rtmp_listen: config.media.rtmp.rtmp_listen,
+            rtmp_listen: config.media.rtmp_listen(),
             rtmp_public_host: (!public_host.is_empty()).then(|| public_host.to_owned()),
         }
     }

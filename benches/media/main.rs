@@ -1,8 +1,10 @@
 //! `media-latency`: how long the real media plane takes (see docs/BENCHMARKS.md).
 //!
-//! Each run starts the real `roommanager serve` binary as a child process (rtmp backend, managed
-//! nginx) on a fresh data dir and free loopback ports, makes a host and a fan through the HTTP
-//! API and the mail outbox, and talks to `/ws` like the browser does. It measures:
+//! Each run starts the real `roommanager serve` binary as a child process on a fresh data dir and
+//! free loopback ports, with one media backend (`builtin`: RoomManager's own RTMP listener and
+//! one ffmpeg per stream; `rtmp`: managed nginx-rtmp), makes a host and a fan through the HTTP
+//! API and the mail outbox, and talks to `/ws` like the browser does. The backends alternate run
+//! by run, with the same steps. It measures:
 //!
 //! - (a) from the host's ffmpeg starting (640x360 test pattern with tone, `-re`, a keyframe every
 //!   `--keyframe-secs`) to the first time the HLS playlist lists a segment that ffprobe decodes
@@ -10,7 +12,10 @@
 //! - (b) from the host's `answer_connect` (accepting the fan) to the mixed playlist listing a
 //!   segment that decodes 1280 wide; the fan starts pushing as soon as it gets `connect_started`;
 //! - (c) from `close_room` (after the co-stream ended and both pushes stopped) to the server
-//!   logging `recording listed` (stderr lines are timestamped as they arrive).
+//!   logging `recording listed` (stderr lines are timestamped as they arrive);
+//! - the CPU and resident memory of the server and of its child processes (nginx, or the
+//!   stream's ffmpeg) over [`USAGE_WINDOW`] while the host's one stream plays, before the
+//!   co-stream.
 //!
 //! Build: `cargo build --release --features bench`; run: `target/release/media-latency`.
 
@@ -37,14 +42,35 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 const PASSWORD: &str = "correct horse battery";
 /// How long any single step may take before the run fails.
 const STEP: Duration = Duration::from_secs(60);
+/// How long the CPU of the server and its children is measured while one stream plays.
+const USAGE_WINDOW: Duration = Duration::from_secs(10);
 
-/// Media-plane latency of the real RoomManager binary with nginx-rtmp and ffmpeg.
+/// The media backend of a run (`media.backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    Builtin,
+    Rtmp,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Builtin => "builtin",
+            Backend::Rtmp => "rtmp",
+        }
+    }
+}
+
+/// Media-plane latency of the real RoomManager binary, builtin RTMP ingest against nginx-rtmp.
 #[derive(Parser, Debug)]
 #[command(name = "media-latency")]
 struct Args {
-    /// Runs per fragment setting; the table shows each run and the median.
+    /// Runs per fragment setting and backend; the table shows each run and the median.
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Media backends to measure, comma-separated; their runs alternate.
+    #[arg(long, value_delimiter = ',', default_value = "builtin,rtmp")]
+    backends: Vec<Backend>,
     /// `media.rtmp.hls_fragment_secs` values to measure, comma-separated (one set of runs each).
     #[arg(long, value_delimiter = ',', default_value = "2")]
     fragment_secs: Vec<u64>,
@@ -91,6 +117,20 @@ struct RunResult {
     /// ffmpeg and ffprobe are all reaped children), in cores on average: other work on the
     /// machine competing with the measurement.
     others_cores: f64,
+    /// The server and its children while the host's stream plays.
+    usage: Usage,
+}
+
+/// CPU (share of one core) and resident memory (KiB) while one stream plays.
+#[derive(Debug, Clone, Copy, Default)]
+struct Usage {
+    server_cpu: f64,
+    /// nginx (master and worker), or the builtin backend's per-stream ffmpeg.
+    children_cpu: f64,
+    /// The server before the push, and while it plays.
+    server_idle_rss: u64,
+    server_rss: u64,
+    children_rss: u64,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -113,17 +153,22 @@ async fn main() -> ExitCode {
     let mut tables = Vec::new();
     let mut failed = 0;
     for &fragment in &args.fragment_secs {
-        let mut results = Vec::new();
+        let mut results: Vec<(Backend, Vec<RunResult>)> =
+            args.backends.iter().map(|b| (*b, Vec::new())).collect();
         for run in 1..=args.runs {
-            let started = Instant::now();
-            let before = CpuTicks::now();
-            let outcome = one_run(&args, fragment, run).await;
-            let others_cores = CpuTicks::now().others_cores(&before, started.elapsed());
-            match outcome {
-                Ok(mut r) => {
-                    r.others_cores = others_cores;
-                    println!(
-                        "hls_fragment {fragment} s, run {run}: (a) {:.2} s  (b) {:.2} s  (c) {:.2} s   [on_air {:.2} s, first listed {:.2} s; connect_started {:.2} s, mixer starts {}, last start {}, guest publish {}, mix publish {}; remux {}] ({:.0} s, others used {:.2} cores)",
+            for (backend, results) in &mut results {
+                let backend = *backend;
+                let label = backend.name();
+                let started = Instant::now();
+                let before = CpuTicks::now();
+                let outcome = one_run(&args, backend, fragment, run).await;
+                let others_cores = CpuTicks::now().others_cores(&before, started.elapsed());
+                match outcome {
+                    Ok(mut r) => {
+                        r.others_cores = others_cores;
+                        let u = r.usage;
+                        println!(
+                        "{label}, hls_fragment {fragment} s, run {run}: (a) {:.2} s  (b) {:.2} s  (c) {:.2} s   [on_air {:.2} s, first listed {:.2} s; connect_started {:.2} s, mixer starts {}, last start {}, guest publish {}, mix publish {}; remux {}; cpu server {:.1} % children {:.1} %, rss server {} → {} KiB children {} KiB] ({:.0} s, others used {:.2} cores)",
                         secs(r.push_to_playable),
                         secs(r.accept_to_mixed),
                         secs(r.close_to_listed),
@@ -136,18 +181,26 @@ async fn main() -> ExitCode {
                         opt(r.accept_to_mix_publish),
                         r.close_to_remuxed
                             .map_or("-".to_owned(), |d| format!("{d:+.2} s")),
+                        u.server_cpu * 100.0,
+                        u.children_cpu * 100.0,
+                        u.server_idle_rss,
+                        u.server_rss,
+                        u.children_rss,
                         secs(started.elapsed()),
                         r.others_cores,
                     );
-                    results.push(r);
-                }
-                Err(e) => {
-                    failed += 1;
-                    println!("hls_fragment {fragment} s, run {run}: FAILED: {e}");
+                        results.push(r);
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        println!("{label}, hls_fragment {fragment} s, run {run}: FAILED: {e}");
+                    }
                 }
             }
         }
-        tables.push(table(fragment, &args, &results));
+        for (backend, results) in &results {
+            tables.push(table(*backend, fragment, &args, results));
+        }
     }
     println!("load after: {}", uptime());
     for t in tables {
@@ -237,10 +290,11 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
     })
 }
 
-/// A Markdown table: one row per run and the median.
-fn table(fragment: u64, args: &Args, results: &[RunResult]) -> String {
+/// A Markdown table of one backend: one row per run and the median, then its resources.
+fn table(backend: Backend, fragment: u64, args: &Args, results: &[RunResult]) -> String {
     let mut out = format!(
-        "hls_fragment_secs = {fragment}, keyframe every {} s ({} of {} runs succeeded)\n\n",
+        "{}: hls_fragment_secs = {fragment}, keyframe every {} s ({} of {} runs succeeded)\n\n",
+        backend.name(),
         args.keyframe_secs,
         results.len(),
         args.runs
@@ -273,13 +327,34 @@ fn table(fragment: u64, args: &Args, results: &[RunResult]) -> String {
         med(|r| r.accept_to_guest_publish.map(secs)),
         med(|r| r.accept_to_mix_publish.map(secs)),
     ));
+    let usage =
+        |f: fn(&Usage) -> f64| median(results.iter().map(|r| f(&r.usage)).collect()).unwrap_or(0.0);
+    out.push_str(&format!(
+        "\nOne 640x360 stream playing, medians over {:?}: server {:.1} % of a core, its children \
+         ({}) {:.1} %; resident: server {:.0} → {:.0} KiB, children {:.0} KiB\n",
+        USAGE_WINDOW,
+        usage(|u| u.server_cpu) * 100.0,
+        match backend {
+            Backend::Builtin => "the stream's ffmpeg",
+            Backend::Rtmp => "nginx master and worker",
+        },
+        usage(|u| u.children_cpu) * 100.0,
+        usage(|u| u.server_idle_rss as f64),
+        usage(|u| u.server_rss as f64),
+        usage(|u| u.children_rss as f64),
+    ));
     out
 }
 
 // ---- one run ----
 
-async fn one_run(args: &Args, fragment: u64, run: usize) -> Result<RunResult, String> {
-    let server = Server::start(args, fragment, run).await?;
+async fn one_run(
+    args: &Args,
+    backend: Backend,
+    fragment: u64,
+    run: usize,
+) -> Result<RunResult, String> {
+    let server = Server::start(args, backend, fragment, run).await?;
     let result = measure(args, &server).await;
     // Whatever happened, the server (and with it nginx and any mixer) stops here.
     server.stop().await;
@@ -306,6 +381,7 @@ async fn measure(args: &Args, server: &Server) -> Result<RunResult, String> {
     fan.expect("room_info").await?;
 
     let poll = Duration::from_millis(args.poll_ms);
+    let server_idle_rss = server.pid().map_or(0, rss_kib);
     let scratch = server.dir.join("bench");
     std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
 
@@ -328,6 +404,10 @@ async fn measure(args: &Args, server: &Server) -> Result<RunResult, String> {
     if let Ok(Some(status)) = host_push.try_wait() {
         return Err(format!("the host's ffmpeg exited: {status}"));
     }
+    let usage = Usage {
+        server_idle_rss,
+        ..usage_while_playing(server).await?
+    };
 
     // (b) Co-streaming: the fan applies, the host accepts, the fan pushes; the mix plays.
     fan.send(json!({"type": "apply_connect"})).await?;
@@ -392,7 +472,86 @@ async fn measure(args: &Args, server: &Server) -> Result<RunResult, String> {
         close_to_listed: listed_at - closing_at,
         close_to_remuxed: remuxed,
         others_cores: 0.0,
+        usage,
     })
+}
+
+/// The CPU of the server and of its descendants over [`USAGE_WINDOW`], and their resident
+/// memory at its end.
+async fn usage_while_playing(server: &Server) -> Result<Usage, String> {
+    let pid = server.pid().ok_or("the server has no pid")?;
+    let children = || descendants(pid);
+    let ticks = |pids: &[u32]| pids.iter().map(|p| cpu_ticks(*p)).sum::<u64>();
+    let (server_before, children_before) = (cpu_ticks(pid), ticks(&children()));
+    tokio::time::sleep(USAGE_WINDOW).await;
+    let now = children();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let share = |ticks: u64| ticks as f64 / hz / USAGE_WINDOW.as_secs_f64();
+    Ok(Usage {
+        server_cpu: share(cpu_ticks(pid).saturating_sub(server_before)),
+        children_cpu: share(ticks(&now).saturating_sub(children_before)),
+        server_idle_rss: 0,
+        server_rss: rss_kib(pid),
+        children_rss: now.iter().map(|p| rss_kib(*p)).sum(),
+    })
+}
+
+/// A process's user + system CPU ticks (0 once it is gone).
+fn cpu_ticks(pid: u32) -> u64 {
+    stat_fields(pid)
+        .map(|f| {
+            f.iter()
+                .skip(11)
+                .take(2)
+                .filter_map(|v| v.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// The fields of `/proc/PID/stat` after the command name (the state is the first).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+/// Every process below `pid` (children, their children, …).
+fn descendants(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter_map(|p| Some((p, stat_fields(p)?.get(1)?.parse().ok()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut found = vec![pid];
+    let mut at = 0;
+    while at < found.len() {
+        let parent = found[at];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        at += 1;
+    }
+    found.remove(0);
+    found
 }
 
 fn signed_secs(from: Instant, to: Instant) -> f64 {
@@ -431,14 +590,20 @@ fn free_port() -> Result<u16, String> {
 }
 
 impl Server {
-    async fn start(args: &Args, fragment: u64, run: usize) -> Result<Server, String> {
+    async fn start(
+        args: &Args,
+        backend: Backend,
+        fragment: u64,
+        run: usize,
+    ) -> Result<Server, String> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or_default();
         let dir = std::env::temp_dir().join(format!(
-            "media-latency-{}-f{fragment}-r{run}-{nanos}",
-            std::process::id()
+            "media-latency-{}-{}-f{fragment}-r{run}-{nanos}",
+            std::process::id(),
+            backend.name()
         ));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let dir = std::fs::canonicalize(&dir).map_err(|e| e.to_string())?;
@@ -456,7 +621,7 @@ shutdown_grace_secs = 2
 data_dir = "{data}"
 
 [limits]
-login_per_account = 100000
+login_free_failures = 100000
 login_per_ip = 100000
 register_per_ip = 100000
 email_per_address = 100000
@@ -471,19 +636,24 @@ record_delay_secs = 1
 chat_per_window = 100000
 
 [media]
-backend = "rtmp"
+backend = "{backend}"
 
 [media.rtmp]
-manage_nginx = true
+manage_nginx = {nginx}
 rtmp_listen = "127.0.0.1:{rtmp_port}"
 control_port = {control_port}
 hls_fragment_secs = {fragment}
 hls_playlist_secs = 10
 
+[media.builtin]
+rtmp_listen = "127.0.0.1:{rtmp_port}"
+
 [log]
 level = "info"
 "#,
-            data = data.display()
+            data = data.display(),
+            backend = backend.name(),
+            nginx = backend == Backend::Rtmp,
         );
         let config_path = dir.join("roommanager.toml");
         std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
@@ -537,18 +707,23 @@ level = "info"
             server.stop().await;
             return Err(format!("the server did not start:\n{tail}"));
         }
-        // nginx is a child of the server: wait until it takes RTMP connections.
+        // nginx is a child of the server (the builtin listener is the server itself): wait
+        // until RTMP connections are taken.
         let rtmp: SocketAddr = ([127, 0, 0, 1], rtmp_port).into();
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(rtmp).await.is_err() {
             if Instant::now() > deadline {
                 let tail = server.last_lines(10);
                 server.stop().await;
-                return Err(format!("nginx does not listen on {rtmp}:\n{tail}"));
+                return Err(format!("nothing listens for RTMP on {rtmp}:\n{tail}"));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(server)
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
     }
 
     /// The arrival time of the first log line containing `needle` that arrived after `after`.

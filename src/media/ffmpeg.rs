@@ -423,10 +423,13 @@ pub async fn supervise_mixer(
 
 /// Whether the mixer's last words say an input is not there yet rather than broken: nginx-rtmp
 /// refuses to play a stream nobody publishes yet ("No such stream", with `idle_streams off`),
-/// and an input whose video did not arrive within the probe leaves the filter graph's `[N:v]`
-/// matching no stream. Either comes right by itself once the publisher sends.
+/// as the builtin backend's relay does ("404 Not Found"), and an input whose video did not
+/// arrive within the probe leaves the filter graph's `[N:v]` matching no stream. Each comes
+/// right by itself once the publisher sends.
 fn inputs_not_ready(stderr: &str) -> bool {
-    stderr.contains("matches no streams") || stderr.contains("No such stream")
+    ["matches no streams", "No such stream", "404 Not Found"]
+        .iter()
+        .any(|said| stderr.contains(said))
 }
 
 /// Reads a child's stderr to the end; keeps the last few lines for the log.
@@ -470,6 +473,9 @@ mod tests {
         ));
         assert!(inputs_not_ready(
             "Server error: No such stream | rtmp://127.0.0.1:1935/guest/g: Operation not permitted"
+        ));
+        assert!(inputs_not_ready(
+            "http://127.0.0.1:40000/guest/g.flv: Server returned 404 Not Found"
         ));
         assert!(!inputs_not_ready(
             "rtmp://127.0.0.1:1935/live/h: Connection refused"

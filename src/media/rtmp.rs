@@ -29,7 +29,8 @@ use tokio::sync::{watch, Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::builtin::{self, Publishers};
+use super::builtin::relay::{self, Relay};
+use super::builtin::{self, Publishers, Sockets};
 use super::ffmpeg::{self, MixJob};
 use super::nginx::{self, MediaPaths};
 use super::{
@@ -175,8 +176,12 @@ pub struct PushView {
 enum Ingest {
     /// nginx with the RTMP module, deciding through `/hooks/rtmp/…`.
     Nginx,
-    /// RoomManager's own listener (`builtin`), one ffmpeg per stream.
-    Builtin(Arc<Publishers>),
+    /// RoomManager's own listener (`builtin`), one ffmpeg per stream; the mixers read the
+    /// streams from its relay, at this loopback address.
+    Builtin {
+        publishers: Arc<Publishers>,
+        relay: SocketAddr,
+    },
 }
 
 /// What happened to a publish, for the rooms (and the metrics and the log), whichever ingest
@@ -284,14 +289,14 @@ impl RtmpMedia {
         Ok(media)
     }
 
-    /// The `builtin` backend: the same media plane with RoomManager's own RTMP listener on
-    /// `socket` in place of nginx; what it decides goes to `notices`. A missing ffmpeg is
-    /// reported, not fatal.
+    /// The `builtin` backend: the same media plane with RoomManager's own RTMP listener in
+    /// place of nginx, and its relay for the mixers; what it decides goes to `notices`. A
+    /// missing ffmpeg is reported, not fatal.
     #[allow(clippy::too_many_arguments)]
     pub fn start_builtin(
         config: &RtmpConfig,
         listener: &BuiltinConfig,
-        socket: std::net::TcpListener,
+        sockets: Sockets,
         store: Store,
         data_dir: &Path,
         site: &Site,
@@ -300,9 +305,11 @@ impl RtmpMedia {
         shutdown: CancellationToken,
     ) -> std::io::Result<Arc<RtmpMedia>> {
         let paths = MediaPaths::new(data_dir)?;
-        socket.set_nonblocking(true)?;
-        let rtmp_listen = socket.local_addr()?;
+        sockets.rtmp.set_nonblocking(true)?;
+        let rtmp_listen = sockets.rtmp.local_addr()?;
+        let relay_addr = sockets.relay.local_addr()?;
         let publishers = Arc::new(Publishers::default());
+        let relay = Relay::new(listener.queue_bytes);
         let shared = Shared {
             config,
             store,
@@ -313,14 +320,24 @@ impl RtmpMedia {
             shutdown,
         };
         // Nothing calls the hooks on this backend: a secret nobody knows keeps them shut.
-        let ingest = Ingest::Builtin(publishers.clone());
+        let ingest = Ingest::Builtin {
+            publishers: publishers.clone(),
+            relay: relay_addr,
+        };
         let media = RtmpMedia::new(shared, ingest, random_token(40), ffmpeg_problem(config));
+        media.tasks.spawn(relay::serve(
+            sockets.relay,
+            relay.clone(),
+            media.tasks.clone(),
+            media.shutdown.clone(),
+        ));
         let serve = builtin::serve(
-            socket,
+            sockets.rtmp,
             builtin::Listener {
                 config: listener.clone(),
                 media: media.clone(),
                 publishers,
+                relay,
                 notices,
                 tasks: media.tasks.clone(),
                 shutdown: media.shutdown.clone(),
@@ -457,6 +474,12 @@ impl RtmpMedia {
             }
         }
         self.accept_publish(publish, &event, tag)
+    }
+
+    /// Whether `publish` names a stream a room asked for, in its application, with its current
+    /// code (what [`Self::authorize_publish`] checks first), without accepting it.
+    pub fn would_accept(&self, publish: &Publish) -> bool {
+        checked_publish(&self.streams(), publish).is_ok()
     }
 
     /// The last step of [`Self::authorize_publish`], after its store work: the stream may have
@@ -801,7 +824,7 @@ impl RtmpMedia {
     /// Drops whoever publishes `live` (nginx's control endpoint, or the builtin listener's
     /// connection), e.g. when the room stops.
     async fn drop_publisher(&self, app: &str, name: &str) -> Result<(), MediaError> {
-        if let Ingest::Builtin(publishers) = &self.ingest {
+        if let Ingest::Builtin { publishers, .. } = &self.ingest {
             publishers.drop_publisher(name);
             return Ok(());
         }
@@ -1264,20 +1287,21 @@ impl MediaPlane for RtmpMedia {
         if let Some(problem) = &self.problem {
             return Err(MediaError::Unavailable(problem.clone()));
         }
-        if matches!(self.ingest, Ingest::Builtin(_)) {
-            return Err(MediaError::Unavailable(
-                "co-streaming is not available on the builtin media backend yet".to_owned(),
-            ));
-        }
         let code = self
             .streams()
             .get(&spec.mixed.0)
             .map(|s| s.code.clone())
             .ok_or_else(|| MediaError::Refused(format!("unknown mixed stream {}", spec.mixed)))?;
+        // Inputs from nginx over RTMP, or from the builtin listener's relay as HTTP-FLV; the
+        // mix is pushed back to either over RTMP like any publish.
+        let input = |kind: StreamKind, live: &LiveId| match &self.ingest {
+            Ingest::Nginx => format!("{}/{}/{live}", self.local_rtmp, kind.app()),
+            Ingest::Builtin { relay, .. } => format!("http://{relay}/{}/{live}.flv", kind.app()),
+        };
         let job = MixJob {
             ffmpeg: self.config.ffmpeg_binary.clone(),
-            host_url: format!("{}/live/{}", self.local_rtmp, spec.host),
-            guest_url: format!("{}/guest/{}", self.local_rtmp, spec.guest),
+            host_url: input(StreamKind::Host, &spec.host),
+            guest_url: input(StreamKind::Guest, &spec.guest),
             output_url: format!("{}/mix/{}?code={code}", self.local_rtmp, spec.mixed),
         };
         let stop = self.shutdown.child_token();

@@ -39,6 +39,7 @@ mod lifecycle;
 mod mail;
 mod mail_lang;
 mod media_builtin;
+mod media_builtin_mix;
 mod media_http;
 mod media_rtmp;
 mod metrics;

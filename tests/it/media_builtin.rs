@@ -26,12 +26,12 @@ use crate::session_end::download;
 const PICTURE: &str = "testsrc=size=320x180:rate=30";
 
 /// ffmpeg and ffprobe only: this backend needs no nginx.
-fn tools_present() -> bool {
+pub(crate) fn tools_present() -> bool {
     tools::require(&[Tool::Ffmpeg, Tool::Ffprobe])
 }
 
 /// The builtin backend on an ephemeral loopback port.
-fn builtin(c: &mut Config) {
+pub(crate) fn builtin(c: &mut Config) {
     relaxed(c);
     c.media.backend = MediaBackend::Builtin;
     c.media.builtin.rtmp_listen = ([127, 0, 0, 1], 0).into();
@@ -269,6 +269,57 @@ async fn a_second_publisher_on_a_key_is_refused_and_one_ffmpeg_runs() {
     );
     host.expect_none("on_air", Duration::from_millis(500)).await;
     first.kill().await.unwrap();
+}
+
+/// The default backend's start-up lines name its own listener's port for OBS (not nginx's).
+#[test]
+fn the_start_banner_names_the_builtin_listener() {
+    let data = tempfile::tempdir().unwrap();
+    let (builtin_port, nginx_port) = (crate::common::spare_port(), crate::common::spare_port());
+    let config = format!(
+        "[media.builtin]\nrtmp_listen = \"127.0.0.1:{builtin_port}\"\n\
+         [media.rtmp]\nmanage_nginx = false\nrtmp_listen = \"127.0.0.1:{nginx_port}\"\n\
+         [media]\nbackend = \"builtin\"\n"
+    );
+    let mut process = Process::serve(data.path(), &config);
+    let banner = process.wait_for_line("OBS and ffmpeg push to");
+    assert_eq!(
+        banner.as_deref().and_then(|l| l.split("push to ").nth(1)),
+        Some(format!("rtmp://127.0.0.1:{builtin_port}/live").as_str()),
+        "{:?}",
+        process.log
+    );
+}
+
+#[tokio::test]
+async fn a_silent_publisher_is_taken_over_by_a_publish_with_the_code() {
+    if !tools_present() {
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    // Idle publishers are kept long: only the takeover can free the stream in time.
+    let server = TestServer::start_with(|c| {
+        builtin(c);
+        c.media.builtin.idle_secs = 120;
+    })
+    .await;
+    let (_, token) = verified_user(&server, "halfdead").await;
+    let (mut host, push_url, watch_url) = go_live(&server.base, &token).await;
+    let stream_key = push_url.rsplit('/').next().unwrap();
+    let mut silent = RawRtmp::connect(&rtmp_address(&push_url)).await;
+    silent.publish(stream_key).await;
+    assert_eq!(host.expect("on_air").await["on_air"], true);
+    // The policy's silence (2 s) has to pass; nothing to wait for but time.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (base, _) = push_url.split_once("?code=").unwrap();
+    assert_refused(&server, &format!("{base}?code=wrong"), "already publishing").await;
+    let mut ffmpeg = push(&push_url, 60, 320, 180, 440);
+    assert_eq!(host.expect("on_air").await["on_air"], false);
+    assert_eq!(host.expect("on_air").await["on_air"], true);
+    assert!(silent.closed().await, "the silent publisher is dropped");
+    wait_for_picture(&server, &watch_url, scratch.path(), (320, 180)).await;
+    assert_eq!(writers(&server).len(), 1, "{:?}", writers(&server));
+    ffmpeg.kill().await.unwrap();
 }
 
 #[tokio::test]

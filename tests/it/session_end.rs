@@ -11,7 +11,8 @@ use reqwest::StatusCode;
 use roommanager::media::scripted::{Behaviour, Call, Gate};
 use roommanager::media::MediaError;
 use roommanager::model::Record;
-use serde_json::json;
+use serde_json::{json, Value};
+use tokio::process::Child;
 
 use crate::accounts::{relaxed, verified_user};
 use crate::common::ws::WsClient;
@@ -183,8 +184,60 @@ async fn rtmp_server() -> TestServer {
     .await
 }
 
+/// `token`'s host goes live with `title` and pushes a 640x360 test pattern for `seconds`,
+/// until the watch URL plays it: the host's socket, the room, the watch URL and the push.
+pub(crate) async fn live_with_picture(
+    server: &TestServer,
+    token: &str,
+    title: &str,
+    seconds: u64,
+    dir: &Path,
+) -> (WsClient, u64, String, Child) {
+    let mut host = WsClient::connect(&server.base, token).await;
+    host.send(json!({"type": "start_live", "title": title}))
+        .await;
+    let started = host.expect("live_started").await;
+    let room = started["room_id"].as_u64().unwrap();
+    let watch = started["watch_url"].as_str().unwrap().to_owned();
+    let push = push(
+        started["push_url"].as_str().unwrap(),
+        seconds,
+        640,
+        360,
+        440,
+    );
+    wait_for_picture(server, &watch, dir, (640, 360)).await;
+    (host, room, watch, push)
+}
+
+/// The fan (`fan_id`, in the host's room) applies and the host accepts: the fan's
+/// `connect_started`, with the guest's push URL and the mix's watch URL.
+pub(crate) async fn on_stage(host: &mut WsClient, fan: &mut WsClient, fan_id: u64) -> Value {
+    fan.send(json!({"type": "apply_connect"})).await;
+    host.expect("connect_request").await;
+    host.send(json!({"type": "answer_connect", "user_id": fan_id, "accept": true}))
+        .await;
+    fan.expect("connect_started").await
+}
+
+/// Downloads `record` into `file` and checks it lasts `seconds` (within 2 s): its length.
+pub(crate) async fn recorded_for(
+    server: &TestServer,
+    record: &Record,
+    file: &Path,
+    seconds: u64,
+) -> f64 {
+    download(server, &record.url, file).await;
+    let duration: f64 = probe(file, &[], "format=duration").parse().unwrap();
+    assert!(
+        (duration - seconds as f64).abs() <= 2.0,
+        "{duration:.1} s recorded for {seconds} s pushed: {record:?}"
+    );
+    duration
+}
+
 /// The records, once there are `n`; a recording may be re-encoded, so this waits up to 2 min.
-async fn recorded(server: &TestServer, n: usize) -> Vec<Record> {
+pub(crate) async fn recorded(server: &TestServer, n: usize) -> Vec<Record> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let records = server.app().store.records().expect("the store answers");
@@ -321,29 +374,13 @@ async fn a_co_streamed_session_is_recorded_as_viewers_saw_it() {
     let server = rtmp_server().await;
     let (_, host_token) = verified_user(&server, "mixhost").await;
     let (fan_id, fan_token) = verified_user(&server, "mixfan").await;
-    let mut host = WsClient::connect(&server.base, &host_token).await;
-    host.send(json!({"type": "start_live", "title": "Duet"}))
-        .await;
-    let started = host.expect("live_started").await;
-    let room = started["room_id"].as_u64().unwrap();
-    let host_watch = started["watch_url"].as_str().unwrap().to_owned();
-    let mut host_push = push(
-        started["push_url"].as_str().unwrap(),
-        HOST_SECS,
-        640,
-        360,
-        440,
-    );
-    wait_for_picture(&server, &host_watch, scratch.path(), (640, 360)).await;
+    let (mut host, room, _, mut host_push) =
+        live_with_picture(&server, &host_token, "Duet", HOST_SECS, scratch.path()).await;
 
     // The fan co-streams a red picture until its push ends; then the co-stream ends.
     let mut fan = WsClient::connect(&server.base, &fan_token).await;
     join(&mut fan, room).await;
-    fan.send(json!({"type": "apply_connect"})).await;
-    host.expect("connect_request").await;
-    host.send(json!({"type": "answer_connect", "user_id": fan_id, "accept": true}))
-        .await;
-    let connect = fan.expect("connect_started").await;
+    let connect = on_stage(&mut host, &mut fan, fan_id).await;
     let mixed_watch = connect["watch_url"].as_str().unwrap().to_owned();
     let mut guest_push = push_picture(
         connect["push_url"].as_str().unwrap(),
@@ -373,12 +410,7 @@ async fn a_co_streamed_session_is_recorded_as_viewers_saw_it() {
     };
     let to = span.to.expect("the co-stream's end is noted");
     let mp4 = scratch.path().join("duet.mp4");
-    download(&server, &record.url, &mp4).await;
-    let duration: f64 = probe(&mp4, &[], "format=duration").parse().unwrap();
-    assert!(
-        (duration - HOST_SECS as f64).abs() <= 2.0,
-        "{duration:.1} s recorded for a {HOST_SECS} s session"
-    );
+    let duration = recorded_for(&server, &record, &mp4, HOST_SECS).await;
     assert_eq!(
         probe(&mp4, &["-select_streams", "v:0"], "stream=width,height"),
         "1280,360",

@@ -13,15 +13,22 @@
 //! Two publishers on one stream: the first keeps it, the second is refused (`already
 //! publishing`, as nginx-rtmp refuses it), so exactly one ffmpeg writes a stream. A publisher
 //! that is ending (its connection closed, its ffmpeg finishing) is waited for instead, so a
-//! quick reconnect is not refused.
+//! quick reconnect is not refused; one that has sent no media for [`TAKEOVER_SILENCE_MS`] is
+//! dropped for a new publish with the stream's code (a half-dead connection would otherwise
+//! hold the stream until the idle timeout).
+//!
+//! Each stream is also offered to the co-stream mixers over the loopback relay (`relay.rs`).
 
 mod amf;
 mod chunk;
 mod flv;
+mod queue;
+pub mod relay;
 mod writer;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +42,7 @@ use tokio_util::task::TaskTracker;
 use self::amf::Value;
 use self::chunk::{ChunkError, Decoder, Message};
 use self::flv::Tracks;
+use self::relay::{Published, Relay};
 use self::writer::{Target, Writer, WriterError};
 use super::rtmp::{Publish, PublishNotice, RtmpMedia, StreamEvent, StreamKind};
 use crate::config::BuiltinConfig;
@@ -57,6 +65,10 @@ const ENDING_WAIT: Duration = Duration::from_secs(5);
 /// Media buffered before the FLV header can be written, while it is not known yet whether
 /// both audio and video come: this many milliseconds of stream at most.
 const TRACKS_WAIT_MS: u32 = 1000;
+/// A publisher that has sent no media for this long is taken for half dead (its connection
+/// still open, nothing coming): a new publish with the stream's code takes over from it
+/// instead of being refused until `media.builtin.idle_secs` drops it.
+const TAKEOVER_SILENCE_MS: u64 = 2000;
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +110,8 @@ struct Slot {
     drop: CancellationToken,
     /// Cancelled once its ffmpeg finished and the slot is free.
     gone: CancellationToken,
+    /// When it last sent media (unix milliseconds; its acceptance before the first).
+    last_media: Arc<AtomicU64>,
 }
 
 impl Publishers {
@@ -115,20 +129,42 @@ impl Publishers {
         stream: &str,
         client: &str,
         drop: &CancellationToken,
+        last_media: &Arc<AtomicU64>,
     ) -> Result<(), Option<CancellationToken>> {
         let mut slots = self.slots();
         if let Some(slot) = slots.get(stream) {
             return Err(slot.drop.is_cancelled().then(|| slot.gone.clone()));
         }
+        last_media.store(unix_millis(), Ordering::Relaxed);
         slots.insert(
             stream.to_owned(),
             Slot {
                 client: client.to_owned(),
                 drop: drop.clone(),
                 gone: CancellationToken::new(),
+                last_media: last_media.clone(),
             },
         );
         Ok(())
+    }
+
+    /// Drops the publisher of `stream` if it sent no media for [`TAKEOVER_SILENCE_MS`]: the
+    /// token of its end, once its ffmpeg finished.
+    fn drop_if_silent(&self, stream: &str) -> Option<CancellationToken> {
+        let slots = self.slots();
+        let slot = slots.get(stream)?;
+        let silent = unix_millis().saturating_sub(slot.last_media.load(Ordering::Relaxed));
+        if silent < TAKEOVER_SILENCE_MS {
+            return None;
+        }
+        tracing::info!(
+            stream,
+            client = slot.client,
+            silent_ms = silent,
+            "a silent publisher is replaced by a new publish"
+        );
+        slot.drop.cancel();
+        Some(slot.gone.clone())
     }
 
     fn release(&self, stream: &str, client: &str) {
@@ -152,11 +188,20 @@ impl Publishers {
     }
 }
 
+/// The builtin backend's two listening sockets: RTMP for publishers, and the loopback relay
+/// the mixers read from.
+pub struct Sockets {
+    pub rtmp: std::net::TcpListener,
+    pub relay: std::net::TcpListener,
+}
+
 /// What the listener needs.
 pub struct Listener {
     pub config: BuiltinConfig,
     pub media: Arc<RtmpMedia>,
     pub publishers: Arc<Publishers>,
+    /// The streams offered to the mixers.
+    pub relay: Arc<Relay>,
     pub notices: UnboundedSender<PublishNotice>,
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
@@ -234,6 +279,12 @@ pub async fn serve(socket: std::net::TcpListener, listener: Listener) {
             tracing::debug!(%peer, "RTMP connection refused: media.builtin connection caps");
             continue;
         };
+        // The replies to `connect` are several small writes: with Nagle's algorithm each
+        // waits for the peer's delayed acknowledgement, and the publish starts tens of
+        // milliseconds later (as nginx does, no delay).
+        if let Err(e) = socket.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+        }
         next_client += 1;
         let session = Session {
             listener: listener.clone(),
@@ -247,6 +298,7 @@ pub async fn serve(socket: std::net::TcpListener, listener: Listener) {
             window: 0,
             app: String::new(),
             carried: false,
+            last_media: Arc::new(AtomicU64::new(0)),
         };
         listener.tasks.spawn(async move {
             let _admitted = admitted;
@@ -273,6 +325,8 @@ struct Session {
     app: String,
     /// Whether a publish was accepted (and its media carried).
     carried: bool,
+    /// When its publish last carried media (unix milliseconds), for a takeover.
+    last_media: Arc<AtomicU64>,
 }
 
 /// An accepted publish, until it ends; ending it (also by a panic) takes the stream off air
@@ -553,12 +607,25 @@ impl Session {
     ) -> Result<(StreamEvent, OnAir), &'static str> {
         let listener = &self.listener;
         let publishers = &listener.publishers;
-        if let Err(ending) = publishers.claim(&request.name, &self.client, &self.drop) {
-            let gone = ending.ok_or("already publishing")?;
+        let publish = Publish {
+            app: self.app.clone(),
+            name: request.name.clone(),
+            code: request.code.clone(),
+            addr: self.peer.ip().to_string(),
+            client: self.client.clone(),
+        };
+        let claim = || publishers.claim(&request.name, &self.client, &self.drop, &self.last_media);
+        if let Err(ending) = claim() {
+            let gone = match ending {
+                Some(gone) => gone,
+                // Only a publisher that could publish anyway may knock a silent one off.
+                None if listener.media.would_accept(&publish) => publishers
+                    .drop_if_silent(&request.name)
+                    .ok_or("already publishing")?,
+                None => return Err("already publishing"),
+            };
             let _ = tokio::time::timeout(ENDING_WAIT, gone.cancelled()).await;
-            publishers
-                .claim(&request.name, &self.client, &self.drop)
-                .map_err(|_| "already publishing")?;
+            claim().map_err(|_| "already publishing")?;
         }
         let mut on_air = OnAir {
             listener: listener.clone(),
@@ -566,13 +633,6 @@ impl Session {
             client: self.client.clone(),
             // Not on air yet: a refusal frees the stream and takes nothing off air.
             ended: true,
-        };
-        let publish = Publish {
-            app: self.app.clone(),
-            name: request.name.clone(),
-            code: request.code.clone(),
-            addr: self.peer.ip().to_string(),
-            client: self.client.clone(),
         };
         let media = listener.media.clone();
         let verdict = tokio::task::spawn_blocking(move || media.authorize_publish(&publish))
@@ -598,6 +658,8 @@ impl Session {
         let mut pending: Vec<(u8, u32, Vec<u8>)> = Vec::new();
         let mut pending_bytes = 0usize;
         let mut tracks: Option<Tracks> = None;
+        // The stream as the mixers read it; gone (their connections ended) when this returns.
+        let mut published: Option<Published> = None;
         let mut seen = Tracks {
             audio: false,
             video: false,
@@ -611,6 +673,7 @@ impl Session {
                     }
                     seen.audio |= message.type_id == flv::AUDIO;
                     seen.video |= message.type_id == flv::VIDEO;
+                    self.last_media.store(unix_millis(), Ordering::Relaxed);
                     (message.type_id, message.payload)
                 }
                 15 | flv::DATA => {
@@ -651,22 +714,26 @@ impl Session {
             let Some(tracks) = tracks.filter(|t| t.audio || t.video) else {
                 continue;
             };
-            if writer.is_none() {
+            if published.is_none() {
                 *writer = self.start_writer(event, tracks)?;
+                let relay = &self.listener.relay;
+                published = Some(relay.publish(&self.app, &event.live_id.0, tracks));
             }
-            if let Some(writer) = writer.as_ref() {
-                for (type_id, stamp, payload) in pending.drain(..) {
-                    writer.send(flv::tag(type_id, stamp, &payload))?;
+            for (type_id, stamp, payload) in pending.drain(..) {
+                let tag: Arc<[u8]> = flv::tag(type_id, stamp, &payload).into();
+                if let Some(writer) = writer.as_ref() {
+                    writer.send(tag.clone())?;
                 }
-            } else {
-                pending.clear();
+                if let Some(published) = &published {
+                    published.tag(type_id, &payload, &tag);
+                }
             }
             pending_bytes = 0;
         }
     }
 
-    /// The stream's ffmpeg with the FLV header sent; none for a guest's stream (only a mixer
-    /// would read it, and there is none on this backend yet).
+    /// The stream's ffmpeg with the FLV header sent; none for a guest's stream (only its
+    /// co-stream's mixer reads it, from the relay).
     fn start_writer(
         &self,
         event: &StreamEvent,
@@ -687,7 +754,7 @@ impl Session {
             &target,
             self.listener.config.queue_bytes,
         )?;
-        writer.send(flv::header(tracks))?;
+        writer.send(flv::header(tracks).into())?;
         Ok(Some(writer))
     }
 }
@@ -738,4 +805,10 @@ fn be_u32(b: &[u8]) -> u32 {
         [w, x, y, z, ..] => u32::from_be_bytes([*w, *x, *y, *z]),
         _ => 0,
     }
+}
+
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

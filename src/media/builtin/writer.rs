@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
+
+use super::queue::{self, Refused};
 
 use crate::config::RtmpConfig;
 use crate::media::nginx::MediaPaths;
@@ -33,8 +34,7 @@ pub struct Target<'a> {
 
 /// The running ffmpeg of a publish: what is sent to it, and the task that feeds it.
 pub struct Writer {
-    feed: mpsc::UnboundedSender<(Vec<u8>, OwnedSemaphorePermit)>,
-    room: Arc<Semaphore>,
+    feed: queue::Sender<Arc<[u8]>>,
     done: JoinHandle<()>,
     /// The recording it writes.
     flv: PathBuf,
@@ -98,7 +98,7 @@ impl Writer {
             .stdin
             .take()
             .ok_or_else(|| WriterError::Start(std::io::Error::other("no stdin")))?;
-        let (feed, mut queued) = mpsc::unbounded_channel::<(Vec<u8>, OwnedSemaphorePermit)>();
+        let (feed, mut queued) = queue::bounded::<Arc<[u8]>>(queue_bytes);
         let stream = target.stream.to_owned();
         let done = tokio::spawn(async move {
             while let Some((bytes, _permit)) = queued.recv().await {
@@ -117,25 +117,15 @@ impl Writer {
                 }
             }
         });
-        Ok(Writer {
-            feed,
-            room: Arc::new(Semaphore::new(queue_bytes)),
-            done,
-            flv,
-        })
+        Ok(Writer { feed, done, flv })
     }
 
     /// Queues `bytes` for ffmpeg, unless it is too far behind or gone.
-    pub fn send(&self, bytes: Vec<u8>) -> Result<(), WriterError> {
-        let size = u32::try_from(bytes.len()).map_err(|_| WriterError::Behind)?;
-        let permit = self
-            .room
-            .clone()
-            .try_acquire_many_owned(size)
-            .map_err(|_| WriterError::Behind)?;
-        self.feed
-            .send((bytes, permit))
-            .map_err(|_| WriterError::Stopped)
+    pub fn send(&self, bytes: Arc<[u8]>) -> Result<(), WriterError> {
+        self.feed.send(bytes).map_err(|refused| match refused {
+            Refused::Full => WriterError::Behind,
+            Refused::Closed => WriterError::Stopped,
+        })
     }
 
     /// Ends the input and waits for ffmpeg to finish (at most [`FINISH_GRACE`], then it is

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roommanager::app::App;
-use roommanager::config::Config;
+use roommanager::config::{Config, MediaBackend};
 use roommanager::media::MediaPlane;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -113,7 +113,10 @@ impl TestServer {
         let mut config = Config::default();
         config.storage.data_dir = data.path().to_owned();
         config.server.shutdown_grace_secs = 2;
-        // Tests that want real video turn nginx on; the others must not start one each.
+        // The rtmp backend without nginx, as before `builtin` became the default: what the
+        // tests that do not choose a backend test. Tests that want real video turn nginx on
+        // (or choose `builtin`); the others must not start one each.
+        config.media.backend = MediaBackend::Rtmp;
         config.media.rtmp.manage_nginx = false;
         config.media.rtmp.rtmp_listen = ([127, 0, 0, 1], spare_port()).into();
         config.media.rtmp.control_port = spare_port();
@@ -214,8 +217,9 @@ pub struct Process {
 impl Process {
     /// Starts `roommanager serve` on 127.0.0.1:0 with `data_dir` and a config file holding
     /// `config` (TOML), and waits until it says where it listens. Unless `config` has a
-    /// `[media.rtmp]` table of its own, nginx is not started: a test never takes the default
-    /// RTMP and control ports of the machine.
+    /// `[media]` table of its own, the backend is `rtmp` (as in [`TestServer`]); unless it has
+    /// a `[media.rtmp]` table, nginx is not started: a test never takes the default RTMP and
+    /// control ports of the machine.
     pub fn serve(data_dir: &Path, config: &str) -> Process {
         Self::serve_with_env(data_dir, config, &[])
     }
@@ -229,6 +233,9 @@ impl Process {
     ) -> Process {
         let config_dir = tempfile::tempdir().expect("temp dir");
         let mut text = config.to_owned();
+        if !text.contains("[media]") {
+            text.push_str("\n[media]\nbackend = \"rtmp\"\n");
+        }
         if !text.contains("[media.rtmp]") {
             text.push_str("\n[media.rtmp]\nmanage_nginx = false\n");
         }
