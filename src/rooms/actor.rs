@@ -21,7 +21,9 @@ use super::coalesce::Coalescer;
 use super::protocol::{
     ClientMessage, DanmakuView, Frame, Person, RoomPhase, ServerMessage, TopGiver,
 };
-use super::{ClientId, ClientLink, Command, Envelope, Member, RoomSummary, RoomsError, Shared};
+use super::{
+    ClientId, ClientLink, Command, Envelope, Member, Queued, RoomSummary, RoomsError, Shared,
+};
 use crate::files::ImageKind;
 use crate::media::{complete_push_url, LiveId, MediaError, MixLayout, StreamCredentials};
 use crate::model::{LiveSession, Room, User, UserId, UserKind};
@@ -470,12 +472,17 @@ impl RoomActor {
     /// Hands `frame` to every member; members whose queue is full are dropped, never waited
     /// for.
     fn fan_out(&mut self, frame: Frame) {
-        let slow: Vec<ClientId> = self
-            .members
-            .iter()
-            .filter(|(_, m)| !m.link.send(frame.clone()))
-            .map(|(id, _)| *id)
-            .collect();
+        let mut behind = false;
+        let mut slow = Vec::new();
+        for (id, member) in &self.members {
+            match member.link.queue(frame.clone()) {
+                Queued::CaughtUp => {}
+                Queued::Behind => behind = true,
+                Queued::Refused => slow.push(*id),
+            }
+        }
+        // Members still holding earlier frames: the room sends faster than they take them.
+        self.coalescer.set_busy(behind);
         self.drop_slow(slow);
     }
 

@@ -1,8 +1,9 @@
 //! Merging a busy room's broadcast events into one frame (as Bilibili's goim does): when events
-//! come faster than one per tick, those of a tick go out together, one frame holding a JSON
-//! array of the messages, built once and shared by every member. Each member's writer then wakes
-//! and writes once per tick instead of once per event. A quiet room (an event less often than
-//! once a tick) sends every event at once, as a single object.
+//! come faster than one per tick and members have not yet taken the frames before (the room is
+//! under load), those of a tick go out together, one frame holding a JSON array of the
+//! messages, built once and shared by every member. Each member's writer then wakes and writes
+//! once per tick instead of once per event. Otherwise every event goes out at once, as a single
+//! object: a room whose members keep up pays no tick of latency, however often it chats.
 //!
 //! The room decides when the batch must go out before its tick (a member joins or leaves, a
 //! member gets a message of its own); this type only keeps the batch.
@@ -20,6 +21,8 @@ pub struct Coalescer {
     tick: Duration,
     /// When the last frame went out.
     last_sent: Option<Instant>,
+    /// Whether some member still held earlier frames when the last frame was handed out.
+    busy: bool,
     /// `MAX_HEADER` bytes left for the frame's header, `[`, then the messages separated by
     /// commas; unallocated while empty.
     batch: Vec<u8>,
@@ -31,6 +34,7 @@ impl Coalescer {
         Coalescer {
             tick,
             last_sent: None,
+            busy: false,
             batch: Vec::new(),
             messages: 0,
         }
@@ -39,9 +43,10 @@ impl Coalescer {
     /// The frame to send now for `message`; `None` when it joined the batch, which goes out at
     /// [`Coalescer::due`] (or earlier through [`Coalescer::take`]).
     pub fn offer(&mut self, message: &ServerMessage, now: Instant) -> Option<Frame> {
-        let quiet = self
-            .last_sent
-            .is_none_or(|last| now.saturating_duration_since(last) >= self.tick);
+        let quiet = !self.busy
+            || self
+                .last_sent
+                .is_none_or(|last| now.saturating_duration_since(last) >= self.tick);
         if self.messages == 0 && quiet {
             self.last_sent = Some(now);
             return Some(message.frame());
@@ -58,6 +63,11 @@ impl Coalescer {
             return self.take(now);
         }
         None
+    }
+
+    /// Notes whether the frame just handed out found members still holding earlier ones.
+    pub fn set_busy(&mut self, busy: bool) {
+        self.busy = busy;
     }
 
     /// When the batch is due, if there is one: a tick after the previous frame, so a busy room
@@ -105,6 +115,7 @@ mod tests {
             .offer(&audience(1), t0)
             .expect("the first event goes at once");
         assert_eq!(text(&first), r#"{"type":"audience","count":1}"#);
+        c.set_busy(true);
         assert!(c.offer(&audience(2), t0 + tick / 4).is_none());
         assert!(c.offer(&audience(3), t0 + tick / 2).is_none());
         assert_eq!(c.due(), Some(t0 + tick));
@@ -123,8 +134,26 @@ mod tests {
     }
 
     #[test]
+    fn members_that_keep_up_get_every_event_at_once_however_often() {
+        let tick = Duration::from_millis(20);
+        let mut c = Coalescer::new(tick);
+        let t0 = Instant::now();
+        for n in 0..10 {
+            assert!(c.offer(&audience(n), t0 + tick / 10 * n as u32).is_some());
+            c.set_busy(false);
+        }
+        assert_eq!(c.due(), None);
+        c.set_busy(true);
+        assert!(
+            c.offer(&audience(10), t0 + tick).is_none(),
+            "behind: merged"
+        );
+    }
+
+    #[test]
     fn a_zero_tick_never_merges() {
         let mut c = Coalescer::new(Duration::ZERO);
+        c.set_busy(true);
         let t0 = Instant::now();
         for n in 0..10 {
             assert!(c.offer(&audience(n), t0).is_some());
@@ -137,6 +166,7 @@ mod tests {
         let mut c = Coalescer::new(Duration::from_millis(50));
         let t0 = Instant::now();
         assert!(c.offer(&audience(0), t0).is_some());
+        c.set_busy(true);
         let mut sent = None;
         for n in 1..10_000 {
             if let Some(frame) = c.offer(&audience(n), t0) {

@@ -86,6 +86,17 @@ struct Link {
     reason: OnceLock<(u16, String)>,
 }
 
+/// What became of a frame handed to [`ClientLink::queue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// First in an empty queue: the client had taken every frame before it.
+    CaughtUp,
+    /// Behind frames the client has not taken yet.
+    Behind,
+    /// Not queued: the queue is full or the client is closing.
+    Refused,
+}
+
 /// The receiving end of a [`ClientLink`]: the connection's writer.
 pub struct FrameQueue(Arc<Link>);
 
@@ -105,13 +116,18 @@ impl ClientLink {
     /// Queues a frame. `false` when the client's queue is full or the client is closing: the
     /// caller drops the client rather than wait for it.
     pub fn send(&self, frame: Frame) -> bool {
+        self.queue(frame) != Queued::Refused
+    }
+
+    /// Queues a frame and says whether the client had taken everything before it.
+    pub fn queue(&self, frame: Frame) -> Queued {
         if self.0.reason.get().is_some() {
-            return false;
+            return Queued::Refused;
         }
         let was_empty = {
             let mut frames = self.0.frames();
             if frames.len() >= self.0.capacity {
-                return false;
+                return Queued::Refused;
             }
             frames.push_back(frame);
             frames.len() == 1
@@ -120,8 +136,10 @@ impl ClientLink {
         // of a wait needs to wake it.
         if was_empty {
             self.0.queued.notify_one();
+            Queued::CaughtUp
+        } else {
+            Queued::Behind
         }
-        true
     }
 
     /// Asks the connection to close, telling the client why: code 1008 for a client that
