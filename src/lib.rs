@@ -10,6 +10,7 @@
 //! - [`i18n`]: the interface's languages (en, zh-CN), the reader's choice, the catalogues of
 //!   page strings and error messages; used by the web layer only.
 //! - [`text`]: the characters that disguise text people show each other (names, danmaku).
+//! - [`gzip`]: gzip in memory, for answers kept compressed (the rooms listing, text assets).
 //! - [`mail`]: the mail queue's delivery loop and its transports (outbox folder, SMTP).
 //! - [`files`]: uploaded images — checked, re-encoded, stored, served.
 //! - [`downloads`]: the files admins offer on the downloads page — streamed to disk, hashed,
@@ -38,6 +39,7 @@ pub mod config;
 pub mod connections;
 pub mod downloads;
 pub mod files;
+pub mod gzip;
 pub mod i18n;
 pub mod limits;
 pub mod mail;

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{GiftConfig, RoomsConfig};
+use crate::gzip::{gzip, Compression};
 use crate::media::{LiveId, MediaPlane};
 use crate::model::{
     AuditEntry, Ban, BanScope, LiveSession, LiveSessionId, Room, RoomId, UserId, UserKind,
@@ -293,20 +294,13 @@ pub struct LiveListing {
 
 impl LiveListing {
     fn of(rooms: &[RoomSummary]) -> LiveListing {
-        use std::io::Write;
         #[derive(serde::Serialize)]
         struct Listing<'a> {
             rooms: &'a [RoomSummary],
         }
         let json = serde_json::to_vec(&Listing { rooms })
             .expect("a summary is strings and numbers, which always serialize");
-        let mut gzip = flate2::write::GzEncoder::new(
-            Vec::with_capacity(json.len() / 4),
-            flate2::Compression::fast(),
-        );
-        gzip.write_all(&json)
-            .expect("compressing into memory cannot fail");
-        let gzip = gzip.finish().expect("compressing into memory cannot fail");
+        let gzip = gzip(&json, Compression::fast());
         LiveListing {
             json: json.into(),
             gzip: gzip.into(),

@@ -7,8 +7,7 @@
 //! `..` and other path tricks simply find nothing.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -18,6 +17,7 @@ use super::accepts_gzip;
 use super::error::{respond, ApiError};
 use super::hex;
 use super::path::ApiPath;
+use crate::gzip::{gzip, Compression};
 
 #[derive(RustEmbed)]
 #[folder = "assets/"]
@@ -31,7 +31,7 @@ const GZIP_FROM_BYTES: usize = 1024;
 
 /// The gzipped text assets, by path, made at their first request. The table holds at most one
 /// entry per embedded file, so it cannot grow beyond the binary's own assets.
-static GZIPPED: Mutex<Option<HashMap<String, Arc<[u8]>>>> = Mutex::new(None);
+static GZIPPED: LazyLock<Mutex<HashMap<String, Arc<[u8]>>>> = LazyLock::new(Mutex::default);
 
 pub async fn asset(ApiPath(path): ApiPath<String>, uri: Uri, headers: HeaderMap) -> Response {
     let Some(file) = Assets::get(&path) else {
@@ -100,23 +100,9 @@ fn gzipped(path: &str, data: &[u8]) -> Arc<[u8]> {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     };
-    if let Some(body) = table().get_or_insert_with(HashMap::new).get(path) {
+    if let Some(body) = table().get(path) {
         return body.clone();
     }
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(data.len() / 3),
-        flate2::Compression::default(),
-    );
-    encoder
-        .write_all(data)
-        .expect("compressing into memory cannot fail");
-    let body: Arc<[u8]> = encoder
-        .finish()
-        .expect("compressing into memory cannot fail")
-        .into();
-    table()
-        .get_or_insert_with(HashMap::new)
-        .entry(path.to_owned())
-        .or_insert(body)
-        .clone()
+    let body: Arc<[u8]> = gzip(data, Compression::default()).into();
+    table().entry(path.to_owned()).or_insert(body).clone()
 }
