@@ -15,7 +15,9 @@ use crate::accounts::verified_user;
 use crate::common::ws::WsClient;
 use crate::common::{spare_port, wait_for, TestServer};
 use crate::media_builtin::{builtin, tools_present};
-use crate::media_rtmp::{live_and_pushing, probe, processes_mentioning, push, wait_for_picture};
+use crate::media_rtmp::{
+    guest_ends_co_stream, live_and_pushing, probe, processes_mentioning, push, wait_for_picture,
+};
 use crate::rooms::join;
 use crate::session_end::{live_with_picture, on_stage, recorded, recorded_for};
 
@@ -70,13 +72,7 @@ async fn a_co_stream_of_two_builtin_pushes_is_mixed_and_recorded() {
         .await;
     wait_for_picture(&server, &mixed_watch, scratch.path(), (1280, 720)).await;
 
-    viewer.send(json!({"type": "end_connect"})).await;
-    assert_eq!(
-        host.expect("connect_ended").await["watch_url"],
-        host_watch.as_str()
-    );
-    host.expect_where("watch_url", |m| m["watch_url"] == host_watch.as_str())
-        .await;
+    guest_ends_co_stream(&mut host, &mut viewer, &host_watch).await;
     // The guest's push is dropped with the co-stream, and the mixer is gone.
     let guest_status = tokio::time::timeout(Duration::from_secs(20), guest_push.wait())
         .await

@@ -459,14 +459,7 @@ async fn real_video_flows_from_push_to_hls_to_mix_to_recording() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    viewer.send(json!({"type": "end_connect"})).await;
-    assert_eq!(
-        host.expect("connect_ended").await["watch_url"],
-        host_watch.as_str()
-    );
-    // The host saw the mix's URL come and go; the last word is its own picture.
-    host.expect_where("watch_url", |m| m["watch_url"] == host_watch.as_str())
-        .await;
+    guest_ends_co_stream(&mut host, &mut viewer, &host_watch).await;
     let _ = guest_push.kill().await;
 
     // The host pushes to the end, then closes: the recording is listed, with the right length.
@@ -926,4 +919,17 @@ pub(crate) async fn a_stream_ban_drops_the_running_push_on(setup: fn(&mut Config
         .unwrap()
         .to_owned();
     assert_accepted(&server, &push_url).await;
+}
+
+/// The guest ends the co-stream: the host hears `connect_ended` with its own picture's URL, and
+/// after the mix's URL came and went, the last `watch_url` it gets is that picture's again.
+pub(crate) async fn guest_ends_co_stream(
+    host: &mut WsClient,
+    guest: &mut WsClient,
+    host_watch: &str,
+) {
+    guest.send(json!({"type": "end_connect"})).await;
+    assert_eq!(host.expect("connect_ended").await["watch_url"], host_watch);
+    host.expect_where("watch_url", |m| m["watch_url"] == host_watch)
+        .await;
 }
