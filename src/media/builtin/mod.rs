@@ -58,7 +58,8 @@ const COMMAND_MAX_BYTES: usize = 64 * 1024;
 const OUT_CHUNK_SIZE: usize = 4096;
 /// The acknowledgement window RoomManager announces.
 const WINDOW: u32 = 2_500_000;
-/// How long one write to a peer may take (a peer that never reads must not hold a task).
+/// How long one write to a peer (a publisher, a relay reader) may take: a peer that never reads
+/// must not hold a task.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a publish waits for the previous publisher of its stream to finish ending.
 const ENDING_WAIT: Duration = Duration::from_secs(5);

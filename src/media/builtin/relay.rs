@@ -23,12 +23,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::flv::{self, Tracks};
-use super::queue;
+use super::{queue, WRITE_TIMEOUT};
 
 /// Connections to the relay at once (a co-stream's mixer holds two); more are answered 503.
 pub const MAX_READERS: usize = 32;
-/// How long a reader may take nothing before it is dropped.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The kernel's send buffer per reader (accepted sockets inherit the listener's): fixed, so
 /// that what a reader leaves untaken is the queue's business, and the kernel does not grow its
 /// buffer to megabytes for a reader that stalls.
