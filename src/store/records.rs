@@ -12,8 +12,14 @@
 //! The index also keeps each host's lower-cased username and nickname, for searches by host;
 //! `Store::update_user` refreshes them after every change of a user row, so a new nickname is
 //! found at once.
+//!
+//! Every refresh, after it updated the index, counts one change ([`Store::catalogue_changes`]):
+//! whatever a listed record shows (its row, its host's nickname, the host's account being
+//! deleted) changes only through a refresh, so a page built from the catalogue is current for as
+//! long as the count it was built at stays.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
 
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
@@ -317,9 +323,23 @@ impl Store {
             tracing::error!(error = %e, "cannot update the catalogue index; it is read again whole");
             catalogue.stale = true;
         }
+        self.count_catalogue_change();
     }
 
-    /// Brings a host's names in the index in line with their account (a nickname changed).
+    /// Counts a change while the index's write lock is still held, so a reader that sees the
+    /// new count reads the index (and the rows, committed before) as they are after it.
+    fn count_catalogue_change(&self) {
+        self.catalogue_changes.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many times the catalogue changed since the store opened. A reader takes it before
+    /// reading the catalogue: what it then reads is at least as new as the count.
+    pub fn catalogue_changes(&self) -> u64 {
+        self.catalogue_changes.load(Ordering::Acquire)
+    }
+
+    /// Brings a host's names in the index in line with their account (a nickname changed, or the
+    /// account was deleted: then the names are empty, as the records' cards show them).
     /// The row is read under the index's lock, so of two refreshes racing the later read wins.
     pub(super) fn refresh_host_names(&self, user: UserId) {
         let mut catalogue = self
@@ -346,6 +366,7 @@ impl Store {
                 catalogue.stale = true;
             }
         }
+        self.count_catalogue_change();
     }
 
     /// Reads the catalogue's index again whole if a refresh failed. The load runs under the
