@@ -16,7 +16,7 @@ use axum::Extension;
 use crate::accounts::SignedIn;
 use crate::app::App;
 use crate::config::GiftConfig;
-use crate::gzip::{gzip, Compression};
+use crate::gzip::{Compression, GzipTail};
 use crate::i18n::Lang;
 use crate::model::{RoomId, UserKind};
 use crate::rooms::protocol::RoomPhase;
@@ -185,13 +185,34 @@ struct HomeContent<'a> {
     empty_message: &'static str,
 }
 
+/// The home page around its content: rendered with [`CONTENT_MARK`] for the content, and cut
+/// there into the reader's own head and the tail every reader of the language shares.
 #[derive(Template)]
 #[template(path = "home.html")]
-struct HomePage<'a> {
+struct HomePage {
     layout: Layout,
-    /// [`HomeContent`] as rendered: askama escaped every value in it then, so the page inserts
-    /// it as it is (`|safe`) rather than escaping the markup.
-    content: &'a str,
+    /// [`CONTENT_MARK`], inserted as it is (`|safe`). What replaces it, [`HomeContent`] as
+    /// rendered, was escaped by askama then, so it goes in unescaped too.
+    content: &'static str,
+}
+
+/// Where the content goes in a rendered [`HomePage`]: a character no template holds and the
+/// footer cannot carry (no reader's value is in it); searched from the end, so a header holding
+/// one cannot move the cut.
+const CONTENT_MARK: &str = "\0";
+
+impl HomePage {
+    /// The page for `layout`'s reader, up to where the content goes, and the rest.
+    fn cut(layout: Layout) -> Result<(String, String), PageError> {
+        let Html(page) = render(&HomePage {
+            layout,
+            content: CONTENT_MARK,
+        })?;
+        let (head, foot) = page
+            .rsplit_once(CONTENT_MARK)
+            .expect("home.html puts the content mark between the header and the footer");
+        Ok((head.to_owned(), foot.to_owned()))
+    }
 }
 
 /// The home page's cache, per language: the content built at the last change of what it shows,
@@ -242,8 +263,10 @@ impl Shown {
 
 struct Home {
     shown: Shown,
-    /// [`HomeContent`], for signed-in readers' pages.
-    content: String,
+    /// [`HomeContent`] and the footer: the page after the header, the same for every reader.
+    tail: String,
+    /// `tail` compressed once, for every reader's gzipped page.
+    tail_gzip: GzipTail,
     /// The page without a session: no per-request value is in it (no CSRF token, no nonce).
     anonymous: Bytes,
     anonymous_gzip: Bytes,
@@ -251,24 +274,43 @@ struct Home {
 
 impl Home {
     async fn build(app: &App, lang: Lang, shown: Shown) -> Result<Home, PageError> {
-        let content = render(&HomeContent {
+        let Html(content) = render(&HomeContent {
             layout: Layout::new(lang, ""),
             rooms: &shown.rooms.rooms,
             records: latest(app, HOME_RECORDS).await?,
             pager: Pager::none(),
             empty_message: lang.t("home.no_records"),
-        })?
-        .0;
-        let Html(anonymous) = render(&HomePage {
-            layout: Layout::new(lang, lang.t("home.title")),
-            content: &content,
         })?;
+        let (head, foot) = HomePage::cut(Home::layout(lang, None))?;
+        let tail = content + &foot;
+        // Built once per change and sent many times: worth the better ratio.
+        let tail_gzip = GzipTail::new(tail.as_bytes(), Compression::default());
         app.metrics.home_page_built(lang.tag());
         Ok(Home {
-            anonymous_gzip: gzip(anonymous.as_bytes(), Compression::default()).into(),
-            anonymous: anonymous.into(),
-            content,
+            anonymous_gzip: tail_gzip
+                .behind(head.as_bytes(), Compression::default())
+                .into(),
+            anonymous: (head + &tail).into(),
+            tail,
+            tail_gzip,
             shown,
+        })
+    }
+
+    fn layout(lang: Lang, who: Option<&SignedIn>) -> Layout {
+        Layout::for_user(lang, lang.t("home.title"), who)
+    }
+
+    /// The page of a signed-in reader: their header, then the kept tail.
+    fn signed(&self, lang: Lang, who: &SignedIn, gzipped: bool) -> Result<Bytes, PageError> {
+        let (head, _) = HomePage::cut(Home::layout(lang, Some(who)))?;
+        Ok(if gzipped {
+            // Only the header is compressed per request (fast: a few KB).
+            self.tail_gzip
+                .behind(head.as_bytes(), Compression::fast())
+                .into()
+        } else {
+            (head + &self.tail).into()
         })
     }
 }
@@ -296,7 +338,7 @@ impl HomePages {
 
 /// `/`: the rooms that are live now (`assets/home.js` refreshes them), and the newest
 /// recordings, from [`HomePages`]: a visitor without a session gets the cached page as it is; a
-/// signed-in reader gets their own header around the cached content. Gzipped for browsers that
+/// signed-in reader gets their own header in front of the cached rest. Gzipped for browsers that
 /// take it (a page with 500 live rooms drops from ~120 KB to a tenth).
 pub async fn home(
     State(app): State<Arc<App>>,
@@ -310,17 +352,7 @@ pub async fn home(
     let body = match &who {
         None if gzipped => home.anonymous_gzip.clone(),
         None => home.anonymous.clone(),
-        Some(who) => {
-            let Html(page) = render(&HomePage {
-                layout: Layout::for_user(lang, lang.t("home.title"), Some(who)),
-                content: &home.content,
-            })?;
-            if gzipped {
-                gzip(page.as_bytes(), Compression::fast()).into()
-            } else {
-                page.into()
-            }
-        }
+        Some(who) => home.signed(lang, who, gzipped)?,
     };
     let mut response = (
         [
