@@ -63,16 +63,9 @@ async fn builds(server: &TestServer, lang: &str) -> u64 {
     .await
 }
 
-/// The card of room `room` on a home page, if it has one.
-fn card(html: &str, room: u64) -> Option<&str> {
-    let start = html.find(&format!("<a class=\"room-card\" href=\"/room/{room}\">"))?;
-    let len = html[start..].find("</a>")?;
-    Some(&html[start..start + len])
-}
-
-/// The card of recording `record` on a home page, if it has one.
-fn record_card(html: &str, record: u64) -> Option<&str> {
-    let start = html.find(&format!("href=\"/records/{record}\">"))?;
+/// The card linking to `href` on a home page (a live room's or a recording's), if it has one.
+fn card<'a>(html: &'a str, href: &str) -> Option<&'a str> {
+    let start = html.find(&format!("href=\"{href}\">"))?;
     let len = html[start..].find("</a>")?;
     Some(&html[start..start + len])
 }
@@ -95,9 +88,17 @@ async fn an_anonymous_visitor_sees_every_change_of_the_live_rooms_on_the_next_re
     let room = host.expect("live_started").await["room_id"]
         .as_u64()
         .expect("room id");
-    // As soon as the host hears it is live.
+    // As soon as the host hears it is live; a crowd arriving at once gets one page built.
+    let mut crowd = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let (client, url) = (s.client.clone(), s.url("/"));
+        crowd.spawn(async move { home_of(client.get(url)).await.html });
+    }
+    let pages = crowd.join_all().await;
+    assert_eq!(builds(s, "en").await, 2, "one build for the whole crowd");
     let live = anonymous(s).await;
-    let shown = card(&live, room).expect("the room's card");
+    assert!(pages.iter().all(|page| *page == live));
+    let shown = card(&live, &format!("/room/{room}")).expect("the room's card");
     assert!(shown.contains("cache01&#39;s room"), "{shown}");
     assert!(shown.contains("1 watching"), "{shown}");
     assert!(
@@ -109,14 +110,14 @@ async fn an_anonymous_visitor_sees_every_change_of_the_live_rooms_on_the_next_re
     join(&mut viewer, room).await;
     wait_for(|| async { (site.live_rooms().await[0]["audience"] == 2).then_some(()) }).await;
     let page = anonymous(s).await;
-    assert!(card(&page, room)
+    assert!(card(&page, &format!("/room/{room}"))
         .expect("the room's card")
         .contains("2 watching"));
 
     host.send(json!({"type": "stop_live"})).await;
     viewer.expect("live_stopped").await;
     let ended = anonymous(s).await;
-    assert!(card(&ended, room).is_none(), "{ended}");
+    assert!(card(&ended, &format!("/room/{room}")).is_none(), "{ended}");
     assert!(
         ended.contains("<p class=\"empty\">No one is live right now"),
         "{ended}"
@@ -127,7 +128,7 @@ async fn an_anonymous_visitor_sees_every_change_of_the_live_rooms_on_the_next_re
         .await;
     host.expect("live_started").await;
     let again = anonymous(s).await;
-    let shown = card(&again, room).expect("the room's card");
+    let shown = card(&again, &format!("/room/{room}")).expect("the room's card");
     assert!(
         shown.contains("Encore &#60;&#38; more&#62;"),
         "escaped: {shown}"
@@ -159,7 +160,8 @@ async fn recordings_on_the_home_page_follow_every_change_at_once() {
     .id
     .0;
     let page = anonymous(s).await;
-    let card_of_newer = record_card(&page, newer).expect("the new recording's card");
+    let card_of_newer =
+        card(&page, &format!("/records/{newer}")).expect("the new recording's card");
     for shown in [
         "Evening set",
         "rec01",
@@ -183,7 +185,7 @@ async fn recordings_on_the_home_page_follow_every_change_at_once() {
     .await;
     assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.text);
     let page = anonymous(s).await;
-    let card_of_newer = record_card(&page, newer).expect("the card");
+    let card_of_newer = card(&page, &format!("/records/{newer}")).expect("the card");
     assert!(
         card_of_newer.contains("Evening &#38; encore"),
         "{card_of_newer}"
@@ -202,7 +204,7 @@ async fn recordings_on_the_home_page_follow_every_change_at_once() {
         )])
         .expect("the batch is written");
     let page = anonymous(s).await;
-    let card_of_newer = record_card(&page, newer).expect("the card");
+    let card_of_newer = card(&page, &format!("/records/{newer}")).expect("the card");
     assert!(
         card_of_newer.contains("<span class=\"record-views\">1</span>"),
         "{card_of_newer}"
@@ -212,7 +214,7 @@ async fn recordings_on_the_home_page_follow_every_change_at_once() {
     assert_eq!(nickname.status, StatusCode::OK, "{}", nickname.text);
     let page = anonymous(s).await;
     for record in [older, newer] {
-        let shown = record_card(&page, record).expect("the card");
+        let shown = card(&page, &format!("/records/{record}")).expect("the card");
         assert!(shown.contains("Zora"), "{shown}");
     }
 
@@ -220,8 +222,14 @@ async fn recordings_on_the_home_page_follow_every_change_at_once() {
         .await
         .expect(StatusCode::NO_CONTENT);
     let page = anonymous(s).await;
-    assert!(record_card(&page, older).is_none(), "{page}");
-    assert!(record_card(&page, newer).is_some(), "{page}");
+    assert!(
+        card(&page, &format!("/records/{older}")).is_none(),
+        "{page}"
+    );
+    assert!(
+        card(&page, &format!("/records/{newer}")).is_some(),
+        "{page}"
+    );
 
     // The host's account is deleted; the recording is kept, without the host's name.
     make_admin(s, "root");
@@ -234,7 +242,7 @@ async fn recordings_on_the_home_page_follow_every_change_at_once() {
     .await
     .expect(StatusCode::NO_CONTENT);
     let page = anonymous(s).await;
-    let kept = record_card(&page, newer).expect("the kept recording's card");
+    let kept = card(&page, &format!("/records/{newer}")).expect("the kept recording's card");
     assert!(!kept.contains("Zora"), "{kept}");
     assert!(
         kept.contains("<span class=\"record-host\"></span>"),
