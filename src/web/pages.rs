@@ -226,6 +226,7 @@ pub struct HomePages {
 
 #[derive(Default)]
 struct HomeSlot {
+    /// A std lock: held only to clone or replace the `Arc`, never across an `.await`.
     built: RwLock<Option<Arc<Home>>>,
     /// Held by the one request that builds this language's page after a change; the others
     /// wait for its page rather than each building their own.
