@@ -93,16 +93,22 @@ struct Host {
     records: usize,
     /// Lower-cased username and nickname, kept current by `Store::update_user`.
     names: [String; 2],
+    /// The nickname as the records' cards show it (`None`: the account is gone).
+    shown_as: Option<String>,
 }
 
 impl Host {
-    fn names_of(user: Option<&User>) -> [String; 2] {
-        match user {
-            Some(user) => [
-                user.username.as_deref().unwrap_or_default().to_lowercase(),
-                user.nickname.to_lowercase(),
-            ],
-            None => Default::default(),
+    fn of(user: Option<&User>, records: usize) -> Host {
+        Host {
+            records,
+            names: match user {
+                Some(user) => [
+                    user.username.as_deref().unwrap_or_default().to_lowercase(),
+                    user.nickname.to_lowercase(),
+                ],
+                None => Default::default(),
+            },
+            shown_as: user.map(|u| u.nickname.clone()),
         }
     }
 }
@@ -142,13 +148,7 @@ impl Catalogue {
                     .get(record.host.0)?
                     .map(|v| decode(v.value(), "user"))
                     .transpose()?;
-                self.hosts.insert(
-                    record.host,
-                    Host {
-                        records: 1,
-                        names: Host::names_of(user.as_ref()),
-                    },
-                );
+                self.hosts.insert(record.host, Host::of(user.as_ref(), 1));
             }
         }
         self.entries.insert(
@@ -339,8 +339,10 @@ impl Store {
     }
 
     /// Brings a host's names in the index in line with their account (a nickname changed, or the
-    /// account was deleted: then the names are empty, as the records' cards show them).
-    /// The row is read under the index's lock, so of two refreshes racing the later read wins.
+    /// account was deleted: then the names are empty, as the records' cards show them), and
+    /// counts a change when the cards' nickname changed: most user writes (a login, `last_seen`)
+    /// change nothing a card shows. The row is read under the index's lock, so of two refreshes
+    /// racing the later read wins.
     pub(super) fn refresh_host_names(&self, user: UserId) {
         let mut catalogue = self
             .catalogue
@@ -355,18 +357,22 @@ impl Store {
             let found = users.get(user.0)?;
             found.map(|v| decode(v.value(), "user")).transpose()
         })();
-        match read {
-            Ok(found) => {
-                if let Some(host) = catalogue.hosts.get_mut(&user) {
-                    host.names = Host::names_of(found.as_ref());
-                }
-            }
+        let changed = match read {
+            Ok(found) => catalogue.hosts.get_mut(&user).is_some_and(|host| {
+                let now = Host::of(found.as_ref(), host.records);
+                let changed = now.shown_as != host.shown_as;
+                *host = now;
+                changed
+            }),
             Err(e) => {
                 tracing::error!(error = %e, "cannot update a host's names in the catalogue index; it is read again whole");
                 catalogue.stale = true;
+                true
             }
+        };
+        if changed {
+            self.count_catalogue_change();
         }
-        self.count_catalogue_change();
     }
 
     /// Reads the catalogue's index again whole if a refresh failed. The load runs under the
