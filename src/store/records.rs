@@ -13,10 +13,11 @@
 //! `Store::update_user` refreshes them after every change of a user row, so a new nickname is
 //! found at once.
 //!
-//! Every refresh, after it updated the index, counts one change ([`Store::catalogue_changes`]):
-//! whatever a listed record shows (its row, its host's nickname, the host's account being
-//! deleted) changes only through a refresh, so a page built from the catalogue is current for as
-//! long as the count it was built at stays.
+//! Every refresh of record rows, and every refresh of a host whose nickname as the cards show it
+//! changed, counts one change after it updated the index ([`Store::catalogue_changes`]): whatever
+//! a listed record shows (its row, its host's nickname, the host's account being deleted) changes
+//! only through a refresh, so a page built from the catalogue is current for as long as the count
+//! it was built at stays.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
