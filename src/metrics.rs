@@ -94,6 +94,9 @@ pub struct Metrics {
     connections: AtomicI64,
     /// Connections the server ended or refused to protect itself, by reason.
     dropped: LabelledCounter,
+    /// Home pages built for the page cache, by language: one per change of what it shows, not
+    /// one per request.
+    home_builds: LabelledCounter,
 }
 
 /// Gauges owned by other parts, read when `/metrics` is rendered.
@@ -150,6 +153,11 @@ impl Metrics {
     /// Counts one connection ended or refused by a limit: `reason` names the limit.
     pub fn connection_dropped(&self, reason: &'static str) {
         self.dropped.add(reason);
+    }
+
+    /// Counts one build of the home page's cache for the language `lang` (its tag).
+    pub fn home_page_built(&self, lang: &'static str) {
+        self.home_builds.add(lang);
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -230,6 +238,12 @@ impl Metrics {
             "roommanager_connections_dropped_total",
             "Connections closed or refused by a limit, by reason.",
             "reason",
+        );
+        self.home_builds.render(
+            &mut out,
+            "roommanager_home_page_builds_total",
+            "Home pages built for the page cache (once per change of what they show), by language.",
+            "lang",
         );
         out.push_str("# HELP roommanager_http_requests_total HTTP requests answered.\n");
         out.push_str("# TYPE roommanager_http_requests_total counter\n");

@@ -3,7 +3,9 @@
 # load"). `fanout --hold-rooms` starts RoomManager (the real app, router and server of
 # `roommanager serve`, with the scripted media plane: the rtmp plane needs a push from OBS before
 # a room is live) pinned to CPU 0, makes ROOMS (500) rooms live, each host connected, and holds
-# them; wrk runs on CPU 1 against `GET /api/v1/rooms` (plain and gzipped) and the home page; then
+# them; wrk runs on CPU 1 against `GET /api/v1/rooms` (plain and gzipped) and the home page (plain
+# and gzipped without a session, as the page cache serves the crowd; gzipped with a guest's
+# session cookie, whose header is rendered per request around the cached content); then
 # benches/http/first_load.py loads a room page as a browser with an empty cache would.
 # Needs wrk (Debian: `apt-get install wrk`), curl and python3. DURATION (10s), THREADS (1) and
 # CONNECTIONS (64) set wrk's options; SERVER_CONFIG names a config file for the server (default:
@@ -37,17 +39,22 @@ echo "# $(date -u +%FT%TZ); commit $(git rev-parse --short HEAD); load $(cut -d'
 # than requests/s while other work shares the machine.
 server_ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
 hz=$(getconf CLK_TCK)
+# A guest session, made as the site's own script makes one, for the signed-in row.
+guest=$(curl -sf -X POST -H 'x-rm-csrf: 1' "$base/api/v1/guest" | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
 summary="| request | answer bytes | requests/s | p50 | p99 | server CPU % | server µs/request |"
 summary+=$'\n'"|---|---:|---:|---:|---:|---:|---:|"
-# Each: path, then the Accept-Encoding asked with (identity: the plain answer, as wrk gets by
-# default; gzip: as browsers ask).
-for request in "/api/v1/rooms identity" "/api/v1/rooms gzip" "/ identity"; do
-  read -r path encoding <<<"$request"
-  bytes=$(curl -sf -o /dev/null -w '%{size_download}' -H "accept-encoding: $encoding" "$base$path")
-  echo "== GET $path, Accept-Encoding: $encoding: $bytes bytes"
+# Each: path, the Accept-Encoding asked with (identity: the plain answer, as wrk gets by
+# default; gzip: as browsers ask), and who asks (anonymous, or signed-in: the guest's cookie).
+for request in "/api/v1/rooms identity anonymous" "/api/v1/rooms gzip anonymous" \
+  "/ identity anonymous" "/ gzip anonymous" "/ gzip signed-in"; do
+  read -r path encoding who <<<"$request"
+  headers=(-H "accept-encoding: $encoding")
+  [ "$who" = signed-in ] && headers+=(-H "cookie: rm_session=$guest")
+  bytes=$(curl -sf -o /dev/null -w '%{size_download}' "${headers[@]}" "$base$path")
+  echo "== GET $path, Accept-Encoding: $encoding, $who: $bytes bytes"
   before=$(server_ticks)
   out=$(taskset -c 1 wrk --latency -t "${THREADS:-1}" -c "${CONNECTIONS:-64}" -d "${DURATION:-10s}" \
-    -H "accept-encoding: $encoding" "$base$path")
+    "${headers[@]}" "$base$path")
   ticks=$(($(server_ticks) - before))
   echo "$out"
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
@@ -57,7 +64,7 @@ for request in "/api/v1/rooms identity" "/api/v1/rooms gzip" "/ identity"; do
   rate=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-  summary+=$'\n'"| GET $path ($encoding) | $bytes | $rate | $p50 | $p99 | $cpu | $per |"
+  summary+=$'\n'"| GET $path ($encoding, $who) | $bytes | $rate | $p50 | $p99 | $cpu | $per |"
 done
 echo
 echo "$summary"

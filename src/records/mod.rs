@@ -183,6 +183,13 @@ impl Records {
         self.query(order, host, None, paging).await
     }
 
+    /// The catalogue's change count: it moves whenever something a listed record shows (title,
+    /// thumbnail, date, duration, views, its host's nickname or account) may have changed. Taken
+    /// before a listing is read, it says how long what was read stays current.
+    pub fn changes(&self) -> u64 {
+        self.store.catalogue_changes()
+    }
+
     /// One host's records, newest first; the host must exist.
     pub async fn of_user(&self, user: UserId, paging: Paging) -> Result<CataloguePage> {
         if self.store.run(move |s| s.user(user)).await?.is_none() {

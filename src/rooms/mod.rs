@@ -286,22 +286,27 @@ impl Directory {
 }
 
 /// The rooms live now as `GET /api/v1/rooms` sends them: `{"rooms": […]}`, and the same gzipped
-/// for clients that take it (a tenth of the bytes).
+/// for clients that take it (a tenth of the bytes). One listing stands for one state of the
+/// directory: it is replaced, never changed, so a page built from `rooms` may be kept for as long
+/// as [`Rooms::live_listing`] hands out this same `Arc`.
 pub struct LiveListing {
+    /// The summaries the answers were made of, most watched first.
+    pub rooms: Vec<RoomSummary>,
     pub json: bytes::Bytes,
     pub gzip: bytes::Bytes,
 }
 
 impl LiveListing {
-    fn of(rooms: &[RoomSummary]) -> LiveListing {
+    fn of(rooms: Vec<RoomSummary>) -> LiveListing {
         #[derive(serde::Serialize)]
         struct Listing<'a> {
             rooms: &'a [RoomSummary],
         }
-        let json = serde_json::to_vec(&Listing { rooms })
+        let json = serde_json::to_vec(&Listing { rooms: &rooms })
             .expect("a summary is strings and numbers, which always serialize");
         let gzip = gzip(&json, Compression::fast());
         LiveListing {
+            rooms,
             json: json.into(),
             gzip: gzip.into(),
         }
@@ -790,7 +795,7 @@ impl Rooms {
             }
         };
         // Built outside the lock: the rooms publishing their summaries do not wait for it.
-        let listing = Arc::new(LiveListing::of(&rooms));
+        let listing = Arc::new(LiveListing::of(rooms));
         let mut directory = self
             .shared
             .directory

@@ -23,6 +23,7 @@ mod users;
 mod watch;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -114,6 +115,9 @@ pub struct Store {
     /// The catalogue's index (`records.rs`). A std lock: store calls are blocking code, and it
     /// is held only while the index is read or updated, never across an `.await`.
     catalogue: Arc<RwLock<records::Catalogue>>,
+    /// Counts the catalogue's refreshes (`records.rs`): a page made of listed records is current
+    /// for as long as it stays the same. Atomic, so reading it never waits for a refresh.
+    catalogue_changes: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -136,6 +140,7 @@ impl Store {
             db: Arc::new(db),
             path: Arc::new(path),
             catalogue: Arc::default(),
+            catalogue_changes: Arc::default(),
         };
         store.prepare()?;
         let catalogue = records::Catalogue::load(&store)?;

@@ -12,8 +12,15 @@
 //! The index also keeps each host's lower-cased username and nickname, for searches by host;
 //! `Store::update_user` refreshes them after every change of a user row, so a new nickname is
 //! found at once.
+//!
+//! Every refresh of record rows, and every refresh of a host whose nickname as the cards show it
+//! changed, counts one change after it updated the index ([`Store::catalogue_changes`]): whatever
+//! a listed record shows (its row, its host's nickname, the host's account being deleted) changes
+//! only through a refresh, so a page built from the catalogue is current for as long as the count
+//! it was built at stays.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
 
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
@@ -87,16 +94,22 @@ struct Host {
     records: usize,
     /// Lower-cased username and nickname, kept current by `Store::update_user`.
     names: [String; 2],
+    /// The nickname as the records' cards show it (`None`: the account is gone).
+    shown_as: Option<String>,
 }
 
 impl Host {
-    fn names_of(user: Option<&User>) -> [String; 2] {
-        match user {
-            Some(user) => [
-                user.username.as_deref().unwrap_or_default().to_lowercase(),
-                user.nickname.to_lowercase(),
-            ],
-            None => Default::default(),
+    fn of(user: Option<&User>, records: usize) -> Host {
+        Host {
+            records,
+            names: match user {
+                Some(user) => [
+                    user.username.as_deref().unwrap_or_default().to_lowercase(),
+                    user.nickname.to_lowercase(),
+                ],
+                None => Default::default(),
+            },
+            shown_as: user.map(|u| u.nickname.clone()),
         }
     }
 }
@@ -136,13 +149,7 @@ impl Catalogue {
                     .get(record.host.0)?
                     .map(|v| decode(v.value(), "user"))
                     .transpose()?;
-                self.hosts.insert(
-                    record.host,
-                    Host {
-                        records: 1,
-                        names: Host::names_of(user.as_ref()),
-                    },
-                );
+                self.hosts.insert(record.host, Host::of(user.as_ref(), 1));
             }
         }
         self.entries.insert(
@@ -317,10 +324,26 @@ impl Store {
             tracing::error!(error = %e, "cannot update the catalogue index; it is read again whole");
             catalogue.stale = true;
         }
+        self.count_catalogue_change();
     }
 
-    /// Brings a host's names in the index in line with their account (a nickname changed).
-    /// The row is read under the index's lock, so of two refreshes racing the later read wins.
+    /// Counts a change while the index's write lock is still held, so a reader that sees the
+    /// new count reads the index (and the rows, committed before) as they are after it.
+    fn count_catalogue_change(&self) {
+        self.catalogue_changes.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many times the catalogue changed since the store opened. A reader takes it before
+    /// reading the catalogue: what it then reads is at least as new as the count.
+    pub fn catalogue_changes(&self) -> u64 {
+        self.catalogue_changes.load(Ordering::Acquire)
+    }
+
+    /// Brings a host's names in the index in line with their account (a nickname changed, or the
+    /// account was deleted: then the names are empty, as the records' cards show them), and
+    /// counts a change when the cards' nickname changed: most user writes (a login, `last_seen`)
+    /// change nothing a card shows. The row is read under the index's lock, so of two refreshes
+    /// racing the later read wins.
     pub(super) fn refresh_host_names(&self, user: UserId) {
         let mut catalogue = self
             .catalogue
@@ -335,16 +358,21 @@ impl Store {
             let found = users.get(user.0)?;
             found.map(|v| decode(v.value(), "user")).transpose()
         })();
-        match read {
-            Ok(found) => {
-                if let Some(host) = catalogue.hosts.get_mut(&user) {
-                    host.names = Host::names_of(found.as_ref());
-                }
-            }
+        let changed = match read {
+            Ok(found) => catalogue.hosts.get_mut(&user).is_some_and(|host| {
+                let now = Host::of(found.as_ref(), host.records);
+                let changed = now.shown_as != host.shown_as;
+                *host = now;
+                changed
+            }),
             Err(e) => {
                 tracing::error!(error = %e, "cannot update a host's names in the catalogue index; it is read again whole");
                 catalogue.stale = true;
+                true
             }
+        };
+        if changed {
+            self.count_catalogue_change();
         }
     }
 

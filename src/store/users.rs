@@ -193,6 +193,8 @@ impl Store {
         txn.open_table(BANS)?.remove(id.0)?;
         write_audit(&txn, audit)?;
         txn.commit()?;
+        // Recordings kept outlive their host: their cards lose the host's name.
+        self.refresh_host_names(id);
         Ok(Some((user, room)))
     }
 

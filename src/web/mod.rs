@@ -46,7 +46,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, post, put};
-use axum::Router;
+use axum::{Extension, Router};
 
 use crate::app::App;
 use crate::connections::Slot;
@@ -60,7 +60,10 @@ pub fn router(app: Arc<App>) -> Router {
     let image_limit = DefaultBodyLimit::max(upload_limit(&app));
     let policy = content_security_policy(&app.config.media.watch_origins);
     Router::new()
-        .route("/", get(pages::home))
+        .route(
+            "/",
+            get(pages::home).layer(Extension(Arc::new(pages::HomePages::default()))),
+        )
         .route("/room/{room_id}", get(pages::room))
         .route("/studio", get(pages::studio))
         .route("/records", get(record_pages::records))

@@ -31,6 +31,7 @@ mod config;
 mod connections;
 mod downloads;
 mod gift_names;
+mod home_cache;
 mod http;
 mod http_docs;
 mod i18n;
