@@ -8,11 +8,12 @@
 
 use std::io::{self, Read};
 use std::net::TcpStream;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 
 use tokio::io::unix::AsyncFd;
 
+use super::epoll;
 use super::wire::{self, Head};
 use super::Counters;
 
@@ -30,7 +31,7 @@ struct Viewer {
 
 /// The joined viewers and the epoll set they are in.
 pub struct Audience {
-    epoll: AsyncFd<OwnedFd>,
+    set: AsyncFd<OwnedFd>,
     /// Indexed by the number each socket is registered with. Locked only by the viewer that
     /// joins and by the one reading task, both on the load generator's single thread, so the
     /// lock is never contended.
@@ -40,20 +41,12 @@ pub struct Audience {
 impl Audience {
     /// Must be called inside the tokio runtime (the set registers with its reactor).
     pub fn new() -> io::Result<Arc<Audience>> {
-        // SAFETY: epoll_create1 has no preconditions; a non-negative result is a new descriptor
-        // that nothing else owns.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: see above; `fd` is open and owned by nothing else.
-        let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = epoll::new_set()?;
         // SAFETY: the AsyncFd owns the descriptor from here on and never closes or replaces it
         // while it is registered.
-        let epoll =
-            unsafe { AsyncFd::register_with_interest(epoll, tokio::io::Interest::READABLE)? };
+        let set = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)? };
         Ok(Arc::new(Audience {
-            epoll,
+            set,
             viewers: Mutex::new(Vec::new()),
         }))
     }
@@ -62,23 +55,8 @@ impl Audience {
     pub fn add(&self, socket: TcpStream, carry: Vec<u8>, latency: bool) -> io::Result<()> {
         socket.set_nonblocking(true)?;
         let mut viewers = self.viewers.lock().expect("the viewers");
-        let mut event = libc::epoll_event {
-            // Edge-triggered: a drained socket is not looked at again until more arrives.
-            events: (libc::EPOLLIN | libc::EPOLLET) as u32,
-            u64: viewers.len() as u64,
-        };
-        // SAFETY: both descriptors are open for the duration of the call; `event` is valid.
-        let added = unsafe {
-            libc::epoll_ctl(
-                self.epoll.get_ref().as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                socket.as_raw_fd(),
-                &mut event,
-            )
-        };
-        if added < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // Edge-triggered: a drained socket is not looked at again until more arrives.
+        epoll::watch(self.set.get_ref(), &socket, viewers.len() as u64)?;
         viewers.push(Some(Viewer {
             socket,
             carry,
@@ -89,40 +67,31 @@ impl Audience {
 
     /// Reads every viewer whose socket is readable, until the set itself fails.
     pub async fn read(self: Arc<Audience>, counters: Arc<Counters>) {
-        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAIT];
+        let mut events = vec![epoll::Event { events: 0, u64: 0 }; EVENTS_PER_WAIT];
         let mut buffer = vec![0u8; READ_BUFFER];
         loop {
-            let Ok(mut ready) = self.epoll.readable().await else {
+            let Ok(mut ready) = self.set.readable().await else {
                 eprintln!("error: the viewers' epoll set failed");
                 return;
             };
-            // SAFETY: `events` has room for EVENTS_PER_WAIT entries; timeout 0 never blocks.
-            let n = unsafe {
-                libc::epoll_wait(
-                    self.epoll.get_ref().as_raw_fd(),
-                    events.as_mut_ptr(),
-                    EVENTS_PER_WAIT as i32,
-                    0,
-                )
-            };
-            if n < 0 {
-                let error = io::Error::last_os_error();
-                if error.kind() == io::ErrorKind::Interrupted {
-                    continue;
+            let n = match epoll::wait(self.set.get_ref(), &mut events, 0) {
+                Ok(n) => n,
+                Err(e) => {
+                    eprintln!("error: epoll_wait on the viewers: {e}");
+                    return;
                 }
-                eprintln!("error: epoll_wait on the viewers: {error}");
-                return;
-            }
+            };
             if n == 0 {
                 ready.clear_ready();
                 continue;
             }
             {
                 let mut viewers = self.viewers.lock().expect("the viewers");
-                for event in &events[..n as usize] {
+                for event in &events[..n] {
                     let slot = &mut viewers[event.u64 as usize];
                     if let Some(viewer) = slot {
-                        if let Err(reason) = viewer.take(&mut buffer, &counters) {
+                        let hung_up = epoll::hung_up(event);
+                        if let Err(reason) = viewer.take(&mut buffer, hung_up, &counters) {
                             counters.viewer_ended(reason);
                             // Closing the socket also takes it out of the set.
                             *slot = None;
@@ -137,9 +106,14 @@ impl Audience {
 }
 
 impl Viewer {
-    /// Reads until the socket is drained, counting the whole frames; `Err` carries why the
-    /// connection ended.
-    fn take(&mut self, buffer: &mut [u8], counters: &Counters) -> Result<(), String> {
+    /// Reads until the socket is drained (to its end once the server `hung_up`), counting the
+    /// whole frames; `Err` carries why the connection ended.
+    fn take(
+        &mut self,
+        buffer: &mut [u8],
+        hung_up: bool,
+        counters: &Counters,
+    ) -> Result<(), String> {
         loop {
             let n = match self.socket.read(buffer) {
                 Ok(0) => return Err("connection ended".to_owned()),
@@ -150,8 +124,9 @@ impl Viewer {
             };
             self.count(&buffer[..n], counters)?;
             // A TCP read hands over all it has up to the buffer's size: a shorter one drained
-            // the socket, and the next arrival raises a new edge.
-            if n < buffer.len() {
+            // the socket, and the next arrival raises a new edge (the end of the connection
+            // raises none after a hang-up already seen).
+            if n < buffer.len() && !hung_up {
                 return Ok(());
             }
         }

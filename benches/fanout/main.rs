@@ -13,6 +13,8 @@
 //! `taskset -c 0`, and runs the clients under `taskset -c 1`. `--peer spawn` does the same for
 //! the Node `ws` broadcast server in benches/peer/, to compare with.
 //!
+//! `--floor` measures no server: the kernel's cost of one send per viewer (floor.rs).
+//!
 //! Build: `cargo build --release --features bench --bin fanout`.
 
 // Compiled as a test harness (`cargo test --features bench`, or a bench target should
@@ -20,6 +22,8 @@
 #![cfg(not(test))]
 
 mod audience;
+mod epoll;
+mod floor;
 mod hosts;
 mod probe;
 mod serve;
@@ -156,6 +160,16 @@ struct Args {
     /// HTTP benchmark, benches/http/run.sh).
     #[arg(long, value_name = "ROOMS", conflicts_with_all = ["peer", "url", "compare", "sweep"])]
     hold_rooms: Option<usize>,
+    /// The kernel's floor instead of a server: --viewers loopback connections, one thread
+    /// writing the same danmaku frame to each (one writev per viewer) at --start-rate writes/s
+    /// and then as fast as it can, without and with TCP_NODELAY, for --secs each; prints the
+    /// writer thread's CPU µs per write.
+    #[arg(long, conflicts_with_all = ["peer", "url", "compare", "sweep", "hold_rooms"])]
+    floor: bool,
+    /// The reading side of --floor (what it starts as its child): connect --viewers sockets to
+    /// --listen and drain them.
+    #[arg(long, hide = true)]
+    floor_readers: bool,
 }
 
 const PASSWORD: &str = "fan-out-bench-password";
@@ -166,6 +180,9 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(15);
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.floor_readers {
+        return floor::readers(args.listen, args.viewers);
+    }
     if args.serve {
         return serve::main(serve::ServeOptions {
             listen: args.listen,
@@ -204,6 +221,9 @@ fn main() -> ExitCode {
         if let Err(e) = fs::write("/proc/self/autogroup", "-20") {
             eprintln!("warning: cannot raise the scheduling group's priority: {e}");
         }
+    }
+    if args.floor {
+        return floor::main(&args);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
