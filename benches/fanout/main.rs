@@ -13,12 +13,17 @@
 //! `taskset -c 0`, and runs the clients under `taskset -c 1`. `--peer spawn` does the same for
 //! the Node `ws` broadcast server in benches/peer/, to compare with.
 //!
+//! `--floor` measures no server: the kernel's cost of one send per viewer (floor.rs).
+//!
 //! Build: `cargo build --release --features bench --bin fanout`.
 
 // Compiled as a test harness (`cargo test --features bench`, or a bench target should
 // `autobenches` be turned back on) the file is empty: it has no tests of its own.
 #![cfg(not(test))]
 
+mod audience;
+mod epoll;
+mod floor;
 mod hosts;
 mod probe;
 mod serve;
@@ -33,10 +38,11 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use memchr::memmem::Finder;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -154,6 +160,16 @@ struct Args {
     /// HTTP benchmark, benches/http/run.sh).
     #[arg(long, value_name = "ROOMS", conflicts_with_all = ["peer", "url", "compare", "sweep"])]
     hold_rooms: Option<usize>,
+    /// The kernel's floor instead of a server: --viewers loopback connections, one thread
+    /// writing the same danmaku frame to each (one writev per viewer) at --start-rate writes/s
+    /// and then as fast as it can, without and with TCP_NODELAY, for --secs each; prints the
+    /// writer thread's CPU µs per write.
+    #[arg(long, conflicts_with_all = ["peer", "url", "compare", "sweep", "hold_rooms"])]
+    floor: bool,
+    /// The reading side of --floor (what it starts as its child): connect --viewers sockets to
+    /// --listen and drain them.
+    #[arg(long, hide = true)]
+    floor_readers: bool,
 }
 
 const PASSWORD: &str = "fan-out-bench-password";
@@ -164,6 +180,9 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(15);
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.floor_readers {
+        return floor::readers(args.listen, args.viewers);
+    }
     if args.serve {
         return serve::main(serve::ServeOptions {
             listen: args.listen,
@@ -203,6 +222,9 @@ fn main() -> ExitCode {
             eprintln!("warning: cannot raise the scheduling group's priority: {e}");
         }
     }
+    if args.floor {
+        return floor::main(&args);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -235,6 +257,8 @@ struct Counters {
     danmaku: AtomicU64,
     /// Bytes of WebSocket payload received by viewers.
     bytes: AtomicU64,
+    /// Text frames received by viewers (a merged tick's array is one frame).
+    frames: AtomicU64,
     /// Danmaku of the step being measured (tag `measuring`) received by viewers.
     measured: AtomicU64,
     /// The tag of the danmaku sent in the measured window; 0 while not measuring.
@@ -250,41 +274,64 @@ struct Counters {
 
 const DANMAKU_PREFIX: &[u8] = b"{\"type\":\"danmaku\"";
 const TEXT_FIELD: &[u8] = b"\"text\":\"";
+/// Where each danmaku in a frame starts. A `"` inside a JSON string is escaped, so the prefix
+/// cannot occur inside one: every match is a danmaku message, alone or an element of a merged
+/// tick's array (the server's nested objects, like `room_info`'s recent danmaku, carry no
+/// `type`).
+static DANMAKU: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(DANMAKU_PREFIX));
+static TEXT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(TEXT_FIELD));
 
 impl Counters {
-    /// Looks at one text message a viewer received.
-    fn viewer_message(&self, payload: &[u8], latency: bool) {
+    /// Counts the danmaku in one text frame a viewer received (an object or a merged tick's
+    /// array), without parsing it: each is found by its prefix and its tag read in place.
+    fn viewer_frame(&self, payload: &[u8], latency: bool) {
         self.bytes.fetch_add(payload.len() as u64, Relaxed);
-        if !payload.starts_with(DANMAKU_PREFIX) {
-            return;
-        }
-        self.danmaku.fetch_add(1, Relaxed);
-        let Some(at) = wire::find(payload, TEXT_FIELD) else {
-            return;
-        };
-        let text = &payload[at + TEXT_FIELD.len()..];
+        self.frames.fetch_add(1, Relaxed);
         let measuring = self.measuring.load(Relaxed);
-        if measuring == 0 || text.first() != Some(&measuring) {
-            return;
+        let (mut danmaku, mut measured) = (0, 0);
+        let mut rest = payload;
+        while let Some(at) = DANMAKU.find(rest) {
+            rest = &rest[at + DANMAKU_PREFIX.len()..];
+            danmaku += 1;
+            let Some(at) = TEXT.find(rest) else {
+                continue;
+            };
+            rest = &rest[at + TEXT_FIELD.len()..];
+            if measuring == 0 || rest.first() != Some(&measuring) {
+                continue;
+            }
+            measured += 1;
+            if latency {
+                // "<tag> t=<ns> …"
+                let sent: u64 = rest
+                    .iter()
+                    .skip(4)
+                    .take_while(|b| b.is_ascii_digit())
+                    .fold(0, |n, b| n * 10 + u64::from(b - b'0'));
+                let micros = now_ns().saturating_sub(sent) / 1000;
+                self.latencies_us
+                    .lock()
+                    .expect("latency samples")
+                    .push(micros.min(u64::from(u32::MAX)) as u32);
+            }
         }
-        self.measured.fetch_add(1, Relaxed);
-        if latency {
-            // "<tag> t=<ns> …"
-            let sent: u64 = text
-                .iter()
-                .skip(4)
-                .take_while(|b| b.is_ascii_digit())
-                .fold(0, |n, b| n * 10 + u64::from(b - b'0'));
-            let micros = now_ns().saturating_sub(sent) / 1000;
-            self.latencies_us
-                .lock()
-                .expect("latency samples")
-                .push(micros.min(u64::from(u32::MAX)) as u32);
+        self.danmaku.fetch_add(danmaku, Relaxed);
+        if measured > 0 {
+            self.measured.fetch_add(measured, Relaxed);
+        }
+    }
+
+    fn viewer_ended(&self, reason: String) {
+        self.ended.fetch_add(1, Relaxed);
+        let mut reasons = self.close_reasons.lock().expect("close reasons");
+        if reasons.len() < 5 {
+            reasons.push(reason);
         }
     }
 }
 
-/// A viewer: connects, joins the room (RoomManager) and reads until the connection ends.
+/// A viewer: connects and joins the room (RoomManager), then hands its socket to `audience`,
+/// which reads it from then on.
 async fn viewer(
     addr: SocketAddr,
     token: Option<String>,
@@ -292,6 +339,7 @@ async fn viewer(
     latency: bool,
     counters: Arc<Counters>,
     gate: Arc<Semaphore>,
+    audience: Arc<audience::Audience>,
 ) {
     let permit = gate.acquire_owned().await.expect("the gate stays open");
     let connected = wire::connect(addr, token.as_deref()).await;
@@ -320,52 +368,47 @@ async fn viewer(
             permit = None;
         }
     }
-    let mut reason = "connection ended".to_owned();
-    'read: loop {
+    loop {
         loop {
             let frame = match frames.next_frame() {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
-                Err(e) => {
-                    reason = e.to_string();
-                    break 'read;
-                }
+                Err(e) => return counters.viewer_ended(e.to_string()),
             };
+            let payload = frames.bytes(frame.payload);
             match frame.opcode {
                 wire::OP_TEXT if frame.fin => {
-                    let payload = frames.bytes(frame.payload);
-                    for message in wire::messages(payload) {
-                        if permit.is_some() && message.starts_with(b"{\"type\":\"room_info\"") {
-                            counters.joined.fetch_add(1, Relaxed);
-                            permit = None;
-                        }
-                        counters.viewer_message(message, latency);
+                    let room_info =
+                        wire::messages(payload).any(|m| m.starts_with(b"{\"type\":\"room_info\""));
+                    if permit.is_some() && room_info {
+                        counters.joined.fetch_add(1, Relaxed);
+                        permit = None;
                     }
+                    counters.viewer_frame(payload, latency);
                 }
                 wire::OP_CLOSE => {
-                    let payload = frames.bytes(frame.payload);
-                    reason = format!(
+                    return counters.viewer_ended(format!(
                         "closed by the server: {}",
                         String::from_utf8_lossy(payload.get(2..).unwrap_or_default())
-                    );
-                    break 'read;
+                    ))
                 }
                 _ => {}
             }
         }
+        if permit.is_none() {
+            break;
+        }
         match frames.fill(&mut stream).await {
-            Ok(0) => break,
+            Ok(0) => return counters.viewer_ended("connection ended".to_owned()),
             Ok(_) => {}
-            Err(e) => {
-                reason = e.to_string();
-                break;
-            }
+            Err(e) => return counters.viewer_ended(e.to_string()),
         }
     }
-    counters.ended.fetch_add(1, Relaxed);
-    let mut reasons = counters.close_reasons.lock().expect("close reasons");
-    if reasons.len() < 5 {
-        reasons.push(reason);
+    let handed = stream
+        .into_std()
+        .and_then(|socket| audience.add(socket, frames.into_pending(), latency));
+    if let Err(e) = handed {
+        counters.viewer_ended(format!("cannot watch the socket: {e}"));
     }
 }
 
@@ -913,9 +956,15 @@ struct Step {
     client_cpu_pct: f64,
     other_cpu_pct: Option<f64>,
     bytes_per_delivery: f64,
+    /// Text frames the viewers received per second in the window.
+    frames_per_sec: f64,
     viewers_lost: usize,
     publisher_errors: u64,
     loadavg: String,
+    /// Set when the client's counts disagree with what was sent (a counting bug, not a
+    /// server's fault): more danmaku counted than sent × viewers, or latency samples other
+    /// than sent × sampling viewers.
+    count_mismatch: Option<String>,
     valid: bool,
 }
 
@@ -946,6 +995,7 @@ async fn run_step(
     index: usize,
     offered: f64,
     viewers: usize,
+    latency_viewers: usize,
     args: &Args,
     publishers: &mut [Publisher],
     counters: &Arc<Counters>,
@@ -978,6 +1028,7 @@ async fn run_step(
     let machine_before = probe::machine_busy_ticks();
     let danmaku_before = counters.danmaku.load(Relaxed);
     let bytes_before = counters.bytes.load(Relaxed);
+    let frames_before = counters.frames.load(Relaxed);
     let started = Instant::now();
     let (sent, failed) = offer(publishers, per_sec, Duration::from_secs(args.secs), tag).await;
     if let Some(e) = &failed {
@@ -990,6 +1041,7 @@ async fn run_step(
     let machine_after = probe::machine_busy_ticks();
     let delivered = counters.danmaku.load(Relaxed) - danmaku_before;
     let bytes = counters.bytes.load(Relaxed) - bytes_before;
+    let frames = counters.frames.load(Relaxed) - frames_before;
     // Let the window's danmaku arrive: each goes to the viewers of its publisher's room.
     let expected = sent * (viewers / publishers.len()) as u64;
     let drain_until = Instant::now() + DRAIN_LIMIT;
@@ -1019,8 +1071,27 @@ async fn run_step(
     };
     let client_cpu_pct = ticks_to_pct(client_ticks);
     let viewers_lost = counters.ended.load(Relaxed) - lost_before;
-    let valid =
-        failed.is_none() && measured == expected && viewers_lost == 0 && client_cpu_pct < 90.0;
+    let expected_samples = sent / publishers.len() as u64 * latency_viewers as u64;
+    let count_mismatch = if measured > expected {
+        Some(format!(
+            "counted {measured} deliveries of the window's danmaku, more than the {expected} sent"
+        ))
+    } else if measured == expected && samples.len() as u64 != expected_samples {
+        Some(format!(
+            "{} latency samples for {expected_samples} deliveries to the sampling viewers",
+            samples.len()
+        ))
+    } else {
+        None
+    };
+    if let Some(mismatch) = &count_mismatch {
+        println!("#   !!! COUNTING IS WRONG, THE STEP IS NOT VALID: {mismatch}");
+    }
+    let valid = failed.is_none()
+        && measured == expected
+        && count_mismatch.is_none()
+        && viewers_lost == 0
+        && client_cpu_pct < 90.0;
     Ok(Step {
         offered,
         danmaku_per_sec: sent as f64 / window,
@@ -1037,6 +1108,7 @@ async fn run_step(
             .map(|t| t as f64 / hz * 1e6 / delivered as f64),
         client_cpu_pct,
         other_cpu_pct,
+        frames_per_sec: frames as f64 / window,
         bytes_per_delivery: if delivered > 0 {
             bytes as f64 / delivered as f64
         } else {
@@ -1044,6 +1116,7 @@ async fn run_step(
         },
         viewers_lost,
         publisher_errors: counters.publisher_errors.load(Relaxed) - errors_before,
+        count_mismatch,
         loadavg,
         valid,
     })
@@ -1071,6 +1144,8 @@ struct Bench {
     /// One per room, each sending into its own room.
     publishers: Vec<Publisher>,
     viewers: usize,
+    /// How many of the viewers take latency samples.
+    latency_viewers: usize,
     kb_per_connection: Option<f64>,
     /// The highest offered rate that was valid with p99 within the limit.
     knee: Option<f64>,
@@ -1157,15 +1232,26 @@ async fn prepare(
     let rss_before = server_pid.as_deref().and_then(probe::rss_kb);
     let gate = Arc::new(Semaphore::new(args.connect_parallel.max(1)));
     let every = (n / args.latency_viewers.clamp(1, n)).max(1);
+    // Chosen by position before anything is sent, never by how a viewer is doing.
+    let samples_latency =
+        |i: usize| args.latency_viewers > 0 && i % every == 0 && i / every < args.latency_viewers;
+    let latency_viewers = (0..n).filter(|&i| samples_latency(i)).count();
+    println!(
+        "# latency: every danmaku at {latency_viewers} of the {n} viewers (every {every}th in \
+         connection order, chosen before the run); the others count every danmaku and byte"
+    );
+    let audience = audience::Audience::new().map_err(|e| format!("an epoll set: {e}"))?;
+    tokio::spawn(audience.clone().read(counters.clone()));
     let joining = Instant::now();
     for (i, token) in tokens.into_iter().enumerate() {
         tokio::spawn(viewer(
             target.addr,
             token,
             room_ids[i % room_ids.len()],
-            args.latency_viewers > 0 && i % every == 0 && i / every < args.latency_viewers,
+            samples_latency(i),
             counters.clone(),
             gate.clone(),
+            audience.clone(),
         ));
     }
     loop {
@@ -1216,6 +1302,7 @@ async fn prepare(
         counters,
         publishers,
         viewers: n,
+        latency_viewers,
         kb_per_connection,
         knee: None,
         low_rate_us: None,
@@ -1232,6 +1319,7 @@ impl Bench {
             index,
             offered,
             self.viewers,
+            self.latency_viewers,
             args,
             &mut self.publishers,
             &self.counters,
@@ -1265,6 +1353,9 @@ impl Bench {
                 if step.client_cpu_pct >= 90.0 {
                     why.push("client ≥ 90 %".to_owned());
                 }
+                if step.count_mismatch.is_some() {
+                    why.push("client miscounted".to_owned());
+                }
                 format!("no ({})", why.join(", "))
             }
         };
@@ -1284,6 +1375,16 @@ impl Bench {
             opt(step.other_cpu_pct, 0),
             verdict
         );
+        if step.frames_per_sec > 0.0 {
+            println!(
+                "#   client: {:.0} frames/s to the viewers ({:.1} danmaku each), {:.2} µs of client \
+                 CPU per frame, {:.0} % per 1 M deliveries/s",
+                step.frames_per_sec,
+                step.deliveries_per_sec / step.frames_per_sec,
+                step.client_cpu_pct * 1e4 / step.frames_per_sec,
+                step.client_cpu_pct / (step.deliveries_per_sec / 1e6)
+            );
+        }
         if step.publisher_errors > 0 {
             println!(
                 "#   the publisher got {} error(s); last: {}",
@@ -1308,7 +1409,12 @@ impl Bench {
                     "server_us_per_delivery": step.server_us_per_delivery,
                     "kb_per_connection": self.kb_per_connection,
                     "client_cpu_pct": step.client_cpu_pct, "other_cpu_pct": step.other_cpu_pct,
+                    "client_cpu_pct_per_million": step.client_cpu_pct
+                        / (step.deliveries_per_sec / 1e6),
+                    "count_mismatch": step.count_mismatch,
                     "bytes_per_delivery": step.bytes_per_delivery,
+                    "frames_per_sec": step.frames_per_sec,
+                    "client_us_per_frame": step.client_cpu_pct * 1e4 / step.frames_per_sec,
                     "viewers_lost": step.viewers_lost,
                     "publisher_errors": step.publisher_errors, "loadavg": step.loadavg,
                     "valid": step.valid, "machine_busy": busy}),

@@ -7,6 +7,8 @@
 # `run.sh --sweep [ARGS]` runs "Fan-out: how cost grows" instead: `fanout --sweep` (one room of
 # 100 to 15,000 viewers and 500 rooms × 20, both servers, 25 deliveries/s per viewer), its table
 # in target/fanout/sweep.md and its charts in docs/bench/.
+# `run.sh --floor [ARGS]` runs "The kernel's floor" instead: `fanout --floor` (one thread writing
+# one frame per socket, no server) at N = 1,000 and 10,000, tables in target/fanout/floor-N.md.
 # Run it on a quiet machine: the figures mean nothing while other work shares the cores.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,6 +18,16 @@ cargo build --release --features bench --bin fanout
 (cd benches/peer && npm install --no-audit --no-fund --silent)
 out=target/fanout
 mkdir -p "$out"
+if [ "${1:-}" = --floor ]; then
+  shift
+  for viewers in ${VIEWERS:-1000 10000}; do
+    echo "== floor, $viewers connections; $(date -u +%FT%TZ); commit $(git rev-parse --short HEAD); $(uptime)" \
+      | tee "$out/floor-$viewers.md"
+    target/release/fanout --floor --boost --viewers "$viewers" --json "$out/results.jsonl" "$@" \
+      | tee -a "$out/floor-$viewers.md"
+  done
+  exit
+fi
 if [ "${1:-}" = --sweep ]; then
   shift
   echo "== sweep; $(date -u +%FT%TZ); commit $(git rev-parse --short HEAD); $(uptime)" | tee "$out/sweep.md"

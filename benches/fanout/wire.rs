@@ -1,7 +1,8 @@
 //! Just enough HTTP/1.1 and WebSocket (RFC 6455) client for the load generator, on plain tokio
-//! sockets. A general client (tungstenite) validates and copies every message; here a viewer
-//! reads its socket into one small buffer and looks at each frame in place, so the client's
-//! cost per delivery stays well below the server's.
+//! sockets. A general client (tungstenite) validates and copies every message; here received
+//! bytes are cut into frames in place (`FrameBuffer` while connecting, `frame_head` for the
+//! joined viewers' shared buffer), so the client's cost per delivery stays well below the
+//! server's.
 
 use std::io;
 use std::net::SocketAddr;
@@ -186,41 +187,24 @@ impl FrameBuffer {
         &self.buf[range]
     }
 
-    /// The next complete frame already in the buffer, if any. Server frames are never masked.
+    /// The next complete frame already in the buffer, if any.
     pub fn next_frame(&mut self) -> io::Result<Option<FrameAt>> {
-        let data = self.pending();
-        if data.len() < 2 {
-            return Ok(None);
-        }
-        if data[1] & 0x80 != 0 {
-            return Err(other("the server sent a masked frame"));
-        }
-        let (len, header) = match data[1] & 0x7f {
-            126 if data.len() >= 4 => (u16::from_be_bytes([data[2], data[3]]) as usize, 4),
-            127 if data.len() >= 10 => {
-                let mut eight = [0u8; 8];
-                eight.copy_from_slice(&data[2..10]);
-                (u64::from_be_bytes(eight) as usize, 10)
+        let head = match frame_head(self.pending())? {
+            Head::Complete(head) => head,
+            Head::Partial { needs } => {
+                // Make room for the whole frame.
+                if needs > self.buf.len() - self.start {
+                    self.compact(needs);
+                }
+                return Ok(None);
             }
-            126 | 127 => return Ok(None),
-            n => (n as usize, 2),
         };
-        if len > 64 * 1024 * 1024 {
-            return Err(other("a frame of more than 64 MiB"));
-        }
-        if data.len() < header + len {
-            // Make room for the whole frame.
-            if header + len > self.buf.len() - self.start {
-                self.compact(header + len);
-            }
-            return Ok(None);
-        }
         let frame = FrameAt {
-            opcode: data[0] & 0x0f,
-            fin: data[0] & 0x80 != 0,
-            payload: self.start + header..self.start + header + len,
+            opcode: head.opcode,
+            fin: head.fin,
+            payload: self.start + head.payload.start..self.start + head.payload.end,
         };
-        self.start += header + len;
+        self.start += head.payload.end;
         if self.start == self.end {
             // Everything looked at: the next read starts at the front again. The frame's bytes
             // stay where they are until that read.
@@ -228,6 +212,13 @@ impl FrameBuffer {
             self.end = 0;
         }
         Ok(Some(frame))
+    }
+
+    /// The bytes read but not yet looked at (the start of a frame, if any).
+    pub fn into_pending(mut self) -> Vec<u8> {
+        self.buf.truncate(self.end);
+        self.buf.drain(..self.start);
+        self.buf
     }
 
     /// Moves the unread bytes to the front and makes sure `room` bytes fit.
@@ -250,6 +241,48 @@ impl FrameBuffer {
         self.end += n;
         Ok(n)
     }
+}
+
+/// What the front of some received bytes holds.
+pub enum Head {
+    /// A whole frame; its payload range is relative to the bytes looked at.
+    Complete(FrameAt),
+    /// The start of a frame, which `needs` bytes in all (a guess while its length is not in).
+    Partial { needs: usize },
+}
+
+/// The frame at the front of `data`. Server frames are never masked.
+pub fn frame_head(data: &[u8]) -> io::Result<Head> {
+    if data.len() < 2 {
+        return Ok(Head::Partial { needs: 2 });
+    }
+    if data[1] & 0x80 != 0 {
+        return Err(other("the server sent a masked frame"));
+    }
+    let (len, header) = match data[1] & 0x7f {
+        126 if data.len() >= 4 => (u16::from_be_bytes([data[2], data[3]]) as usize, 4),
+        127 if data.len() >= 10 => {
+            let mut eight = [0u8; 8];
+            eight.copy_from_slice(&data[2..10]);
+            (u64::from_be_bytes(eight) as usize, 10)
+        }
+        126 => return Ok(Head::Partial { needs: 4 }),
+        127 => return Ok(Head::Partial { needs: 10 }),
+        n => (n as usize, 2),
+    };
+    if len > 64 * 1024 * 1024 {
+        return Err(other("a frame of more than 64 MiB"));
+    }
+    if data.len() < header + len {
+        return Ok(Head::Partial {
+            needs: header + len,
+        });
+    }
+    Ok(Head::Complete(FrameAt {
+        opcode: data[0] & 0x0f,
+        fin: data[0] & 0x80 != 0,
+        payload: header..header + len,
+    }))
 }
 
 /// The messages of one text frame: the frame itself when it holds one object, each element
