@@ -9,7 +9,7 @@
 # benches/http/first_load.py loads a room page as a browser with an empty cache would.
 # Needs wrk (Debian: `apt-get install wrk`), curl and python3. DURATION (10s), THREADS (1) and
 # CONNECTIONS (64) set wrk's options; SERVER_CONFIG names a config file for the server (default:
-# ./roommanager.toml, whose log level `info` writes a line per request). Run it on a quiet machine.
+# ./roommanager.toml, whose log level `info` leaves the access log out). Run it on a quiet machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v wrk >/dev/null || { echo "wrk is missing (Debian: apt-get install wrk)" >&2; exit 1; }

@@ -175,7 +175,12 @@ async fn the_setup_link_creates_the_first_admin_once() {
 
     // With an admin, a restart logs no link.
     stop(process).await;
-    let mut restarted = Process::serve(data.path(), "");
+    // The access log is at `debug`: asked for as roommanager.toml says.
+    let mut restarted = Process::serve_with_env(
+        data.path(),
+        "",
+        &[("RUST_LOG", Some("info,roommanager::web=debug".as_ref()))],
+    );
     send(reqwest::Client::new().get(format!("{}/healthz", restarted.base)))
         .await
         .expect(StatusCode::OK);
