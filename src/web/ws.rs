@@ -161,15 +161,20 @@ impl Outgoing {
         }
     }
 
-    /// Waits for the next batch unless one is being written, then writes it. Either wait may be
-    /// given up at any point and taken up again. A batch is written in the same wake-up that
-    /// took it: a lone danmaku to a viewer costs one pass through the connection's `select!`
-    /// rather than two.
-    async fn step(&mut self) -> std::io::Result<()> {
-        if !self.socket.is_writing() {
-            self.next().await;
+    /// Waits for batches and writes them, one after the other, until the socket fails. It may
+    /// be given up at any point (for a message from the client, a close) and taken up again
+    /// where it stopped. It does not end after a batch: the connection's `select!` stays the
+    /// same across deliveries, so a lone danmaku costs one pass over its branches, not the pass
+    /// that finishes a batch and another that sets the waits up again.
+    async fn send(&mut self) -> std::io::Error {
+        loop {
+            if !self.socket.is_writing() {
+                self.next().await;
+            }
+            if let Err(e) = self.socket.flush().await {
+                return e;
+            }
         }
-        self.socket.flush().await
     }
 
     /// Waits for frames or the time of a ping and hands them to the socket. The batch lives
@@ -221,12 +226,9 @@ impl Session {
             let message = tokio::select! {
                 biased;
                 () = closing.as_mut() => return true,
-                written = out.step() => {
-                    if written.is_err() {
-                        self.link.close("write_failed");
-                        return false;
-                    }
-                    continue;
+                _ = out.send() => {
+                    self.link.close("write_failed");
+                    return false;
                 }
                 Ok(()) = ip_bans.changed(), if guest => {
                     Box::pin(self.leave_if_ip_banned()).await;
