@@ -17,6 +17,7 @@ use super::accepts_gzip;
 use super::error::{respond, ApiError};
 use super::hex;
 use super::path::ApiPath;
+use super::ranged::none_match;
 use crate::gzip::{gzip, Compression};
 
 #[derive(RustEmbed)]
@@ -51,14 +52,7 @@ pub async fn asset(ApiPath(path): ApiPath<String>, uri: Uri, headers: HeaderMap)
         HeaderValue::from_str(&etag).expect("a quoted hex string is a valid header value");
     let cache = HeaderValue::from_static(CACHE_CONTROL);
     let vary = HeaderValue::from_static("accept-encoding");
-    let unchanged = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|tag| tag.trim() == etag || tag.trim() == "*")
-        });
-    if unchanged {
+    if none_match(&headers, &etag) {
         return (
             StatusCode::NOT_MODIFIED,
             [

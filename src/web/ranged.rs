@@ -97,7 +97,7 @@ pub async fn serve_ranged(
 }
 
 /// Whether `If-None-Match` names `etag` (quoted), or is `*` (weak comparison, RFC 9110 §13.1.2).
-fn none_match(headers: &HeaderMap, etag: &str) -> bool {
+pub(super) fn none_match(headers: &HeaderMap, etag: &str) -> bool {
     headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
