@@ -17,6 +17,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
+use roommanager::server::websocket::text_frame;
 use serde_json::json;
 
 use super::{append_json, epoll, probe, Args};
@@ -24,12 +26,10 @@ use super::{append_json, epoll, probe, Args};
 /// Rounds written before each phase's measured ones, so the sockets' buffers have grown.
 const WARMUP_ROUNDS: u64 = 2;
 
-/// The frame every socket gets: a danmaku shaped like RoomManager's, header included.
-fn danmaku_frame() -> Vec<u8> {
-    let payload = br#"{"type":"danmaku","id":4321,"user_id":2,"nickname":"fanpub","is_host":false,"text":"A t=123456789012 s=4321 fan-out benchmark danmaku","offset_ms":1004321}"#;
-    let mut frame = vec![0x81, payload.len() as u8];
-    frame.extend_from_slice(payload);
-    frame
+/// The frame every socket gets: a danmaku shaped like RoomManager's, framed by the server's own
+/// code.
+fn danmaku_frame() -> Bytes {
+    text_frame(br#"{"type":"danmaku","id":4321,"user_id":2,"nickname":"fanpub","is_host":false,"text":"A t=123456789012 s=4321 fan-out benchmark danmaku","offset_ms":1004321}"#)
 }
 
 /// One phase's figures.
